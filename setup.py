@@ -1,0 +1,33 @@
+"""Install track; `twisted/plugins/track_plugin.py` makes `twistd track` work."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+version = re.search(r'__version__ = "([^"]+)"', Path("track/__init__.py").read_text()).group(1)
+
+setup(
+    name="track",
+    version=version,
+    description="HTTP event collector that answers 201 only after the event is committed to MySQL",
+    long_description=Path("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    # twisted.plugins is a namespace directory here: it must never get an
+    # __init__.py of ours, or it would shadow Twisted's own plugins.
+    packages=find_packages(include=["track", "track.*"]) + ["twisted.plugins"],
+    include_package_data=False,
+    install_requires=[
+        "Twisted>=23.10.0",
+        "klein>=23.5.0",
+        "PyMySQL>=1.1.0",
+    ],
+    extras_require={
+        "test": [
+            "treq>=23.11.0",
+            "hypothesis>=6.90.0",
+        ],
+    },
+    zip_safe=False,
+)

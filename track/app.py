@@ -1,0 +1,131 @@
+"""The HTTP API: the original's four POST endpoints, and every error as JSON.
+
+Each request is parsed and validated on the reactor thread, handed to the
+batcher, and answered 201 only when the batcher reports its row committed.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any, Mapping, Sequence
+
+from klein import Klein
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from track.batcher import Batcher, Overloaded, RowRejected
+from track.body import BodyError, read_fields
+from track.clientip import Network, client_ip
+from track.events import EVENT_TYPES, EventType, InvalidEvent, parse_event
+from track.logs import Logger
+from track.store import Unavailable
+
+log = Logger(namespace="track.app")
+
+API_PREFIX = "/api/1.0/track"
+RETRY_AFTER_SECONDS = 1
+_KINDS = ",".join(EVENT_TYPES)
+
+
+def json_error(request: IRequest, code: int, payload: Mapping[str, Any]) -> bytes:
+    """Every error track sends: JSON, never HTML, never a traceback."""
+    body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    request.setResponseCode(code)
+    request.setHeader(b"Content-Type", b"application/json")
+    request.setHeader(b"Content-Length", b"%d" % len(body))
+    return body
+
+
+def unavailable(request: IRequest, reason: str) -> bytes:
+    """503 + Retry-After: nothing was stored, so retrying is safe."""
+    request.setHeader(b"Retry-After", str(RETRY_AFTER_SECONDS).encode())
+    return json_error(request, 503, {"error": reason, "retry_after": RETRY_AFTER_SECONDS})
+
+
+class TrackApp:
+    """Klein routes bound to one batcher and one set of field tables."""
+
+    app = Klein()
+
+    def __init__(
+        self,
+        batcher: Batcher,
+        clock: IReactorTime,
+        event_types: Mapping[str, EventType] = EVENT_TYPES,
+        trusted_proxies: Sequence[Network] = (),
+    ) -> None:
+        self.batcher = batcher
+        self.clock = clock
+        self.event_types = dict(event_types)
+        self.trusted_proxies = tuple(trusted_proxies)
+
+    def resource(self) -> Any:
+        return self.app.resource()
+
+    def _remote_ip(self, request: IRequest) -> str:
+        peer = getattr(request.getClientAddress(), "host", None)
+        return client_ip(peer, request.getHeader(b"x-forwarded-for"), self.trusted_proxies)
+
+    @app.route(f"{API_PREFIX}/<any({_KINDS}):kind>/", methods=["POST"], strict_slashes=False)
+    def track(self, request: IRequest, kind: str) -> Any:
+        event = self.event_types[kind]
+        try:
+            fields = read_fields(
+                request.getHeader(b"content-type"),
+                request.content.read(),
+                request.uri.partition(b"?")[2],
+            )
+            created = datetime.fromtimestamp(self.clock.seconds(), timezone.utc).replace(
+                tzinfo=None
+            )
+            row = parse_event(event, fields, self._remote_ip(request), created)
+            d = self.batcher.submit(event, row)
+        except InvalidEvent as e:
+            return json_error(request, 400, {"error": "invalid event", "fields": e.fields})
+        except BodyError as e:
+            return json_error(request, e.code, {"error": e.message, **e.extra})
+        except Overloaded:
+            return unavailable(request, "too many events are waiting to be stored")
+        d.addCallbacks(self._created, self._not_stored, (request,), None, (request,))
+        return d
+
+    @staticmethod
+    def _created(_: None, request: IRequest) -> bytes:
+        request.setResponseCode(201)
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        request.setHeader(b"Content-Length", b"0")
+        return b""
+
+    @staticmethod
+    def _not_stored(failure: Failure, request: IRequest) -> bytes | Failure:
+        if failure.check(RowRejected):
+            error = failure.value.error  # type: ignore[union-attr]
+            return json_error(
+                request, 400, {"error": "invalid event", "fields": {error.column: error.reason}}
+            )
+        if failure.check(Unavailable):
+            return unavailable(request, "the database cannot take events right now")
+        return failure
+
+    @app.handle_errors(NotFound)
+    def not_found(self, request: IRequest, failure: Failure) -> bytes:
+        return json_error(
+            request,
+            404,
+            {"error": "not found", "endpoints": [f"{API_PREFIX}/{k}/" for k in self.event_types]},
+        )
+
+    @app.handle_errors(MethodNotAllowed)
+    def method_not_allowed(self, request: IRequest, failure: Failure) -> bytes:
+        allowed = ", ".join(failure.value.valid_methods or ["POST"])  # type: ignore[union-attr]
+        request.setHeader(b"Allow", allowed.encode())
+        return json_error(request, 405, {"error": "method not allowed", "allow": allowed})
+
+    @app.handle_errors
+    def internal_error(self, request: IRequest, failure: Failure) -> bytes:
+        log.failure("unexpected error answering {uri}", failure, uri=request.uri)
+        return json_error(request, 500, {"error": "internal error"})

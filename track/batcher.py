@@ -1,0 +1,149 @@
+"""Group commit: rows wait in per-table buffers and go out as one INSERT.
+
+A buffer is flushed when it holds `batch_size` rows or when its oldest row
+has waited `flush_interval` seconds.  Each submitted row gets a Deferred that
+fires only when its batch has committed, so the HTTP layer can answer 201
+with the row safely stored.  Everything here runs on the reactor thread;
+the pool threads only ever see the list handed to them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.python.failure import Failure
+
+from track.dialects import RowError
+from track.events import EventType
+from track.store import Unavailable
+
+Row = tuple[Any, ...]
+InsertFn = Callable[[EventType, Sequence[Row]], "Deferred[list[RowError | None] | None]"]
+
+DEFAULT_BATCH_SIZE = 500
+DEFAULT_FLUSH_INTERVAL = 0.002  # seconds
+DEFAULT_MAX_PENDING = 10_000
+
+
+class Overloaded(Exception):
+    """Too many events are waiting for the database; the client should retry."""
+
+
+class RowRejected(Exception):
+    """The database refused this event's value in `column`."""
+
+    def __init__(self, error: RowError) -> None:
+        super().__init__(f"{error.column}: {error.reason}")
+        self.error = error
+
+
+@dataclass
+class _Buffer:
+    rows: list[Row] = field(default_factory=list)
+    waiters: list[Deferred[None]] = field(default_factory=list)
+    timer: IDelayedCall | None = None
+
+
+class Batcher:
+    """Per-table buffers in front of an insert function."""
+
+    def __init__(
+        self,
+        insert: InsertFn,
+        clock: IReactorTime,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        max_pending: int = DEFAULT_MAX_PENDING,
+    ) -> None:
+        self._insert = insert
+        self._clock = clock
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.max_pending = max_pending
+        self.pending = 0  # buffered plus being written
+        self._buffers: dict[str, tuple[EventType, _Buffer]] = {}
+        self._in_flight = 0
+        self._idle: list[Deferred[None]] = []
+        self._draining = False
+
+    def submit(self, event: EventType, row: Row) -> Deferred[None]:
+        """Queue one row; the Deferred fires once it is committed.
+
+        Raises Overloaded at once when `max_pending` rows are already waiting,
+        so memory stays bounded and the client hears "retry" immediately.
+        """
+        if self.pending >= self.max_pending:
+            raise Overloaded()
+        entry = self._buffers.get(event.table)
+        if entry is None:
+            entry = self._buffers[event.table] = (event, _Buffer())
+        buf = entry[1]
+        d: Deferred[None] = Deferred()
+        buf.rows.append(row)
+        buf.waiters.append(d)
+        self.pending += 1
+        if len(buf.rows) >= self.batch_size or self._draining:
+            self._flush(event, buf)
+        elif buf.timer is None:
+            buf.timer = self._clock.callLater(self.flush_interval, self._flush, event, buf)
+        return d
+
+    def _flush(self, event: EventType, buf: _Buffer) -> None:
+        if buf.timer is not None:
+            if buf.timer.active():
+                buf.timer.cancel()
+            buf.timer = None
+        if not buf.rows:
+            return
+        rows, waiters = buf.rows, buf.waiters
+        buf.rows, buf.waiters = [], []
+        self._in_flight += 1
+        d = self._insert(event, rows)
+        d.addCallbacks(
+            self._committed, self._failed, callbackArgs=(waiters,), errbackArgs=(waiters,)
+        )
+        d.addBoth(self._done, len(rows))
+
+    @staticmethod
+    def _committed(outcome: list[RowError | None] | None, waiters: list[Deferred[None]]) -> None:
+        for i, w in enumerate(waiters):
+            if w.called:  # the client went away; its row is stored all the same
+                continue
+            error = outcome[i] if outcome is not None else None
+            if error is None:
+                w.callback(None)
+            else:
+                w.errback(RowRejected(error))
+
+    @staticmethod
+    def _failed(failure: Failure, waiters: list[Deferred[None]]) -> None:
+        reason = failure.value if failure.check(Unavailable) else Unavailable(str(failure.value))
+        for w in waiters:
+            if not w.called:
+                w.errback(reason)
+
+    def _done(self, _: object, count: int) -> None:
+        self.pending -= count
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            idle, self._idle = self._idle, []
+            for d in idle:
+                d.callback(None)
+
+    def flush(self) -> Deferred[None]:
+        """Send every buffer now; fires when nothing is being written."""
+        for event, buf in list(self._buffers.values()):
+            self._flush(event, buf)
+        if self._in_flight == 0:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._idle.append(d)
+        return d
+
+    def drain(self) -> Deferred[None]:
+        """For shutdown: from now on every row is sent at once; wait for all."""
+        self._draining = True
+        return self.flush()

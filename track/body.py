@@ -1,0 +1,127 @@
+"""Turning a request body into a field mapping: forms and JSON, UTF-8 only.
+
+The result maps field names to str (form values, JSON strings), int, bool,
+None, JSONNumber (a JSON number with a fraction or exponent, kept as text),
+or a list/dict (which no field accepts).  Anything that cannot be read
+exactly is a BodyError carrying the status code the client should see.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from track.events import JSONNumber
+
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+_BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+_ESCAPE = re.compile(rb"%([0-9A-Fa-f]{2})")
+
+
+class BodyError(ValueError):
+    """The body cannot be read; `code` is 400 or 415."""
+
+    def __init__(self, code: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+def media_type(header: bytes | None) -> tuple[str, str | None]:
+    """('type/subtype', charset or None) from a Content-Type header."""
+    if not header:
+        return "", None
+    text = header.decode("latin-1")
+    kind, *params = text.split(";")
+    charset = None
+    for p in params:
+        name, _, value = p.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"').lower()
+    return kind.strip().lower(), charset
+
+
+def read_fields(content_type: bytes | None, body: bytes, query: bytes = b"") -> dict[str, Any]:
+    """Fields from the query string and the body, which may not repeat a name."""
+    kind, charset = media_type(content_type)
+    if charset is not None and charset not in ("utf-8", "utf8"):
+        raise BodyError(415, f"unsupported charset {charset!r}: only UTF-8 is accepted")
+    fields = parse_form(query, "query string") if query else {}
+    if kind == JSON or kind.endswith("+json"):
+        more = parse_json(body)
+    elif kind in (FORM, "") or not body:
+        # No Content-Type at all is read as a form, as old clients send it.
+        more = parse_form(body, "body") if body else {}
+    else:
+        raise BodyError(
+            415,
+            f"unsupported Content-Type {kind!r}: send {FORM} or {JSON}",
+        )
+    for name, value in more.items():
+        if name in fields:
+            raise BodyError(400, "invalid event", fields={name: "given more than once"})
+        fields[name] = value
+    return fields
+
+
+def _unquote(raw: bytes) -> bytes:
+    return _ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), raw.replace(b"+", b" "))
+
+
+def parse_form(data: bytes, where: str) -> dict[str, str]:
+    """application/x-www-form-urlencoded, strictly: bad escapes, bad UTF-8 and
+    repeated names are errors rather than guesses."""
+    fields: dict[str, str] = {}
+    for pair in data.split(b"&"):
+        if not pair:
+            continue
+        if _BAD_ESCAPE.search(pair):
+            raise BodyError(400, f"malformed percent-escape in the {where}")
+        raw_name, _, raw_value = pair.partition(b"=")
+        try:
+            name = _unquote(raw_name).decode("utf-8")
+            value = _unquote(raw_value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise BodyError(400, f"the {where} is not valid UTF-8") from None
+        if name in fields:
+            raise BodyError(400, "invalid event", fields={name: "given more than once"})
+        fields[name] = value
+    return fields
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in result:
+            raise BodyError(400, "invalid event", fields={name: "given more than once"})
+        result[name] = value
+    return result
+
+
+def parse_json(data: bytes) -> dict[str, Any]:
+    """One JSON object, UTF-8, with numbers kept exact and NaN refused."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BodyError(400, "the body is not valid UTF-8") from None
+    try:
+        value = json.loads(
+            text,
+            parse_float=JSONNumber,
+            parse_constant=_reject_constant,
+            object_pairs_hook=_reject_duplicates,
+        )
+    except BodyError:
+        raise
+    except (ValueError, RecursionError) as e:
+        raise BodyError(400, f"malformed JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise BodyError(400, "the JSON body must be one object of event fields")
+    return value

@@ -1,0 +1,260 @@
+"""What differs between MySQL/MariaDB (pymysql) and the embedded SQLite.
+
+Each dialect knows how to open a connection, how to spell column types and
+placeholders, which errors belong to one row (a client's value the database
+refused) and which mean the database cannot take writes at all.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from track.dsn import DSN
+from track.schema import Column
+
+# Session settings for every MySQL connection: refuse bad data instead of
+# truncating it, and read/write TIMESTAMP columns in UTC.
+MYSQL_SESSION_INIT = (
+    "SET SESSION sql_mode='STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,"
+    "ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION', time_zone='+00:00'"
+)
+CONNECT_TIMEOUT = 5
+IO_TIMEOUT = 30
+
+# MySQL errors caused by one row's values: the other rows of a batch are fine.
+_MYSQL_ROW_ERRORS = {
+    1048: "must not be null",
+    1062: "duplicates an existing event",
+    1263: "must not be null",
+    1264: "is out of range for the database column",
+    1265: "does not fit the database column",
+    1292: "is not a valid value for the database column",
+    1364: "is required by the database",
+    1366: "contains characters the database column cannot store",
+    1367: "is not a valid value for the database column",
+    1406: "is too long for the database column",
+    4025: "violates a database constraint",
+}
+# Errors after which the same transaction may simply be tried again.
+_MYSQL_RETRYABLE = {1205, 1213}  # lock wait timeout, deadlock
+_COLUMN_IN_MESSAGE = re.compile(r"column [`'\"]?(?:[^`'\".\s]+[`'\"]?\.[`'\"]?)*([^`'\".\s]+)")
+
+
+@dataclass(frozen=True)
+class RowError:
+    """Why the database refused one row, as the client will see it."""
+
+    column: str
+    reason: str
+
+
+class Dialect(Protocol):
+    name: str
+    placeholder: str
+    driver: str
+
+    def pool_args(self) -> tuple[tuple[Any, ...], dict[str, Any]]: ...
+    def connect(self) -> Any: ...
+    def row_error(self, exc: BaseException) -> RowError | None: ...
+    def retryable(self, exc: BaseException) -> bool: ...
+    def column_ddl(self, column: Column) -> str: ...
+    def table_options(self) -> str: ...
+    def quote(self, name: str) -> str: ...
+    def table_exists(self, cursor: Any, table: str) -> bool: ...
+    def string_columns(self, cursor: Any, table: str) -> dict[str, tuple[int, bool]]: ...
+    def lock(self, cursor: Any) -> None: ...
+    def unlock(self, cursor: Any) -> None: ...
+
+
+class MySQLDialect:
+    name = "mysql"
+    placeholder = "%s"
+    driver = "pymysql"
+
+    def __init__(self, dsn: DSN) -> None:
+        self.dsn = dsn
+
+    def _connect_kwargs(self) -> dict[str, Any]:
+        d = self.dsn
+        kw: dict[str, Any] = dict(
+            user=d.user,
+            password=d.password,
+            database=d.database,
+            charset="utf8mb4",
+            autocommit=False,
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=IO_TIMEOUT,
+            write_timeout=IO_TIMEOUT,
+            init_command=MYSQL_SESSION_INIT,
+        )
+        if d.unix_socket:
+            kw["unix_socket"] = d.unix_socket
+        else:
+            kw.update(host=d.host, port=d.port)
+        return kw
+
+    def pool_args(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return (self.driver,), self._connect_kwargs()
+
+    def connect(self) -> Any:
+        import pymysql
+
+        return pymysql.connect(**self._connect_kwargs())
+
+    def row_error(self, exc: BaseException) -> RowError | None:
+        code = _mysql_code(exc)
+        if code not in _MYSQL_ROW_ERRORS:
+            return None
+        message = str(exc.args[1]) if len(exc.args) > 1 else ""
+        m = _COLUMN_IN_MESSAGE.search(message) or re.search(
+            r"key '(?:[^'.]*\.)?([^']+)'", message
+        )
+        return RowError(m.group(1) if m else "", _MYSQL_ROW_ERRORS[code])
+
+    def retryable(self, exc: BaseException) -> bool:
+        return _mysql_code(exc) in _MYSQL_RETRYABLE
+
+    def column_ddl(self, column: Column) -> str:
+        if column.primary_key:
+            return f"`{column.name}` bigint unsigned NOT NULL AUTO_INCREMENT PRIMARY KEY"
+        return f"`{column.name}` {column.type}{_null_default(column)}"
+
+    def table_options(self) -> str:
+        return " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci"
+
+    def quote(self, name: str) -> str:
+        return f"`{name}`"
+
+    def table_exists(self, cursor: Any, table: str) -> bool:
+        cursor.execute(
+            "SELECT 1 FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+            (table,),
+        )
+        return cursor.fetchone() is not None
+
+    def string_columns(self, cursor: Any, table: str) -> dict[str, tuple[int, bool]]:
+        """Column -> (length in characters, holds 4-byte UTF-8) for text columns."""
+        cursor.execute(
+            "SELECT COLUMN_NAME, CHARACTER_MAXIMUM_LENGTH, CHARACTER_SET_NAME "
+            "FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s "
+            "AND CHARACTER_MAXIMUM_LENGTH IS NOT NULL",
+            (table,),
+        )
+        return {
+            name: (int(length), (charset or "").lower() not in ("utf8", "utf8mb3"))
+            for name, length, charset in cursor.fetchall()
+        }
+
+    def lock(self, cursor: Any) -> None:
+        # Two instances starting together must not migrate at the same time.
+        cursor.execute("SELECT GET_LOCK('track_schema_migration', 60)")
+        cursor.fetchall()
+
+    def unlock(self, cursor: Any) -> None:
+        cursor.execute("SELECT RELEASE_LOCK('track_schema_migration')")
+        cursor.fetchall()
+
+
+def _mysql_code(exc: BaseException) -> int | None:
+    import pymysql
+
+    if isinstance(exc, pymysql.err.MySQLError) and exc.args and isinstance(exc.args[0], int):
+        return exc.args[0]
+    return None
+
+
+_SQLITE_TYPES = {
+    "varchar": "TEXT",
+    "decimal": "TEXT",  # keeps the exact digits; a REAL would round
+    "timestamp": "TEXT",
+    "int": "INTEGER",
+    "tinyint": "INTEGER",
+}
+
+
+def _null_default(column: Column) -> str:
+    sql = " NULL" if column.nullable else " NOT NULL"
+    return sql + (f" DEFAULT {column.default}" if column.default is not None else "")
+
+
+def _adapt_datetime(value: datetime) -> str:
+    return value.isoformat(" ")
+
+
+sqlite3.register_adapter(Decimal, str)
+sqlite3.register_adapter(datetime, _adapt_datetime)
+
+
+class SQLiteDialect:
+    name = "sqlite"
+    placeholder = "?"
+    driver = "sqlite3"
+
+    def __init__(self, dsn: DSN) -> None:
+        self.path = dsn.path
+
+    @staticmethod
+    def _prepare(conn: sqlite3.Connection) -> None:
+        # WAL with synchronous=FULL: a committed event survives power loss.
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=5000")
+
+    def pool_args(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        # One writer thread: SQLite serialises writers anyway.
+        return (self.driver, self.path), dict(
+            check_same_thread=False,
+            cp_min=1,
+            cp_max=1,
+            cp_openfun=self._prepare,
+        )
+
+    def connect(self) -> Any:
+        conn = sqlite3.connect(self.path)
+        self._prepare(conn)
+        return conn
+
+    def row_error(self, exc: BaseException) -> RowError | None:
+        if not isinstance(exc, (sqlite3.IntegrityError, sqlite3.DataError)):
+            return None
+        m = re.search(r"\w+\.(\w+)", str(exc))
+        return RowError(m.group(1) if m else "", "was refused by the database")
+
+    def retryable(self, exc: BaseException) -> bool:
+        return False
+
+    def column_ddl(self, column: Column) -> str:
+        if column.primary_key:
+            return f'"{column.name}" INTEGER PRIMARY KEY AUTOINCREMENT'
+        base = column.type.split("(")[0]
+        return f'"{column.name}" {_SQLITE_TYPES[base]}{_null_default(column)}'
+
+    def table_options(self) -> str:
+        return ""
+
+    def quote(self, name: str) -> str:
+        return f'"{name}"'
+
+    def table_exists(self, cursor: Any, table: str) -> bool:
+        cursor.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (table,))
+        return cursor.fetchone() is not None
+
+    def string_columns(self, cursor: Any, table: str) -> dict[str, tuple[int, bool]]:
+        return {}  # SQLite does not limit text; the field tables do
+
+    def lock(self, cursor: Any) -> None:
+        pass
+
+    def unlock(self, cursor: Any) -> None:
+        pass
+
+
+def dialect_for(dsn: DSN) -> Dialect:
+    return MySQLDialect(dsn) if dsn.kind == "mysql" else SQLiteDialect(dsn)

@@ -1,0 +1,182 @@
+"""Data source names: the URL form, the original's Go form, and SQLite paths.
+
+Parsing is kept apart from connecting so that a bad DSN is a usage error
+before anything starts, and so that every message about a DSN can be
+produced from a value whose password is already masked.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Mapping
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+DEFAULT_SQLITE_PATH = "track.sqlite3"
+MYSQL_DEFAULT_PORT = 3306
+_MYSQL_SCHEMES = ("mysql", "mariadb", "mysql+pymysql")
+# A URL scheme, told apart from the Go form's "user:password@..." by the "//".
+_SCHEME = re.compile(r"^(?:(?i:sqlite)(?=:)|[A-Za-z][A-Za-z0-9+.-]*(?=://))")
+
+
+class DSNError(ValueError):
+    """A DSN that cannot be used; the message never contains the password."""
+
+
+@dataclass(frozen=True)
+class DSN:
+    """Where events are stored.  `kind` is "mysql" or "sqlite"."""
+
+    kind: str
+    database: str = ""
+    host: str = "127.0.0.1"
+    port: int = MYSQL_DEFAULT_PORT
+    user: str = ""
+    password: str = field(default="", repr=False)
+    unix_socket: str | None = None
+    path: str = ""
+    params: Mapping[str, str] = field(default_factory=dict)
+
+    def redacted(self) -> str:
+        """A printable form that never shows the password."""
+        if self.kind == "sqlite":
+            return ("sqlite://" if self.path.startswith("/") else "sqlite:") + self.path
+        auth = self.user + (":***" if self.password else "")
+        where = (
+            f"unix({self.unix_socket})"
+            if self.unix_socket
+            else f"{self.host}:{self.port}"
+        )
+        return f"mysql://{auth}@{where}/{self.database}"
+
+    def __str__(self) -> str:
+        return self.redacted()
+
+
+def parse_dsn(text: str | None) -> DSN:
+    """Parse any accepted DSN form; None or "" means the embedded default."""
+    if not text:
+        return DSN(kind="sqlite", path=DEFAULT_SQLITE_PATH)
+    m = _SCHEME.match(text)
+    scheme = m.group(0).lower() if m else ""
+    if scheme == "sqlite":
+        return _parse_sqlite(text)
+    if scheme in _MYSQL_SCHEMES:
+        return _parse_mysql_url(text)
+    if scheme:
+        raise DSNError(
+            f"unsupported DSN scheme {scheme!r}: use mysql://, mariadb:// or sqlite:///"
+        )
+    return _parse_go_dsn(text)
+
+
+def _parse_sqlite(text: str) -> DSN:
+    rest = text[len("sqlite:") :]
+    if rest.startswith("//"):
+        # sqlite:///abs/path -> /abs/path ; sqlite://rel -> rel
+        rest = rest[2:]
+    path = unquote(rest.split("?", 1)[0])
+    if not path or path == "/":
+        raise DSNError("sqlite DSN has no file path: use sqlite:///path/to/file")
+    return DSN(kind="sqlite", path=path)
+
+
+def _parse_mysql_url(text: str) -> DSN:
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as e:
+        raise DSNError(f"malformed MySQL DSN: {_scrub(str(e), text)}") from None
+    database = unquote(parts.path.lstrip("/"))
+    params = dict(parse_qsl(parts.query, keep_blank_values=True))
+    socket = params.pop("unix_socket", None) or None
+    if not database:
+        raise DSNError("MySQL DSN names no database: mysql://user:pass@host:3306/DATABASE")
+    if "/" in database:
+        raise DSNError(f"MySQL DSN database name {database!r} contains '/'")
+    return DSN(
+        kind="mysql",
+        database=database,
+        host=parts.hostname or "127.0.0.1",
+        port=port or MYSQL_DEFAULT_PORT,
+        user=unquote(parts.username or ""),
+        password=unquote(parts.password or ""),
+        unix_socket=socket,
+        params=params,
+    )
+
+
+_GO_ADDR = re.compile(r"^(?P<net>[A-Za-z0-9]*)(?:\((?P<addr>[^)]*)\))?$")
+
+
+def _parse_go_dsn(text: str) -> DSN:
+    """The go-sql-driver form: [user[:password]@][net[(addr)]]/dbname[?params]."""
+    slash = text.rfind("/")
+    if slash < 0:
+        raise DSNError(
+            "malformed DSN: expected mysql://user:pass@host:port/db, "
+            "user:pass@tcp(host:port)/db or sqlite:///path"
+        )
+    head, tail = text[:slash], text[slash + 1 :]
+    database, _, query = tail.partition("?")
+    at = head.rfind("@")
+    userinfo, netaddr = (head[:at], head[at + 1 :]) if at >= 0 else ("", head)
+    user, _, password = userinfo.partition(":")
+    m = _GO_ADDR.match(netaddr)
+    if not m:
+        raise DSNError(
+            "malformed DSN address: expected tcp(host:port) or unix(/path/to/socket)"
+        )
+    net, addr = (m.group("net") or "tcp").lower(), m.group("addr") or ""
+    if not database:
+        raise DSNError("DSN names no database: user:pass@tcp(host:port)/DATABASE")
+    params = dict(parse_qsl(query, keep_blank_values=True))
+    if net == "unix":
+        if not addr:
+            raise DSNError("unix() in DSN needs a socket path")
+        return DSN(
+            kind="mysql",
+            database=database,
+            user=user,
+            password=password,
+            unix_socket=addr,
+            params=params,
+        )
+    if net not in ("tcp", "tcp4", "tcp6"):
+        raise DSNError(f"unsupported network {net!r} in DSN: use tcp or unix")
+    host, port = _split_host_port(addr)
+    return DSN(
+        kind="mysql",
+        database=database,
+        host=host,
+        port=port,
+        user=user,
+        password=password,
+        params=params,
+    )
+
+
+def _split_host_port(addr: str) -> tuple[str, int]:
+    if not addr:
+        return "127.0.0.1", MYSQL_DEFAULT_PORT
+    if addr.startswith("["):
+        host, _, rest = addr[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    elif addr.count(":") == 1:
+        host, port_text = addr.split(":")
+    else:
+        host, port_text = addr, ""
+    if not port_text:
+        return host or "127.0.0.1", MYSQL_DEFAULT_PORT
+    if not port_text.isascii() or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise DSNError(f"invalid port {port_text!r} in DSN")
+    return host or "127.0.0.1", int(port_text)
+
+
+def _scrub(message: str, text: str) -> str:
+    """Remove anything that looks like the DSN's password from a message."""
+    try:
+        password = urlsplit(text).password
+    except ValueError:
+        password = None
+    return message.replace(password, "***") if password else message

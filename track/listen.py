@@ -1,0 +1,37 @@
+"""`--http`: the original's ":8080" and "host:port" forms, a bare port, or any
+Twisted endpoint description, all turned into an endpoint description."""
+
+from __future__ import annotations
+
+import re
+
+_PORT = re.compile(r"^:?([0-9]{1,5})$")
+_HOST_PORT = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.\-]+)):(?P<port>[0-9]{1,5})$")
+# Endpoint types whose descriptions would otherwise look like "host:port".
+_ENDPOINT_TYPES = {"tcp", "tcp6", "unix", "ssl", "systemd", "le", "lets", "onion"}
+
+
+def _escape(host: str) -> str:
+    return host.replace(":", r"\:")
+
+
+def endpoint_description(text: str) -> str:
+    """Map an --http value to a description for serverFromString."""
+    text = text.strip()
+    m = _PORT.match(text)
+    if m:
+        return f"tcp:{_port(m.group(1))}"
+    m = _HOST_PORT.match(text)
+    if m and (m.group("v6") or m.group("host").lower() not in _ENDPOINT_TYPES):
+        port = _port(m.group("port"))
+        if m.group("v6"):
+            return f"tcp6:{port}:interface={_escape(m.group('v6'))}"
+        return f"tcp:{port}:interface={m.group('host')}"
+    return text
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if port > 65535:
+        raise ValueError(f"port {port} is out of range (0-65535)")
+    return port

@@ -1,0 +1,169 @@
+"""Versioned schema migrations, and fitting the field tables to real columns.
+
+Migrations are frozen history: each one is applied once, in order, and
+recorded in TrackSchemaVersion.  Version 1 is the original service's schema,
+so a database the original made is adopted as it is, without a row touched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from track.events import EventType
+
+if TYPE_CHECKING:
+    from track.dialects import Dialect
+
+VERSION_TABLE = "TrackSchemaVersion"
+
+
+class SchemaError(RuntimeError):
+    """The database's tables cannot hold the events this version writes."""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str = ""
+    nullable: bool = False
+    default: str | None = None
+    primary_key: bool = False
+
+
+def _common(*middle: Column) -> tuple[Column, ...]:
+    return (
+        Column("EventID", primary_key=True),
+        Column("Region", "varchar(16)"),
+        *middle,
+        Column("Created", "timestamp", default="CURRENT_TIMESTAMP"),
+        Column("Language", "varchar(16)", nullable=True),
+    )
+
+
+# The original's final schema (column names, types, nullability, defaults).
+V1_TABLES: dict[str, tuple[Column, ...]] = {
+    "SessionEvent": _common(
+        Column("SessionID", "varchar(32)"),
+        Column("ProfileID", "int", nullable=True),
+        Column("RemoteIP", "varchar(45)"),
+        Column("SessionType", "varchar(32)"),
+        Column("Message", "varchar(45)", nullable=True),
+    ),
+    "UserEvent": _common(
+        Column("ProfileID", "int"),
+        Column("Referrer", "varchar(64)", nullable=True),
+        Column("Message", "varchar(45)", nullable=True),
+        Column("RemoteIP", "varchar(45)"),
+    ),
+    "ItemEvent": _common(
+        Column("ProfileID", "int"),
+        Column("ItemName", "varchar(64)"),
+        Column("ItemType", "varchar(45)"),
+        Column("IsUGC", "tinyint(1)"),
+        Column("IsRented", "tinyint(1)", default="0"),
+        Column("PriceGold", "int", nullable=True),
+        Column("PriceSilver", "int", nullable=True),
+        Column("RemoteIP", "varchar(45)"),
+    ),
+    "PurchaseEvent": _common(
+        Column("ProfileID", "int"),
+        Column("Currency", "varchar(3)"),
+        Column("GrossAmount", "decimal(19,4)"),
+        Column("NetAmount", "decimal(19,4)"),
+        Column("PaymentProvider", "varchar(45)"),
+        Column("Product", "varchar(45)"),
+    ),
+}
+
+
+def _create_event_tables(cursor: Any, dialect: Dialect) -> list[str]:
+    notes = []
+    for table, columns in V1_TABLES.items():
+        if dialect.table_exists(cursor, table):
+            notes.append(f"kept existing table {table} as it is")
+            continue
+        body = ", ".join(dialect.column_ddl(c) for c in columns)
+        cursor.execute(
+            f"CREATE TABLE {dialect.quote(table)} ({body}){dialect.table_options()}"
+        )
+        notes.append(f"created table {table}")
+    return notes
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[Any, "Dialect"], list[str]]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "event tables of the original service", _create_event_tables),
+)
+
+
+def migrate(conn: Any, dialect: Dialect) -> list[str]:
+    """Bring the schema up to date on a DB-API connection; return what was done."""
+    cursor = conn.cursor()
+    dialect.lock(cursor)
+    try:
+        cursor.execute(
+            f"CREATE TABLE IF NOT EXISTS {dialect.quote(VERSION_TABLE)} ("
+            f"{dialect.quote('Version')} int NOT NULL PRIMARY KEY, "
+            f"{dialect.quote('Description')} varchar(255) NOT NULL, "
+            f"{dialect.quote('AppliedAt')} timestamp NOT NULL DEFAULT CURRENT_TIMESTAMP)"
+        )
+        cursor.execute(f"SELECT MAX({dialect.quote('Version')}) FROM {dialect.quote(VERSION_TABLE)}")
+        current = cursor.fetchone()[0] or 0
+        done = []
+        for m in MIGRATIONS:
+            if m.version <= current:
+                continue
+            notes = m.apply(cursor, dialect)
+            cursor.execute(
+                f"INSERT INTO {dialect.quote(VERSION_TABLE)} "
+                f"({dialect.quote('Version')}, {dialect.quote('Description')}) "
+                f"VALUES ({dialect.placeholder}, {dialect.placeholder})",
+                (m.version, m.description),
+            )
+            conn.commit()
+            done.append(f"schema version {m.version} ({m.description}): " + "; ".join(notes))
+        return done
+    finally:
+        dialect.unlock(cursor)
+        cursor.close()
+
+
+def fit_event_types(
+    conn: Any, dialect: Dialect, event_types: Mapping[str, EventType]
+) -> dict[str, EventType]:
+    """The field tables with string limits taken from the real columns.
+
+    A database whose columns differ from ours (a wider Message, a 3-byte utf8
+    charset like the original's) is validated by what it can actually store,
+    so a value it would refuse is a 400 naming the field, never a 5xx.  Also
+    fails fast when a column this version writes is missing.
+    """
+    cursor = conn.cursor()
+    fitted = {}
+    try:
+        for name, event in event_types.items():
+            cursor.execute(f"SELECT * FROM {dialect.quote(event.table)} WHERE 1 = 0")
+            have = {d[0] for d in cursor.description}
+            cursor.fetchall()
+            missing = [c for c in event.columns if c not in have]
+            if missing:
+                raise SchemaError(f"table {event.table} lacks column(s) {', '.join(missing)}")
+            limits = dialect.string_columns(cursor, event.table)
+            fields = tuple(
+                dataclasses.replace(f, max_length=limits[f.name][0], bmp_only=not limits[f.name][1])
+                if f.type == "string" and f.name in limits
+                else f
+                for f in event.fields
+            )
+            fitted[name] = dataclasses.replace(event, fields=fields)
+    finally:
+        cursor.close()
+    return fitted

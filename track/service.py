@@ -1,0 +1,98 @@
+"""The running service: listen, serve, and shut down in the one safe order.
+
+On SIGTERM/SIGINT twistd stops this service and waits for the Deferred:
+stop accepting, let every connection finish the answer it owes, flush every
+buffer and wait for the commits, then close the pool.  A 201 therefore
+always names a committed row, even for requests caught by the shutdown.
+"""
+
+from __future__ import annotations
+
+import cProfile
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, TimeoutError, inlineCallbacks
+from twisted.internet.interfaces import IReactorTime, IStreamServerEndpoint
+from twisted.python.failure import Failure
+
+from track.batcher import Batcher
+from track.logs import Logger
+from track.site import TrackSite
+from track.store import Store
+
+log = Logger(namespace="track.service")
+
+
+class ListenError(RuntimeError):
+    """The HTTP endpoint could not be opened."""
+
+
+def describe(address: Any) -> str:
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    if host is not None and port is not None:
+        return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    return f"unix:{getattr(address, 'name', address)}"
+
+
+class TrackService(Service):
+    def __init__(
+        self,
+        endpoint: IStreamServerEndpoint,
+        description: str,
+        site: TrackSite,
+        batcher: Batcher,
+        store: Store,
+        clock: IReactorTime,
+        shutdown_timeout: float = 30.0,
+        cpuprofile: str | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.description = description
+        self.site = site
+        self.batcher = batcher
+        self.store = store
+        self.clock = clock
+        self.shutdown_timeout = shutdown_timeout
+        self.cpuprofile = cpuprofile
+        self._profiler: cProfile.Profile | None = None
+        self.port: Any = None
+
+    def privilegedStartService(self) -> None:
+        # Listen before twistd drops privileges, and fail start-up (with a
+        # message the daemonizing parent prints) if the address is unusable.
+        outcome: list[Any] = []
+        self.endpoint.listen(self.site).addBoth(outcome.append)
+        if not outcome or isinstance(outcome[0], Failure):
+            why = outcome[0].getErrorMessage() if outcome else "listening did not complete"
+            raise ListenError(f"cannot listen on {self.description}: {why}")
+        self.port = outcome[0]
+        log.info("track listening on {address}", address=describe(self.port.getHost()))
+        super().privilegedStartService()
+
+    def startService(self) -> None:
+        if self.cpuprofile:
+            self._profiler = cProfile.Profile()
+            self._profiler.enable()
+        super().startService()
+
+    @inlineCallbacks
+    def stopService(self) -> Any:
+        super().stopService()
+        if self.port is not None:
+            yield self.port.stopListening()
+        log.info("shutting down: answering requests in progress, then flushing")
+        closed: Deferred[None] = self.site.close_connections()
+        closed.addTimeout(self.shutdown_timeout, self.clock)
+        try:
+            yield closed
+        except TimeoutError:
+            log.warn("connections still open after {t}s; closing them", t=self.shutdown_timeout)
+            self.site.abort_connections()
+        yield self.batcher.drain()
+        self.store.close()
+        log.info("all events flushed; database pool closed")
+        if self._profiler is not None:
+            self._profiler.disable()
+            self._profiler.dump_stats(self.cpuprofile)
+            log.info("CPU profile written to {path}", path=self.cpuprofile)

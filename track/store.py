@@ -1,0 +1,108 @@
+"""The connection pool and the one write track does: a batch of rows per table.
+
+Inserts run on adbapi's pool threads.  A batch is one multi-row INSERT and one
+commit.  If the database refuses a value in it, the batch is rolled back and
+its rows are inserted one by one in the same transaction, so the good rows
+still commit and each bad one is reported back to its own request.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from twisted.enterprise.adbapi import ConnectionPool
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+from track.dialects import Dialect, RowError
+from track.events import EventType
+from track.logs import Logger
+
+log = Logger(namespace="track.store")
+
+MYSQL_POOL_THREADS = 4
+_ATTEMPTS = 3  # for deadlocks and lock wait timeouts, which roll back everything
+
+
+class Unavailable(Exception):
+    """The database cannot take the write now; nothing of the batch was stored."""
+
+
+class Store:
+    """Writes batches of event rows through an adbapi ConnectionPool."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        args, kwargs = dialect.pool_args()
+        kwargs.setdefault("cp_min", 1)
+        kwargs.setdefault("cp_max", MYSQL_POOL_THREADS)
+        self.pool = ConnectionPool(*args, cp_reconnect=True, cp_noisy=False, **kwargs)
+        self._sql: dict[str, str] = {}
+
+    def insert_sql(self, event: EventType) -> str:
+        """The INSERT for one row of `event`, built once per table."""
+        sql = self._sql.get(event.table)
+        if sql is None:
+            q = self.dialect.quote
+            marks = ", ".join([self.dialect.placeholder] * len(event.columns))
+            sql = self._sql[event.table] = (
+                f"INSERT INTO {q(event.table)} ({', '.join(q(c) for c in event.columns)}) "
+                f"VALUES ({marks})"
+            )
+        return sql
+
+    def insert(
+        self, event: EventType, rows: Sequence[tuple[Any, ...]]
+    ) -> Deferred[list[RowError | None] | None]:
+        """Commit `rows`; fires None if all were stored, else a per-row outcome.
+
+        Fails with Unavailable when the database could not take the batch.
+        """
+        d = self.pool.runWithConnection(self._write, self.insert_sql(event), rows)
+        d.addErrback(self._unavailable, event)
+        return d
+
+    def _unavailable(self, failure: Failure, event: EventType) -> Failure:
+        if failure.check(Unavailable):
+            return failure
+        log.error(
+            "could not write {table}: {error}", table=event.table, error=failure.getErrorMessage()
+        )
+        return Failure(Unavailable(failure.getErrorMessage()))
+
+    def _write(
+        self, conn: Any, sql: str, rows: Sequence[tuple[Any, ...]]
+    ) -> list[RowError | None] | None:
+        """Runs on a pool thread; adbapi commits when it returns."""
+        for attempt in range(1, _ATTEMPTS + 1):
+            cursor = conn.cursor()
+            try:
+                cursor.executemany(sql, rows)
+                return None
+            except Exception as e:
+                conn.rollback()
+                if self.dialect.row_error(e) is not None:
+                    return self._write_one_by_one(cursor, sql, rows)
+                if attempt == _ATTEMPTS or not self.dialect.retryable(e):
+                    raise
+            finally:
+                cursor.close()
+        raise AssertionError("unreachable")
+
+    def _write_one_by_one(
+        self, cursor: Any, sql: str, rows: Sequence[tuple[Any, ...]]
+    ) -> list[RowError | None]:
+        outcome: list[RowError | None] = []
+        for row in rows:
+            try:
+                cursor.execute(sql, row)
+                outcome.append(None)
+            except Exception as e:
+                error = self.dialect.row_error(e)
+                if error is None:
+                    raise
+                outcome.append(error)
+        return outcome
+
+    def close(self) -> None:
+        self.pool.close()

@@ -1,0 +1,169 @@
+"""The twistd entry point: `twistd track [options]`.
+
+Options are checked completely before anything starts, and the database is
+reached (and migrated) synchronously in makeService, so a wrong DSN or an
+unreachable server ends start-up with one clear line and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.internet.endpoints import serverFromString
+from twisted.python import usage
+
+from track import __version__
+from track.app import TrackApp
+from track.batcher import DEFAULT_BATCH_SIZE, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_PENDING, Batcher
+from track.clientip import parse_networks
+from track.dialects import dialect_for
+from track.dsn import DSN, DSNError, parse_dsn
+from track.events import EVENT_TYPES
+from track.listen import endpoint_description
+from track.logs import Logger, parse_level, set_level
+from track.schema import fit_event_types, migrate
+from track.service import TrackService
+from track.site import TrackSite
+from track.store import Store
+
+log = Logger(namespace="track")
+
+
+def _positive_int(name: str, text: str) -> int:
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
+        raise usage.UsageError(f"--{name} must be a positive integer, not {text!r}")
+    return int(text)
+
+
+def _non_negative_float(name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise usage.UsageError(f"--{name} must be a number >= 0, not {text!r}")
+    return value
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "Collect analytics events over HTTP and store them in MySQL/MariaDB, "
+        "or in an embedded SQLite file when no --dsn is given. A 201 is sent "
+        "only after the event's row is committed."
+    )
+    optFlags = [
+        ["verbose", "v", "Debug logging (same as --log-level debug)."],
+        ["access-log", None, "Log one line per HTTP request."],
+    ]
+    optParameters = [
+        ["http", None, "8080",
+         "Where to listen: a port (8080), :8080, host:port, or a Twisted "
+         "endpoint description (tcp:8080:interface=127.0.0.1, unix:/run/track.sock)."],
+        ["dsn", None, None,
+         "Database: mysql://user:pass@host:3306/db, the original's "
+         "user:pass@tcp(host:3306)/db, or sqlite:///path/to/file. "
+         "Default: SQLite file track.sqlite3 in the working directory."],
+        ["log-level", None, "info", "debug, info, warn or error (or the original's 0, 1, -1, -2)."],
+        ["cpuprofile", None, None, "Write a cProfile dump (read it with pstats) here at shutdown."],
+        ["batch-size", None, str(DEFAULT_BATCH_SIZE), "Most rows in one INSERT."],
+        ["flush-interval", None, str(DEFAULT_FLUSH_INTERVAL * 1000),
+         "Longest time (ms) an event waits in a buffer before its INSERT."],
+        ["max-pending", None, str(DEFAULT_MAX_PENDING),
+         "Most events waiting for the database; past it clients get 503 + Retry-After."],
+        ["request-timeout", None, "30", "Seconds an idle or stalled connection is kept open."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["trusted-proxy"] = []
+
+    def opt_version(self) -> None:
+        """Print the version and exit."""
+        print(f"track {__version__}")
+        sys.exit(0)
+
+    def opt_trusted_proxy(self, value: str) -> None:
+        """Address or CIDR of a proxy whose X-Forwarded-For is believed (repeatable)."""
+        self["trusted-proxy"].append(value)
+
+    def postOptions(self) -> None:
+        try:
+            self["endpoint"] = endpoint_description(self["http"])
+            from twisted.internet import reactor
+
+            serverFromString(reactor, self["endpoint"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise usage.UsageError(f"--http {self['http']!r} is not usable: {e}") from None
+        try:
+            self["parsed-dsn"] = parse_dsn(self["dsn"])
+        except DSNError as e:
+            raise usage.UsageError(f"--dsn: {e}") from None
+        try:
+            self["level"] = parse_level("debug" if self["verbose"] else self["log-level"])
+        except ValueError as e:
+            raise usage.UsageError(f"--log-level: {e}") from None
+        try:
+            self["proxies"] = parse_networks(self["trusted-proxy"])
+        except ValueError as e:
+            raise usage.UsageError(f"--trusted-proxy: {e}") from None
+        self["batch-size"] = _positive_int("batch-size", str(self["batch-size"]))
+        self["max-pending"] = _positive_int("max-pending", str(self["max-pending"]))
+        self["flush-interval"] = _non_negative_float("flush-interval", str(self["flush-interval"]))
+        self["request-timeout"] = _non_negative_float("request-timeout", str(self["request-timeout"]))
+
+
+def prepare_database(dsn: DSN) -> dict[str, Any]:
+    """Connect once, migrate, and fit the field tables to the real columns.
+
+    Raises SystemExit with one line (password masked) if the database
+    cannot be used.
+    """
+    dialect = dialect_for(dsn)
+    try:
+        conn = dialect.connect()
+        try:
+            done = migrate(conn, dialect)
+            event_types = fit_event_types(conn, dialect, EVENT_TYPES)
+            conn.commit()
+        finally:
+            conn.close()
+    except Exception as e:
+        message = str(e).replace(dsn.password, "***") if dsn.password else str(e)
+        raise SystemExit(f"track: cannot use database {dsn.redacted()}: {message}") from None
+    for line in done:
+        log.info("migrated {dsn}: {what}", dsn=dsn.redacted(), what=line)
+    if not done:
+        log.info("schema of {dsn} is up to date", dsn=dsn.redacted())
+    return event_types
+
+
+def makeService(options: Options) -> IService:
+    from twisted.internet import reactor
+
+    set_level(options["level"])
+    dsn: DSN = options["parsed-dsn"]
+    event_types = prepare_database(dsn)
+    store = Store(dialect_for(dsn))
+    batcher = Batcher(
+        store.insert,
+        reactor,
+        batch_size=options["batch-size"],
+        flush_interval=options["flush-interval"] / 1000.0,
+        max_pending=options["max-pending"],
+    )
+    app = TrackApp(batcher, reactor, event_types, options["proxies"])
+    site = TrackSite(app.resource(), options["access-log"], options["request-timeout"] or None)
+    log.info("track {version} storing events in {dsn}", version=__version__, dsn=dsn.redacted())
+    return TrackService(
+        serverFromString(reactor, options["endpoint"]),
+        options["endpoint"],
+        site,
+        batcher,
+        store,
+        reactor,
+        shutdown_timeout=max(options["request-timeout"], 1.0),
+        cpuprofile=options["cpuprofile"],
+    )

@@ -1,0 +1,73 @@
+"""DSN parsing: the URL form, the original's Go form, SQLite, and errors."""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from track.dsn import DSN, DSNError, parse_dsn
+
+
+class ParseDSNTests(SynchronousTestCase):
+    def check(self, text: str, **expected: object) -> DSN:
+        dsn = parse_dsn(text)
+        for name, value in expected.items():
+            self.assertEqual(getattr(dsn, name), value, name)
+        return dsn
+
+    def test_url_form(self) -> None:
+        self.check(
+            "mysql://user:p%40ss:w@db.example:3307/events?charset=utf8mb4",
+            kind="mysql", user="user", password="p@ss:w", host="db.example", port=3307,
+            database="events", params={"charset": "utf8mb4"},
+        )
+
+    def test_mariadb_scheme_and_defaults(self) -> None:
+        self.check("mariadb://root@127.0.0.1/test", kind="mysql", port=3306, password="", user="root")
+
+    def test_url_unix_socket(self) -> None:
+        self.check("mysql://u:p@localhost/db?unix_socket=/run/mysqld/mysqld.sock",
+                   unix_socket="/run/mysqld/mysqld.sock", database="db")
+
+    def test_original_go_form_copied_from_an_old_config(self) -> None:
+        self.check(
+            "track:s3cr@t@tcp(10.1.2.3:3306)/track?charset=utf8",
+            kind="mysql", user="track", password="s3cr@t", host="10.1.2.3", port=3306,
+            database="track", params={"charset": "utf8"},
+        )
+
+    def test_go_form_variants(self) -> None:
+        self.check("root@tcp(localhost)/db", host="localhost", port=3306, password="")
+        self.check("u:p@/db", host="127.0.0.1", port=3306, database="db")
+        self.check("u:p@tcp([::1]:3307)/db", host="::1", port=3307)
+        self.check("u:p@unix(/tmp/mysql.sock)/db", unix_socket="/tmp/mysql.sock")
+
+    def test_sqlite(self) -> None:
+        self.check("sqlite:///var/lib/track/events.db", kind="sqlite", path="/var/lib/track/events.db")
+        self.check("sqlite:relative.db", kind="sqlite", path="relative.db")
+
+    def test_no_dsn_is_the_embedded_default(self) -> None:
+        self.check("", kind="sqlite", path="track.sqlite3")
+
+    def test_malformed_dsns_say_what_is_wrong(self) -> None:
+        cases = {
+            "nonsense": "expected mysql://",
+            "mysql://host:3306/": "names no database",
+            "postgres://u@h/db": "unsupported DSN scheme 'postgres'",
+            "u:p@tcp(h:99999)/db": "invalid port",
+            "u:p@udp(h)/db": "unsupported network 'udp'",
+            "u:p@tcp(h)/": "names no database",
+            "sqlite://": "no file path",
+            "mysql://u:hunter2@h:port/db": "malformed",
+        }
+        for text, message in cases.items():
+            with self.subTest(text=text):
+                error = self.assertRaises(DSNError, parse_dsn, text)
+                self.assertIn(message, str(error))
+                self.assertNotIn("hunter2", str(error))
+
+    def test_password_never_printed(self) -> None:
+        for text in ("mysql://u:hunter2@h/db", "u:hunter2@tcp(h:1)/db"):
+            dsn = parse_dsn(text)
+            for shown in (str(dsn), repr(dsn), dsn.redacted()):
+                self.assertNotIn("hunter2", shown)
+            self.assertIn("***", str(dsn))

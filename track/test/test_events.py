@@ -1,0 +1,174 @@
+"""Validation, table-driven over every field type and every event kind."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from track.events import (
+    EVENT_TYPES,
+    INT32_MAX,
+    INT32_MIN,
+    Field,
+    Invalid,
+    InvalidEvent,
+    JSONNumber,
+    parse_event,
+)
+
+NOW = datetime(2026, 11, 28, 12, 0, 0)
+
+# type -> [(input, expected parsed value)]
+VALID = {
+    "int": [
+        ("0", 0), ("-1", -1), ("007", 7), (str(INT32_MAX), INT32_MAX),
+        (str(INT32_MIN), INT32_MIN), (42, 42), (-5, -5),
+    ],
+    "bool": [
+        *((t, True) for t in ("1", "t", "T", "TRUE", "true", "True")),
+        *((f, False) for f in ("0", "f", "F", "FALSE", "false", "False")),
+        (True, True), (False, False), (1, True), (0, False),
+    ],
+    "money": [
+        ("12", Decimal("12.0000")), ("12.5", Decimal("12.5000")),
+        ("-3.1234", Decimal("-3.1234")), ("0.0001", Decimal("0.0001")),
+        ("999999999999999.9999", Decimal("999999999999999.9999")),
+        ("000000000000000001.5", Decimal("1.5000")),
+        (7, Decimal("7.0000")), (JSONNumber("1.25"), Decimal("1.2500")),
+    ],
+    "region": [("eu", "eu"), ("EU", "EU"), ("A" * 16, "A" * 16), ("NorthAmerica", "NorthAmerica")],
+}
+INVALID = {
+    "int": [
+        " 1", "1 ", "+1", "1e3", "0x10", "1.0", "1_000", "\u0661\u0662", "\uff11",
+        str(INT32_MAX + 1), str(INT32_MIN - 1), "-", "--1", 2**31, JSONNumber("1.0"),
+        JSONNumber("1e3"), True, False, [], {}, "ten",
+    ],
+    "bool": ["yes", "no", "2", "-1", 2, "TRUE ", "tRUE", JSONNumber("1.0"), [], {}],
+    "money": [
+        "1.23456", "1e3", "NaN", "nan", "Infinity", "-Infinity", "1,5", ".5", "5.", "+5",
+        "1000000000000000", " 1", "1 ", "\u0661", JSONNumber("1e3"), JSONNumber("1.00001"),
+        True, [], {},
+    ],
+    "region": ["e", "A" * 17, "e1", "\u00e9u", "eu ", "e-u", "eu\n", 12, True, JSONNumber("1.5")],
+}
+
+
+class FieldTypeTests(SynchronousTestCase):
+    def test_valid_values_parse_exactly(self) -> None:
+        for kind, cases in VALID.items():
+            field = Field("F", kind, True)
+            for raw, expected in cases:
+                with self.subTest(kind=kind, raw=raw):
+                    value = field.parse(raw)
+                    self.assertEqual(value, expected)
+                    self.assertIs(type(value), type(expected))
+
+    def test_invalid_values_are_refused(self) -> None:
+        for kind, cases in INVALID.items():
+            field = Field("F", kind, True)
+            for raw in cases:
+                with self.subTest(kind=kind, raw=raw):
+                    self.assertRaises(Invalid, field.parse, raw)
+
+    def test_money_keeps_exact_digits(self) -> None:
+        value = Field("GrossAmount", "money", True).parse("123456789012345.6789")
+        self.assertEqual(str(value), "123456789012345.6789")
+
+    def test_strings_are_kept_exactly_up_to_the_column_length(self) -> None:
+        field = Field("Message", "string", False, 45)
+        for raw in ("x" * 45, "O'Brien \"quoted\"; DROP TABLE x;--", "\u00e9t\u00e9 \U0001f600", "a\x00b"):
+            with self.subTest(raw=raw):
+                self.assertEqual(field.parse(raw), raw)
+        self.assertRaises(Invalid, field.parse, "x" * 46)
+        for raw in (1, True, None, [], {}, JSONNumber("1.5"), "\ud800"):
+            with self.subTest(raw=raw):
+                self.assertRaises(Invalid, field.parse, raw)
+
+    def test_three_byte_columns_refuse_four_byte_characters(self) -> None:
+        field = Field("Message", "string", False, 45, bmp_only=True)
+        self.assertEqual(field.parse("\u00e9t\u00e9 \u20ac"), "\u00e9t\u00e9 \u20ac")
+        error = self.assertRaises(Invalid, field.parse, "hi \U0001f600")
+        self.assertIn("emoji", str(error))
+
+
+# kind -> (a complete valid event, its row in column order without server columns)
+FULL = {
+    "session": (
+        {"Region": "eu", "SessionID": "s1", "RemoteIP": "10.0.0.1", "SessionType": "login",
+         "Message": "hello", "ProfileID": "7"},
+        ("eu", "s1", "10.0.0.1", "login", "hello", 7),
+    ),
+    "user": (
+        {"ProfileID": "7", "Region": "us", "Referrer": "ad", "Message": "m"},
+        (7, "us", "ad", "m"),
+    ),
+    "item": (
+        {"ProfileID": "7", "Region": "eu", "ItemName": "sword", "ItemType": "weapon",
+         "IsUGC": "true", "PriceGold": "10", "PriceSilver": "-2"},
+        (7, "eu", "sword", "weapon", True, 10, -2),
+    ),
+    "purchase": (
+        {"ProfileID": "7", "Region": "eu", "Currency": "EUR", "GrossAmount": "9.99",
+         "NetAmount": "8", "PaymentProvider": "card", "Product": "gems"},
+        (7, "eu", "EUR", Decimal("9.99"), Decimal("8"), "card", "gems"),
+    ),
+}
+REQUIRED = {
+    "session": {"Region", "SessionID", "RemoteIP", "SessionType"},
+    "user": {"ProfileID", "Region"},
+    "item": {"ProfileID", "Region", "ItemName", "ItemType", "IsUGC"},
+    "purchase": {"ProfileID", "Region", "Currency", "GrossAmount", "NetAmount",
+                 "PaymentProvider", "Product"},
+}
+
+
+class ParseEventTests(SynchronousTestCase):
+    def test_the_seed_api_fields_and_required_sets(self) -> None:
+        for kind, required in REQUIRED.items():
+            event = EVENT_TYPES[kind]
+            self.assertEqual({f.name for f in event.fields if f.required}, required)
+            self.assertEqual({f.name for f in event.fields}, set(FULL[kind][0]))
+
+    def test_complete_events_give_their_rows(self) -> None:
+        for kind, (data, expected) in FULL.items():
+            event = EVENT_TYPES[kind]
+            row = parse_event(event, data, "192.0.2.1", NOW)
+            server = ("192.0.2.1", NOW) if event.remote_ip_column else (NOW,)
+            self.assertEqual(row, expected + server)
+            self.assertEqual(len(row), len(event.columns))
+
+    def test_remote_ip_column_filled_for_user_and_item_only(self) -> None:
+        self.assertEqual(
+            {k for k, e in EVENT_TYPES.items() if "RemoteIP" in e.columns[len(e.fields):]},
+            {"user", "item"},
+        )
+
+    def test_every_missing_required_field_is_named(self) -> None:
+        for kind, required in REQUIRED.items():
+            error = self.assertRaises(InvalidEvent, parse_event, EVENT_TYPES[kind], {}, "", NOW)
+            self.assertEqual(error.fields, {name: "is required" for name in required})
+
+    def test_blank_required_is_missing_and_blank_optional_is_null(self) -> None:
+        data = dict(FULL["item"][0], PriceGold="", ItemName="")
+        error = self.assertRaises(InvalidEvent, parse_event, EVENT_TYPES["item"], data, "", NOW)
+        self.assertEqual(error.fields, {"ItemName": "is required"})
+        data["ItemName"] = "axe"
+        row = parse_event(EVENT_TYPES["item"], data, "", NOW)
+        self.assertIsNone(row[5])
+
+    def test_unknown_and_bad_fields_are_all_reported(self) -> None:
+        data = dict(FULL["session"][0], ProfileID="x", Bogus="1", region="eu")
+        del data["Message"]
+        error = self.assertRaises(InvalidEvent, parse_event, EVENT_TYPES["session"], data, "", NOW)
+        self.assertEqual(
+            error.fields,
+            {"ProfileID": "must be an integer", "Bogus": "unknown field", "region": "unknown field"},
+        )
+
+    def test_null_is_refused(self) -> None:
+        data = dict(FULL["user"][0], Message=None)
+        error = self.assertRaises(InvalidEvent, parse_event, EVENT_TYPES["user"], data, "", NOW)
+        self.assertEqual(error.fields, {"Message": "must not be null"})
