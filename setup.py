@@ -19,7 +19,7 @@ setup(
     packages=find_packages(include=["track", "track.*"]) + ["twisted.plugins"],
     include_package_data=False,
     install_requires=[
-        "Twisted>=23.10.0",
+        "Twisted>=25.5.0",
         "klein>=23.5.0",
         "PyMySQL>=1.1.0",
     ],

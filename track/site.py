@@ -33,8 +33,17 @@ class TrackSite(server.Site):
     protocol = _Channel  # a plain HTTP/1.1 channel, tracked
     noisy = False
 
-    def __init__(self, resource: Any, access_log: bool = False, timeout: float = 30.0) -> None:
-        super().__init__(resource, timeout=timeout)
+    def __init__(
+        self,
+        resource: Any,
+        access_log: bool = False,
+        timeout: float | None = 30.0,
+        reactor: Any = None,
+    ) -> None:
+        # track reads the raw body itself, strictly and once; Twisted's own
+        # form parsing would double the work and answer bad multipart bodies
+        # with a bare 400 of its own.
+        super().__init__(resource, timeout=timeout, reactor=reactor, parsePOSTFormSubmission=False)
         self.access_log = access_log
         self.channels: set[_Channel] = set()
         self._all_closed: list[Deferred[None]] = []

@@ -1,0 +1,253 @@
+"""The HTTP API in memory, through treq's StubTreq and a Clock-driven batcher.
+
+The insert function here stands in for the database so each test can decide
+when (and whether) a batch commits; storage itself is tested against real
+SQLite and MariaDB in test_store and test_e2e.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Sequence
+
+from treq.testing import StubTreq
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from track.app import TrackApp
+from track.batcher import Batcher
+from track.clientip import parse_networks
+from track.dialects import RowError
+from track.site import TrackSite
+from track.store import Unavailable
+
+URL = "http://track.test/api/1.0/track"
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+JSON = {"Content-Type": "application/json"}
+SESSION = "Region=eu&SessionID=s1&RemoteIP=10.0.0.9&SessionType=login&ProfileID=7"
+EVENTS = {
+    "session": SESSION,
+    "user": "ProfileID=7&Region=us&Referrer=ad",
+    "item": "ProfileID=7&Region=eu&ItemName=sword&ItemType=weapon&IsUGC=1&PriceGold=10",
+    "purchase": ("ProfileID=7&Region=eu&Currency=EUR&GrossAmount=9.99&NetAmount=8.5"
+                 "&PaymentProvider=card&Product=gems"),
+}
+
+
+class Database:
+    """Commits immediately unless told to hold, fail or reject."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[tuple[Any, ...]]] = {}
+        self.held: list[Deferred[Any]] = []
+        self.hold = False
+        self.outcome: Any = None
+
+    def insert(self, event: Any, rows: Sequence[tuple[Any, ...]]) -> Deferred[Any]:
+        if isinstance(self.outcome, Exception):
+            return fail(self.outcome)
+        if self.hold:
+            d: Deferred[Any] = Deferred()
+            self.held.append(d)
+            d.addCallback(lambda r: self._store(event, rows, r))
+            return d
+        return succeed(self._store(event, rows, self.outcome))
+
+    def _store(self, event: Any, rows: Sequence[tuple[Any, ...]], outcome: Any) -> Any:
+        keep = [r for i, r in enumerate(rows) if outcome is None or outcome[i] is None]
+        self.rows.setdefault(event.table, []).extend(keep)
+        return outcome
+
+
+def stub_treq(resource: Any) -> StubTreq:
+    """StubTreq serving through TrackSite, so its request class is the one tested."""
+    stub = StubTreq(resource)
+    agent = stub._agent
+    agent._serverFactory = TrackSite(resource, reactor=agent._memoryReactor)
+    return stub
+
+
+class AppTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+        self.db = Database()
+        self.batcher = Batcher(self.db.insert, self.clock, batch_size=100, flush_interval=0.002, max_pending=3)
+        self.app = TrackApp(self.batcher, self.clock, trusted_proxies=parse_networks(["127.0.0.0/8"]))
+        self.treq = stub_treq(self.app.resource())
+
+    def post(self, path: str, body: bytes | str, headers: dict[str, str] | None = FORM) -> Any:
+        data = body.encode() if isinstance(body, str) else body
+        d = self.treq.post(f"{URL}/{path}", data=data, headers=headers)
+        return self.finish(d)
+
+    def finish(self, d: Deferred[Any]) -> Any:
+        self.treq.flush()
+        self.clock.advance(0.002)
+        self.treq.flush()
+        response = self.successResultOf(d)
+        body = self.successResultOf(response.content())
+        return response, body
+
+    def error(self, response: Any, body: bytes, code: int) -> Any:
+        self.assertEqual(response.code, code, body)
+        self.assertEqual(response.headers.getRawHeaders("content-type"), ["application/json"])
+        return json.loads(body)
+
+    def test_each_endpoint_answers_201_empty_text_plain(self) -> None:
+        for kind, body in EVENTS.items():
+            with self.subTest(kind=kind):
+                response, content = self.post(f"{kind}/", body)
+                self.assertEqual(response.code, 201, content)
+                self.assertEqual(content, b"")
+                self.assertEqual(response.headers.getRawHeaders("content-type"), ["text/plain; charset=utf-8"])
+                self.assertEqual(response.length, 0)
+        self.assertEqual(sorted(self.db.rows), ["ItemEvent", "PurchaseEvent", "SessionEvent", "UserEvent"])
+        created = datetime(2023, 11, 14, 22, 13, 20)
+        self.assertEqual(self.db.rows["SessionEvent"], [("eu", "s1", "10.0.0.9", "login", None, 7, created)])
+        self.assertEqual(self.db.rows["PurchaseEvent"][0][3:5], (Decimal("9.99"), Decimal("8.5")))
+
+    def test_201_waits_for_the_commit(self) -> None:
+        self.db.hold = True
+        d = self.treq.post(f"{URL}/session/", data=SESSION.encode(), headers=FORM)
+        self.treq.flush()
+        self.clock.advance(0.01)
+        self.treq.flush()
+        self.assertNoResult(d)
+        self.assertEqual(self.db.rows, {})
+        self.db.held[0].callback(None)
+        self.treq.flush()
+        self.assertEqual(self.successResultOf(d).code, 201)
+        self.assertEqual(len(self.db.rows["SessionEvent"]), 1)
+
+    def test_json_bodies_with_numbers_bools_and_strings(self) -> None:
+        body = {"ProfileID": 7, "Region": "eu", "ItemName": "axe", "ItemType": "w",
+                "IsUGC": True, "PriceGold": "12", "PriceSilver": -3}
+        response, content = self.post("item/", json.dumps(body), JSON)
+        self.assertEqual(response.code, 201, content)
+        self.assertEqual(self.db.rows["ItemEvent"][0][:7], (7, "eu", "axe", "w", True, 12, -3))
+        money = '{"ProfileID": 1, "Region": "eu", "Currency": "USD", "GrossAmount": 0.1, ' \
+                '"NetAmount": 123456789012345.6789, "PaymentProvider": "p", "Product": "x"}'
+        response, content = self.post("purchase/", money, JSON)
+        self.assertEqual(response.code, 201, content)
+        self.assertEqual(self.db.rows["PurchaseEvent"][0][3:5],
+                         (Decimal("0.1"), Decimal("123456789012345.6789")))
+
+    def test_every_bad_field_is_named_in_a_400(self) -> None:
+        response, body = self.post("session/", "Region=e&SessionID=s&ProfileID=1.5&Colour=red")
+        self.assertEqual(self.error(response, body, 400), {
+            "error": "invalid event",
+            "fields": {
+                "Region": "must be 2 to 16 letters A-Z or a-z",
+                "RemoteIP": "is required",
+                "SessionType": "is required",
+                "ProfileID": "must be an integer",
+                "Colour": "unknown field",
+            },
+        })
+        self.assertEqual(self.db.rows, {})
+
+    def test_json_type_errors_are_400(self) -> None:
+        cases = {
+            '{"ProfileID": 1.0, "Region": "eu"}': {"ProfileID": "must be an integer"},
+            '{"ProfileID": "1", "Region": ["eu"]}': {"Region": "must be 2 to 16 letters A-Z or a-z"},
+            '{"ProfileID": 1, "Region": "eu", "Message": null}': {"Message": "must not be null"},
+            '{"ProfileID": 1, "Region": "eu", "Referrer": 5}': {"Referrer": "must be a string"},
+        }
+        for body, fields in cases.items():
+            with self.subTest(body=body):
+                response, content = self.post("user/", body, JSON)
+                self.assertEqual(self.error(response, content, 400)["fields"], fields)
+
+    def test_unreadable_bodies_are_400(self) -> None:
+        cases = [
+            (b"{not json", JSON), (b"[1, 2]", JSON), (b'"text"', JSON),
+            (b'{"ProfileID": NaN, "Region": "eu"}', JSON),
+            (b"ProfileID=1&Region=%zz", FORM), (b"ProfileID=1&Region=\xff", FORM),
+            (b"ProfileID=1&ProfileID=2&Region=eu", FORM),
+            (b'{"ProfileID": 1, "ProfileID": 2, "Region": "eu"}', JSON),
+            (b'{"ProfileID": 1, "Region": "\xc3("}', JSON),
+        ]
+        for body, headers in cases:
+            with self.subTest(body=body):
+                response, content = self.post("user/", body, headers)
+                self.assertIn("error", self.error(response, content, 400))
+        self.assertEqual(self.db.rows, {})
+
+    def test_other_content_types_are_415(self) -> None:
+        for ctype in ("text/plain", "application/xml", "multipart/form-data; boundary=x",
+                      "application/json; charset=latin-1"):
+            with self.subTest(ctype=ctype):
+                response, content = self.post("user/", "ProfileID=1&Region=eu", {"Content-Type": ctype})
+                self.error(response, content, 415)
+
+    def test_missing_content_type_is_read_as_a_form(self) -> None:
+        response, content = self.post("user/", "ProfileID=1&Region=eu", None)
+        self.assertEqual(response.code, 201, content)
+
+    def test_fields_may_come_in_the_query_string_as_in_the_original(self) -> None:
+        d = self.treq.post(f"{URL}/user/?ProfileID=3&Region=eu", data=b"", headers=FORM)
+        response, content = self.finish(d)
+        self.assertEqual(response.code, 201, content)
+        self.assertEqual(self.db.rows["UserEvent"][0][:2], (3, "eu"))
+
+    def test_path_without_trailing_slash_works_without_redirect(self) -> None:
+        response, content = self.post("user", "ProfileID=1&Region=eu")
+        self.assertEqual(response.code, 201, content)
+
+    def test_unknown_path_is_a_json_404(self) -> None:
+        response, content = self.post("bogus/", "a=1")
+        self.assertEqual(self.error(response, content, 404)["error"], "not found")
+
+    def test_wrong_method_is_405_with_allow(self) -> None:
+        for method in ("GET", "PUT", "DELETE"):
+            with self.subTest(method=method):
+                response, content = self.finish(self.treq.request(method, f"{URL}/session/"))
+                self.error(response, content, 405)
+                self.assertIn("POST", response.headers.getRawHeaders("allow")[0])
+
+    def test_overload_is_503_with_retry_after(self) -> None:
+        self.db.hold = True
+        for _ in range(3):
+            self.treq.post(f"{URL}/user/", data=b"ProfileID=1&Region=eu", headers=FORM)
+        self.treq.flush()
+        response, content = self.post("user/", "ProfileID=1&Region=eu")
+        self.error(response, content, 503)
+        self.assertEqual(response.headers.getRawHeaders("retry-after"), ["1"])
+
+    def test_database_outage_is_503_with_retry_after(self) -> None:
+        self.db.outcome = Unavailable("gone")
+        response, content = self.post("user/", "ProfileID=1&Region=eu")
+        self.error(response, content, 503)
+        self.assertEqual(response.headers.getRawHeaders("retry-after"), ["1"])
+
+    def test_a_row_the_database_refuses_is_a_400_and_the_rest_are_stored(self) -> None:
+        self.db.hold = True
+        ds = [self.treq.post(f"{URL}/user/", data=f"ProfileID={i}&Region=eu".encode(), headers=FORM)
+              for i in range(3)]
+        self.treq.flush()
+        self.clock.advance(0.002)
+        self.db.held[0].callback([None, RowError("Message", "is too long for the database column"), None])
+        self.treq.flush()
+        responses = [self.successResultOf(d) for d in ds]
+        self.assertEqual([r.code for r in responses], [201, 400, 201])
+        body = json.loads(self.successResultOf(responses[1].content()))
+        self.assertEqual(body["fields"], {"Message": "is too long for the database column"})
+        self.assertEqual([r[0] for r in self.db.rows["UserEvent"]], [0, 2])
+
+    def test_remote_ip_comes_from_the_connection_or_a_trusted_proxy(self) -> None:
+        self.post("user/", "ProfileID=1&Region=eu")
+        d = self.treq.post(f"{URL}/user/", data=b"ProfileID=2&Region=eu",
+                           headers={**FORM, "X-Forwarded-For": "203.0.113.5, 127.0.0.2"})
+        self.finish(d)
+        self.assertEqual([r[-2] for r in self.db.rows["UserEvent"]], ["127.0.0.1", "203.0.113.5"])
+
+    def test_untrusted_peers_cannot_spoof_their_address(self) -> None:
+        self.app.trusted_proxies = ()
+        d = self.treq.post(f"{URL}/user/", data=b"ProfileID=2&Region=eu",
+                           headers={**FORM, "X-Forwarded-For": "203.0.113.5"})
+        self.finish(d)
+        self.assertEqual(self.db.rows["UserEvent"][0][-2], "127.0.0.1")

@@ -1,0 +1,123 @@
+"""Group commit, driven by a Clock: size and interval flushes, the pending
+bound, per-row rejections, outages, and draining at shutdown."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from track.batcher import Batcher, Overloaded, RowRejected
+from track.dialects import RowError
+from track.events import EVENT_TYPES
+from track.store import Unavailable
+
+SESSION, USER = EVENT_TYPES["session"], EVENT_TYPES["user"]
+
+
+class RecordingInsert:
+    """An insert function whose commits the test completes by hand."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[Any], Deferred[Any]]] = []
+
+    def __call__(self, event: Any, rows: Sequence[Any]) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        self.calls.append((event.table, list(rows), d))
+        return d
+
+
+class BatcherTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.insert = RecordingInsert()
+        self.batcher = Batcher(self.insert, self.clock, batch_size=3, flush_interval=0.005, max_pending=5)
+
+    def test_rows_wait_for_the_interval_then_go_out_together(self) -> None:
+        d1 = self.batcher.submit(SESSION, ("a",))
+        d2 = self.batcher.submit(SESSION, ("b",))
+        self.clock.advance(0.004)
+        self.assertEqual(self.insert.calls, [])
+        self.clock.advance(0.001)
+        self.assertEqual([(t, r) for t, r, _ in self.insert.calls], [("SessionEvent", [("a",), ("b",)])])
+        self.assertNoResult(d1)
+        self.insert.calls[0][2].callback(None)
+        self.assertIsNone(self.successResultOf(d1))
+        self.assertIsNone(self.successResultOf(d2))
+        self.assertEqual(self.batcher.pending, 0)
+
+    def test_a_full_buffer_goes_out_at_once(self) -> None:
+        for name in "abc":
+            self.batcher.submit(SESSION, (name,))
+        self.assertEqual(len(self.insert.calls), 1)
+        self.assertEqual(len(self.insert.calls[0][1]), 3)
+        self.clock.advance(1)
+        self.assertEqual(len(self.insert.calls), 1, "the interval timer was not cancelled")
+
+    def test_each_table_has_its_own_buffer(self) -> None:
+        self.batcher.submit(SESSION, ("s",))
+        self.batcher.submit(USER, ("u",))
+        self.clock.advance(0.005)
+        self.assertEqual(sorted(t for t, _, _ in self.insert.calls), ["SessionEvent", "UserEvent"])
+
+    def test_past_max_pending_submit_is_refused_and_memory_stays_bounded(self) -> None:
+        for i in range(5):
+            self.batcher.submit(USER if i % 2 else SESSION, (i,))
+        self.assertRaises(Overloaded, self.batcher.submit, SESSION, ("x",))
+        for _, _, d in list(self.insert.calls):
+            d.callback(None)
+        self.clock.advance(0.005)
+        for _, _, d in self.insert.calls:
+            if not d.called:
+                d.callback(None)
+        self.assertEqual(self.batcher.pending, 0)
+        self.batcher.submit(SESSION, ("accepted again",))
+
+    def test_a_rejected_row_fails_alone(self) -> None:
+        ds = [self.batcher.submit(SESSION, (n,)) for n in "abc"]
+        self.insert.calls[0][2].callback([None, RowError("Message", "is too long"), None])
+        self.successResultOf(ds[0])
+        self.successResultOf(ds[2])
+        failure = self.failureResultOf(ds[1], RowRejected)
+        self.assertEqual(failure.value.error, RowError("Message", "is too long"))
+
+    def test_an_outage_fails_the_whole_batch_as_unavailable(self) -> None:
+        ds = [self.batcher.submit(SESSION, (n,)) for n in "ab"]
+        self.clock.advance(0.005)
+        self.insert.calls[0][2].errback(RuntimeError("connection lost"))
+        for d in ds:
+            self.failureResultOf(d, Unavailable)
+        self.assertEqual(self.batcher.pending, 0)
+
+    def test_a_client_that_went_away_does_not_break_the_batch(self) -> None:
+        ds = [self.batcher.submit(SESSION, (n,)) for n in "ab"]
+        ds[0].cancel()
+        self.failureResultOf(ds[0], CancelledError)
+        self.clock.advance(0.005)
+        self.insert.calls[0][2].callback(None)
+        self.successResultOf(ds[1])
+
+    def test_drain_flushes_everything_and_waits_for_commits(self) -> None:
+        d = self.batcher.submit(SESSION, ("a",))
+        drained = self.batcher.drain()
+        self.assertEqual(len(self.insert.calls), 1, "drain did not flush the buffer")
+        self.assertNoResult(drained)
+        late = self.batcher.submit(SESSION, ("late",))
+        self.assertEqual(len(self.insert.calls), 2, "rows after drain must go out at once")
+        self.insert.calls[0][2].callback(None)
+        self.assertNoResult(drained)
+        self.insert.calls[1][2].callback(None)
+        self.successResultOf(drained)
+        self.successResultOf(d)
+        self.successResultOf(late)
+
+    def test_drain_with_nothing_pending_fires_at_once(self) -> None:
+        self.successResultOf(self.batcher.drain())
+
+    def test_synchronous_inserts_work(self) -> None:
+        batcher = Batcher(lambda e, rows: succeed(None), self.clock, batch_size=1)
+        self.successResultOf(batcher.submit(SESSION, ("a",)))
+        failing = Batcher(lambda e, rows: fail(Unavailable("down")), self.clock, batch_size=1)
+        self.failureResultOf(failing.submit(SESSION, ("a",)), Unavailable)
