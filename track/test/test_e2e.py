@@ -1,0 +1,167 @@
+"""End to end: `twistd -n track` in a subprocess, real HTTP, real databases.
+
+Includes the original's TODO: SIGTERM while clients are posting loses no
+event that was answered 201.
+"""
+
+from __future__ import annotations
+
+import os
+import pstats
+import signal
+import sys
+from typing import Any
+
+import treq
+from twisted.internet import reactor
+from twisted.internet.defer import DeferredList, inlineCallbacks
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.trial.unittest import TestCase
+from twisted.web.client import HTTPConnectionPool
+
+from track import __version__
+from track.dsn import DSN, parse_dsn
+from track.test.process import TWISTD, TwistdTrack, child_env
+from track.test.support import MYSQL_DSN_TEXT, MYSQL_SKIP, execute, reset_mysql
+
+FORM = {"Content-Type": ["application/x-www-form-urlencoded"]}
+EVENTS = {
+    "session": b"Region=eu&SessionID=e2e&RemoteIP=10.0.0.9&SessionType=login&Message=h%C3%A9",
+    "user": b"ProfileID=7&Region=us&Referrer=ad",
+    "item": b"ProfileID=7&Region=eu&ItemName=sword&ItemType=weapon&IsUGC=true&PriceGold=10",
+    "purchase": (b"ProfileID=7&Region=eu&Currency=EUR&GrossAmount=9.99&NetAmount=8.5"
+                 b"&PaymentProvider=card&Product=gems"),
+}
+CLIENTS = 20
+ACKS_BEFORE_SIGTERM = 300
+MAX_REQUESTS = 20_000  # a bound on the load loop, far above what is needed
+
+
+class EndToEndMixin:
+    dsn: DSN
+    dsn_arg: list[str]
+
+    def setUp(self) -> None:
+        self.cwd = os.path.abspath(self.mktemp())  # type: ignore[attr-defined]
+        os.makedirs(self.cwd)
+        self.pool = HTTPConnectionPool(reactor, persistent=True)
+        self.pool.maxPersistentPerHost = CLIENTS
+        self.addCleanup(self.pool.closeCachedConnections)  # type: ignore[attr-defined]
+
+    def start(self, *extra: str) -> Any:
+        self.proc = TwistdTrack([*self.dsn_arg, "--http", "tcp:0:interface=127.0.0.1", *extra], self.cwd)
+        self.addCleanup(self.proc.stop)  # type: ignore[attr-defined]
+        return self.proc.ready
+
+    def post(self, base: str, kind: str, body: bytes) -> Any:
+        return treq.post(f"{base}/api/1.0/track/{kind}/", data=body, headers=FORM, pool=self.pool)
+
+    @inlineCallbacks
+    def test_each_endpoint_stores_its_row_before_answering(self) -> Any:
+        profile = os.path.join(self.cwd, "cpu.prof")
+        base = yield self.start("--cpuprofile", profile)
+        for kind, body in EVENTS.items():
+            response = yield self.post(base, kind, body)
+            content = yield response.content()
+            self.assertEqual((response.code, content), (201, b""))  # type: ignore[attr-defined]
+            self.assertEqual(response.headers.getRawHeaders("content-type"),  # type: ignore[attr-defined]
+                             ["text/plain; charset=utf-8"])
+        # Queried right after the 201s, with the service still running.
+        self.assertEqual(self.rows("SELECT Region, SessionID, RemoteIP, SessionType, Message FROM SessionEvent"),
+                         [("eu", "e2e", "10.0.0.9", "login", "h\u00e9")])  # type: ignore[attr-defined]
+        self.assertEqual(self.rows("SELECT ProfileID, Referrer, RemoteIP FROM UserEvent"),
+                         [(7, "ad", "127.0.0.1")])  # type: ignore[attr-defined]
+        self.assertEqual(self.rows("SELECT ItemName, IsUGC, PriceGold, RemoteIP FROM ItemEvent"),
+                         [("sword", 1, 10, "127.0.0.1")])  # type: ignore[attr-defined]
+        self.assertEqual([tuple(str(v) for v in r) for r in self.rows("SELECT GrossAmount, NetAmount FROM PurchaseEvent")],
+                         [("9.9900", "8.5000")])  # type: ignore[attr-defined]
+        response = yield self.post(base, "user", b"ProfileID=x&Region=eu&Bogus=1")
+        body = yield response.json()
+        self.assertEqual((response.code, body["fields"]),  # type: ignore[attr-defined]
+                         (400, {"ProfileID": "must be an integer", "Bogus": "unknown field"}))
+        yield self.proc.stop()
+        self.assertGreater(pstats.Stats(profile).total_calls, 0)  # type: ignore[attr-defined]
+
+    @inlineCallbacks
+    def test_sigterm_while_clients_post_loses_no_acknowledged_event(self) -> Any:
+        base = yield self.start()
+        acked: list[str] = []
+        refused: list[int] = []
+        sent = [0]
+
+        @inlineCallbacks
+        def client(n: int) -> Any:
+            while sent[0] < MAX_REQUESTS:
+                sent[0] += 1
+                sid = f"c{n}-{sent[0]}"
+                body = f"Region=eu&SessionID={sid}&RemoteIP=10.0.0.1&SessionType=load".encode()
+                try:
+                    response = yield self.post(base, "session", body)
+                    yield response.content()
+                except Exception:
+                    return  # the server has gone away: stop this client
+                if response.code == 201:
+                    acked.append(sid)
+                    if len(acked) == ACKS_BEFORE_SIGTERM:
+                        self.proc.signal("TERM")
+                else:
+                    refused.append(response.code)
+
+        yield DeferredList([client(n) for n in range(CLIENTS)])
+        exit = yield self.proc.stop()
+        # twistd re-raises the signal after a clean shutdown.
+        self.assertIn(getattr(exit, "signal", None) or exit.exitCode, (signal.SIGTERM, 0))  # type: ignore[attr-defined]
+        stored = {sid for (sid,) in self.rows("SELECT SessionID FROM SessionEvent")}
+        self.assertGreaterEqual(len(acked), ACKS_BEFORE_SIGTERM)  # type: ignore[attr-defined]
+        self.assertEqual(set(acked) - stored, set())  # type: ignore[attr-defined]
+        self.assertEqual(set(refused) - {503}, set())  # type: ignore[attr-defined]
+        self.assertIn(b"all events flushed", self.proc.output)  # type: ignore[attr-defined]
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return execute(self.dsn, sql)
+
+
+class MySQLEndToEndTests(EndToEndMixin, TestCase):
+    skip = MYSQL_SKIP
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.dsn = reset_mysql()
+        self.dsn_arg = ["--dsn", MYSQL_DSN_TEXT]
+
+
+class SQLiteEndToEndTests(EndToEndMixin, TestCase):
+    """No --dsn at all: the embedded default file in the working directory."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.dsn = parse_dsn("sqlite://" + os.path.join(self.cwd, "track.sqlite3"))
+        self.dsn_arg = []
+
+
+class CommandLineTests(TestCase):
+    def run_twistd(self, *args: str) -> Any:
+        return getProcessOutputAndValue(TWISTD[0], [*TWISTD[1:], "--pidfile=", *args], env=child_env())
+
+    @inlineCallbacks
+    def test_version(self) -> Any:
+        out, err, code = yield self.run_twistd("track", "--version")
+        self.assertEqual((out, code), (f"track {__version__}\n".encode(), 0))
+
+    @inlineCallbacks
+    def test_unreachable_database_is_one_line_and_non_zero(self) -> Any:
+        out, err, code = yield self.run_twistd(
+            "-n", "track", "--dsn", "mysql://root:hunter2@127.0.0.1:1/nothing", "--http", "tcp:0"
+        )
+        self.assertNotEqual(code, 0)
+        lines = err.decode().strip().splitlines()
+        self.assertEqual(len(lines), 1, err)
+        self.assertIn("track: cannot use database mysql://root:***@127.0.0.1:1/nothing", lines[0])
+        self.assertNotIn(b"hunter2", out + err)
+
+    @inlineCallbacks
+    def test_bad_dsn_is_a_usage_error(self) -> Any:
+        out, err, code = yield self.run_twistd("-n", "track", "--dsn", "u:hunter2@bogus(x)/db")
+        self.assertNotEqual(code, 0)
+        self.assertIn(b"--dsn", out + err)
+        self.assertNotIn(b"hunter2", out + err)
