@@ -68,6 +68,8 @@ class TrackApp:
 
     def _remote_ip(self, request: IRequest) -> str:
         peer = getattr(request.getClientAddress(), "host", None)
+        if peer is not None and not self.trusted_proxies:
+            return peer  # X-Forwarded-For is not believed: no need to read it
         return client_ip(peer, request.getHeader(b"x-forwarded-for"), self.trusted_proxies)
 
     @app.route(f"{API_PREFIX}/<any({_KINDS}):kind>/", methods=["POST"], strict_slashes=False)

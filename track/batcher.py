@@ -1,7 +1,11 @@
 """Group commit: rows wait in per-table buffers and go out as one INSERT.
 
-A buffer is flushed when it holds `batch_size` rows or when its oldest row
-has waited `flush_interval` seconds.  Each submitted row gets a Deferred that
+A buffer is flushed when it holds `batch_size` rows, or when its oldest row
+has waited `flush_interval` seconds and fewer than `max_in_flight` of its
+batches are being written; otherwise it goes out the moment a write
+finishes.  So under light load a row waits at most `flush_interval`, and
+under heavy load batches grow by themselves to whatever arrived during the
+previous commit.  Each submitted row gets a Deferred that
 fires only when its batch has committed, so the HTTP layer can answer 201
 with the row safely stored.  Everything here runs on the reactor thread;
 the pool threads only ever see the list handed to them.
@@ -26,6 +30,7 @@ InsertFn = Callable[[EventType, Sequence[Row]], "Deferred[list[RowError | None] 
 DEFAULT_BATCH_SIZE = 500
 DEFAULT_FLUSH_INTERVAL = 0.002  # seconds
 DEFAULT_MAX_PENDING = 10_000
+DEFAULT_MAX_IN_FLIGHT = 2  # per table
 
 
 class Overloaded(Exception):
@@ -45,6 +50,7 @@ class _Buffer:
     rows: list[Row] = field(default_factory=list)
     waiters: list[Deferred[None]] = field(default_factory=list)
     timer: IDelayedCall | None = None
+    in_flight: int = 0
 
 
 class Batcher:
@@ -57,12 +63,14 @@ class Batcher:
         batch_size: int = DEFAULT_BATCH_SIZE,
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         max_pending: int = DEFAULT_MAX_PENDING,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
         self._insert = insert
         self._clock = clock
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.max_pending = max_pending
+        self.max_in_flight = max_in_flight
         self.pending = 0  # buffered plus being written
         self._buffers: dict[str, tuple[EventType, _Buffer]] = {}
         self._in_flight = 0
@@ -87,9 +95,16 @@ class Batcher:
         self.pending += 1
         if len(buf.rows) >= self.batch_size or self._draining:
             self._flush(event, buf)
-        elif buf.timer is None:
-            buf.timer = self._clock.callLater(self.flush_interval, self._flush, event, buf)
+        elif buf.timer is None and buf.in_flight < self.max_in_flight:
+            buf.timer = self._clock.callLater(self.flush_interval, self._flush_due, event, buf)
         return d
+
+    def _flush_due(self, event: EventType, buf: _Buffer) -> None:
+        """The interval is up: write now, unless the writes are busy, in which
+        case the first one to finish sends these rows."""
+        buf.timer = None
+        if buf.in_flight < self.max_in_flight:
+            self._flush(event, buf)
 
     def _flush(self, event: EventType, buf: _Buffer) -> None:
         if buf.timer is not None:
@@ -101,11 +116,12 @@ class Batcher:
         rows, waiters = buf.rows, buf.waiters
         buf.rows, buf.waiters = [], []
         self._in_flight += 1
+        buf.in_flight += 1
         d = self._insert(event, rows)
         d.addCallbacks(
             self._committed, self._failed, callbackArgs=(waiters,), errbackArgs=(waiters,)
         )
-        d.addBoth(self._done, len(rows))
+        d.addBoth(self._done, event, buf, len(rows))
 
     @staticmethod
     def _committed(outcome: list[RowError | None] | None, waiters: list[Deferred[None]]) -> None:
@@ -125,9 +141,14 @@ class Batcher:
             if not w.called:
                 w.errback(reason)
 
-    def _done(self, _: object, count: int) -> None:
+    def _done(self, _: object, event: EventType, buf: _Buffer, count: int) -> None:
         self.pending -= count
         self._in_flight -= 1
+        buf.in_flight -= 1
+        if buf.rows and buf.timer is None:
+            # Rows arrived while the writes were busy: they have waited long
+            # enough, send them now.
+            self._flush(event, buf)
         if self._in_flight == 0:
             idle, self._idle = self._idle, []
             for d in idle:

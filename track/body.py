@@ -30,10 +30,23 @@ class BodyError(ValueError):
         self.extra = extra
 
 
+_MEDIA_TYPES: dict[bytes, tuple[str, str | None]] = {}
+_MEDIA_TYPES_MAX = 256  # clients send a handful of distinct headers
+
+
 def media_type(header: bytes | None) -> tuple[str, str | None]:
     """('type/subtype', charset or None) from a Content-Type header."""
     if not header:
         return "", None
+    parsed = _MEDIA_TYPES.get(header)
+    if parsed is None:
+        parsed = _parse_media_type(header)
+        if len(_MEDIA_TYPES) < _MEDIA_TYPES_MAX:
+            _MEDIA_TYPES[header] = parsed
+    return parsed
+
+
+def _parse_media_type(header: bytes) -> tuple[str, str | None]:
     text = header.decode("latin-1")
     kind, *params = text.split(";")
     charset = None
@@ -74,6 +87,8 @@ def _unquote(raw: bytes) -> bytes:
 def parse_form(data: bytes, where: str) -> dict[str, str]:
     """application/x-www-form-urlencoded, strictly: bad escapes, bad UTF-8 and
     repeated names are errors rather than guesses."""
+    if b"%" not in data and b"+" not in data:
+        return _parse_plain_form(data, where)
     fields: dict[str, str] = {}
     for pair in data.split(b"&"):
         if not pair:
@@ -89,6 +104,22 @@ def parse_form(data: bytes, where: str) -> dict[str, str]:
         if name in fields:
             raise BodyError(400, "invalid event", fields={name: "given more than once"})
         fields[name] = value
+    return fields
+
+
+def _parse_plain_form(data: bytes, where: str) -> dict[str, str]:
+    """The common case, nothing escaped: one decode, then plain splits."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BodyError(400, f"the {where} is not valid UTF-8") from None
+    fields: dict[str, str] = {}
+    for pair in text.split("&"):
+        if pair:
+            name, _, value = pair.partition("=")
+            if name in fields:
+                raise BodyError(400, "invalid event", fields={name: "given more than once"})
+            fields[name] = value
     return fields
 
 

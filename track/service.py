@@ -64,7 +64,8 @@ class TrackService(Service):
         outcome: list[Any] = []
         self.endpoint.listen(self.site).addBoth(outcome.append)
         if not outcome or isinstance(outcome[0], Failure):
-            why = outcome[0].getErrorMessage() if outcome else "listening did not complete"
+            error = outcome[0].value if outcome else None
+            why = getattr(error, "socketError", None) or error or "listening did not complete"
             raise ListenError(f"cannot listen on {self.description}: {why}")
         self.port = outcome[0]
         log.info("track listening on {address}", address=describe(self.port.getHost()))

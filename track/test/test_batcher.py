@@ -56,6 +56,20 @@ class BatcherTests(SynchronousTestCase):
         self.clock.advance(1)
         self.assertEqual(len(self.insert.calls), 1, "the interval timer was not cancelled")
 
+    def test_while_writes_are_busy_rows_gather_and_go_when_one_finishes(self) -> None:
+        batcher = Batcher(self.insert, self.clock, batch_size=100, flush_interval=0.005, max_in_flight=1)
+        first = batcher.submit(SESSION, ("a",))
+        self.clock.advance(0.005)
+        later = [batcher.submit(SESSION, (n,)) for n in "bc"]
+        self.clock.advance(1)
+        self.assertEqual(len(self.insert.calls), 1, "a second write started while one was busy")
+        self.insert.calls[0][2].callback(None)
+        self.successResultOf(first)
+        self.assertEqual([r for _, r, _ in self.insert.calls], [[("a",)], [("b",), ("c",)]])
+        self.insert.calls[1][2].callback(None)
+        for d in later:
+            self.successResultOf(d)
+
     def test_each_table_has_its_own_buffer(self) -> None:
         self.batcher.submit(SESSION, ("s",))
         self.batcher.submit(USER, ("u",))
