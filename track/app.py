@@ -11,10 +11,9 @@ from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
 from klein import Klein
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
-from twisted.web.iweb import IRequest
+from twisted.web.server import Request as IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from track.batcher import Batcher, Overloaded, RowRejected

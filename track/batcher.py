@@ -14,7 +14,7 @@ the pool threads only ever see the list handed to them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -22,13 +22,12 @@ from twisted.python.failure import Failure
 
 from track.dialects import RowError
 from track.events import EventType
-from track.store import Unavailable
+from track.store import Outcome, Row, Unavailable
 
-Row = tuple[Any, ...]
-InsertFn = Callable[[EventType, Sequence[Row]], "Deferred[list[RowError | None] | None]"]
+InsertFn = Callable[[EventType, Sequence[Row]], "Deferred[Outcome | None]"]
 
 DEFAULT_BATCH_SIZE = 500
-DEFAULT_FLUSH_INTERVAL = 0.002  # seconds
+DEFAULT_FLUSH_INTERVAL = 0.0  # seconds: the next reactor turn
 DEFAULT_MAX_PENDING = 10_000
 DEFAULT_MAX_IN_FLIGHT = 2  # per table
 
@@ -124,13 +123,15 @@ class Batcher:
         d.addBoth(self._done, event, buf, len(rows))
 
     @staticmethod
-    def _committed(outcome: list[RowError | None] | None, waiters: list[Deferred[None]]) -> None:
+    def _committed(outcome: Outcome | None, waiters: list[Deferred[None]]) -> None:
         for i, w in enumerate(waiters):
             if w.called:  # the client went away; its row is stored all the same
                 continue
             error = outcome[i] if outcome is not None else None
             if error is None:
                 w.callback(None)
+            elif isinstance(error, Unavailable):
+                w.errback(error)
             else:
                 w.errback(RowRejected(error))
 

@@ -57,6 +57,7 @@ class Dialect(Protocol):
     name: str
     placeholder: str
     driver: str
+    single_statement_batches: bool
 
     def pool_args(self) -> tuple[tuple[Any, ...], dict[str, Any]]: ...
     def connect(self) -> Any: ...
@@ -74,7 +75,8 @@ class Dialect(Protocol):
 class MySQLDialect:
     name = "mysql"
     placeholder = "%s"
-    driver = "pymysql"
+    driver = "track.mysqldriver"
+    single_statement_batches = True  # autocommit: one INSERT is one transaction
 
     def __init__(self, dsn: DSN) -> None:
         self.dsn = dsn
@@ -86,7 +88,7 @@ class MySQLDialect:
             password=d.password,
             database=d.database,
             charset="utf8mb4",
-            autocommit=False,
+            autocommit=True,
             connect_timeout=CONNECT_TIMEOUT,
             read_timeout=IO_TIMEOUT,
             write_timeout=IO_TIMEOUT,
@@ -102,9 +104,10 @@ class MySQLDialect:
         return (self.driver,), self._connect_kwargs()
 
     def connect(self) -> Any:
+        """A plain connection for start-up work (migrations), with transactions."""
         import pymysql
 
-        return pymysql.connect(**self._connect_kwargs())
+        return pymysql.connect(**{**self._connect_kwargs(), "autocommit": False})
 
     def row_error(self, exc: BaseException) -> RowError | None:
         code = _mysql_code(exc)
@@ -196,6 +199,7 @@ class SQLiteDialect:
     name = "sqlite"
     placeholder = "?"
     driver = "sqlite3"
+    single_statement_batches = False  # executemany inside adbapi's transaction
 
     def __init__(self, dsn: DSN) -> None:
         self.path = dsn.path

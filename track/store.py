@@ -1,9 +1,10 @@
 """The connection pool and the one write track does: a batch of rows per table.
 
-Inserts run on adbapi's pool threads.  A batch is one multi-row INSERT and one
-commit.  If the database refuses a value in it, the batch is rolled back and
-its rows are inserted one by one in the same transaction, so the good rows
-still commit and each bad one is reported back to its own request.
+Inserts run on adbapi's pool threads.  A batch is one multi-row INSERT in one
+transaction (on MySQL a single autocommitted statement, on SQLite
+executemany and a commit).  If the database refuses a value in it, nothing
+of it is kept and its rows are inserted one by one, so the good rows are
+still stored and each bad one is reported back to its own request.
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ _ATTEMPTS = 3  # for deadlocks and lock wait timeouts, which roll back everythin
 
 class Unavailable(Exception):
     """The database cannot take the write now; nothing of the batch was stored."""
+
+
+Row = tuple[Any, ...]
+# Per row: None (stored), RowError (refused: the client's value) or
+# Unavailable (not stored: try again).
+Outcome = list["RowError | Unavailable | None"]
 
 
 class Store:
@@ -51,9 +58,7 @@ class Store:
             )
         return sql
 
-    def insert(
-        self, event: EventType, rows: Sequence[tuple[Any, ...]]
-    ) -> Deferred[list[RowError | None] | None]:
+    def insert(self, event: EventType, rows: Sequence[Row]) -> Deferred[Outcome | None]:
         """Commit `rows`; fires None if all were stored, else a per-row outcome.
 
         Fails with Unavailable when the database could not take the batch.
@@ -70,14 +75,19 @@ class Store:
         )
         return Failure(Unavailable(failure.getErrorMessage()))
 
-    def _write(
-        self, conn: Any, sql: str, rows: Sequence[tuple[Any, ...]]
-    ) -> list[RowError | None] | None:
+    def _write(self, conn: Any, sql: str, rows: Sequence[Row]) -> Outcome | None:
         """Runs on a pool thread; adbapi commits when it returns."""
         for attempt in range(1, _ATTEMPTS + 1):
             cursor = conn.cursor()
             try:
-                cursor.executemany(sql, rows)
+                if self.dialect.single_statement_batches:
+                    # One statement, so one atomic transaction in autocommit.
+                    values = sql[sql.index(" VALUES ") + 8 :]
+                    cursor.execute(
+                        sql + (", " + values) * (len(rows) - 1), [v for row in rows for v in row]
+                    )
+                else:
+                    cursor.executemany(sql, rows)
                 return None
             except Exception as e:
                 conn.rollback()
@@ -89,19 +99,25 @@ class Store:
                 cursor.close()
         raise AssertionError("unreachable")
 
-    def _write_one_by_one(
-        self, cursor: Any, sql: str, rows: Sequence[tuple[Any, ...]]
-    ) -> list[RowError | None]:
-        outcome: list[RowError | None] = []
-        for row in rows:
+    def _write_one_by_one(self, cursor: Any, sql: str, rows: Sequence[Row]) -> Outcome:
+        """After a refused batch: each row alone, so only the bad ones fail."""
+        outcome: Outcome = []
+        for i, row in enumerate(rows):
             try:
                 cursor.execute(sql, row)
                 outcome.append(None)
             except Exception as e:
                 error = self.dialect.row_error(e)
-                if error is None:
-                    raise
-                outcome.append(error)
+                if error is not None:
+                    outcome.append(error)
+                elif self.dialect.single_statement_batches:
+                    # Rows before this one are already committed: report
+                    # only the rest as not stored.
+                    log.error("could not write: {error}", error=e)
+                    outcome.extend([Unavailable(str(e))] * (len(rows) - i))
+                    return outcome
+                else:
+                    raise  # the transaction rolls back: all of it failed
         return outcome
 
     def close(self) -> None:

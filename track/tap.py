@@ -70,7 +70,9 @@ class Options(usage.Options):
         ["cpuprofile", None, None, "Write a cProfile dump (read it with pstats) here at shutdown."],
         ["batch-size", None, str(DEFAULT_BATCH_SIZE), "Most rows in one INSERT."],
         ["flush-interval", None, str(DEFAULT_FLUSH_INTERVAL * 1000),
-         "Longest time (ms) an event waits in a buffer before its INSERT."],
+         "How long (ms) an event may wait for more to join its INSERT when no "
+         "write is busy (0: the next reactor turn). While writes are busy, "
+         "events gather and go when one finishes."],
         ["max-pending", None, str(DEFAULT_MAX_PENDING),
          "Most events waiting for the database; past it clients get 503 + Retry-After."],
         ["request-timeout", None, "30", "Seconds an idle or stalled connection is kept open."],

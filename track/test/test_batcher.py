@@ -97,6 +97,13 @@ class BatcherTests(SynchronousTestCase):
         failure = self.failureResultOf(ds[1], RowRejected)
         self.assertEqual(failure.value.error, RowError("Message", "is too long"))
 
+    def test_rows_not_stored_in_a_partial_outage_are_unavailable(self) -> None:
+        ds = [self.batcher.submit(SESSION, (n,)) for n in "abc"]
+        self.insert.calls[0][2].callback([None, RowError("Region", "must not be null"), Unavailable("gone")])
+        self.successResultOf(ds[0])
+        self.failureResultOf(ds[1], RowRejected)
+        self.failureResultOf(ds[2], Unavailable)
+
     def test_an_outage_fails_the_whole_batch_as_unavailable(self) -> None:
         ds = [self.batcher.submit(SESSION, (n,)) for n in "ab"]
         self.clock.advance(0.005)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import pstats
 import signal
-import sys
 from typing import Any
 
 import treq
