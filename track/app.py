@@ -17,17 +17,22 @@ from twisted.web.server import Request as IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from track.batcher import Batcher, Overloaded, RowRejected
-from track.body import BodyError, read_fields
+from track.body import BodyError, decode_content, read_fields
+from track.cors import CORS
 from track.clientip import Network, client_ip
 from track.events import EVENT_TYPES, EventType, InvalidEvent, parse_event
 from track.logs import Logger
+from track.openapi import openapi_document
+from track.site import DEFAULT_MAX_BODY
 from track.store import Unavailable
 
 log = Logger(namespace="track.app")
 
 API_PREFIX = "/api/1.0/track"
+OPENAPI_PATH = "/api/1.0/openapi.json"
 RETRY_AFTER_SECONDS = 1
 _KINDS = ",".join(EVENT_TYPES)
+_METHOD_ORDER = ["POST", "OPTIONS", "GET", "HEAD"]
 
 
 def json_error(request: IRequest, code: int, payload: Mapping[str, Any]) -> bytes:
@@ -56,11 +61,18 @@ class TrackApp:
         clock: IReactorTime,
         event_types: Mapping[str, EventType] = EVENT_TYPES,
         trusted_proxies: Sequence[Network] = (),
+        cors: CORS = CORS(()),
+        max_body: int = DEFAULT_MAX_BODY,
     ) -> None:
         self.batcher = batcher
         self.clock = clock
         self.event_types = dict(event_types)
         self.trusted_proxies = tuple(trusted_proxies)
+        self.cors = cors
+        self.max_body = max_body
+        self._openapi = json.dumps(
+            openapi_document(self.event_types, API_PREFIX, max_body), indent=1
+        ).encode()
 
     def resource(self) -> Any:
         return self.app.resource()
@@ -74,11 +86,13 @@ class TrackApp:
     @app.route(f"{API_PREFIX}/<any({_KINDS}):kind>/", methods=["POST"], strict_slashes=False)
     def track(self, request: IRequest, kind: str) -> Any:
         event = self.event_types[kind]
+        self.cors.annotate(request)
         try:
+            body = decode_content(
+                request.getHeader(b"content-encoding"), request.content.read(), self.max_body
+            )
             fields = read_fields(
-                request.getHeader(b"content-type"),
-                request.content.read(),
-                request.uri.partition(b"?")[2],
+                request.getHeader(b"content-type"), body, request.uri.partition(b"?")[2]
             )
             created = datetime.fromtimestamp(self.clock.seconds(), timezone.utc).replace(
                 tzinfo=None
@@ -93,6 +107,21 @@ class TrackApp:
             return unavailable(request, "too many events are waiting to be stored")
         d.addCallbacks(self._created, self._not_stored, (request,), None, (request,))
         return d
+
+    @app.route(f"{API_PREFIX}/<any({_KINDS}):kind>/", methods=["OPTIONS"], strict_slashes=False)
+    def preflight(self, request: IRequest, kind: str) -> bytes:
+        """CORS preflight: 204, with CORS headers only for allowed origins."""
+        request.setResponseCode(204)
+        request.setHeader(b"Allow", b"POST, OPTIONS")
+        self.cors.preflight(request)
+        return b""
+
+    @app.route(OPENAPI_PATH, methods=["GET"])
+    def openapi(self, request: IRequest) -> bytes:
+        self.cors.annotate(request)
+        request.setHeader(b"Content-Type", b"application/json")
+        request.setHeader(b"Content-Length", b"%d" % len(self._openapi))
+        return self._openapi
 
     @staticmethod
     def _created(_: None, request: IRequest) -> bytes:
@@ -114,6 +143,7 @@ class TrackApp:
 
     @app.handle_errors(NotFound)
     def not_found(self, request: IRequest, failure: Failure) -> bytes:
+        self.cors.annotate(request)
         return json_error(
             request,
             404,
@@ -122,7 +152,9 @@ class TrackApp:
 
     @app.handle_errors(MethodNotAllowed)
     def method_not_allowed(self, request: IRequest, failure: Failure) -> bytes:
-        allowed = ", ".join(failure.value.valid_methods or ["POST"])  # type: ignore[union-attr]
+        self.cors.annotate(request)
+        valid = set(failure.value.valid_methods or ["POST"])  # type: ignore[union-attr]
+        allowed = ", ".join(sorted(valid, key=_METHOD_ORDER.index))
         request.setHeader(b"Allow", allowed.encode())
         return json_error(request, 405, {"error": "method not allowed", "allow": allowed})
 

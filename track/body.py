@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 from typing import Any
 
 from track.events import JSONNumber
@@ -78,6 +79,38 @@ def read_fields(content_type: bytes | None, body: bytes, query: bytes = b"") -> 
             raise BodyError(400, "invalid event", fields={name: "given more than once"})
         fields[name] = value
     return fields
+
+
+_DECODERS = {
+    "gzip": 16 + zlib.MAX_WBITS,
+    "x-gzip": 16 + zlib.MAX_WBITS,
+    "deflate": zlib.MAX_WBITS,  # zlib-wrapped, as HTTP defines it
+}
+
+
+def decode_content(encoding: bytes | None, body: bytes, limit: int) -> bytes:
+    """Undo Content-Encoding (gzip or deflate), never inflating past `limit`
+    bytes: a compression bomb costs at most `limit` bytes of memory."""
+    if not encoding:
+        return body
+    name = encoding.decode("latin-1").strip().lower()
+    if name == "identity":
+        return body
+    if name not in _DECODERS:
+        raise BodyError(415, f"unsupported Content-Encoding {name!r}: use gzip or deflate")
+    wbits = _DECODERS[name]
+    if name == "deflate" and body[:1] and body[0] & 0x0F != 8:
+        wbits = -zlib.MAX_WBITS  # raw deflate, as some clients send it
+    inflater = zlib.decompressobj(wbits)
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error:
+        raise BodyError(400, f"the {name} body is corrupt") from None
+    if len(data) > limit or inflater.unconsumed_tail:
+        raise BodyError(413, "body too large once decompressed", max_bytes=limit)
+    if not inflater.eof or inflater.unused_data:
+        raise BodyError(400, f"the {name} body is truncated or has trailing data")
+    return data
 
 
 def _unquote(raw: bytes) -> bytes:

@@ -1,11 +1,21 @@
-"""The HTTP Site: no tracebacks, an access log only when asked for, and a
-record of open connections so shutdown can let each one finish its answer."""
+"""The HTTP Site: limits enforced while bytes arrive, no tracebacks, an access
+log only when asked for, and a record of open connections so shutdown can
+let each one finish its answer.
+
+Limits live here, below the resource, because by the time a resource runs
+Twisted has already buffered the whole body.  Here a body over its limit is
+refused from its Content-Length (or, when chunked, as soon as it passes the
+limit) without being kept, and a request that is not fully received within
+the request timeout is answered 408, however slowly its bytes trickle in.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall
 from twisted.python.failure import Failure
 from twisted.web import http, server
 
@@ -13,19 +23,106 @@ from track.logs import Logger
 
 log = Logger(namespace="track.http")
 
+DEFAULT_MAX_BODY = 64 * 1024
+
+
+def raw_response(code: int, payload: dict[str, Any]) -> bytes:
+    """A complete JSON response that closes the connection, for answers given
+    before (or instead of) a Request being processed."""
+    body = json.dumps(payload).encode()
+    return b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (
+        code, http.RESPONSES.get(code, b"Error"), len(body), body,
+    )
+
 
 class _Channel(http.HTTPChannel):
-    """An HTTPChannel that tells its Site when it closes."""
+    """An HTTPChannel that enforces body limits and a per-request deadline,
+    and tells its Site when it closes."""
 
     site: "TrackSite"
+    _deadline: IDelayedCall | None = None
+    _refused = False
+    _body_seen = 0
+    _body_limit = 0
 
     def connectionMade(self) -> None:
         super().connectionMade()
         self.site.channels.add(self)
 
+    def dataReceived(self, data: bytes) -> None:
+        if self._refused:
+            return  # the answer is sent; whatever else comes is dropped unread
+        if self._deadline is None and self.site.request_timeout:
+            self._deadline = self.callLater(self.site.request_timeout, self._timed_out)
+        super().dataReceived(data)
+
+    def allHeadersReceived(self) -> None:
+        limit = self.site.body_limit(self._path)
+        if self.length is not None and self.length > limit:
+            self.refuse(413, {"error": "body too large", "max_bytes": limit})
+            return
+        self._body_limit, self._body_seen = limit, 0
+        super().allHeadersReceived()
+
+    def body_chunk(self, size: int) -> bool:
+        """Count body bytes as they arrive; False once past the limit."""
+        self._body_seen += size
+        if self._body_seen > self._body_limit:
+            self.refuse(413, {"error": "body too large", "max_bytes": self._body_limit})
+        return not self._refused
+
+    def allContentReceived(self) -> None:
+        if self._refused:
+            return
+        self._cancel_deadline()
+        super().allContentReceived()
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        # One request or header line longer than LineReceiver.MAX_LENGTH.
+        self.refuse(431, {"error": "request header too large"})
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        # Twisted's answer to a malformed request line or too many header
+        # bytes is a bare 400; make it the JSON every other error is.
+        self.refuse(400, {"error": "malformed HTTP request"})
+
+    def _timed_out(self) -> None:
+        self._deadline = None
+        self.refuse(408, {"error": "request not received in time",
+                          "timeout_seconds": self.site.request_timeout})
+
+    def refuse(self, code: int, payload: dict[str, Any]) -> None:
+        """Answer and close now, reading nothing more from this connection."""
+        if self._refused:
+            return
+        self._refused = True
+        self._cancel_deadline()
+        if len(self.requests) > 1:
+            # Earlier answers are still owed on this connection; a response
+            # written now would overtake them, so just close.
+            self.transport.abortConnection()
+            return
+        self.transport.write(raw_response(code, payload))
+        self.loseConnection()
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            if self._deadline.active():
+                self._deadline.cancel()
+            self._deadline = None
+
     def connectionLost(self, reason: Failure) -> None:
+        self._cancel_deadline()
         super().connectionLost(reason)
         self.site.channel_closed(self)
+
+
+class TrackRequest(server.Request):
+    channel: _Channel
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.channel.body_chunk(len(data)):
+            super().handleContentChunk(data)
 
 
 class TrackSite(server.Site):
@@ -37,14 +134,23 @@ class TrackSite(server.Site):
         self,
         resource: Any,
         access_log: bool = False,
-        timeout: float | None = 30.0,
+        request_timeout: float | None = 30.0,
         reactor: Any = None,
+        body_limit: Callable[[bytes], int] = lambda path: DEFAULT_MAX_BODY,
     ) -> None:
         # track reads the raw body itself, strictly and once; Twisted's own
         # form parsing would double the work and answer bad multipart bodies
         # with a bare 400 of its own.
-        super().__init__(resource, timeout=timeout, reactor=reactor, parsePOSTFormSubmission=False)
+        super().__init__(
+            resource,
+            requestFactory=TrackRequest,
+            timeout=request_timeout,
+            reactor=reactor,
+            parsePOSTFormSubmission=False,
+        )
         self.access_log = access_log
+        self.request_timeout = request_timeout
+        self.body_limit = body_limit
         self.channels: set[_Channel] = set()
         self._all_closed: list[Deferred[None]] = []
 

@@ -18,6 +18,7 @@ from track import __version__
 from track.app import TrackApp
 from track.batcher import DEFAULT_BATCH_SIZE, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_PENDING, Batcher
 from track.clientip import parse_networks
+from track.cors import CORS
 from track.dialects import dialect_for
 from track.dsn import DSN, DSNError, parse_dsn
 from track.events import EVENT_TYPES
@@ -25,7 +26,7 @@ from track.listen import endpoint_description
 from track.logs import Logger, parse_level, set_level
 from track.schema import fit_event_types, migrate
 from track.service import TrackService
-from track.site import TrackSite
+from track.site import DEFAULT_MAX_BODY, TrackSite
 from track.store import Store
 
 log = Logger(namespace="track")
@@ -75,12 +76,16 @@ class Options(usage.Options):
          "events gather and go when one finishes."],
         ["max-pending", None, str(DEFAULT_MAX_PENDING),
          "Most events waiting for the database; past it clients get 503 + Retry-After."],
-        ["request-timeout", None, "30", "Seconds an idle or stalled connection is kept open."],
+        ["request-timeout", None, "30",
+         "Seconds a request may take to arrive, and an idle connection may stay open."],
+        ["max-body", None, str(DEFAULT_MAX_BODY),
+         "Largest event body in bytes, before and after gzip/deflate decoding; larger is 413."],
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self["trusted-proxy"] = []
+        self["cors-origin"] = []
 
     def opt_version(self) -> None:
         """Print the version and exit."""
@@ -90,6 +95,10 @@ class Options(usage.Options):
     def opt_trusted_proxy(self, value: str) -> None:
         """Address or CIDR of a proxy whose X-Forwarded-For is believed (repeatable)."""
         self["trusted-proxy"].append(value)
+
+    def opt_cors_origin(self, value: str) -> None:
+        """Browser origin allowed to post (repeatable); * allows any."""
+        self["cors-origin"].append(value)
 
     def postOptions(self) -> None:
         try:
@@ -113,6 +122,7 @@ class Options(usage.Options):
             raise usage.UsageError(f"--trusted-proxy: {e}") from None
         self["batch-size"] = _positive_int("batch-size", str(self["batch-size"]))
         self["max-pending"] = _positive_int("max-pending", str(self["max-pending"]))
+        self["max-body"] = _positive_int("max-body", str(self["max-body"]))
         self["flush-interval"] = _non_negative_float("flush-interval", str(self["flush-interval"]))
         self["request-timeout"] = _non_negative_float("request-timeout", str(self["request-timeout"]))
 
@@ -156,8 +166,20 @@ def makeService(options: Options) -> IService:
         flush_interval=options["flush-interval"] / 1000.0,
         max_pending=options["max-pending"],
     )
-    app = TrackApp(batcher, reactor, event_types, options["proxies"])
-    site = TrackSite(app.resource(), options["access-log"], options["request-timeout"] or None)
+    app = TrackApp(
+        batcher,
+        reactor,
+        event_types,
+        options["proxies"],
+        CORS(options["cors-origin"]),
+        options["max-body"],
+    )
+    site = TrackSite(
+        app.resource(),
+        options["access-log"],
+        options["request-timeout"] or None,
+        body_limit=lambda path: options["max-body"],
+    )
     log.info("track {version} storing events in {dsn}", version=__version__, dsn=dsn.redacted())
     return TrackService(
         serverFromString(reactor, options["endpoint"]),

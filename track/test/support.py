@@ -109,3 +109,40 @@ def create_schema(dsn: DSN) -> None:
         migrate(conn, dialect_for(dsn))
     finally:
         conn.close()
+
+
+def serve(case: TestCase, dsn: DSN | None = None, **site_kwargs: Any) -> Any:
+    """Run the whole HTTP stack in this process on 127.0.0.1:<free port>,
+    storing into `dsn` (a temporary SQLite file by default).
+
+    Returns (port, site).  Keyword arguments go to TrackSite (request_timeout,
+    body_limit) and TrackApp (cors, max_body)."""
+    from twisted.internet import reactor
+
+    from track.app import TrackApp
+    from track.batcher import Batcher
+    from track.site import TrackSite
+    from track.store import Store
+    from track.tap import prepare_database
+
+    dsn = dsn or sqlite_dsn(case)
+    event_types = prepare_database(dsn)
+    store = Store(dialect_for(dsn))
+    app_kwargs = {k: site_kwargs.pop(k) for k in ("cors", "max_body") if k in site_kwargs}
+    app = TrackApp(Batcher(store.insert, reactor), reactor, event_types, **app_kwargs)
+    site = TrackSite(app.resource(), **site_kwargs)
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")  # type: ignore[attr-defined]
+    case.addCleanup(store.close)
+    case.addCleanup(port.stopListening)
+    case.addCleanup(site.abort_connections)
+    return port.getHost().port, site
+
+
+def client_pool(case: TestCase) -> Any:
+    """An HTTP client pool for treq that the test closes behind it."""
+    from twisted.internet import reactor
+    from twisted.web.client import HTTPConnectionPool
+
+    pool = HTTPConnectionPool(reactor, persistent=False)
+    case.addCleanup(pool.closeCachedConnections)
+    return pool

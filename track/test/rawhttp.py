@@ -1,0 +1,57 @@
+"""A raw TCP client for tests that must send malformed, huge, slow or
+pipelined HTTP that no well-behaved client library would produce."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import ClientFactory, Protocol
+from twisted.python.failure import Failure
+
+_STATUS = re.compile(rb"HTTP/1\.[01] (\d{3})")
+
+
+class RawClient(Protocol):
+    """Collects everything the server sends until it closes the connection."""
+
+    def __init__(self) -> None:
+        self.received = b""
+        self.connected_d: Deferred[RawClient] = Deferred()
+        self.closed: Deferred[bytes] = Deferred()
+
+    def connectionMade(self) -> None:
+        self.connected_d.callback(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.closed.callback(self.received)
+
+    def send(self, data: bytes) -> None:
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    def statuses(self) -> list[int]:
+        return [int(m) for m in _STATUS.findall(self.received)]
+
+
+def connect(port: int) -> Deferred[RawClient]:
+    client = RawClient()
+    factory = ClientFactory.forProtocol(lambda: client)
+    reactor.connectTCP("127.0.0.1", port, factory)  # type: ignore[attr-defined]
+    return client.connected_d
+
+
+def request(path: str, body: bytes, headers: dict[str, Any] | None = None, close: bool = True) -> bytes:
+    """One POST as raw bytes, with Content-Length unless headers say otherwise."""
+    head = {"Host": "track.test", "Content-Type": "application/x-www-form-urlencoded"}
+    head.update(headers or {})
+    if "Transfer-Encoding" not in head and "Content-Length" not in head:
+        head["Content-Length"] = str(len(body))
+    if close:
+        head.setdefault("Connection", "close")
+    lines = "".join(f"{k}: {v}\r\n" for k, v in head.items())
+    return f"POST {path} HTTP/1.1\r\n{lines}\r\n".encode() + body
