@@ -27,6 +27,7 @@ setup(
         "test": [
             "treq>=23.11.0",
             "hypothesis>=6.90.0",
+            "schemathesis>=4.0.0",
         ],
     },
     zip_safe=False,

@@ -30,7 +30,10 @@ ERROR_SCHEMA: dict[str, Any] = {
 def _form_schema(f: Field) -> dict[str, Any]:
     """What a field looks like as a form value (always text)."""
     if f.type == "string":
-        return {"type": "string", "maxLength": f.max_length}
+        schema: dict[str, Any] = {"type": "string", "maxLength": f.max_length}
+        if f.required:
+            schema["minLength"] = 1  # an empty required value counts as missing
+        return schema
     if f.type == "int":
         return {"type": "string", "pattern": INT_PATTERN, "description": f"integer {INT32_MIN}..{INT32_MAX}"}
     if f.type == "bool":
@@ -48,9 +51,10 @@ def _json_schema(f: Field) -> dict[str, Any]:
     if f.type == "bool":
         return {"oneOf": [{"type": "boolean"}, {"type": "integer", "enum": [0, 1]}, text]}
     if f.type == "money":
+        bound = 10.0**MONEY_MAX_INTEGER_DIGITS
         number = {"type": "number", "multipleOf": 10.0**-MONEY_PLACES,
-                  "exclusiveMinimum": -(10.0**MONEY_MAX_INTEGER_DIGITS),
-                  "exclusiveMaximum": 10.0**MONEY_MAX_INTEGER_DIGITS}
+                  "minimum": -bound, "exclusiveMinimum": True,
+                  "maximum": bound, "exclusiveMaximum": True}
         return {"oneOf": [number, text]}
     return text
 
