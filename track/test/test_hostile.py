@@ -15,7 +15,15 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from track.test.rawhttp import connect, request
-from track.test.support import client_pool, execute, serve
+from track.test.support import (
+    MYSQL_SKIP,
+    ORIGINAL_MYSQL_DDL,
+    client_pool,
+    execute,
+    reset_mysql,
+    serve,
+    sqlite_dsn,
+)
 
 PATH = "/api/1.0/track/user/"
 GOOD = b"ProfileID=1&Region=eu"
@@ -163,20 +171,57 @@ class RequestTimeoutTests(TestCase):
         self.assertEqual(raw, b"")
 
 
-class StoredExactlyTests(TestCase):
-    """Strings go in byte for byte, through HTTP, into the embedded database."""
+class StoredExactlyMixin:
+    """Strings go in byte for byte, through HTTP, into the database."""
+
+    def make_dsn(self) -> Any:
+        raise NotImplementedError
 
     @inlineCallbacks
     def test_quotes_sql_emoji_accents_and_control_characters(self) -> Any:
-        from track.test.support import sqlite_dsn
-
-        dsn = sqlite_dsn(self)
-        port, _ = serve(self, dsn=dsn)
+        dsn = self.make_dsn()
+        port, _ = serve(self, dsn=dsn)  # type: ignore[arg-type]
         values = ["O'Brien \"x\" \\ `y`", "1'); DROP TABLE UserEvent;--", "\U0001f600\U0001f680 ok",
-                  "\u00e9\u00e8\u00ea \u4e2d\u6587", "tab\tnew\nline\x00nul\x1f"]
+                  "\u00e9\u00e8\u00ea \u4e2d\u6587", "tab\tnew\nline\x00nul\x1f\x7f"]
         for i, message in enumerate(values):
             response = yield treq.post(f"http://127.0.0.1:{port}{PATH}", pool=client_pool(self), json={
                 "ProfileID": i, "Region": "eu", "Message": message})
-            self.assertEqual(response.code, 201, (yield response.content()))
+            self.assertEqual(response.code, 201, (yield response.content()))  # type: ignore[attr-defined]
         stored = execute(dsn, "SELECT Message FROM UserEvent ORDER BY ProfileID")
-        self.assertEqual([m for (m,) in stored], values)
+        self.assertEqual([m for (m,) in stored], values)  # type: ignore[attr-defined]
+
+
+class SQLiteStoredExactlyTests(StoredExactlyMixin, TestCase):
+    def make_dsn(self) -> Any:
+        return sqlite_dsn(self)
+
+
+class MySQLStoredExactlyTests(StoredExactlyMixin, TestCase):
+    skip = MYSQL_SKIP
+
+    def make_dsn(self) -> Any:
+        return reset_mysql()
+
+    @inlineCallbacks
+    def test_four_byte_characters_on_the_originals_utf8_columns_are_a_400(self) -> Any:
+        dsn = reset_mysql()
+        execute(dsn, *ORIGINAL_MYSQL_DDL)
+        port, _ = serve(self, dsn=dsn)
+        url = f"http://127.0.0.1:{port}{PATH}"
+        response = yield treq.post(url, pool=client_pool(self), data=quote_form(
+            {"ProfileID": "1", "Region": "eu", "Message": "gg \U0001f600", "Referrer": "caf\u00e9"}),
+            headers={"Content-Type": "application/x-www-form-urlencoded"})
+        body = yield response.json()
+        self.assertEqual(response.code, 400)
+        self.assertEqual(list(body["fields"]), ["Message"])
+        response = yield treq.post(url, pool=client_pool(self), data=quote_form(
+            {"ProfileID": "1", "Region": "eu", "Message": "caf\u00e9 \u20ac"}),
+            headers={"Content-Type": "application/x-www-form-urlencoded"})
+        self.assertEqual(response.code, 201)
+        self.assertEqual(execute(dsn, "SELECT Message FROM UserEvent"), [("caf\u00e9 \u20ac",)])
+
+
+def quote_form(fields: dict[str, str]) -> bytes:
+    from urllib.parse import urlencode
+
+    return urlencode(fields).encode()
