@@ -37,7 +37,8 @@ _METHOD_ORDER = ["POST", "OPTIONS", "GET", "HEAD"]
 
 def json_error(request: IRequest, code: int, payload: Mapping[str, Any]) -> bytes:
     """Every error track sends: JSON, never HTML, never a traceback."""
-    body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    # ASCII escapes: a field name may hold a lone surrogate from JSON.
+    body = json.dumps(payload).encode("ascii")
     request.setResponseCode(code)
     request.setHeader(b"Content-Type", b"application/json")
     request.setHeader(b"Content-Length", b"%d" % len(body))

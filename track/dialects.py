@@ -42,6 +42,8 @@ _MYSQL_ROW_ERRORS = {
 }
 # Errors after which the same transaction may simply be tried again.
 _MYSQL_RETRYABLE = {1205, 1213}  # lock wait timeout, deadlock
+# The connection is gone (server restarted, killed it, or timed it out).
+_MYSQL_GONE = {2006, 2013, 2014, 2045, 2055, 4031}
 _COLUMN_IN_MESSAGE = re.compile(r"column [`'\"]?(?:[^`'\".\s]+[`'\"]?\.[`'\"]?)*([^`'\".\s]+)")
 
 
@@ -63,6 +65,7 @@ class Dialect(Protocol):
     def connect(self) -> Any: ...
     def row_error(self, exc: BaseException) -> RowError | None: ...
     def retryable(self, exc: BaseException) -> bool: ...
+    def connection_lost(self, exc: BaseException) -> bool: ...
     def column_ddl(self, column: Column) -> str: ...
     def table_options(self) -> str: ...
     def quote(self, name: str) -> str: ...
@@ -121,6 +124,11 @@ class MySQLDialect:
 
     def retryable(self, exc: BaseException) -> bool:
         return _mysql_code(exc) in _MYSQL_RETRYABLE
+
+    def connection_lost(self, exc: BaseException) -> bool:
+        import pymysql
+
+        return isinstance(exc, pymysql.err.InterfaceError) or _mysql_code(exc) in _MYSQL_GONE
 
     def column_ddl(self, column: Column) -> str:
         if column.primary_key:
@@ -232,6 +240,9 @@ class SQLiteDialect:
         return RowError(m.group(1) if m else "", "was refused by the database")
 
     def retryable(self, exc: BaseException) -> bool:
+        return False
+
+    def connection_lost(self, exc: BaseException) -> bool:
         return False
 
     def column_ddl(self, column: Column) -> str:

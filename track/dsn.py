@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Mapping
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote
 
 DEFAULT_SQLITE_PATH = "track.sqlite3"
 MYSQL_DEFAULT_PORT = 3306
@@ -45,7 +45,7 @@ class DSN:
         where = (
             f"unix({self.unix_socket})"
             if self.unix_socket
-            else f"{self.host}:{self.port}"
+            else f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
         )
         return f"mysql://{auth}@{where}/{self.database}"
 
@@ -82,25 +82,33 @@ def _parse_sqlite(text: str) -> DSN:
 
 
 def _parse_mysql_url(text: str) -> DSN:
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError as e:
-        raise DSNError(f"malformed MySQL DSN: {_scrub(str(e), text)}") from None
-    database = unquote(parts.path.lstrip("/"))
-    params = dict(parse_qsl(parts.query, keep_blank_values=True))
+    """scheme://[user[:password]@]host[:port]/database[?params].
+
+    Split by hand rather than with urlsplit: a password may hold '/', '?',
+    '#' or '@', and a parser error must never echo any part of it.
+    """
+    rest = text.split("://", 1)[1]
+    userinfo, at, hostpath = rest.rpartition("@")
+    if not at:
+        userinfo, hostpath = "", rest
+    hostpath, _, query = hostpath.partition("?")
+    hostport, _, database = hostpath.partition("/")
+    user, _, password = userinfo.partition(":")
+    params = dict(parse_qsl(query, keep_blank_values=True))
     socket = params.pop("unix_socket", None) or None
+    database = unquote(database)
     if not database:
         raise DSNError("MySQL DSN names no database: mysql://user:pass@host:3306/DATABASE")
     if "/" in database:
         raise DSNError(f"MySQL DSN database name {database!r} contains '/'")
+    host, port = _split_host_port(hostport)
     return DSN(
         kind="mysql",
         database=database,
-        host=parts.hostname or "127.0.0.1",
-        port=port or MYSQL_DEFAULT_PORT,
-        user=unquote(parts.username or ""),
-        password=unquote(parts.password or ""),
+        host=host,
+        port=port,
+        user=unquote(user),
+        password=unquote(password),
         unix_socket=socket,
         params=params,
     )
@@ -171,12 +179,3 @@ def _split_host_port(addr: str) -> tuple[str, int]:
     if not port_text.isascii() or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise DSNError(f"invalid port {port_text!r} in DSN")
     return host or "127.0.0.1", int(port_text)
-
-
-def _scrub(message: str, text: str) -> str:
-    """Remove anything that looks like the DSN's password from a message."""
-    try:
-        password = urlsplit(text).password
-    except ValueError:
-        password = None
-    return message.replace(password, "***") if password else message

@@ -72,7 +72,10 @@ def parse_int(value: object, low: int = INT32_MIN, high: int = INT32_MAX) -> int
     if _is_int(value):
         number = value
     elif type(value) is str and value.isascii() and _INT_RE.fullmatch(value):
-        number = int(value)
+        digits = value.lstrip("-").lstrip("0") or "0"
+        if len(digits) > 20:  # far out of range, and int() refuses 4300+ digits
+            raise Invalid(f"must be an integer between {low} and {high}")
+        number = -int(digits) if value[0] == "-" else int(digits)
     else:
         raise Invalid("must be an integer")
     if not low <= number <= high:  # type: ignore[operator]

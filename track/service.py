@@ -66,7 +66,8 @@ class TrackService(Service):
         if not outcome or isinstance(outcome[0], Failure):
             error = outcome[0].value if outcome else None
             why = getattr(error, "socketError", None) or error or "listening did not complete"
-            raise ListenError(f"cannot listen on {self.description}: {why}")
+            # Short: twistd shows only 100 characters of it when daemonizing.
+            raise ListenError(f"cannot listen: {why}")
         self.port = outcome[0]
         log.info("track listening on {address}", address=describe(self.port.getHost()))
         super().privilegedStartService()

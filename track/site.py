@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from typing import Any, Callable
+from urllib.parse import unquote_to_bytes
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall
@@ -24,6 +25,8 @@ from track.logs import Logger
 log = Logger(namespace="track.http")
 
 DEFAULT_MAX_BODY = 64 * 1024
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 16 * 1024 * 1024  # dropped unread, never kept
 
 
 def raw_response(code: int, payload: dict[str, Any]) -> bytes:
@@ -44,6 +47,8 @@ class _Channel(http.HTTPChannel):
     _refused = False
     _body_seen = 0
     _body_limit = 0
+    _linger_budget = 0
+    _linger: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -51,18 +56,35 @@ class _Channel(http.HTTPChannel):
 
     def dataReceived(self, data: bytes) -> None:
         if self._refused:
-            return  # the answer is sent; whatever else comes is dropped unread
-        if self._deadline is None and self.site.request_timeout:
+            # The answer is sent: drop what else comes, up to a budget, so
+            # the client reads our answer instead of a reset.
+            self._linger_budget -= len(data)
+            if self._linger_budget < 0:
+                self.transport.abortConnection()
+            return
+        if (
+            self._deadline is None
+            and self.site.request_timeout
+            and not self._handlingRequest  # bytes of a pipelined request wait their turn
+        ):
             self._deadline = self.callLater(self.site.request_timeout, self._timed_out)
         super().dataReceived(data)
 
+    def lineReceived(self, line: bytes) -> None:
+        if not self._refused:  # lines already buffered when we refused
+            super().lineReceived(line)
+
     def allHeadersReceived(self) -> None:
+        if self._refused:
+            return
         limit = self.site.body_limit(self._path)
         if self.length is not None and self.length > limit:
             self.refuse(413, {"error": "body too large", "max_bytes": limit})
             return
         self._body_limit, self._body_seen = limit, 0
         super().allHeadersReceived()
+        if self.site.closing:
+            self.persistent = False  # shutting down: answer this one, then close
 
     def body_chunk(self, size: int) -> bool:
         """Count body bytes as they arrive; False once past the limit."""
@@ -92,18 +114,28 @@ class _Channel(http.HTTPChannel):
                           "timeout_seconds": self.site.request_timeout})
 
     def refuse(self, code: int, payload: dict[str, Any]) -> None:
-        """Answer and close now, reading nothing more from this connection."""
+        """Answer and close now, keeping nothing more from this connection."""
         if self._refused:
             return
         self._refused = True
         self._cancel_deadline()
-        if len(self.requests) > 1:
-            # Earlier answers are still owed on this connection; a response
-            # written now would overtake them, so just close.
+        if len(self.requests) > 1 or self._handlingRequest:
+            # An earlier answer is still owed on this connection; a response
+            # written now would overtake it, so just close.
             self.transport.abortConnection()
             return
         self.transport.write(raw_response(code, payload))
-        self.loseConnection()
+        # Lingering close: send our side's FIN after the answer, keep reading
+        # (and dropping) for a moment, then close.  Closing with unread input
+        # would make the kernel reset the connection, and the client could
+        # lose the answer.
+        self._linger_budget = LINGER_BYTES
+        half_close = getattr(self.transport, "loseWriteConnection", None)
+        if half_close is None:
+            self.loseConnection()
+            return
+        half_close()
+        self._linger = self.callLater(LINGER_SECONDS, self.transport.loseConnection)
 
     def _cancel_deadline(self) -> None:
         if self._deadline is not None:
@@ -113,12 +145,29 @@ class _Channel(http.HTTPChannel):
 
     def connectionLost(self, reason: Failure) -> None:
         self._cancel_deadline()
+        if self._linger is not None and self._linger.active():
+            self._linger.cancel()
         super().connectionLost(reason)
         self.site.channel_closed(self)
 
 
 class TrackRequest(server.Request):
     channel: _Channel
+
+    def process(self) -> None:
+        # Klein would answer a path that is not UTF-8 with an HTML 400 and
+        # log a traceback; answer it like every other client mistake.
+        try:
+            unquote_to_bytes(self.path.decode("ascii")).decode("utf-8")
+        except UnicodeDecodeError:
+            body = json.dumps({"error": "the URL is not valid UTF-8"}).encode()
+            self.setResponseCode(400)
+            self.setHeader(b"Content-Type", b"application/json")
+            self.setHeader(b"Content-Length", b"%d" % len(body))
+            self.write(body)
+            self.finish()
+            return
+        super().process()
 
     def handleContentChunk(self, data: bytes) -> None:
         if self.channel.body_chunk(len(data)):
@@ -152,6 +201,7 @@ class TrackSite(server.Site):
         self.request_timeout = request_timeout
         self.body_limit = body_limit
         self.channels: set[_Channel] = set()
+        self.closing = False
         self._all_closed: list[Deferred[None]] = []
 
     def log(self, request: Any) -> None:
@@ -177,6 +227,7 @@ class TrackSite(server.Site):
 
         Fires when every connection is gone.
         """
+        self.closing = True
         for channel in list(self.channels):
             channel.persistent = False
             if not channel.requests:

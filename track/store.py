@@ -70,10 +70,9 @@ class Store:
     def _unavailable(self, failure: Failure, event: EventType) -> Failure:
         if failure.check(Unavailable):
             return failure
-        log.error(
-            "could not write {table}: {error}", table=event.table, error=failure.getErrorMessage()
-        )
-        return Failure(Unavailable(failure.getErrorMessage()))
+        reason = repr(failure.value)
+        log.error("could not write {table}: {error}", table=event.table, error=reason)
+        return Failure(Unavailable(reason))
 
     def _write(self, conn: Any, sql: str, rows: Sequence[Row]) -> Outcome | None:
         """Runs on a pool thread; adbapi commits when it returns."""
@@ -90,13 +89,24 @@ class Store:
                     cursor.executemany(sql, rows)
                 return None
             except Exception as e:
-                conn.rollback()
+                if self.dialect.connection_lost(e) and attempt < _ATTEMPTS:
+                    # A pooled connection the server dropped (restart,
+                    # wait_timeout, failover): open a new one and try again.
+                    # Safe to repeat: a statement cut off before its OK is
+                    # rolled back, and MessageIDs make repeats no-ops.
+                    conn.reconnect()
+                    continue
+                if not self.dialect.single_statement_batches:
+                    conn.rollback()  # undo what executemany did so far
                 if self.dialect.row_error(e) is not None:
                     return self._write_one_by_one(cursor, sql, rows)
                 if attempt == _ATTEMPTS or not self.dialect.retryable(e):
                     raise
             finally:
-                cursor.close()
+                try:
+                    cursor.close()
+                except Exception:
+                    pass  # a cursor of a dead connection
         raise AssertionError("unreachable")
 
     def _write_one_by_one(self, cursor: Any, sql: str, rows: Sequence[Row]) -> Outcome:
@@ -113,7 +123,7 @@ class Store:
                 elif self.dialect.single_statement_batches:
                     # Rows before this one are already committed: report
                     # only the rest as not stored.
-                    log.error("could not write: {error}", error=e)
+                    log.error("could not write: {error!r}", error=e)
                     outcome.extend([Unavailable(str(e))] * (len(rows) - i))
                     return outcome
                 else:

@@ -106,7 +106,7 @@ class Options(usage.Options):
             from twisted.internet import reactor
 
             serverFromString(reactor, self["endpoint"])
-        except (ValueError, KeyError, TypeError) as e:
+        except Exception as e:  # endpoint parsers raise all sorts
             raise usage.UsageError(f"--http {self['http']!r} is not usable: {e}") from None
         try:
             self["parsed-dsn"] = parse_dsn(self["dsn"])

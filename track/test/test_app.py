@@ -170,6 +170,8 @@ class AppTests(SynchronousTestCase):
             (b"ProfileID=1&ProfileID=2&Region=eu", FORM),
             (b'{"ProfileID": 1, "ProfileID": 2, "Region": "eu"}', JSON),
             (b'{"ProfileID": 1, "Region": "\xc3("}', JSON),
+            (b'{"\\ud800": 1, "ProfileID": 1, "Region": "eu"}', JSON),
+            (b'{"\\udc00": 1, "\\udc00": 2}', JSON),
         ]
         for body, headers in cases:
             with self.subTest(body=body):

@@ -21,6 +21,11 @@ class ParseDSNTests(SynchronousTestCase):
             database="events", params={"charset": "utf8mb4"},
         )
 
+    def test_url_passwords_may_hold_any_character(self) -> None:
+        self.check("mysql://app:hunter/2?#@x@db.example:3306/track?charset=utf8mb4",
+                   user="app", password="hunter/2?#@x", host="db.example", database="track")
+        self.check("mysql://root@[::1]:3307/x", host="::1", port=3307)
+
     def test_mariadb_scheme_and_defaults(self) -> None:
         self.check("mariadb://root@127.0.0.1/test", kind="mysql", port=3306, password="", user="root")
 
@@ -57,7 +62,9 @@ class ParseDSNTests(SynchronousTestCase):
             "u:p@udp(h)/db": "unsupported network 'udp'",
             "u:p@tcp(h)/": "names no database",
             "sqlite://": "no file path",
-            "mysql://u:hunter2@h:port/db": "malformed",
+            "mysql://u:hunter2@h:port/db": "invalid port 'port'",
+            "mysql://u:hunter2/x@h:port/db": "invalid port 'port'",
+            "mysql://u:hunter2?x@h:99999/db": "invalid port '99999'",
         }
         for text, message in cases.items():
             with self.subTest(text=text):

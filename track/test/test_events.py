@@ -44,7 +44,7 @@ INVALID = {
     "int": [
         " 1", "1 ", "+1", "1e3", "0x10", "1.0", "1_000", "\u0661\u0662", "\uff11",
         str(INT32_MAX + 1), str(INT32_MIN - 1), "-", "--1", 2**31, JSONNumber("1.0"),
-        JSONNumber("1e3"), True, False, [], {}, "ten",
+        JSONNumber("1e3"), True, False, [], {}, "ten", "1" * 5000, "0" * 4400 + "1",
     ],
     "bool": ["yes", "no", "2", "-1", 2, "TRUE ", "tRUE", JSONNumber("1.0"), [], {}],
     "money": [

@@ -111,6 +111,12 @@ class HostileClientTests(TestCase):
             self.assertIn("error", body_of(raw))
 
     @inlineCallbacks
+    def test_a_url_that_is_not_utf8_is_a_json_400(self) -> Any:
+        client, raw = yield self.exchange(request("/api/1.0/track/%ff/", GOOD))
+        self.assertEqual(client.statuses(), [400])
+        self.assertEqual(body_of(raw), {"error": "the URL is not valid UTF-8"})
+
+    @inlineCallbacks
     def test_a_malformed_request_line_is_a_json_400(self) -> Any:
         client, raw = yield self.exchange(b"NONSENSE\r\n\r\n")
         self.assertEqual(client.statuses(), [400])

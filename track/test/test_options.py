@@ -41,7 +41,7 @@ class HTTPOptionTests(SynchronousTestCase):
         self.assertEqual(parse()["endpoint"], "tcp:8080")
 
     def test_bad_http_is_a_usage_error(self) -> None:
-        for text in ("bogus:thing", "99999", ":70000", "tcp:notaport"):
+        for text in ("bogus:thing", "99999", ":70000", "tcp:notaport", "ssl:19007:privateKey=/nonexistent.pem"):
             with self.subTest(text=text):
                 error = self.assertRaises(usage.UsageError, parse, "--http", text)
                 self.assertIn("--http", str(error))

@@ -145,6 +145,17 @@ class MySQLStoreTests(StoreTestsMixin, TestCase):
         yield self.assertFailure(store.insert(EVENT_TYPES["session"], [session_row("s")]), Unavailable)
 
     @inlineCallbacks
+    def test_connections_the_server_dropped_are_replaced_without_failing_writes(self) -> Any:
+        yield self.store.insert(EVENT_TYPES["session"], [session_row("before")])
+        execute(self.dsn, *[f"KILL {pid}" for (pid,) in self.select(
+            "SELECT ID FROM information_schema.PROCESSLIST "
+            "WHERE DB = DATABASE() AND ID <> CONNECTION_ID()")])
+        outcome = yield self.store.insert(EVENT_TYPES["session"], [session_row("after")])
+        self.assertIsNone(outcome)
+        self.assertEqual(self.select("SELECT SessionID FROM SessionEvent ORDER BY EventID"),
+                         [("before",), ("after",)])
+
+    @inlineCallbacks
     def test_a_value_too_long_for_the_column_is_named(self) -> Any:
         long_row = session_row("long", "x")[:4] + ("x" * 46,) + session_row("long")[5:]
         rows = [session_row("ok"), long_row]
