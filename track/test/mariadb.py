@@ -76,6 +76,10 @@ class ThrowawayMariaDB:
         self.pid_file = os.path.join(self.basedir, "mariadbd.pid")
         self.log_file = os.path.join(self.basedir, "mariadbd.err")
         self.out_file = os.path.join(self.basedir, "mariadbd.out")
+        # Private, not /tmp: at startup mariadbd deletes every #sql* file in its
+        # tmpdir, which would pull temporary tables from under other servers.
+        self.tmpdir = os.path.join(self.basedir, "tmp")
+        os.makedirs(self.tmpdir, exist_ok=True)
         self.socket = os.path.join(self.basedir, "mariadbd.sock")
         self._socket_dir: str | None = None
         if len(self.socket) > MAX_SOCKET_PATH:
@@ -103,6 +107,7 @@ class ThrowawayMariaDB:
             INSTALL_DB,
             "--no-defaults",
             f"--datadir={self.datadir}",
+            f"--tmpdir={self.tmpdir}",
             f"--user={_user()}",
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
@@ -136,6 +141,7 @@ class ThrowawayMariaDB:
             MARIADBD,
             "--no-defaults",
             f"--datadir={self.datadir}",
+            f"--tmpdir={self.tmpdir}",
             f"--socket={self.socket}",
             f"--port={self.port}",
             "--bind-address=127.0.0.1",
