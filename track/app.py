@@ -30,6 +30,7 @@ log = Logger(namespace="track.app")
 
 API_PREFIX = "/api/1.0/track"
 OPENAPI_PATH = "/api/1.0/openapi.json"
+MESSAGE_ID_HEADER = b"Track-Message-Id"
 RETRY_AFTER_SECONDS = 1
 _KINDS = ",".join(EVENT_TYPES)
 _METHOD_ORDER = ["POST", "OPTIONS", "GET", "HEAD"]
@@ -99,6 +100,9 @@ class TrackApp:
                 tzinfo=None
             )
             row = parse_event(event, fields, self._remote_ip(request), created)
+            # On every answer from here on, 503s included: a client that sent
+            # no MessageID can retry with this one and never store twice.
+            request.setHeader(MESSAGE_ID_HEADER, row[event.message_id_index].encode("ascii"))
             d = self.batcher.submit(event, row)
         except InvalidEvent as e:
             return json_error(request, 400, {"error": "invalid event", "fields": e.fields})

@@ -13,7 +13,7 @@ from twisted.web.server import Request
 MAX_AGE_SECONDS = 86400
 ALLOW_METHODS = b"POST, OPTIONS"
 # Headers a browser script may read from our answers.
-EXPOSE_HEADERS = b"Retry-After"
+EXPOSE_HEADERS = b"Retry-After, Track-Message-Id"
 
 
 class CORS:

@@ -73,6 +73,9 @@ class Dialect(Protocol):
     def string_columns(self, cursor: Any, table: str) -> dict[str, tuple[int, bool]]: ...
     def lock(self, cursor: Any) -> None: ...
     def unlock(self, cursor: Any) -> None: ...
+    def column_names(self, cursor: Any, table: str) -> set[str]: ...
+    def add_message_id(self, cursor: Any, table: str) -> None: ...
+    def on_duplicate(self) -> str: ...
 
 
 class MySQLDialect:
@@ -141,6 +144,9 @@ class MySQLDialect:
     def quote(self, name: str) -> str:
         return f"`{name}`"
 
+    def column_names(self, cursor: Any, table: str) -> set[str]:
+        return _column_names(self, cursor, table)
+
     def table_exists(self, cursor: Any, table: str) -> bool:
         cursor.execute(
             "SELECT 1 FROM information_schema.TABLES "
@@ -163,6 +169,20 @@ class MySQLDialect:
             for name, length, charset in cursor.fetchall()
         }
 
+    def add_message_id(self, cursor: Any, table: str) -> None:
+        # ASCII with binary collation: IDs are compared exactly, and the
+        # index stays small even on the original's utf8 tables.
+        cursor.execute(
+            f"ALTER TABLE `{table}` ADD COLUMN `MessageID` varchar(64) "
+            "CHARACTER SET ascii COLLATE ascii_bin NULL, "
+            "ADD UNIQUE KEY `MessageID` (`MessageID`)"
+        )
+
+    def on_duplicate(self) -> str:
+        # Only a repeated MessageID is ignored; data errors still fail (an
+        # INSERT IGNORE would silently truncate them instead).
+        return " ON DUPLICATE KEY UPDATE `MessageID` = `MessageID`"
+
     def lock(self, cursor: Any) -> None:
         # Two instances starting together must not migrate at the same time.
         cursor.execute("SELECT GET_LOCK('track_schema_migration', 60)")
@@ -171,6 +191,13 @@ class MySQLDialect:
     def unlock(self, cursor: Any) -> None:
         cursor.execute("SELECT RELEASE_LOCK('track_schema_migration')")
         cursor.fetchall()
+
+
+def _column_names(dialect: Any, cursor: Any, table: str) -> set[str]:
+    cursor.execute(f"SELECT * FROM {dialect.quote(table)} WHERE 1 = 0")
+    names = {d[0] for d in cursor.description}
+    cursor.fetchall()
+    return names
 
 
 def _mysql_code(exc: BaseException) -> int | None:
@@ -257,12 +284,22 @@ class SQLiteDialect:
     def quote(self, name: str) -> str:
         return f'"{name}"'
 
+    def column_names(self, cursor: Any, table: str) -> set[str]:
+        return _column_names(self, cursor, table)
+
     def table_exists(self, cursor: Any, table: str) -> bool:
         cursor.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (table,))
         return cursor.fetchone() is not None
 
     def string_columns(self, cursor: Any, table: str) -> dict[str, tuple[int, bool]]:
         return {}  # SQLite does not limit text; the field tables do
+
+    def add_message_id(self, cursor: Any, table: str) -> None:
+        cursor.execute(f'ALTER TABLE "{table}" ADD COLUMN "MessageID" TEXT')
+        cursor.execute(f'CREATE UNIQUE INDEX "{table}_MessageID" ON "{table}" ("MessageID")')
+
+    def on_duplicate(self) -> str:
+        return ' ON CONFLICT ("MessageID") DO NOTHING'
 
     def lock(self, cursor: Any) -> None:
         pass

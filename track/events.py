@@ -9,7 +9,9 @@ client; nothing is coerced, truncated or guessed.
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Callable, Mapping
@@ -22,6 +24,8 @@ _QUANTUM = Decimal(1).scaleb(-MONEY_PLACES)
 _INT_RE = re.compile(r"-?[0-9]+")
 _MONEY_RE = re.compile(r"-?([0-9]+)(?:\.([0-9]+))?")
 _REGION_RE = re.compile(r"[A-Za-z]{2,16}")
+_MESSAGE_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+MESSAGE_ID_MAX = 64
 _ASTRAL_RE = re.compile("[\U00010000-\U0010FFFF]")
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
 # Go's strconv.ParseBool, which the original used.
@@ -120,6 +124,16 @@ def parse_region(value: object) -> str:
     return value
 
 
+def parse_message_id(value: object) -> str:
+    if type(value) is not str or not value.isascii() or not _MESSAGE_ID_RE.fullmatch(value):
+        raise Invalid(f"must be 1 to {MESSAGE_ID_MAX} characters from A-Z a-z 0-9 . _ : -")
+    return value
+
+
+def new_message_id() -> str:
+    return str(uuid.uuid4())
+
+
 @dataclass(frozen=True)
 class Field:
     """A client-supplied field: its column name, type and limits."""
@@ -129,6 +143,7 @@ class Field:
     required: bool
     max_length: int = 0  # strings only: the column's length in characters
     bmp_only: bool = False  # strings only: the column is 3-byte utf8
+    default: Callable[[], Any] | None = None  # fills the column when not given
 
     def parse(self, value: object) -> Any:
         if self.type == "string":
@@ -137,6 +152,7 @@ class Field:
 
 
 _PARSERS: dict[str, Callable[[object], Any]] = {
+    "messageid": parse_message_id,
     "int": parse_int,
     "bool": parse_bool,
     "money": parse_money,
@@ -149,6 +165,9 @@ def _string(name: str, length: int, required: bool = True) -> Field:
 
 
 REGION = Field("Region", "region", True)
+# Idempotency key: a retry with the same MessageID stores nothing new.  The
+# server assigns a UUID when the client sends none.
+MESSAGE_ID = Field("MessageID", "messageid", False, MESSAGE_ID_MAX, default=new_message_id)
 
 
 @dataclass(frozen=True)
@@ -160,11 +179,16 @@ class EventType:
     fields: tuple[Field, ...]
     remote_ip_column: bool  # RemoteIP filled from the connection
 
-    @property
+    @cached_property
     def columns(self) -> tuple[str, ...]:
         """INSERT column order; parse_event returns values in this order."""
         server = ("RemoteIP", "Created") if self.remote_ip_column else ("Created",)
         return tuple(f.name for f in self.fields) + server
+
+    @cached_property
+    def message_id_index(self) -> int:
+        """Where a row holds its MessageID."""
+        return self.columns.index("MessageID")
 
 
 EVENT_TYPES: dict[str, EventType] = {
@@ -180,6 +204,7 @@ EVENT_TYPES: dict[str, EventType] = {
                 _string("SessionType", 32),
                 _string("Message", 45, required=False),
                 Field("ProfileID", "int", False),
+                MESSAGE_ID,
             ),
             remote_ip_column=False,
         ),
@@ -191,6 +216,7 @@ EVENT_TYPES: dict[str, EventType] = {
                 REGION,
                 _string("Referrer", 64, required=False),
                 _string("Message", 45, required=False),
+                MESSAGE_ID,
             ),
             remote_ip_column=True,
         ),
@@ -205,6 +231,7 @@ EVENT_TYPES: dict[str, EventType] = {
                 Field("IsUGC", "bool", True),
                 Field("PriceGold", "int", False),
                 Field("PriceSilver", "int", False),
+                MESSAGE_ID,
             ),
             remote_ip_column=True,
         ),
@@ -219,6 +246,7 @@ EVENT_TYPES: dict[str, EventType] = {
                 Field("NetAmount", "money", True),
                 _string("PaymentProvider", 45),
                 _string("Product", 45),
+                MESSAGE_ID,
             ),
             remote_ip_column=False,
         ),
@@ -245,7 +273,7 @@ def parse_event(
         if f.name not in data:
             if f.required:
                 errors[f.name] = "is required"
-            row.append(None)
+            row.append(f.default() if f.default else None)
             continue
         present += 1
         value = data[f.name]
@@ -255,7 +283,7 @@ def parse_event(
             # An empty form value means "not given", as in the original.
             if f.required:
                 errors[f.name] = "is required"
-            row.append(None)
+            row.append(f.default() if f.default else None)
         else:
             try:
                 row.append(f.parse(value))

@@ -92,6 +92,20 @@ def _create_event_tables(cursor: Any, dialect: Dialect) -> list[str]:
     return notes
 
 
+def _add_message_ids(cursor: Any, dialect: Dialect) -> list[str]:
+    """A MessageID column with a unique index on every event table.
+
+    Safe to re-run: MySQL commits DDL at once, so a crash between the ALTER
+    and the version row must not make the next start fail.
+    """
+    notes = []
+    for table in V1_TABLES:
+        if "MessageID" not in dialect.column_names(cursor, table):
+            dialect.add_message_id(cursor, table)
+            notes.append(f"added {table}.MessageID with a unique index")
+    return notes
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -101,6 +115,7 @@ class Migration:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "event tables of the original service", _create_event_tables),
+    Migration(2, "MessageID idempotency keys", _add_message_ids),
 )
 
 
@@ -150,9 +165,7 @@ def fit_event_types(
     fitted = {}
     try:
         for name, event in event_types.items():
-            cursor.execute(f"SELECT * FROM {dialect.quote(event.table)} WHERE 1 = 0")
-            have = {d[0] for d in cursor.description}
-            cursor.fetchall()
+            have = dialect.column_names(cursor, event.table)
             missing = [c for c in event.columns if c not in have]
             if missing:
                 raise SchemaError(f"table {event.table} lacks column(s) {', '.join(missing)}")

@@ -9,6 +9,7 @@ still stored and each bad one is reported back to its own request.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from twisted.enterprise.adbapi import ConnectionPool
@@ -23,6 +24,22 @@ log = Logger(namespace="track.store")
 
 MYSQL_POOL_THREADS = 4
 _ATTEMPTS = 3  # for deadlocks and lock wait timeouts, which roll back everything
+
+
+@dataclass(frozen=True)
+class Statement:
+    """INSERT ... VALUES <row>[, <row>...] <on duplicate MessageID: nothing>."""
+
+    prefix: str
+    row: str
+    suffix: str
+
+    @property
+    def one(self) -> str:
+        return self.prefix + self.row + self.suffix
+
+    def rows(self, count: int) -> str:
+        return self.prefix + ", ".join([self.row] * count) + self.suffix
 
 
 class Unavailable(Exception):
@@ -44,26 +61,26 @@ class Store:
         kwargs.setdefault("cp_min", 1)
         kwargs.setdefault("cp_max", MYSQL_POOL_THREADS)
         self.pool = ConnectionPool(*args, cp_reconnect=True, cp_noisy=False, **kwargs)
-        self._sql: dict[str, str] = {}
+        self._statements: dict[str, Statement] = {}
 
-    def insert_sql(self, event: EventType) -> str:
-        """The INSERT for one row of `event`, built once per table."""
-        sql = self._sql.get(event.table)
-        if sql is None:
+    def statement(self, event: EventType) -> "Statement":
+        """The INSERT for `event`'s table, built once per table."""
+        stmt = self._statements.get(event.table)
+        if stmt is None:
             q = self.dialect.quote
-            marks = ", ".join([self.dialect.placeholder] * len(event.columns))
-            sql = self._sql[event.table] = (
-                f"INSERT INTO {q(event.table)} ({', '.join(q(c) for c in event.columns)}) "
-                f"VALUES ({marks})"
+            stmt = self._statements[event.table] = Statement(
+                f"INSERT INTO {q(event.table)} ({', '.join(q(c) for c in event.columns)}) VALUES ",
+                "(" + ", ".join([self.dialect.placeholder] * len(event.columns)) + ")",
+                self.dialect.on_duplicate(),
             )
-        return sql
+        return stmt
 
     def insert(self, event: EventType, rows: Sequence[Row]) -> Deferred[Outcome | None]:
         """Commit `rows`; fires None if all were stored, else a per-row outcome.
 
         Fails with Unavailable when the database could not take the batch.
         """
-        d = self.pool.runWithConnection(self._write, self.insert_sql(event), rows)
+        d = self.pool.runWithConnection(self._write, self.statement(event), rows)
         d.addErrback(self._unavailable, event)
         return d
 
@@ -74,19 +91,16 @@ class Store:
         log.error("could not write {table}: {error}", table=event.table, error=reason)
         return Failure(Unavailable(reason))
 
-    def _write(self, conn: Any, sql: str, rows: Sequence[Row]) -> Outcome | None:
+    def _write(self, conn: Any, stmt: Statement, rows: Sequence[Row]) -> Outcome | None:
         """Runs on a pool thread; adbapi commits when it returns."""
         for attempt in range(1, _ATTEMPTS + 1):
             cursor = conn.cursor()
             try:
                 if self.dialect.single_statement_batches:
                     # One statement, so one atomic transaction in autocommit.
-                    values = sql[sql.index(" VALUES ") + 8 :]
-                    cursor.execute(
-                        sql + (", " + values) * (len(rows) - 1), [v for row in rows for v in row]
-                    )
+                    cursor.execute(stmt.rows(len(rows)), [v for row in rows for v in row])
                 else:
-                    cursor.executemany(sql, rows)
+                    cursor.executemany(stmt.one, rows)
                 return None
             except Exception as e:
                 if self.dialect.connection_lost(e) and attempt < _ATTEMPTS:
@@ -99,7 +113,7 @@ class Store:
                 if not self.dialect.single_statement_batches:
                     conn.rollback()  # undo what executemany did so far
                 if self.dialect.row_error(e) is not None:
-                    return self._write_one_by_one(cursor, sql, rows)
+                    return self._write_one_by_one(cursor, stmt.one, rows)
                 if attempt == _ATTEMPTS or not self.dialect.retryable(e):
                     raise
             finally:

@@ -346,6 +346,8 @@ def _self_test() -> None:
             server.start()
             print(f"restart {time.monotonic() - t:.2f}s")
             check("after stop/start")
+            server.execute("INSERT INTO t VALUES (2, 'committed before the crash')", database="track")
+            expected.append((2, "committed before the crash"))
             server.kill()
             assert not server.running
             server.kill()  # idempotent

@@ -8,6 +8,7 @@ SQLite and MariaDB in test_store and test_e2e.
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Sequence
@@ -107,8 +108,21 @@ class AppTests(SynchronousTestCase):
                 self.assertEqual(response.length, 0)
         self.assertEqual(sorted(self.db.rows), ["ItemEvent", "PurchaseEvent", "SessionEvent", "UserEvent"])
         created = datetime(2023, 11, 14, 22, 13, 20)
-        self.assertEqual(self.db.rows["SessionEvent"], [("eu", "s1", "10.0.0.9", "login", None, 7, created)])
+        (row,) = self.db.rows["SessionEvent"]
+        self.assertEqual(row[:6] + row[7:], ("eu", "s1", "10.0.0.9", "login", None, 7, created))
         self.assertEqual(self.db.rows["PurchaseEvent"][0][3:5], (Decimal("9.99"), Decimal("8.5")))
+
+    def test_every_answer_names_the_events_message_id(self) -> None:
+        response, _ = self.post("user/", "ProfileID=1&Region=eu&MessageID=client-1")
+        self.assertEqual(response.headers.getRawHeaders("track-message-id"), ["client-1"])
+        response, _ = self.post("user/", "ProfileID=2&Region=eu")
+        (assigned,) = response.headers.getRawHeaders("track-message-id")
+        self.assertEqual(str(uuid.UUID(assigned)), assigned)
+        self.assertEqual([r[4] for r in self.db.rows["UserEvent"]], ["client-1", assigned])
+        self.db.outcome = Unavailable("gone")
+        response, _ = self.post("user/", "ProfileID=3&Region=eu&MessageID=retry-me")
+        self.assertEqual((response.code, response.headers.getRawHeaders("track-message-id")),
+                         (503, ["retry-me"]))
 
     def test_201_waits_for_the_commit(self) -> None:
         self.db.hold = True

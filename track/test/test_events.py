@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from decimal import Decimal
 
@@ -130,15 +131,36 @@ class ParseEventTests(SynchronousTestCase):
         for kind, required in REQUIRED.items():
             event = EVENT_TYPES[kind]
             self.assertEqual({f.name for f in event.fields if f.required}, required)
-            self.assertEqual({f.name for f in event.fields}, set(FULL[kind][0]))
+            self.assertEqual({f.name for f in event.fields}, set(FULL[kind][0]) | {"MessageID"})
 
     def test_complete_events_give_their_rows(self) -> None:
         for kind, (data, expected) in FULL.items():
             event = EVENT_TYPES[kind]
-            row = parse_event(event, data, "192.0.2.1", NOW)
+            row = parse_event(event, dict(data, MessageID="client-id:1"), "192.0.2.1", NOW)
             server = ("192.0.2.1", NOW) if event.remote_ip_column else (NOW,)
-            self.assertEqual(row, expected + server)
+            self.assertEqual(row, expected + ("client-id:1",) + server)
             self.assertEqual(len(row), len(event.columns))
+            self.assertEqual(row[event.message_id_index], "client-id:1")
+
+    def test_the_server_assigns_a_uuid_message_id_when_none_is_sent(self) -> None:
+        event = EVENT_TYPES["user"]
+        ids = {parse_event(event, FULL["user"][0], "", NOW)[event.message_id_index] for _ in range(3)}
+        self.assertEqual(len(ids), 3)
+        for message_id in ids:
+            self.assertEqual(str(uuid.UUID(message_id)), message_id)
+        blank = parse_event(event, dict(FULL["user"][0], MessageID=""), "", NOW)
+        self.assertEqual(len(blank[event.message_id_index]), 36)
+
+    def test_message_ids_are_checked(self) -> None:
+        event = EVENT_TYPES["user"]
+        for good in ("a", "0b1f.2_3:4-5", "x" * 64, "550e8400-e29b-41d4-a716-446655440000"):
+            self.assertEqual(parse_event(event, dict(FULL["user"][0], MessageID=good), "", NOW)
+                             [event.message_id_index], good)
+        for bad in ("x" * 65, "a b", "a/b", "é", 5, None, "id\n"):
+            with self.subTest(bad=bad):
+                error = self.assertRaises(InvalidEvent, parse_event, event,
+                                          dict(FULL["user"][0], MessageID=bad), "", NOW)
+                self.assertEqual(list(error.fields), ["MessageID"])
 
     def test_remote_ip_column_filled_for_user_and_item_only(self) -> None:
         self.assertEqual(

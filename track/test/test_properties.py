@@ -133,7 +133,8 @@ class EventProperties(SynchronousTestCase):
         form = "&".join(f"{quote(k)}={quote(v, safe='')}" for k, v in as_text.items()).encode()
         from_form = parse_event(event, read_fields(b"application/x-www-form-urlencoded", form), "", NOW)
         from_json = parse_event(event, read_fields(b"application/json", json.dumps(data).encode()), "", NOW)
-        self.assertEqual(from_form, from_json)
+        i = event.message_id_index  # assigned afresh for each parse
+        self.assertEqual(from_form[:i] + from_form[i + 1:], from_json[:i] + from_json[i + 1:])
 
 
 class ParserProperties(SynchronousTestCase):

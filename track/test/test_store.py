@@ -93,6 +93,33 @@ class StoreTestsMixin:
                          [(Decimal("123456789012345.6789"), Decimal("-0.0001"))])
 
     @inlineCallbacks
+    def test_a_repeated_message_id_stores_nothing_new(self) -> Any:
+        event = EVENT_TYPES["user"]
+
+        def row(message_id: str, profile: str) -> tuple[Any, ...]:
+            return parse_event(event, {"ProfileID": profile, "Region": "eu", "MessageID": message_id},
+                               "10.0.0.1", NOW)
+
+        self.assertIsNone((yield self.store.insert(event, [row("m-1", "1"), row("m-2", "2")])))
+        # A retry, a retry inside one batch, and a new event beside them.
+        self.assertIsNone((yield self.store.insert(event, [row("m-1", "1"), row("m-3", "3"), row("m-3", "3")])))
+        self.assertEqual(  # type: ignore[attr-defined]
+            self.select("SELECT MessageID, ProfileID FROM UserEvent ORDER BY MessageID"),
+            [("m-1", 1), ("m-2", 2), ("m-3", 3)],
+        )
+
+    @inlineCallbacks
+    def test_a_duplicate_does_not_hide_a_data_error(self) -> Any:
+        event = EVENT_TYPES["user"]
+        good = parse_event(event, {"ProfileID": "1", "Region": "eu", "MessageID": "dup"}, "ip", NOW)
+        yield self.store.insert(event, [good])
+        bad = (None,) + good[1:4] + ("bad-1",) + good[5:]  # ProfileID NULL in a NOT NULL column
+        outcome = yield self.store.insert(event, [good, bad])
+        self.assertEqual(outcome[0], None)  # type: ignore[attr-defined,index]
+        self.assertIsInstance(outcome[1], RowError)  # type: ignore[attr-defined,index]
+        self.assertEqual(self.select("SELECT MessageID FROM UserEvent"), [("dup",)])  # type: ignore[attr-defined]
+
+    @inlineCallbacks
     def test_created_is_the_receive_time_in_utc(self) -> Any:
         yield self.store.insert(EVENT_TYPES["session"], [session_row("s1")])
         (created,), = self.select("SELECT Created FROM SessionEvent")
@@ -117,7 +144,7 @@ class StoreTestsMixin:
         finally:
             conn.close()
         self.assertEqual(  # type: ignore[attr-defined]
-            self.select(f"SELECT Version FROM {VERSION_TABLE}"), [(1,)]
+            self.select(f"SELECT Version FROM {VERSION_TABLE} ORDER BY Version"), [(1,), (2,)]
         )
 
 
@@ -166,7 +193,7 @@ class MySQLStoreTests(StoreTestsMixin, TestCase):
         charsets = self.select(
             "SELECT DISTINCT CHARACTER_SET_NAME FROM information_schema.COLUMNS "
             "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME LIKE '%Event' "
-            "AND CHARACTER_SET_NAME IS NOT NULL"
+            "AND CHARACTER_SET_NAME IS NOT NULL AND COLUMN_NAME <> 'MessageID'"
         )
         self.assertEqual(charsets, [("utf8mb4",)])
 
@@ -188,15 +215,21 @@ class OriginalSchemaTests(TestCase):
         )
 
     def test_adopted_without_losing_or_changing_anything(self) -> None:
-        before = execute(self.dsn, "SHOW CREATE TABLE SessionEvent")
+        columns = ("SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, "
+                   "CHARACTER_SET_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() "
+                   "AND TABLE_NAME LIKE '%Event' AND COLUMN_NAME <> 'MessageID' "
+                   "ORDER BY TABLE_NAME, ORDINAL_POSITION")
+        before = execute(self.dsn, columns)
         event_types = prepare_database(self.dsn)
-        self.assertEqual(execute(self.dsn, "SHOW CREATE TABLE SessionEvent"), before)
+        self.assertEqual(execute(self.dsn, columns), before)
         self.assertEqual(
             execute(self.dsn, "SELECT SessionID, Created FROM SessionEvent"),
             [("old", datetime(2015, 1, 2, 3, 4, 5))],
         )
         self.assertEqual(execute(self.dsn, "SELECT GrossAmount FROM PurchaseEvent"), [(Decimal("1.5000"),)])
-        self.assertEqual(execute(self.dsn, f"SELECT Version FROM {VERSION_TABLE}"), [(1,)])
+        self.assertEqual(execute(self.dsn, f"SELECT Version FROM {VERSION_TABLE} ORDER BY Version"),
+                         [(1,), (2,)])
+        self.assertEqual(execute(self.dsn, "SELECT COUNT(*) FROM SessionEvent WHERE MessageID IS NULL"), [(1,)])
         message = {f.name: f for f in event_types["session"].fields}["Message"]
         self.assertEqual((message.max_length, message.bmp_only), (45, True))
 
