@@ -36,8 +36,8 @@ _KINDS = ",".join(EVENT_TYPES)
 _METHOD_ORDER = ["POST", "OPTIONS", "GET", "HEAD"]
 
 
-def json_error(request: IRequest, code: int, payload: Mapping[str, Any]) -> bytes:
-    """Every error track sends: JSON, never HTML, never a traceback."""
+def json_response(request: IRequest, code: int, payload: Mapping[str, Any]) -> bytes:
+    """Every JSON answer, errors included: never HTML, never a traceback."""
     # ASCII escapes: a field name may hold a lone surrogate from JSON.
     body = json.dumps(payload).encode("ascii")
     request.setResponseCode(code)
@@ -49,7 +49,7 @@ def json_error(request: IRequest, code: int, payload: Mapping[str, Any]) -> byte
 def unavailable(request: IRequest, reason: str) -> bytes:
     """503 + Retry-After: nothing was stored, so retrying is safe."""
     request.setHeader(b"Retry-After", str(RETRY_AFTER_SECONDS).encode())
-    return json_error(request, 503, {"error": reason, "retry_after": RETRY_AFTER_SECONDS})
+    return json_response(request, 503, {"error": reason, "retry_after": RETRY_AFTER_SECONDS})
 
 
 class TrackApp:
@@ -65,13 +65,15 @@ class TrackApp:
         trusted_proxies: Sequence[Network] = (),
         cors: CORS = CORS(()),
         max_body: int = DEFAULT_MAX_BODY,
+        health: Any = None,
     ) -> None:
         self.batcher = batcher
         self.clock = clock
-        self.event_types = dict(event_types)
+        self.event_types = event_types  # shared: refitted when the database appears
         self.trusted_proxies = tuple(trusted_proxies)
         self.cors = cors
         self.max_body = max_body
+        self.health = health
         self._openapi = json.dumps(
             openapi_document(self.event_types, API_PREFIX, max_body), indent=1
         ).encode()
@@ -105,9 +107,9 @@ class TrackApp:
             request.setHeader(MESSAGE_ID_HEADER, row[event.message_id_index].encode("ascii"))
             d = self.batcher.submit(event, row)
         except InvalidEvent as e:
-            return json_error(request, 400, {"error": "invalid event", "fields": e.fields})
+            return json_response(request, 400, {"error": "invalid event", "fields": e.fields})
         except BodyError as e:
-            return json_error(request, e.code, {"error": e.message, **e.extra})
+            return json_response(request, e.code, {"error": e.message, **e.extra})
         except Overloaded:
             return unavailable(request, "too many events are waiting to be stored")
         d.addCallbacks(self._created, self._not_stored, (request,), None, (request,))
@@ -128,6 +130,20 @@ class TrackApp:
         request.setHeader(b"Content-Length", b"%d" % len(self._openapi))
         return self._openapi
 
+    @app.route("/healthz", methods=["GET"])
+    def healthz(self, request: IRequest) -> bytes:
+        """Liveness, and what a human wants to know: database up?  spool size?"""
+        state = self.health.health() if self.health else {"status": "ok", "database": "up",
+                                                          "spool": {"events": 0, "bytes": 0}}
+        return json_response(request, 200, state)
+
+    @app.route("/readyz", methods=["GET"])
+    def readyz(self, request: IRequest) -> bytes:
+        """200 while events can be accepted (database up, or room in the
+        spool), else 503, so a load balancer sends traffic elsewhere."""
+        ready = self.health.ready() if self.health else True
+        return json_response(request, 200 if ready else 503, {"ready": ready})
+
     @staticmethod
     def _created(_: None, request: IRequest) -> bytes:
         request.setResponseCode(201)
@@ -139,7 +155,7 @@ class TrackApp:
     def _not_stored(failure: Failure, request: IRequest) -> bytes | Failure:
         if failure.check(RowRejected):
             error = failure.value.error  # type: ignore[union-attr]
-            return json_error(
+            return json_response(
                 request, 400, {"error": "invalid event", "fields": {error.column: error.reason}}
             )
         if failure.check(Unavailable):
@@ -149,7 +165,7 @@ class TrackApp:
     @app.handle_errors(NotFound)
     def not_found(self, request: IRequest, failure: Failure) -> bytes:
         self.cors.annotate(request)
-        return json_error(
+        return json_response(
             request,
             404,
             {"error": "not found", "endpoints": [f"{API_PREFIX}/{k}/" for k in self.event_types]},
@@ -161,9 +177,9 @@ class TrackApp:
         valid = set(failure.value.valid_methods or ["POST"])  # type: ignore[union-attr]
         allowed = ", ".join(sorted(valid, key=_METHOD_ORDER.index))
         request.setHeader(b"Allow", allowed.encode())
-        return json_error(request, 405, {"error": "method not allowed", "allow": allowed})
+        return json_response(request, 405, {"error": "method not allowed", "allow": allowed})
 
     @app.handle_errors
     def internal_error(self, request: IRequest, failure: Failure) -> bytes:
         log.failure("unexpected error answering {uri}", failure, uri=request.uri)
-        return json_error(request, 500, {"error": "internal error"})
+        return json_response(request, 500, {"error": "internal error"})

@@ -20,6 +20,7 @@ from track.batcher import Batcher
 from track.logs import Logger
 from track.site import TrackSite
 from track.store import Store
+from track.writer import Writer
 
 log = Logger(namespace="track.service")
 
@@ -42,6 +43,7 @@ class TrackService(Service):
         description: str,
         site: TrackSite,
         batcher: Batcher,
+        writer: Writer,
         store: Store,
         clock: IReactorTime,
         shutdown_timeout: float = 30.0,
@@ -51,6 +53,7 @@ class TrackService(Service):
         self.description = description
         self.site = site
         self.batcher = batcher
+        self.writer = writer
         self.store = store
         self.clock = clock
         self.shutdown_timeout = shutdown_timeout
@@ -77,6 +80,9 @@ class TrackService(Service):
             self._profiler = cProfile.Profile()
             self._profiler.enable()
         super().startService()
+        if self.writer.spool is not None:
+            self.writer.spool.start()
+        self.writer.start()  # replays a spool left by an earlier run
 
     @inlineCallbacks
     def stopService(self) -> Any:
@@ -92,6 +98,9 @@ class TrackService(Service):
             log.warn("connections still open after {t}s; closing them", t=self.shutdown_timeout)
             self.site.abort_connections()
         yield self.batcher.drain()
+        yield self.writer.stop()
+        if self.writer.spool is not None:
+            self.writer.spool.close()
         self.store.close()
         log.info("all events flushed; database pool closed")
         if self._profiler is not None:

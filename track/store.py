@@ -144,5 +144,22 @@ class Store:
                     raise  # the transaction rolls back: all of it failed
         return outcome
 
+    def ping(self) -> Deferred[None]:
+        """Succeeds when the database answers (reconnecting a dropped connection)."""
+        return self.pool.runWithConnection(self._ping)
+
+    def _ping(self, conn: Any) -> None:
+        for attempt in (1, 2):
+            try:
+                cursor = conn.cursor()
+                cursor.execute("SELECT 1")
+                cursor.fetchall()
+                cursor.close()
+                return
+            except Exception as e:
+                if attempt == 2 or not self.dialect.connection_lost(e):
+                    raise
+                conn.reconnect()
+
     def close(self) -> None:
         self.pool.close()

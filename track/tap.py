@@ -21,10 +21,12 @@ from track.clientip import parse_networks
 from track.cors import CORS
 from track.dialects import dialect_for
 from track.dsn import DSN, DSNError, parse_dsn
-from track.events import EVENT_TYPES
 from track.listen import endpoint_description
 from track.logs import Logger, parse_level, set_level
-from track.schema import fit_event_types, migrate
+from track.database import load_limits, log_migrations, migrate_and_fit, prepare_database, save_limits
+from track.spool import DEFAULT_MAX_BYTES as DEFAULT_SPOOL_BYTES
+from track.spool import Spool
+from track.writer import Writer
 from track.service import TrackService
 from track.site import DEFAULT_MAX_BODY, TrackSite
 from track.store import Store
@@ -78,6 +80,11 @@ class Options(usage.Options):
          "Most events waiting for the database; past it clients get 503 + Retry-After."],
         ["request-timeout", None, "30",
          "Seconds a request may take to arrive, and an idle connection may stay open."],
+        ["spool-dir", None, "track-spool",
+         "Directory of the durable spool that acknowledges events while the database "
+         "is down (empty: no spool, answer 503 instead)."],
+        ["spool-max-bytes", None, str(DEFAULT_SPOOL_BYTES),
+         "Most bytes the spool may hold; when full, clients get 503 + Retry-After."],
         ["max-body", None, str(DEFAULT_MAX_BODY),
          "Largest event body in bytes, before and after gzip/deflate decoding; larger is 413."],
     ]
@@ -123,33 +130,9 @@ class Options(usage.Options):
         self["batch-size"] = _positive_int("batch-size", str(self["batch-size"]))
         self["max-pending"] = _positive_int("max-pending", str(self["max-pending"]))
         self["max-body"] = _positive_int("max-body", str(self["max-body"]))
+        self["spool-max-bytes"] = _positive_int("spool-max-bytes", str(self["spool-max-bytes"]))
         self["flush-interval"] = _non_negative_float("flush-interval", str(self["flush-interval"]))
         self["request-timeout"] = _non_negative_float("request-timeout", str(self["request-timeout"]))
-
-
-def prepare_database(dsn: DSN) -> dict[str, Any]:
-    """Connect once, migrate, and fit the field tables to the real columns.
-
-    Raises SystemExit with one line (password masked) if the database
-    cannot be used.
-    """
-    dialect = dialect_for(dsn)
-    try:
-        conn = dialect.connect()
-        try:
-            done = migrate(conn, dialect)
-            event_types = fit_event_types(conn, dialect, EVENT_TYPES)
-            conn.commit()
-        finally:
-            conn.close()
-    except Exception as e:
-        message = str(e).replace(dsn.password, "***") if dsn.password else str(e)
-        raise SystemExit(f"track: cannot use database {dsn.redacted()}: {message}") from None
-    for line in done:
-        log.info("migrated {dsn}: {what}", dsn=dsn.redacted(), what=line)
-    if not done:
-        log.info("schema of {dsn} is up to date", dsn=dsn.redacted())
-    return event_types
 
 
 def makeService(options: Options) -> IService:
@@ -157,10 +140,43 @@ def makeService(options: Options) -> IService:
 
     set_level(options["level"])
     dsn: DSN = options["parsed-dsn"]
-    event_types = prepare_database(dsn)
-    store = Store(dialect_for(dsn))
+    dialect = dialect_for(dsn)
+    spool = None
+    if options["spool-dir"]:
+        spool = Spool(options["spool-dir"], options["spool-max-bytes"], reactor)
+        spool.open()
+    fitted = prepare_database(dsn)
+    if fitted is not None and spool is not None:
+        save_limits(spool.directory, fitted)
+    if fitted is None and spool is None:
+        raise SystemExit(f"track: cannot use database {dsn.redacted()}: unreachable, and no spool")
+    # One dict, shared by the validator and the spool's replay, refitted in
+    # place if the database first appears after start-up.
+    event_types = fitted or load_limits(spool.directory)  # type: ignore[union-attr]
+    store = Store(dialect)
+
+    def database_appeared() -> Any:
+        d = store.pool.runWithConnection(migrate_and_fit, dialect)
+
+        def fitted_now(result: Any) -> None:
+            done, fresh = result
+            log_migrations(dsn, done)
+            event_types.update(fresh)
+            if spool is not None:
+                save_limits(spool.directory, fresh)
+
+        return d.addCallback(fitted_now)
+
+    writer = Writer(
+        store,
+        spool,
+        reactor,
+        event_types,
+        database_up=fitted is not None,
+        on_up=None if fitted is not None else database_appeared,
+    )
     batcher = Batcher(
-        store.insert,
+        writer.insert,
         reactor,
         batch_size=options["batch-size"],
         flush_interval=options["flush-interval"] / 1000.0,
@@ -173,6 +189,7 @@ def makeService(options: Options) -> IService:
         options["proxies"],
         CORS(options["cors-origin"]),
         options["max-body"],
+        health=writer,
     )
     site = TrackSite(
         app.resource(),
@@ -180,12 +197,14 @@ def makeService(options: Options) -> IService:
         options["request-timeout"] or None,
         body_limit=lambda path: options["max-body"],
     )
-    log.info("track {version} storing events in {dsn}", version=__version__, dsn=dsn.redacted())
+    log.info("track {version} storing events in {dsn}, spool {spool}", version=__version__,
+             dsn=dsn.redacted(), spool=spool.directory if spool else "off")
     return TrackService(
         serverFromString(reactor, options["endpoint"]),
         options["endpoint"],
         site,
         batcher,
+        writer,
         store,
         reactor,
         shutdown_timeout=max(options["request-timeout"], 1.0),

@@ -123,7 +123,7 @@ def serve(case: TestCase, dsn: DSN | None = None, **site_kwargs: Any) -> Any:
     from track.batcher import Batcher
     from track.site import TrackSite
     from track.store import Store
-    from track.tap import prepare_database
+    from track.database import prepare_database
 
     dsn = dsn or sqlite_dsn(case)
     event_types = prepare_database(dsn)

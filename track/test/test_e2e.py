@@ -15,7 +15,7 @@ import treq
 from twisted.internet import reactor
 from twisted.internet.defer import DeferredList, inlineCallbacks
 from twisted.internet.utils import getProcessOutputAndValue
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web.client import HTTPConnectionPool
 
 from track import __version__
@@ -148,15 +148,35 @@ class CommandLineTests(TestCase):
         self.assertEqual((out, code), (f"track {__version__}\n".encode(), 0))
 
     @inlineCallbacks
-    def test_unreachable_database_is_one_line_and_non_zero(self) -> Any:
+    def test_unreachable_database_without_a_spool_is_one_line_and_non_zero(self) -> Any:
+        # With the spool (the default) track starts and spools instead; see test_faults.
         out, err, code = yield self.run_twistd(
-            "-n", "track", "--dsn", "mysql://root:hunter2@127.0.0.1:1/nothing", "--http", "tcp:0"
+            "-n", "track", "--dsn", "mysql://root:hunter2@127.0.0.1:1/nothing", "--http", "tcp:0",
+            "--spool-dir", "",
         )
         self.assertNotEqual(code, 0)
         lines = err.decode().strip().splitlines()
         self.assertEqual(len(lines), 1, err)
         self.assertIn("track: cannot use database mysql://root:***@127.0.0.1:1/nothing", lines[0])
         self.assertNotIn(b"hunter2", out + err)
+
+    @inlineCallbacks
+    def test_an_unusable_database_is_one_line_and_non_zero_even_with_a_spool(self) -> Any:
+        if MYSQL_SKIP:
+            raise SkipTest(MYSQL_SKIP)
+        dsn = parse_dsn(MYSQL_DSN_TEXT)
+        cases = {
+            "unknown database": f"mysql://{dsn.user}@{dsn.host}:{dsn.port}/track_no_such_database",
+            "wrong password": f"mysql://nobody_here:hunter2@{dsn.host}:{dsn.port}/{dsn.database}",
+        }
+        for name, text in cases.items():
+            out, err, code = yield self.run_twistd("-n", "track", "--dsn", text, "--http", "tcp:0",
+                                                   "--spool-dir", self.mktemp())
+            self.assertNotEqual(code, 0, name)
+            lines = err.decode().strip().splitlines()
+            self.assertEqual(len(lines), 1, (name, err))
+            self.assertIn("track: cannot use database", lines[0])
+            self.assertNotIn(b"hunter2", out + err)
 
     @inlineCallbacks
     def test_bad_dsn_is_a_usage_error(self) -> Any:

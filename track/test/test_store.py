@@ -15,7 +15,7 @@ from track.dsn import DSN, parse_dsn
 from track.events import EVENT_TYPES, parse_event
 from track.schema import SchemaError, VERSION_TABLE, fit_event_types, migrate
 from track.store import Store, Unavailable
-from track.tap import prepare_database
+from track.database import prepare_database
 from track.test.support import (
     MYSQL_SKIP,
     ORIGINAL_MYSQL_DDL,

@@ -1,0 +1,99 @@
+"""Getting the database ready: at start-up, or later when it first appears.
+
+A database that cannot be used for good (wrong password, unknown database or
+host, tables lacking columns) stops start-up with one line.  One that is
+merely unreachable does not: track starts, acknowledges from the spool, and
+migrates once the database answers.  Meanwhile it validates against the
+column limits it last saw, kept beside the spool.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from typing import Any
+
+from track.dialects import Dialect, dialect_for
+from track.dsn import DSN
+from track.events import EVENT_TYPES, EventType
+from track.logs import Logger
+from track.schema import fit_event_types, migrate
+
+log = Logger(namespace="track")
+
+# Client errors of the MySQL protocol that mean "not reachable right now".
+_TRANSIENT_MYSQL = {2002, 2003, 2006, 2013, 2055, 1040, 1053}
+LIMITS_FILE = "column-limits.json"
+
+
+def migrate_and_fit(conn: Any, dialect: Dialect) -> tuple[list[str], dict[str, EventType]]:
+    """Run pending migrations, then read the real column limits."""
+    done = migrate(conn, dialect)
+    event_types = fit_event_types(conn, dialect, EVENT_TYPES)
+    conn.commit()
+    return done, event_types
+
+
+def is_transient(exc: BaseException) -> bool:
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    return code in _TRANSIENT_MYSQL or isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def log_migrations(dsn: DSN, done: list[str]) -> None:
+    for line in done:
+        log.info("migrated {dsn}: {what}", dsn=dsn.redacted(), what=line)
+    if not done:
+        log.info("schema of {dsn} is up to date", dsn=dsn.redacted())
+
+
+def prepare_database(dsn: DSN) -> dict[str, EventType] | None:
+    """Connect once, migrate, fit the field tables to the real columns.
+
+    Returns None when the server is unreachable for now; raises SystemExit
+    with one line (password masked) when the database cannot be used at all.
+    """
+    dialect = dialect_for(dsn)
+    try:
+        conn = dialect.connect()
+        try:
+            done, event_types = migrate_and_fit(conn, dialect)
+        finally:
+            conn.close()
+    except Exception as e:
+        message = str(e).replace(dsn.password, "***") if dsn.password else str(e)
+        if is_transient(e):
+            log.warn("database {dsn} unreachable at start ({e}); acknowledging from the spool "
+                     "until it appears", dsn=dsn.redacted(), e=message)
+            return None
+        raise SystemExit(f"track: cannot use database {dsn.redacted()}: {message}") from None
+    log_migrations(dsn, done)
+    return event_types
+
+
+def save_limits(directory: str, event_types: dict[str, EventType]) -> None:
+    """Remember the column limits, for validating while the database is away."""
+    limits = {k: {f.name: [f.max_length, f.bmp_only] for f in e.fields if f.type == "string"}
+              for k, e in event_types.items()}
+    path = os.path.join(directory, LIMITS_FILE)
+    with open(path + ".tmp", "w") as f:
+        json.dump(limits, f)
+    os.replace(path + ".tmp", path)
+
+
+def load_limits(directory: str) -> dict[str, EventType]:
+    """The field tables with the limits last seen, or the defaults."""
+    try:
+        with open(os.path.join(directory, LIMITS_FILE)) as f:
+            limits = json.load(f)
+    except (OSError, ValueError):
+        return dict(EVENT_TYPES)
+    fitted = {}
+    for kind, event in EVENT_TYPES.items():
+        known = limits.get(kind, {})
+        fields = tuple(
+            replace(f, max_length=known[f.name][0], bmp_only=known[f.name][1]) if f.name in known else f
+            for f in event.fields
+        )
+        fitted[kind] = replace(event, fields=fields)
+    return fitted
