@@ -28,6 +28,8 @@ log = Logger(namespace="track.writer")
 PROBE_FIRST = 0.5  # seconds
 PROBE_MAX = 10.0
 REPLAY_BATCH = 500
+# Not ready once the spool cannot take a burst of this many more bytes.
+SPOOL_HEADROOM = 64 * 1024
 
 
 class Writer:
@@ -215,4 +217,7 @@ class Writer:
         """Can an event be accepted now: database up, or room in the spool."""
         if self.up:
             return True
-        return self.spool is not None and self.spool.bytes < self.spool.max_bytes
+        if self.spool is None:
+            return False
+        headroom = min(SPOOL_HEADROOM, self.spool.max_bytes // 10)
+        return self.spool.max_bytes - self.spool.bytes >= headroom
