@@ -141,8 +141,10 @@ class Spool:
         self._pool.start()
 
     def close(self) -> None:
-        self._pool.callInThread(self._close_file)
-        self._pool.stop()
+        """Finish queued writes, close the segment, stop the thread (idempotent)."""
+        if self._pool.started and not self._pool.joined:
+            self._pool.callInThread(self._close_file)
+            self._pool.stop()
 
     def _segment_paths(self) -> list[str]:
         names = sorted(n for n in os.listdir(self.directory) if n.endswith(_SUFFIX))

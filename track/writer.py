@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
@@ -88,7 +88,7 @@ class Writer:
 
     def _spool(self, event: EventType, rows: Sequence[Row]) -> Deferred[Outcome | None]:
         if self.spool is None:
-            return Deferred.fromFailure(Failure(Unavailable("the database is down and there is no spool")))
+            return fail(Unavailable("the database is down and there is no spool"))
         d = self.spool.append([encode(event, row) for row in rows])
 
         def full(failure: Failure) -> Failure:

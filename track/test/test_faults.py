@@ -11,7 +11,6 @@ acknowledged event is stored, none twice, and that clients saw only 201 and
 from __future__ import annotations
 
 import os
-import signal
 from collections import Counter
 from typing import Any, Callable
 

@@ -1,0 +1,153 @@
+"""The spool on real files: order, exactness, restarts, torn tails, limits."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, fail, inlineCallbacks
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from track.events import EVENT_TYPES, parse_event
+from track.spool import Spool, SpoolFull, decode, encode, read_records
+from track.store import Unavailable
+from track.writer import PROBE_MAX, Writer
+
+NOW = datetime(2026, 11, 28, 12, 0, 0, 123456)
+PURCHASE = EVENT_TYPES["purchase"]
+
+
+def purchase(n: int) -> tuple[Any, ...]:
+    return parse_event(PURCHASE, {
+        "ProfileID": str(n), "Region": "eu", "Currency": "EUR", "GrossAmount": "123456789012345.6789",
+        "NetAmount": "-0.0001", "PaymentProvider": "p\u00e9 \U0001f600", "Product": "x",
+        "MessageID": f"m-{n}"}, "", NOW)
+
+
+class RecordTests(SynchronousTestCase):
+    def test_a_record_decodes_to_exactly_the_row(self) -> None:
+        for event, row in ((PURCHASE, purchase(1)),
+                           (EVENT_TYPES["item"], parse_event(EVENT_TYPES["item"], {
+                               "ProfileID": "1", "Region": "eu", "ItemName": "a", "ItemType": "b",
+                               "IsUGC": "true"}, "10.0.0.1", NOW))):
+            record = encode(event, row)
+            self.assertEqual(decode(record[8:], EVENT_TYPES), (event, row))
+
+
+class SpoolTests(TestCase):
+    def setUp(self) -> None:
+        self.dir = self.mktemp()
+
+    def open(self, max_bytes: int = 10**6) -> Spool:
+        spool = Spool(self.dir, max_bytes, reactor)
+        spool.open()
+        spool.start()
+        self.addCleanup(spool.close)
+        return spool
+
+    @inlineCallbacks
+    def read_all(self, spool: Spool) -> Any:
+        rows = []
+        for path in (yield spool.sealed()):
+            chunk = yield spool.read(path, 0, 10_000)
+            rows += [decode(p, EVENT_TYPES)[1] for p in chunk.payloads]
+        return rows
+
+    @inlineCallbacks
+    def test_appends_come_back_in_order_and_are_counted(self) -> Any:
+        spool = self.open()
+        yield spool.append([encode(PURCHASE, purchase(1)), encode(PURCHASE, purchase(2))])
+        yield spool.append([encode(PURCHASE, purchase(3))])
+        self.assertEqual(spool.events, 3)
+        self.assertEqual(spool.bytes, sum(os.path.getsize(os.path.join(spool.directory, n))
+                                          for n in os.listdir(spool.directory)))
+        self.assertEqual((yield self.read_all(spool)), [purchase(1), purchase(2), purchase(3)])
+
+    @inlineCallbacks
+    def test_a_restart_counts_what_is_there_and_writes_a_new_segment(self) -> Any:
+        first = self.open()
+        yield first.append([encode(PURCHASE, purchase(1))])
+        first.close()
+        second = self.open()
+        self.assertEqual((second.events, second.bytes), (first.events, first.bytes))
+        yield second.append([encode(PURCHASE, purchase(2))])
+        self.assertEqual(len(os.listdir(second.directory)), 2)
+        self.assertEqual((yield self.read_all(second)), [purchase(1), purchase(2)])
+
+    @inlineCallbacks
+    def test_a_torn_tail_is_skipped_and_everything_before_it_kept(self) -> Any:
+        spool = self.open()
+        yield spool.append([encode(PURCHASE, purchase(n)) for n in range(5)])
+        spool.close()
+        (name,) = os.listdir(spool.directory)
+        path = os.path.join(spool.directory, name)
+        whole = encode(PURCHASE, purchase(99))
+        for torn in (whole[:5], whole[:-3], whole[:8] + b"x" * (len(whole) - 8)):
+            with open(path, "rb+") as f:
+                f.truncate(sum(len(encode(PURCHASE, purchase(n))) for n in range(5)))
+                f.seek(0, 2)
+                f.write(torn)
+            chunk = read_records(path, 0, 100)
+            self.assertEqual((len(chunk.payloads), chunk.torn), (5, True))
+            reopened = Spool(self.dir, 10**6, reactor)
+            reopened.open()
+            self.assertEqual(reopened.events, 5)
+
+    @inlineCallbacks
+    def test_a_full_spool_refuses_and_keeps_its_bound(self) -> Any:
+        record = encode(PURCHASE, purchase(1))
+        spool = self.open(max_bytes=len(record) * 3)
+        yield spool.append([record, record])
+        yield self.assertFailure(spool.append([record, record]), SpoolFull)
+        self.assertEqual(spool.events, 2)
+        yield spool.append([record])
+        yield self.assertFailure(spool.append([record]), SpoolFull)
+        self.assertLessEqual(spool.bytes, spool.max_bytes)
+
+    @inlineCallbacks
+    def test_removing_a_replayed_segment_frees_its_space(self) -> Any:
+        spool = self.open()
+        yield spool.append([encode(PURCHASE, purchase(1))])
+        (path,) = yield spool.sealed()
+        yield spool.remove(path)
+        self.assertEqual((spool.events, spool.bytes, os.listdir(spool.directory)), (0, 0, []))
+
+
+class DownStore:
+    """A database that does not answer, counting how often it was asked."""
+
+    def __init__(self) -> None:
+        self.pings = 0
+
+    def insert(self, event: Any, rows: Any) -> Deferred[Any]:
+        return fail(Unavailable("connection refused"))
+
+    def ping(self) -> Deferred[None]:
+        self.pings += 1
+        return fail(Unavailable("connection refused"))
+
+
+class ProbeTests(SynchronousTestCase):
+    def test_without_a_spool_an_outage_is_503_and_probing_backs_off(self) -> None:
+        clock, store = Clock(), DownStore()
+        writer = Writer(store, None, clock, dict(EVENT_TYPES))  # type: ignore[arg-type]
+        self.failureResultOf(writer.insert(PURCHASE, [purchase(1)]), Unavailable)
+        self.assertEqual((writer.up, writer.ready()), (False, False))
+        gaps = []
+        for _ in range(8):
+            before, pings = clock.seconds(), store.pings
+            while store.pings == pings:
+                clock.advance(0.25)
+            gaps.append(clock.seconds() - before)
+        self.assertEqual(gaps, [0.5, 1.0, 2.0, 4.0, 8.0, PROBE_MAX, PROBE_MAX, PROBE_MAX])
+        writer.stop()
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_health_reports_the_database_and_the_spool(self) -> None:
+        writer = Writer(DownStore(), None, Clock(), dict(EVENT_TYPES))  # type: ignore[arg-type]
+        self.assertEqual(writer.health(), {"status": "ok", "database": "up",
+                                           "spool": {"events": 0, "bytes": 0}})
+        self.assertTrue(writer.ready())
