@@ -23,8 +23,8 @@ MYSQL_SESSION_INIT = (
     "SET SESSION sql_mode='STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,"
     "ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION', time_zone='+00:00'"
 )
-CONNECT_TIMEOUT = 5
-IO_TIMEOUT = 30
+CONNECT_TIMEOUT = 3
+IO_TIMEOUT = 10  # a hung server fails over to the spool well within --request-timeout
 
 # MySQL errors caused by one row's values: the other rows of a batch are fine.
 _MYSQL_ROW_ERRORS = {
