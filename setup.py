@@ -22,6 +22,7 @@ setup(
         "Twisted>=25.5.0",
         "klein>=23.5.0",
         "PyMySQL>=1.1.0",
+        "prometheus_client>=0.17.0",
     ],
     extras_require={
         "test": [

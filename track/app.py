@@ -22,6 +22,7 @@ from track.cors import CORS
 from track.clientip import Network, client_ip
 from track.events import EVENT_TYPES, EventType, InvalidEvent, parse_event
 from track.logs import Logger
+from track.metrics import Metrics
 from track.openapi import openapi_document
 from track.site import DEFAULT_MAX_BODY
 from track.store import Unavailable
@@ -34,6 +35,7 @@ MESSAGE_ID_HEADER = b"Track-Message-Id"
 RETRY_AFTER_SECONDS = 1
 _KINDS = ",".join(EVENT_TYPES)
 _METHOD_ORDER = ["POST", "OPTIONS", "GET", "HEAD"]
+_BODY_REASONS = {400: "unreadable", 408: "timeout", 413: "too_large", 415: "unsupported_media_type"}
 
 
 def json_response(request: IRequest, code: int, payload: Mapping[str, Any]) -> bytes:
@@ -66,6 +68,7 @@ class TrackApp:
         cors: CORS = CORS(()),
         max_body: int = DEFAULT_MAX_BODY,
         health: Any = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.batcher = batcher
         self.clock = clock
@@ -74,6 +77,7 @@ class TrackApp:
         self.cors = cors
         self.max_body = max_body
         self.health = health
+        self.metrics = metrics or Metrics()
         self._openapi = json.dumps(
             openapi_document(self.event_types, API_PREFIX, max_body), indent=1
         ).encode()
@@ -107,12 +111,15 @@ class TrackApp:
             request.setHeader(MESSAGE_ID_HEADER, row[event.message_id_index].encode("ascii"))
             d = self.batcher.submit(event, row)
         except InvalidEvent as e:
+            self.metrics.rejected.labels(kind, "invalid").inc()
             return json_response(request, 400, {"error": "invalid event", "fields": e.fields})
         except BodyError as e:
+            self.metrics.rejected.labels(kind, _BODY_REASONS.get(e.code, "unreadable")).inc()
             return json_response(request, e.code, {"error": e.message, **e.extra})
         except Overloaded:
+            self.metrics.rejected.labels(kind, "overloaded").inc()
             return unavailable(request, "too many events are waiting to be stored")
-        d.addCallbacks(self._created, self._not_stored, (request,), None, (request,))
+        d.addCallbacks(self._created, self._not_stored, (request, kind), None, (request, kind))
         return d
 
     @app.route(f"{API_PREFIX}/<any({_KINDS}):kind>/", methods=["OPTIONS"], strict_slashes=False)
@@ -137,6 +144,13 @@ class TrackApp:
                                                           "spool": {"events": 0, "bytes": 0}}
         return json_response(request, 200, state)
 
+    @app.route("/metrics", methods=["GET"])
+    def prometheus(self, request: IRequest) -> bytes:
+        body = self.metrics.render()
+        request.setHeader(b"Content-Type", self.metrics.content_type)
+        request.setHeader(b"Content-Length", b"%d" % len(body))
+        return body
+
     @app.route("/readyz", methods=["GET"])
     def readyz(self, request: IRequest) -> bytes:
         """200 while events can be accepted (database up, or room in the
@@ -144,21 +158,22 @@ class TrackApp:
         ready = self.health.ready() if self.health else True
         return json_response(request, 200 if ready else 503, {"ready": ready})
 
-    @staticmethod
-    def _created(_: None, request: IRequest) -> bytes:
+    def _created(self, _: None, request: IRequest, kind: str) -> bytes:
+        self.metrics.accepted.labels(kind).inc()
         request.setResponseCode(201)
         request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
         request.setHeader(b"Content-Length", b"0")
         return b""
 
-    @staticmethod
-    def _not_stored(failure: Failure, request: IRequest) -> bytes | Failure:
+    def _not_stored(self, failure: Failure, request: IRequest, kind: str) -> bytes | Failure:
         if failure.check(RowRejected):
+            self.metrics.rejected.labels(kind, "refused_by_database").inc()
             error = failure.value.error  # type: ignore[union-attr]
             return json_response(
                 request, 400, {"error": "invalid event", "fields": {error.column: error.reason}}
             )
         if failure.check(Unavailable):
+            self.metrics.rejected.labels(kind, "unavailable").inc()
             return unavailable(request, "the database cannot take events right now")
         return failure
 

@@ -63,6 +63,7 @@ class Batcher:
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         max_pending: int = DEFAULT_MAX_PENDING,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        on_flushed: Callable[[int, float], None] | None = None,
     ) -> None:
         self._insert = insert
         self._clock = clock
@@ -70,6 +71,7 @@ class Batcher:
         self.flush_interval = flush_interval
         self.max_pending = max_pending
         self.max_in_flight = max_in_flight
+        self._on_flushed = on_flushed
         self.pending = 0  # buffered plus being written
         self._buffers: dict[str, tuple[EventType, _Buffer]] = {}
         self._in_flight = 0
@@ -120,7 +122,7 @@ class Batcher:
         d.addCallbacks(
             self._committed, self._failed, callbackArgs=(waiters,), errbackArgs=(waiters,)
         )
-        d.addBoth(self._done, event, buf, len(rows))
+        d.addBoth(self._done, event, buf, len(rows), self._clock.seconds())
 
     @staticmethod
     def _committed(outcome: Outcome | None, waiters: list[Deferred[None]]) -> None:
@@ -142,7 +144,9 @@ class Batcher:
             if not w.called:
                 w.errback(reason)
 
-    def _done(self, _: object, event: EventType, buf: _Buffer, count: int) -> None:
+    def _done(self, _: object, event: EventType, buf: _Buffer, count: int, started: float) -> None:
+        if self._on_flushed is not None:
+            self._on_flushed(count, self._clock.seconds() - started)
         self.pending -= count
         self._in_flight -= 1
         buf.in_flight -= 1

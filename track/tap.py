@@ -23,6 +23,7 @@ from track.dialects import dialect_for
 from track.dsn import DSN, DSNError, parse_dsn
 from track.listen import endpoint_description
 from track.logs import Logger, parse_level, set_level
+from track.metrics import Metrics
 from track.database import load_limits, log_migrations, migrate_and_fit, prepare_database, save_limits
 from track.spool import DEFAULT_MAX_BYTES as DEFAULT_SPOOL_BYTES
 from track.spool import Spool
@@ -175,13 +176,16 @@ def makeService(options: Options) -> IService:
         database_up=fitted is not None,
         on_up=None if fitted is not None else database_appeared,
     )
+    metrics = Metrics()
     batcher = Batcher(
         writer.insert,
         reactor,
         batch_size=options["batch-size"],
         flush_interval=options["flush-interval"] / 1000.0,
         max_pending=options["max-pending"],
+        on_flushed=metrics.flushed,
     )
+    metrics.watch(lambda: batcher.pending, lambda: writer.up, spool)
     app = TrackApp(
         batcher,
         reactor,
@@ -190,6 +194,7 @@ def makeService(options: Options) -> IService:
         CORS(options["cors-origin"]),
         options["max-body"],
         health=writer,
+        metrics=metrics,
     )
     site = TrackSite(
         app.resource(),

@@ -124,6 +124,28 @@ class AppTests(SynchronousTestCase):
         self.assertEqual((response.code, response.headers.getRawHeaders("track-message-id")),
                          (503, ["retry-me"]))
 
+    def test_metrics_count_what_clients_saw(self) -> None:
+        from track.metrics import Metrics
+
+        metrics = Metrics()
+        batcher = Batcher(self.db.insert, self.clock, flush_interval=0.002, on_flushed=metrics.flushed)
+        metrics.watch(lambda: batcher.pending, lambda: True)
+        self.treq = stub_treq(TrackApp(batcher, self.clock, metrics=metrics).resource())
+        self.post("user/", "ProfileID=1&Region=eu")
+        self.post("user/", "ProfileID=2&Region=eu")
+        self.post("user/", "ProfileID=x&Region=eu")
+        self.post("item/", b"x" * 10, {"Content-Type": "text/csv"})
+        d = self.treq.get("http://track.test/metrics")
+        self.treq.flush()
+        response = self.successResultOf(d)
+        text = self.successResultOf(response.content()).decode()
+        self.assertTrue(response.headers.getRawHeaders("content-type")[0].startswith("text/plain"))
+        for line in ('track_events_accepted_total{type="user"} 2.0',
+                     'track_events_rejected_total{reason="invalid",type="user"} 1.0',
+                     'track_events_rejected_total{reason="unsupported_media_type",type="item"} 1.0',
+                     "track_batch_size_count 2.0", "track_pending_events 0.0", "track_database_up 1.0"):
+            self.assertIn(line, text)
+
     def test_201_waits_for_the_commit(self) -> None:
         self.db.hold = True
         d = self.treq.post(f"{URL}/session/", data=SESSION.encode(), headers=FORM)
