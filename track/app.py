@@ -17,6 +17,7 @@ from twisted.web.server import Request as IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from track.batcher import Batcher, Overloaded, RowRejected
+from track.batch import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_BODY, read_batch
 from track.body import BodyError, decode_content, read_fields
 from track.cors import CORS
 from track.clientip import Network, client_ip
@@ -48,6 +49,11 @@ def json_response(request: IRequest, code: int, payload: Mapping[str, Any]) -> b
     return body
 
 
+def is_batch_path(path: bytes) -> bool:
+    """Batch requests get the larger body limit."""
+    return path.split(b"?", 1)[0].rstrip(b"/") == f"{API_PREFIX}/batch".encode()
+
+
 def unavailable(request: IRequest, reason: str) -> bytes:
     """503 + Retry-After: nothing was stored, so retrying is safe."""
     request.setHeader(b"Retry-After", str(RETRY_AFTER_SECONDS).encode())
@@ -69,6 +75,9 @@ class TrackApp:
         max_body: int = DEFAULT_MAX_BODY,
         health: Any = None,
         metrics: Metrics | None = None,
+        atomic_insert: Any = None,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        max_batch_body: int = DEFAULT_MAX_BATCH_BODY,
     ) -> None:
         self.batcher = batcher
         self.clock = clock
@@ -78,6 +87,9 @@ class TrackApp:
         self.max_body = max_body
         self.health = health
         self.metrics = metrics or Metrics()
+        self.atomic_insert = atomic_insert
+        self.max_batch = max_batch
+        self.max_batch_body = max_batch_body
         self._openapi = json.dumps(
             openapi_document(self.event_types, API_PREFIX, max_body), indent=1
         ).encode()
@@ -121,6 +133,73 @@ class TrackApp:
             return unavailable(request, "too many events are waiting to be stored")
         d.addCallbacks(self._created, self._not_stored, (request, kind), None, (request, kind))
         return d
+
+    @app.route(f"{API_PREFIX}/batch/", methods=["POST"], strict_slashes=False)
+    def batch(self, request: IRequest) -> Any:
+        """Many events in one request, stored all together or not at all."""
+        self.cors.annotate(request)
+        try:
+            body = decode_content(
+                request.getHeader(b"content-encoding"), request.content.read(), self.max_batch_body
+            )
+            items = read_batch(request.getHeader(b"content-type"), body, self.max_batch)
+        except BodyError as e:
+            self.metrics.rejected.labels("batch", _BODY_REASONS.get(e.code, "unreadable")).inc()
+            return json_response(request, e.code, {"error": e.message, **e.extra})
+        created = datetime.fromtimestamp(self.clock.seconds(), timezone.utc).replace(tzinfo=None)
+        remote_ip = self._remote_ip(request)
+        groups: dict[str, tuple[list[Any], list[int]]] = {}
+        problems: list[dict[str, Any]] = []
+        for index, item in enumerate(items):
+            kind = item.get("type") if isinstance(item, dict) else None
+            event = self.event_types.get(kind) if type(kind) is str else None
+            if event is None:
+                problems.append({"index": index, "fields": {"type": f"must be one of {', '.join(self.event_types)}"}})
+                continue
+            try:
+                row = parse_event(event, {k: v for k, v in item.items() if k != "type"}, remote_ip, created)
+            except InvalidEvent as e:
+                problems.append({"index": index, "fields": e.fields})
+                continue
+            rows, indexes = groups.setdefault(event.name, ([], []))
+            rows.append(row)
+            indexes.append(index)
+        if problems:
+            self.metrics.rejected.labels("batch", "invalid").inc(len(items))
+            return json_response(request, 400, {"error": "invalid batch: nothing was stored",
+                                                 "events": problems})
+        try:
+            self.batcher.reserve(len(items))
+        except Overloaded:
+            self.metrics.rejected.labels("batch", "overloaded").inc(len(items))
+            return unavailable(request, "too many events are waiting to be stored")
+        work = [(self.event_types[kind], rows) for kind, (rows, _) in groups.items()]
+        d = self.atomic_insert(work)
+        d.addBoth(lambda result: (self.batcher.release(len(items)), result)[1])
+        d.addCallbacks(self._batch_done, self._batch_failed, (request, groups), None, (len(items), request))
+        return d
+
+    def _batch_done(self, refused: Any, request: IRequest, groups: dict[str, tuple[list[Any], list[int]]]) -> bytes:
+        kinds = list(groups)
+        if refused:
+            fields: dict[int, dict[str, str]] = {}
+            for group, row, error in refused:
+                fields.setdefault(groups[kinds[group]][1][row], {})[error.column] = error.reason
+            self.metrics.rejected.labels("batch", "refused_by_database").inc(sum(len(g[0]) for g in groups.values()))
+            return json_response(request, 400, {"error": "invalid batch: nothing was stored",
+                                                 "events": [{"index": i, "fields": f} for i, f in sorted(fields.items())]})
+        ids: list[tuple[int, str]] = []
+        for kind, (rows, indexes) in groups.items():
+            event = self.event_types[kind]
+            self.metrics.accepted.labels(kind).inc(len(rows))
+            ids += [(i, row[event.message_id_index]) for i, row in zip(indexes, rows)]
+        return json_response(request, 201, {"stored": len(ids), "message_ids": [m for _, m in sorted(ids)]})
+
+    def _batch_failed(self, failure: Failure, count: int, request: IRequest) -> bytes | Failure:
+        if failure.check(Unavailable):
+            self.metrics.rejected.labels("batch", "unavailable").inc(count)
+            return unavailable(request, "the database cannot take events right now")
+        return failure
 
     @app.route(f"{API_PREFIX}/<any({_KINDS}):kind>/", methods=["OPTIONS"], strict_slashes=False)
     def preflight(self, request: IRequest, kind: str) -> bytes:

@@ -107,6 +107,16 @@ class Batcher:
         if buf.in_flight < self.max_in_flight:
             self._flush(event, buf)
 
+    def reserve(self, count: int) -> None:
+        """Count `count` events written outside the buffers (a batch request)
+        against the same bound; Overloaded if they do not fit."""
+        if self.pending + count > self.max_pending:
+            raise Overloaded()
+        self.pending += count
+
+    def release(self, count: int) -> None:
+        self.pending -= count
+
     def _flush(self, event: EventType, buf: _Buffer) -> None:
         if buf.timer is not None:
             if buf.timer.active():

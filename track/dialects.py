@@ -44,7 +44,7 @@ _MYSQL_ROW_ERRORS = {
 _MYSQL_RETRYABLE = {1205, 1213}  # lock wait timeout, deadlock
 # The connection is gone (server restarted, killed it, or timed it out).
 _MYSQL_GONE = {2006, 2013, 2014, 2045, 2055, 4031}
-_COLUMN_IN_MESSAGE = re.compile(r"column [`'\"]?(?:[^`'\".\s]+[`'\"]?\.[`'\"]?)*([^`'\".\s]+)")
+_COLUMN_IN_MESSAGE = re.compile(r"column [`'\"]?(?:[^`'\".\s]+[`'\"]?\.[`'\"]?)*([^`'\".\s]+)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,9 @@ class Dialect(Protocol):
     def column_names(self, cursor: Any, table: str) -> set[str]: ...
     def add_message_id(self, cursor: Any, table: str) -> None: ...
     def on_duplicate(self) -> str: ...
+    def begin(self, conn: Any) -> None: ...
+    def commit(self, conn: Any) -> None: ...
+    def rollback(self, conn: Any) -> None: ...
 
 
 class MySQLDialect:
@@ -182,6 +185,15 @@ class MySQLDialect:
         # Only a repeated MessageID is ignored; data errors still fail (an
         # INSERT IGNORE would silently truncate them instead).
         return " ON DUPLICATE KEY UPDATE `MessageID` = `MessageID`"
+
+    def begin(self, conn: Any) -> None:
+        conn.begin()
+
+    def commit(self, conn: Any) -> None:
+        conn.commit_transaction()
+
+    def rollback(self, conn: Any) -> None:
+        conn.rollback_transaction()
 
     def lock(self, cursor: Any) -> None:
         # Two instances starting together must not migrate at the same time.
@@ -300,6 +312,15 @@ class SQLiteDialect:
 
     def on_duplicate(self) -> str:
         return ' ON CONFLICT ("MessageID") DO NOTHING'
+
+    def begin(self, conn: Any) -> None:
+        pass  # sqlite3 opens a transaction before the first INSERT
+
+    def commit(self, conn: Any) -> None:
+        conn.commit()
+
+    def rollback(self, conn: Any) -> None:
+        conn.rollback()
 
     def lock(self, cursor: Any) -> None:
         pass

@@ -25,6 +25,14 @@ class Connection(pymysql.connections.Connection):
         if not self.autocommit_mode:
             super().rollback()
 
+    # For the few writes that span statements (a batch request across
+    # tables): an explicit transaction, begun with begin().
+    def commit_transaction(self) -> None:
+        super().commit()
+
+    def rollback_transaction(self) -> None:
+        super().rollback()
+
 
 def connect(*args: Any, **kwargs: Any) -> Connection:
     return Connection(*args, **kwargs)

@@ -144,6 +144,63 @@ class Store:
                     raise  # the transaction rolls back: all of it failed
         return outcome
 
+    def insert_atomic(self, groups: Sequence[tuple[EventType, Sequence[Row]]]) -> Deferred[list[tuple[int, int, RowError]] | None]:
+        """Commit every group in one transaction, or nothing.
+
+        Fires None when all are stored, else (group, row, error) for every row
+        the database refused (and nothing is kept).  Fails with Unavailable.
+        """
+        work = [(self.statement(event), rows) for event, rows in groups]
+        d = self.pool.runWithConnection(self._write_atomic, work)
+        d.addErrback(self._unavailable, groups[0][0])
+        return d
+
+    def _write_atomic(self, conn: Any, groups: list[tuple[Statement, Sequence[Row]]]) -> Any:
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                self.dialect.begin(conn)
+                for stmt, rows in groups:
+                    cursor = conn.cursor()
+                    try:
+                        cursor.executemany(stmt.one, rows)
+                    finally:
+                        cursor.close()
+                self.dialect.commit(conn)
+                return None
+            except Exception as e:
+                try:
+                    self.dialect.rollback(conn)
+                except Exception:
+                    pass  # a dead connection has nothing to roll back
+                if self.dialect.connection_lost(e) and attempt < _ATTEMPTS:
+                    conn.reconnect()
+                    continue
+                if self.dialect.row_error(e) is not None:
+                    return self._find_refused(conn, groups)
+                if attempt == _ATTEMPTS or not self.dialect.retryable(e):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _find_refused(self, conn: Any, groups: list[tuple[Statement, Sequence[Row]]]) -> list[tuple[int, int, RowError]]:
+        """Name every refused row, then roll everything back."""
+        refused = []
+        self.dialect.begin(conn)
+        cursor = conn.cursor()
+        try:
+            for g, (stmt, rows) in enumerate(groups):
+                for r, row in enumerate(rows):
+                    try:
+                        cursor.execute(stmt.one, row)
+                    except Exception as e:
+                        error = self.dialect.row_error(e)
+                        if error is None:
+                            raise
+                        refused.append((g, r, error))
+        finally:
+            cursor.close()
+            self.dialect.rollback(conn)
+        return refused
+
     def ping(self) -> Deferred[None]:
         """Succeeds when the database answers (reconnecting a dropped connection)."""
         return self.pool.runWithConnection(self._ping)

@@ -15,7 +15,8 @@ from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
 from track import __version__
-from track.app import TrackApp
+from track.app import TrackApp, is_batch_path
+from track.batch import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_BODY
 from track.batcher import DEFAULT_BATCH_SIZE, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_PENDING, Batcher
 from track.clientip import parse_networks
 from track.cors import CORS
@@ -86,6 +87,9 @@ class Options(usage.Options):
          "is down (empty: no spool, answer 503 instead)."],
         ["spool-max-bytes", None, str(DEFAULT_SPOOL_BYTES),
          "Most bytes the spool may hold; when full, clients get 503 + Retry-After."],
+        ["max-batch", None, str(DEFAULT_MAX_BATCH), "Most events in one batch request."],
+        ["max-batch-body", None, str(DEFAULT_MAX_BATCH_BODY),
+         "Largest batch request body in bytes, before and after decoding; larger is 413."],
         ["max-body", None, str(DEFAULT_MAX_BODY),
          "Largest event body in bytes, before and after gzip/deflate decoding; larger is 413."],
     ]
@@ -131,6 +135,8 @@ class Options(usage.Options):
         self["batch-size"] = _positive_int("batch-size", str(self["batch-size"]))
         self["max-pending"] = _positive_int("max-pending", str(self["max-pending"]))
         self["max-body"] = _positive_int("max-body", str(self["max-body"]))
+        self["max-batch"] = _positive_int("max-batch", str(self["max-batch"]))
+        self["max-batch-body"] = _positive_int("max-batch-body", str(self["max-batch-body"]))
         self["spool-max-bytes"] = _positive_int("spool-max-bytes", str(self["spool-max-bytes"]))
         self["flush-interval"] = _non_negative_float("flush-interval", str(self["flush-interval"]))
         self["request-timeout"] = _non_negative_float("request-timeout", str(self["request-timeout"]))
@@ -195,12 +201,17 @@ def makeService(options: Options) -> IService:
         options["max-body"],
         health=writer,
         metrics=metrics,
+        atomic_insert=writer.insert_atomic,
+        max_batch=options["max-batch"],
+        max_batch_body=options["max-batch-body"],
     )
     site = TrackSite(
         app.resource(),
         options["access-log"],
         options["request-timeout"] or None,
-        body_limit=lambda path: options["max-body"],
+        body_limit=lambda path: (
+            options["max-batch-body"] if is_batch_path(path) else options["max-body"]
+        ),
     )
     log.info("track {version} storing events in {dsn}, spool {spool}", version=__version__,
              dsn=dsn.redacted(), spool=spool.directory if spool else "off")

@@ -68,6 +68,31 @@ class Writer:
         d.addCallbacks(self._stored, self._failed, (event, rows), None, (event, rows))
         return d
 
+    def insert_atomic(self, groups: Sequence[tuple[EventType, Sequence[Row]]]) -> Deferred[Any]:
+        """All of a batch request or none: one transaction, or one spool append."""
+        if not self.up:
+            return self._spool_groups(groups)
+        d = self.store.insert_atomic(groups)
+
+        def failed(failure: Failure) -> Any:
+            failure.trap(Unavailable)
+            self.mark_down(failure.getErrorMessage())
+            return self._spool_groups(groups)
+
+        return d.addErrback(failed)
+
+    def _spool_groups(self, groups: Sequence[tuple[EventType, Sequence[Row]]]) -> Deferred[Any]:
+        if self.spool is None:
+            return fail(Unavailable("the database is down and there is no spool"))
+        d = self.spool.append([encode(event, row) for event, rows in groups for row in rows])
+
+        def full(failure: Failure) -> Failure:
+            failure.trap(SpoolFull)
+            return Failure(Unavailable("the database is down and the spool is full"))
+
+        d.addCallbacks(lambda _: None, full)
+        return d
+
     def _stored(self, outcome: Outcome | None, event: EventType, rows: Sequence[Row]) -> Any:
         if outcome is None or not any(isinstance(o, Unavailable) for o in outcome):
             return outcome
@@ -87,16 +112,7 @@ class Writer:
         return self._spool(event, rows)
 
     def _spool(self, event: EventType, rows: Sequence[Row]) -> Deferred[Outcome | None]:
-        if self.spool is None:
-            return fail(Unavailable("the database is down and there is no spool"))
-        d = self.spool.append([encode(event, row) for row in rows])
-
-        def full(failure: Failure) -> Failure:
-            failure.trap(SpoolFull)
-            return Failure(Unavailable("the database is down and the spool is full"))
-
-        d.addCallbacks(lambda _: None, full)
-        return d
+        return self._spool_groups([(event, rows)])
 
     # -- the database going and coming back ---------------------------------------
 

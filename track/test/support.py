@@ -128,8 +128,10 @@ def serve(case: TestCase, dsn: DSN | None = None, **site_kwargs: Any) -> Any:
     dsn = dsn or sqlite_dsn(case)
     event_types = prepare_database(dsn)
     store = Store(dialect_for(dsn))
-    app_kwargs = {k: site_kwargs.pop(k) for k in ("cors", "max_body") if k in site_kwargs}
-    app = TrackApp(Batcher(store.insert, reactor), reactor, event_types, **app_kwargs)
+    app_kwargs = {k: site_kwargs.pop(k) for k in ("cors", "max_body", "max_batch", "max_batch_body")
+                  if k in site_kwargs}
+    app = TrackApp(Batcher(store.insert, reactor), reactor, event_types,
+                   atomic_insert=store.insert_atomic, **app_kwargs)
     site = TrackSite(app.resource(), **site_kwargs)
     port = reactor.listenTCP(0, site, interface="127.0.0.1")  # type: ignore[attr-defined]
     case.addCleanup(store.close)

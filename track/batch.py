@@ -1,0 +1,45 @@
+"""Batch request bodies: `{"events": [{"type": ..., ...}, ...]}` as JSON, or
+NDJSON with one such event object per line.
+
+Only the envelope is read here; each event is then checked by the same
+field tables as a single event, so the two endpoints cannot disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from track.body import JSON, BodyError, media_type, parse_json
+
+NDJSON = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/json-lines")
+DEFAULT_MAX_BATCH = 1000
+DEFAULT_MAX_BATCH_BODY = 1024 * 1024
+
+
+def read_batch(content_type: bytes | None, body: bytes, max_events: int) -> list[Any]:
+    """The list of event objects (not yet validated), or a BodyError."""
+    kind, charset = media_type(content_type)
+    if charset is not None and charset not in ("utf-8", "utf8"):
+        raise BodyError(415, f"unsupported charset {charset!r}: only UTF-8 is accepted")
+    if kind in NDJSON:
+        events: list[Any] = []
+        for number, line in enumerate(body.split(b"\n"), 1):
+            if line.strip():
+                try:
+                    events.append(parse_json(line))
+                except BodyError as e:
+                    raise BodyError(400, f"line {number}: {e.message}") from None
+                if len(events) > max_events:
+                    break
+    elif kind == JSON or kind.endswith("+json"):
+        envelope = parse_json(body)
+        events = envelope.get("events")  # type: ignore[assignment]
+        if set(envelope) != {"events"} or not isinstance(events, list):
+            raise BodyError(400, 'the JSON body must be {"events": [...]}')
+    else:
+        raise BodyError(415, f"unsupported Content-Type {kind!r}: send {JSON} or {NDJSON[0]}")
+    if not events:
+        raise BodyError(400, "the batch holds no events")
+    if len(events) > max_events:
+        raise BodyError(413, f"more than {max_events} events in one batch", max_events=max_events)
+    return events

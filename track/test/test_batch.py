@@ -1,0 +1,142 @@
+"""The batch endpoint on the real HTTP stack and real databases: JSON and
+NDJSON, gzip, limits, and all-or-nothing storage."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from typing import Any
+
+import treq
+from twisted.internet.defer import inlineCallbacks
+from twisted.trial.unittest import TestCase
+
+from track.events import EVENT_TYPES, parse_event
+from track.dialects import dialect_for
+from track.store import Store
+from track.test.support import MYSQL_SKIP, TABLES, client_pool, create_schema, execute, reset_mysql, serve, sqlite_dsn
+
+EVENTS = [
+    {"type": "session", "Region": "eu", "SessionID": "s1", "RemoteIP": "10.0.0.1", "SessionType": "login"},
+    {"type": "user", "ProfileID": 7, "Region": "us", "MessageID": "u-1"},
+    {"type": "item", "ProfileID": "7", "Region": "eu", "ItemName": "axe", "ItemType": "w", "IsUGC": True},
+    {"type": "purchase", "ProfileID": 7, "Region": "eu", "Currency": "EUR", "GrossAmount": "9.99",
+     "NetAmount": 8.5, "PaymentProvider": "card", "Product": "gems"},
+    {"type": "user", "ProfileID": 8, "Region": "us"},
+]
+JSON = {"Content-Type": "application/json"}
+NDJSON = {"Content-Type": "application/x-ndjson"}
+
+
+class BatchMixin:
+    def make_dsn(self) -> Any:
+        raise NotImplementedError
+
+    def setUp(self) -> None:
+        self.dsn = self.make_dsn()
+        port, _ = serve(self, dsn=self.dsn, max_batch=10, max_batch_body=4096,  # type: ignore[arg-type]
+                        body_limit=lambda path: 4096)
+        self.url = f"http://127.0.0.1:{port}/api/1.0/track/batch/"
+        self.pool = client_pool(self)
+
+    def counts(self) -> dict[str, int]:
+        return {t: execute(self.dsn, f"SELECT COUNT(*) FROM {t}")[0][0] for t in TABLES}
+
+    def post(self, body: bytes, headers: dict[str, str]) -> Any:
+        return treq.post(self.url, data=body, headers=headers, pool=self.pool)
+
+    @inlineCallbacks
+    def test_a_json_batch_of_every_kind_is_stored(self) -> Any:
+        response = yield self.post(json.dumps({"events": EVENTS}).encode(), JSON)
+        body = yield response.json()
+        self.assertEqual(response.code, 201, body)  # type: ignore[attr-defined]
+        self.assertEqual(body["stored"], 5)  # type: ignore[attr-defined]
+        self.assertEqual(body["message_ids"][1], "u-1")  # type: ignore[attr-defined]
+        self.assertEqual(self.counts(), {"SessionEvent": 1, "UserEvent": 2, "ItemEvent": 1, "PurchaseEvent": 1})  # type: ignore[attr-defined]
+        stored = execute(self.dsn, "SELECT MessageID FROM UserEvent ORDER BY ProfileID")
+        self.assertEqual([m for (m,) in stored], [body["message_ids"][1], body["message_ids"][4]])  # type: ignore[attr-defined]
+
+    @inlineCallbacks
+    def test_ndjson_and_gzip(self) -> Any:
+        lines = b"\n".join(json.dumps(e).encode() for e in EVENTS) + b"\n"
+        response = yield self.post(gzip.compress(lines), {**NDJSON, "Content-Encoding": "gzip"})
+        self.assertEqual(response.code, 201, (yield response.content()))  # type: ignore[attr-defined]
+        self.assertEqual(sum(self.counts().values()), 5)  # type: ignore[attr-defined]
+
+    @inlineCallbacks
+    def test_one_bad_event_stores_nothing_and_every_bad_one_is_named(self) -> Any:
+        events = [*EVENTS, {"type": "user", "Region": "e"}, {"type": "bogus"}, "text"]
+        response = yield self.post(json.dumps({"events": events}).encode(), JSON)
+        body = yield response.json()
+        self.assertEqual(response.code, 400)  # type: ignore[attr-defined]
+        self.assertEqual([p["index"] for p in body["events"]], [5, 6, 7])  # type: ignore[attr-defined]
+        self.assertEqual(body["events"][0]["fields"], {  # type: ignore[attr-defined]
+            "ProfileID": "is required", "Region": "must be 2 to 16 letters A-Z or a-z"})
+        self.assertEqual(sum(self.counts().values()), 0)  # type: ignore[attr-defined]
+
+    @inlineCallbacks
+    def test_limits(self) -> Any:
+        too_many = json.dumps({"events": [EVENTS[1]] * 11}).encode()
+        cases = [
+            (too_many, JSON, 413),
+            (b"x" * 5000, JSON, 413),
+            (gzip.compress(b" " * 10000 + b'{"events": []}'), {**JSON, "Content-Encoding": "gzip"}, 413),
+            (b'{"events": []}', JSON, 400),
+            (b'{"events": {}}', JSON, 400),
+            (b'{"events": [], "extra": 1}', JSON, 400),
+            (b'{"type": "user"}\n{broken', NDJSON, 400),
+            (b"a,b", {"Content-Type": "text/csv"}, 415),
+        ]
+        for body, headers, code in cases:
+            response = yield self.post(body, headers)
+            content = yield response.content()
+            self.assertEqual(response.code, code, (body[:40], content))  # type: ignore[attr-defined]
+        self.assertEqual(sum(self.counts().values()), 0)  # type: ignore[attr-defined]
+
+    @inlineCallbacks
+    def test_a_retried_batch_stores_nothing_twice(self) -> Any:
+        events = [dict(e, MessageID=f"b-{i}") for i, e in enumerate(EVENTS)]
+        for _ in range(2):
+            response = yield self.post(json.dumps({"events": events}).encode(), JSON)
+            self.assertEqual(response.code, 201)  # type: ignore[attr-defined]
+        self.assertEqual(sum(self.counts().values()), 5)  # type: ignore[attr-defined]
+
+
+class SQLiteBatchTests(BatchMixin, TestCase):
+    def make_dsn(self) -> Any:
+        return sqlite_dsn(self)
+
+
+class MySQLBatchTests(BatchMixin, TestCase):
+    skip = MYSQL_SKIP
+
+    def make_dsn(self) -> Any:
+        return reset_mysql()
+
+
+class AtomicStoreTests(TestCase):
+    """What validation cannot catch, the database refuses: still nothing kept."""
+
+    @inlineCallbacks
+    def check(self, dsn: Any) -> Any:
+        create_schema(dsn)
+        store = Store(dialect_for(dsn))
+        self.addCleanup(store.close)
+        user, item = EVENT_TYPES["user"], EVENT_TYPES["item"]
+        good = parse_event(user, {"ProfileID": "1", "Region": "eu"}, "ip", __import__("datetime").datetime(2026, 1, 1))
+        bad = (None,) + good[1:]
+        item_row = parse_event(item, {"ProfileID": "1", "Region": "eu", "ItemName": "a", "ItemType": "b",
+                                      "IsUGC": "1"}, "ip", good[-1])
+        refused = yield store.insert_atomic([(item, [item_row]), (user, [good, bad])])
+        self.assertEqual([(g, r, e.column) for g, r, e in refused], [(1, 1, "ProfileID")])
+        self.assertEqual(execute(dsn, "SELECT COUNT(*) FROM ItemEvent"), [(0,)])
+        self.assertIsNone((yield store.insert_atomic([(item, [item_row]), (user, [good])])))
+        self.assertEqual(execute(dsn, "SELECT COUNT(*) FROM UserEvent"), [(1,)])
+
+    def test_sqlite(self) -> Any:
+        return self.check(sqlite_dsn(self))
+
+    def test_mysql(self) -> Any:
+        if MYSQL_SKIP:
+            self.skipTest(MYSQL_SKIP)
+        return self.check(reset_mysql())
