@@ -28,6 +28,7 @@ from track.metrics import Metrics
 from track.database import load_limits, log_migrations, migrate_and_fit, prepare_database, save_limits
 from track.spool import DEFAULT_MAX_BYTES as DEFAULT_SPOOL_BYTES
 from track.spool import Spool
+from track.workers import WorkerPool
 from track.writer import Writer
 from track.service import TrackService
 from track.site import DEFAULT_MAX_BODY, TrackSite
@@ -87,6 +88,8 @@ class Options(usage.Options):
          "is down (empty: no spool, answer 503 instead)."],
         ["spool-max-bytes", None, str(DEFAULT_SPOOL_BYTES),
          "Most bytes the spool may hold; when full, clients get 503 + Retry-After."],
+        ["workers", None, "1",
+         "Reactor processes sharing the listening socket (TCP --http only); use one per core."],
         ["max-batch", None, str(DEFAULT_MAX_BATCH), "Most events in one batch request."],
         ["max-batch-body", None, str(DEFAULT_MAX_BATCH_BODY),
          "Largest batch request body in bytes, before and after decoding; larger is 413."],
@@ -136,6 +139,9 @@ class Options(usage.Options):
         self["max-pending"] = _positive_int("max-pending", str(self["max-pending"]))
         self["max-body"] = _positive_int("max-body", str(self["max-body"]))
         self["max-batch"] = _positive_int("max-batch", str(self["max-batch"]))
+        self["workers"] = _positive_int("workers", str(self["workers"]))
+        if self["workers"] > 1 and not self["endpoint"].startswith("tcp"):
+            raise usage.UsageError("--workers needs a TCP --http (a port or host:port)")
         self["max-batch-body"] = _positive_int("max-batch-body", str(self["max-batch-body"]))
         self["spool-max-bytes"] = _positive_int("spool-max-bytes", str(self["spool-max-bytes"]))
         self["flush-interval"] = _non_negative_float("flush-interval", str(self["flush-interval"]))
@@ -147,6 +153,12 @@ def makeService(options: Options) -> IService:
 
     set_level(options["level"])
     dsn: DSN = options["parsed-dsn"]
+    if options["workers"] > 1:
+        # Migrate once here; each worker then finds the schema up to date.
+        if prepare_database(dsn) is None and not options["spool-dir"]:
+            raise SystemExit(f"track: cannot use database {dsn.redacted()}: unreachable, and no spool")
+        return WorkerPool(options["workers"], options["endpoint"], options, reactor,
+                          shutdown_timeout=max(options["request-timeout"], 1.0))
     dialect = dialect_for(dsn)
     spool = None
     if options["spool-dir"]:

@@ -1,0 +1,150 @@
+"""`--workers N`: N reactor processes sharing one listening socket.
+
+One Python process runs on one core (the GIL), so the parent binds the
+socket, migrates the schema once, and starts N `twistd track` children that
+inherit the socket the way systemd socket activation passes it (fd 3,
+LISTEN_FDS/LISTEN_PID) and adopt it with Twisted's `systemd:` endpoint.  Each
+child has its own pool, buffers and spool directory.  The parent restarts a
+child that dies (with backoff) and, on SIGTERM, passes it on and waits until
+every child has drained and exited.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import sys
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
+from twisted.internet.protocol import ProcessProtocol
+from twisted.python.failure import Failure
+
+from track.logs import Logger
+
+log = Logger(namespace="track.workers")
+
+LISTEN_FD = 3  # where systemd (and so Twisted's systemd: endpoint) expects it
+RESTART_FIRST = 0.5
+RESTART_MAX = 30.0
+STABLE_SECONDS = 30.0
+_TCP = re.compile(r"^(tcp6?):(\d+)(?::interface=(.*))?$")
+# The child: make LISTEN_PID its own pid before Twisted reads it, then twistd.
+_BOOT = (
+    "import os, sys; os.environ['LISTEN_PID'] = str(os.getpid()); os.environ['LISTEN_FDS'] = '1'; os.environ['LISTEN_FDNAMES'] = 'track'; "
+    "from twisted.scripts.twistd import run; run()"
+)
+# Options handed on to every child unchanged.
+_PASSED = ("dsn", "log-level", "batch-size", "flush-interval", "max-pending", "request-timeout",
+           "max-body", "max-batch", "max-batch-body", "spool-max-bytes")
+
+
+def bind(description: str) -> socket.socket:
+    """A listening socket for a `tcp:` or `tcp6:` endpoint description."""
+    m = _TCP.match(description)
+    if not m:
+        raise ValueError(f"--workers needs a TCP --http (a port or host:port), not {description!r}")
+    kind, port, interface = m.group(1), int(m.group(2)), (m.group(3) or "").replace("\\:", ":")
+    family = socket.AF_INET6 if kind == "tcp6" else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((interface or ("::" if kind == "tcp6" else "0.0.0.0"), port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+def child_argv(options: Any, index: int) -> list[str]:
+    args = [f"--{name}={options[name]}" for name in _PASSED if options[name] is not None]
+    args += [f"--trusted-proxy={p}" for p in options["trusted-proxy"]]
+    args += [f"--cors-origin={o}" for o in options["cors-origin"]]
+    args += ["--verbose"] if options["verbose"] else []
+    args += ["--access-log"] if options["access-log"] else []
+    if options["cpuprofile"]:
+        args.append(f"--cpuprofile={options['cpuprofile']}.{index}")
+    spool = os.path.join(options["spool-dir"], f"worker-{index}") if options["spool-dir"] else ""
+    args += [f"--spool-dir={spool}", "--workers=1", "--http=systemd:domain=INET:index=0"]
+    return [sys.executable, "-c", _BOOT, "-n", "--pidfile=", "track", *args]
+
+
+class _Child(ProcessProtocol):
+    def __init__(self, pool: "WorkerPool", index: int, started: float) -> None:
+        self.pool = pool
+        self.index = index
+        self.started = started
+        self.ended: Deferred[None] = Deferred()
+
+    def processEnded(self, reason: Failure) -> None:
+        self.ended.callback(None)
+        self.pool.child_ended(self, reason)
+
+
+class WorkerPool(Service):
+    def __init__(self, count: int, description: str, options: Any, reactor: Any,
+                 shutdown_timeout: float) -> None:
+        self.count = count
+        self.description = description
+        self.options = options
+        self.reactor = reactor
+        self.shutdown_timeout = shutdown_timeout
+        self.children: dict[int, _Child] = {}
+        self.sock: socket.socket | None = None
+        self._delay = {i: RESTART_FIRST for i in range(count)}
+
+    def privilegedStartService(self) -> None:
+        self.sock = bind(self.description)
+        host, port = self.sock.getsockname()[:2]
+        log.info("track listening on http://{host}:{port} with {n} workers", host=host, port=port,
+                 n=self.count)
+        super().privilegedStartService()
+
+    def startService(self) -> None:
+        super().startService()
+        for index in range(self.count):
+            self._spawn(index)
+
+    def _spawn(self, index: int) -> None:
+        assert self.sock is not None
+        child = _Child(self, index, self.reactor.seconds())
+        argv = child_argv(self.options, index)
+        self.reactor.spawnProcess(child, argv[0], argv, env=dict(os.environ),
+                                  childFDs={0: "w", 1: 1, 2: 2, LISTEN_FD: self.sock.fileno()})
+        self.children[index] = child
+        log.info("worker {i} started (pid {pid})", i=index, pid=child.transport.pid)
+
+    def child_ended(self, child: _Child, reason: Failure) -> None:
+        if self.children.get(child.index) is child:
+            del self.children[child.index]
+        if not self.running:
+            return
+        if self.reactor.seconds() - child.started > STABLE_SECONDS:
+            self._delay[child.index] = RESTART_FIRST  # it ran fine for a while
+        delay = self._delay[child.index]
+        self._delay[child.index] = min(delay * 2, RESTART_MAX)
+        log.warn("worker {i} exited ({why}); restarting in {d}s", i=child.index,
+                 why=reason.getErrorMessage(), d=delay)
+        self.reactor.callLater(delay, self._respawn, child.index)
+
+    def _respawn(self, index: int) -> None:
+        if self.running and index not in self.children:
+            self._spawn(index)
+
+    @inlineCallbacks
+    def stopService(self) -> Any:
+        super().stopService()
+        children = list(self.children.values())
+        for child in children:
+            child.transport.signalProcess("TERM")
+        waiting = DeferredList([c.ended for c in children])
+        waiting.addTimeout(self.shutdown_timeout + 10, self.reactor)
+        try:
+            yield waiting
+        except Exception:
+            for child in children:
+                if not child.ended.called:
+                    child.transport.signalProcess("KILL")
+        if self.sock is not None:
+            self.sock.close()
+        log.info("all workers stopped")
