@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ sys.path.insert(0, ROOT)
 from track.dialects import dialect_for  # noqa: E402
 from track.dsn import parse_dsn  # noqa: E402
 
+
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 START_TIMEOUT = 60.0
 
@@ -48,8 +48,13 @@ class Result:
     non_2xx: int
     socket_errors: int
     rss_mb: float
+    events_per_request: int = 1
     rows: int | None = None
     acked: int | None = None
+
+    @property
+    def eps(self) -> float:
+        return self.rps * self.events_per_request
 
 
 def child_env() -> dict[str, str]:
@@ -80,10 +85,11 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def run_wrk(port: int, duration: int, connections: int, threads: int) -> dict[str, int]:
+def run_wrk(port: int, duration: int, connections: int, threads: int,
+            script: str = "session.lua") -> dict[str, int]:
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
-         "-s", os.path.join(HERE, "session.lua"), f"http://127.0.0.1:{port}"],
+         "-s", os.path.join(HERE, script), f"http://127.0.0.1:{port}"],
         check=True, capture_output=True, text=True, timeout=duration + 60,
     ).stdout
     stats = json.loads(out.split("WRKJSON ", 1)[1].splitlines()[0])
@@ -115,17 +121,28 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def bench_floor(args: argparse.Namespace, tmp: str) -> Result:
-    log = os.path.join(tmp, "floor.log")
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, os.path.join(HERE, "bare_klein.py"), "0"],
-                                stdout=out, stderr=subprocess.STDOUT, env=child_env())
+def serve_and_load(name: str, argv: list[str], pattern: str, args: argparse.Namespace, tmp: str,
+                   script: str = "session.lua", connections: int | None = None,
+                   events_per_request: int = 1, count: bool = True) -> Result:
+    """Start a server, truncate, run wrk against it, stop it, count rows."""
+    log = os.path.join(tmp, f"{name.split(':')[0].replace(' ', '_')}.log")
+    open(log, "w").close()
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(argv, cwd=tmp, env=child_env(), stdout=out, stderr=subprocess.STDOUT)
     try:
-        port = int(wait_for(r"listening on (\d+)", log, proc).group(1))
-        stats = run_wrk(port, args.duration, args.connections, args.threads)
-        return to_result("floor: bare Klein 201", stats, peak_rss_mb(proc.pid))
+        port = int(wait_for(pattern, log, proc).group(1))
+        if count:
+            count_rows(args.dsn, "TRUNCATE TABLE SessionEvent")
+        stats = run_wrk(port, args.duration, connections or args.connections, args.threads, script)
+        rss = sum(peak_rss_mb(pid) for pid in [proc.pid, *children(proc.pid)])
     finally:
         stop(proc)
+    result = to_result(name, stats, rss)
+    result.events_per_request = events_per_request
+    if count:
+        result.rows = count_rows(args.dsn, "SELECT COUNT(*) FROM SessionEvent")
+        result.acked = (stats["requests"] - stats["non_2xx"]) * events_per_request
+    return result
 
 
 def count_rows(dsn_text: str, sql: str) -> int:
@@ -141,35 +158,58 @@ def count_rows(dsn_text: str, sql: str) -> int:
         conn.close()
 
 
-def bench_track(args: argparse.Namespace, tmp: str, extra: Sequence[str]) -> Result:
-    log = os.path.join(tmp, "track.log")
-    argv = [*TWISTD, "-n", "--pidfile=", "--logfile", log, "track",
-            "--http", "tcp:0:interface=127.0.0.1", "--dsn", args.dsn, *extra]
-    open(log, "w").close()
-    proc = subprocess.Popen(argv, cwd=tmp, env=child_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    try:
-        port = int(wait_for(r"track listening on http://[0-9.]+:(\d+)", log, proc).group(1))
-        count_rows(args.dsn, "TRUNCATE TABLE SessionEvent")
-        stats = run_wrk(port, args.duration, args.connections, args.threads)
-        rss = peak_rss_mb(proc.pid)
-    finally:
-        stop(proc)
-    result = to_result("track: session -> MariaDB", stats, rss)
-    result.rows = count_rows(args.dsn, "SELECT COUNT(*) FROM SessionEvent")
-    result.acked = stats["requests"] - stats["non_2xx"]
-    return result
-
-
-def table(results: list[Result], floor_rps: float) -> str:
-    head = (f"{'run':<28} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'RSS MB':>7} "
-            f"{'non-2xx':>8} {'sock err':>8} {'rows':>8} {'x floor':>8}")
+def table(results: list[Result], floor_eps: float | None, peer_eps: float | None) -> str:
+    head = (f"{'run':<26} {'events/s':>9} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'RSS MB':>7} "
+            f"{'non-2xx':>7} {'rows':>8} {'x floor':>7} {'x peer':>7}")
     lines = [head, "-" * len(head)]
     for r in results:
         rows = "" if r.rows is None else str(r.rows)
-        lines.append(f"{r.name:<28} {r.rps:>9.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {r.rss_mb:>7.1f} "
-                     f"{r.non_2xx:>8} {r.socket_errors:>8} {rows:>8} {r.rps / floor_rps:>8.2f}")
+        x_floor = f"{r.eps / floor_eps:.2f}" if floor_eps else "-"
+        x_peer = f"{r.eps / peer_eps:.2f}" if peer_eps else "-"
+        lines.append(f"{r.name:<26} {r.eps:>9.0f} {r.rps:>8.0f} {r.p50_ms:>7.2f} {r.p99_ms:>7.2f} "
+                     f"{r.rss_mb:>7.1f} {r.non_2xx:>7} {rows:>8} {x_floor:>7} {x_peer:>7}")
     return "\n".join(lines)
+
+
+def children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def track_argv(args: argparse.Namespace, *extra: str) -> list[str]:
+    return [*TWISTD, "-n", "--pidfile=", "track", "--http", args.track_http,
+            "--dsn", args.dsn, *args.track_arg, *extra]
+
+
+SCENARIOS = {
+    "floor": lambda a, t: serve_and_load(
+        "floor: bare Klein 201", [sys.executable, os.path.join(HERE, "bare_klein.py"), "0"],
+        r"listening on (\d+)", a, t, count=False),
+    "peer": lambda a, t: serve_and_load(
+        "peer: FastAPI+aiomysql", [sys.executable, os.path.join(HERE, "peer_fastapi.py"), str(free_port()), a.dsn],
+        r"listening on (\d+)", a, t),
+    "track": lambda a, t: serve_and_load(
+        "track: single events", track_argv(a), r"track listening on http://[0-9.]+:(\d+)", a, t),
+    "track-2w": lambda a, t: serve_and_load(
+        "track --workers 2", track_argv(a, "--workers", "2"), r"listening on http://[0-9.]+:(\d+) with", a, t),
+    "batch": lambda a, t: serve_and_load(
+        "track: batch of 100", track_argv(a), r"track listening on http://[0-9.]+:(\d+)", a, t,
+        script="batch.lua", events_per_request=100),
+    "overload": lambda a, t: serve_and_load(
+        "track: 8x connections", track_argv(a), r"track listening on http://[0-9.]+:(\d+)", a, t,
+        connections=a.connections * 8),
+}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -179,7 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
     p.add_argument("--connections", type=int, default=50, help="keep-alive connections (default 50)")
     p.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
-    p.add_argument("--rounds", type=int, default=2, help="floor/track pairs, alternated (default 2)")
+    p.add_argument("--rounds", type=int, default=2, help="rounds of all scenarios, alternated (default 2)")
+    p.add_argument("--scenarios", default="floor,track",
+                   help=f"comma-separated, from: {', '.join(SCENARIOS)} (default floor,track)")
     p.add_argument("--track-arg", action="append", default=[],
                    help="extra option for twistd track, e.g. --track-arg=--batch-size=100")
     args = p.parse_args(argv)
@@ -187,22 +229,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("--dsn (or TRACK_BENCH_MYSQL_DSN) is required")
     if not shutil.which("wrk"):
         p.error("wrk is not installed: apt-get install wrk")
-    results: list[Result] = []
+    names = [n.strip() for n in args.scenarios.split(",")]
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        p.error(f"unknown scenario(s) {unknown}")
+    by_name: dict[str, list[Result]] = {n: [] for n in names}
     with tempfile.TemporaryDirectory(prefix="track-bench-") as tmp:
         for _ in range(args.rounds):
-            results.append(bench_floor(args, tmp))
-            results.append(bench_track(args, tmp, args.track_arg))
-    floor = statistics.median(r.rps for r in results if r.rows is None)
-    tracked = [r for r in results if r.rows is not None]
-    print(table(results, floor))
-    ratio = statistics.median(r.rps for r in tracked) / floor
-    print(f"\ntrack / floor (median of {args.rounds} rounds): {ratio:.2f}   "
-          f"connections={args.connections} duration={args.duration}s cores={os.cpu_count()}")
-    lost = [r for r in tracked if r.rows is not None and r.acked is not None and r.rows < r.acked]
+            for name in names:
+                args.track_http = f"tcp:{free_port()}:interface=127.0.0.1"
+                by_name[name].append(SCENARIOS[name](args, tmp))
+    medians = [median_result(rs) for rs in by_name.values()]
+    floor = next((r.eps for n, r in zip(names, medians) if n == "floor"), None)
+    peer = next((r.eps for n, r in zip(names, medians) if n == "peer"), None)
+    print(table(medians, floor, peer))
+    print(f"\nmedians of {args.rounds} rounds; connections={args.connections} duration={args.duration}s "
+          f"cores={os.cpu_count()}; wrk on the same machine")
+    lost = [r for rs in by_name.values() for r in rs
+            if r.rows is not None and r.acked is not None and r.rows < r.acked]
     if lost:
-        print("ERROR: fewer rows stored than 201 answers", file=sys.stderr)
+        print("ERROR: fewer rows stored than events acknowledged", file=sys.stderr)
         return 1
     return 0
+
+
+def median_result(results: list[Result]) -> Result:
+    """The round with the median rate (its own latencies and RSS)."""
+    ordered = sorted(results, key=lambda r: r.eps)
+    return ordered[len(ordered) // 2]
 
 
 if __name__ == "__main__":

@@ -87,6 +87,7 @@ class TrackApp:
         self.max_body = max_body
         self.health = health
         self.metrics = metrics or Metrics()
+        self._accepted: dict[str, Any] = {}  # bound counters: labels() costs per call
         self.atomic_insert = atomic_insert
         self.max_batch = max_batch
         self.max_batch_body = max_batch_body
@@ -133,6 +134,12 @@ class TrackApp:
             return unavailable(request, "too many events are waiting to be stored")
         d.addCallbacks(self._created, self._not_stored, (request, kind), None, (request, kind))
         return d
+
+    def _count_accepted(self, kind: str) -> None:
+        counter = self._accepted.get(kind)
+        if counter is None:
+            counter = self._accepted[kind] = self.metrics.accepted.labels(kind)
+        counter.inc()
 
     @app.route(f"{API_PREFIX}/batch/", methods=["POST"], strict_slashes=False)
     def batch(self, request: IRequest) -> Any:
@@ -238,7 +245,7 @@ class TrackApp:
         return json_response(request, 200 if ready else 503, {"ready": ready})
 
     def _created(self, _: None, request: IRequest, kind: str) -> bytes:
-        self.metrics.accepted.labels(kind).inc()
+        self._count_accepted(kind)
         request.setResponseCode(201)
         request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
         request.setHeader(b"Content-Length", b"0")

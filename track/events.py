@@ -8,6 +8,8 @@ client; nothing is coerced, truncated or guessed.
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
 import uuid
 from dataclasses import dataclass
@@ -130,8 +132,18 @@ def parse_message_id(value: object) -> str:
     return value
 
 
+_id_prefix = ""
+_id_pid = 0
+_id_counter = itertools.count()
+
+
 def new_message_id() -> str:
-    return str(uuid.uuid4())
+    """A version-4-format UUID: 74 random bits drawn once per process, then a
+    counter.  Unique like uuid4() and far cheaper (no urandom per event)."""
+    global _id_prefix, _id_pid
+    if _id_pid != os.getpid():  # a new process (or a fork): new random bits
+        _id_prefix, _id_pid = str(uuid.uuid4())[:24], os.getpid()
+    return f"{_id_prefix}{next(_id_counter) & 0xFFFFFFFFFFFF:012x}"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from urllib.parse import unquote_to_bytes
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 from twisted.web import http, server
 
@@ -43,7 +44,7 @@ class _Channel(http.HTTPChannel):
     and tells its Site when it closes."""
 
     site: "TrackSite"
-    _deadline: IDelayedCall | None = None
+    _receiving_since: float | None = None  # when the request being received began
     _refused = False
     _body_seen = 0
     _body_limit = 0
@@ -62,12 +63,10 @@ class _Channel(http.HTTPChannel):
             if self._linger_budget < 0:
                 self.transport.abortConnection()
             return
-        if (
-            self._deadline is None
-            and self.site.request_timeout
-            and not self._handlingRequest  # bytes of a pipelined request wait their turn
-        ):
-            self._deadline = self.callLater(self.site.request_timeout, self._timed_out)
+        if self._receiving_since is None and not self._handlingRequest:
+            # A request starts arriving (bytes of a pipelined one wait their
+            # turn).  The Site's sweep answers 408 if it takes too long.
+            self._receiving_since = self.site.now()
         super().dataReceived(data)
 
     def lineReceived(self, line: bytes) -> None:
@@ -108,8 +107,7 @@ class _Channel(http.HTTPChannel):
         # bytes is a bare 400; make it the JSON every other error is.
         self.refuse(400, {"error": "malformed HTTP request"})
 
-    def _timed_out(self) -> None:
-        self._deadline = None
+    def timed_out(self) -> None:
         self.refuse(408, {"error": "request not received in time",
                           "timeout_seconds": self.site.request_timeout})
 
@@ -138,10 +136,7 @@ class _Channel(http.HTTPChannel):
         self._linger = self.callLater(LINGER_SECONDS, self.transport.loseConnection)
 
     def _cancel_deadline(self) -> None:
-        if self._deadline is not None:
-            if self._deadline.active():
-                self._deadline.cancel()
-            self._deadline = None
+        self._receiving_since = None
 
     def connectionLost(self, reason: Failure) -> None:
         self._cancel_deadline()
@@ -193,7 +188,9 @@ class TrackSite(server.Site):
         super().__init__(
             resource,
             requestFactory=TrackRequest,
-            timeout=request_timeout,
+            # The idle timeout: a little later than the sweep's 408, so a
+            # stalled request gets its answer before its connection goes.
+            timeout=request_timeout + 1.0 if request_timeout else None,
             reactor=reactor,
             parsePOSTFormSubmission=False,
         )
@@ -202,7 +199,32 @@ class TrackSite(server.Site):
         self.body_limit = body_limit
         self.channels: set[_Channel] = set()
         self.closing = False
+        self._sweep: LoopingCall | None = None
         self._all_closed: list[Deferred[None]] = []
+
+    def now(self) -> float:
+        return self.reactor.seconds()  # type: ignore[no-any-return]
+
+    def startFactory(self) -> None:
+        super().startFactory()
+        if self.request_timeout:
+            # One timer for all connections, not one per request.
+            self._sweep = LoopingCall(self._expire)
+            self._sweep.clock = self.reactor
+            self._sweep.start(min(1.0, self.request_timeout / 4), now=False)
+
+    def stopFactory(self) -> None:
+        if self._sweep is not None and self._sweep.running:
+            self._sweep.stop()
+        super().stopFactory()
+
+    def _expire(self) -> None:
+        """Answer 408 to every request not fully received within the timeout."""
+        deadline = self.now() - self.request_timeout  # type: ignore[operator]
+        for channel in list(self.channels):
+            since = channel._receiving_since
+            if since is not None and since <= deadline:
+                channel.timed_out()
 
     def log(self, request: Any) -> None:
         # The original kept no access log; a line per event is a real cost.
