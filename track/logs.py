@@ -62,3 +62,14 @@ class Logger(_TwistedLogger):
     def emit(self, level: LogLevel, format: str | None = None, **kwargs: Any) -> None:
         if _PRIORITY[level] >= _threshold:
             super().emit(level, format, **kwargs)
+
+
+def json_stdout() -> Any:
+    """For `twistd --logger track.logs.json_stdout`: every log event as one
+    JSON object per line on stdout (Twisted's JSON log observer), for log
+    shippers that want structure rather than text."""
+    import sys
+
+    from twisted.logger import jsonFileLogObserver
+
+    return jsonFileLogObserver(sys.stdout)
