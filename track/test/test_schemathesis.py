@@ -40,6 +40,8 @@ class SchemathesisTests(TestCase):
              "--max-examples", "25", "--seed", "20261128", "--generation-database", "none"],
             env=dict(os.environ, NO_COLOR="1", SCHEMATHESIS_TELEMETRY="false"),
         )
+        summary = [line for line in out.decode(errors="replace").splitlines() if "generated" in line]
+        print(f"\nschemathesis: {summary[-1].strip() if summary else '?'}")
         # Exit 0 only if every check passed for every generated request.
         self.assertEqual(code, 0, (out + err).decode(errors="replace")[-4000:])
         self.assertIn(b"passed", out)
