@@ -158,13 +158,13 @@ class TrackApp:
         groups: dict[str, tuple[list[Any], list[int]]] = {}
         problems: list[dict[str, Any]] = []
         for index, item in enumerate(items):
-            kind = item.get("type") if isinstance(item, dict) else None
+            kind = item.pop("type", None) if isinstance(item, dict) else None
             event = self.event_types.get(kind) if type(kind) is str else None
             if event is None:
                 problems.append({"index": index, "fields": {"type": f"must be one of {', '.join(self.event_types)}"}})
                 continue
             try:
-                row = parse_event(event, {k: v for k, v in item.items() if k != "type"}, remote_ip, created)
+                row = parse_event(event, item, remote_ip, created)  # "type" popped: the rest are fields
             except InvalidEvent as e:
                 problems.append({"index": index, "fields": e.fields})
                 continue
