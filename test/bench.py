@@ -31,11 +31,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from track.dialects import dialect_for  # noqa: E402
 from track.dsn import parse_dsn  # noqa: E402
+from track.test.mariadb import free_port  # noqa: E402
+from track.test.process import TWISTD, child_env, peak_rss_mb  # noqa: E402
+from track.test.support import execute  # noqa: E402
 
-
-TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 START_TIMEOUT = 60.0
 
 
@@ -57,12 +57,6 @@ class Result:
         return self.rps * self.events_per_request
 
 
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
-    return env
-
-
 def wait_for(pattern: str, path: str, proc: subprocess.Popen[bytes]) -> re.Match[str]:
     """Wait (bounded) until the server's output file shows `pattern`."""
     deadline = time.monotonic() + START_TIMEOUT
@@ -75,14 +69,6 @@ def wait_for(pattern: str, path: str, proc: subprocess.Popen[bytes]) -> re.Match
             raise RuntimeError(f"server exited early; see {path}")
         time.sleep(0.05)
     raise RuntimeError(f"server did not start within {START_TIMEOUT}s; see {path}")
-
-
-def peak_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def run_wrk(port: int, duration: int, connections: int, threads: int,
@@ -132,7 +118,7 @@ def serve_and_load(name: str, argv: list[str], pattern: str, args: argparse.Name
     try:
         port = int(wait_for(pattern, log, proc).group(1))
         if count:
-            count_rows(args.dsn, "TRUNCATE TABLE SessionEvent")
+            execute(parse_dsn(args.dsn), "TRUNCATE TABLE SessionEvent")
         stats = run_wrk(port, args.duration, connections or args.connections, args.threads, script)
         rss = sum(peak_rss_mb(pid) for pid in [proc.pid, *children(proc.pid)])
     finally:
@@ -140,22 +126,9 @@ def serve_and_load(name: str, argv: list[str], pattern: str, args: argparse.Name
     result = to_result(name, stats, rss)
     result.events_per_request = events_per_request
     if count:
-        result.rows = count_rows(args.dsn, "SELECT COUNT(*) FROM SessionEvent")
+        result.rows = execute(parse_dsn(args.dsn), "SELECT COUNT(*) FROM SessionEvent")[0][0]
         result.acked = (stats["requests"] - stats["non_2xx"]) * events_per_request
     return result
-
-
-def count_rows(dsn_text: str, sql: str) -> int:
-    dsn = parse_dsn(dsn_text)
-    conn = dialect_for(dsn).connect()
-    try:
-        cur = conn.cursor()
-        cur.execute(sql)
-        rows = cur.fetchall()
-        conn.commit()
-        return int(rows[0][0]) if rows else 0
-    finally:
-        conn.close()
 
 
 def table(results: list[Result], floor_eps: float | None, peer_eps: float | None) -> str:
@@ -202,14 +175,6 @@ SCENARIOS = {
         "track: 8x connections", track_argv(a), r"track listening on http://[0-9.]+:(\d+)", a, t,
         connections=a.connections * 8),
 }
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

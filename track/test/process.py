@@ -26,6 +26,15 @@ def child_env() -> dict[str, str]:
     return env
 
 
+def peak_rss_mb(pid: int) -> float:
+    """A process's peak resident memory (VmHWM), in MB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise ValueError(f"no VmHWM for process {pid}")
+
+
 class TwistdTrack(ProcessProtocol):
     """Starts `twistd -n track ARGS`; `ready` fires with the base URL."""
 

@@ -12,20 +12,12 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from track.test.process import TwistdTrack
+from track.test.process import TwistdTrack, peak_rss_mb
 from track.test.rawhttp import connect, request
 
 PATH = "/api/1.0/track/user/"
 BIG = 200 * 1024 * 1024  # declared or streamed: 200 MB
 SLACK_MB = 40  # what one request may add to the peak RSS at most
-
-
-def peak_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM")
 
 
 class MemoryTests(TestCase):
