@@ -10,7 +10,7 @@ still stored and each bad one is reported back to its own request.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from twisted.enterprise.adbapi import ConnectionPool
 from twisted.internet.defer import Deferred
@@ -40,6 +40,13 @@ class Statement:
 
     def rows(self, count: int) -> str:
         return self.prefix + ", ".join([self.row] * count) + self.suffix
+
+
+def _close(cursor: Any) -> None:
+    try:
+        cursor.close()
+    except Exception:
+        pass  # a cursor of a dead connection
 
 
 class Unavailable(Exception):
@@ -93,14 +100,32 @@ class Store:
 
     def _write(self, conn: Any, stmt: Statement, rows: Sequence[Row]) -> Outcome | None:
         """Runs on a pool thread; adbapi commits when it returns."""
-        for attempt in range(1, _ATTEMPTS + 1):
+        single = self.dialect.single_statement_batches
+
+        def write() -> None:
             cursor = conn.cursor()
             try:
-                if self.dialect.single_statement_batches:
+                if single:
                     # One statement, so one atomic transaction in autocommit.
                     cursor.execute(stmt.rows(len(rows)), [v for row in rows for v in row])
                 else:
                     cursor.executemany(stmt.one, rows)
+            finally:
+                _close(cursor)
+
+        # Without autocommit, undo what executemany did so far.
+        undo = (lambda: None) if single else conn.rollback
+        return self._with_retries(conn, write, undo, lambda: self._write_one_by_one(conn, stmt.one, rows))
+
+    def _with_retries(
+        self, conn: Any, write: Callable[[], None], undo: Callable[[], None], refused: Callable[[], Any]
+    ) -> Any:
+        """`write()`, tried again on a dropped connection (reconnecting) or a
+        deadlock; after a value the database refused, `refused()` names the
+        refused rows instead."""
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                write()
                 return None
             except Exception as e:
                 if self.dialect.connection_lost(e) and attempt < _ATTEMPTS:
@@ -110,21 +135,22 @@ class Store:
                     # rolled back, and MessageIDs make repeats no-ops.
                     conn.reconnect()
                     continue
-                if not self.dialect.single_statement_batches:
-                    conn.rollback()  # undo what executemany did so far
+                undo()
                 if self.dialect.row_error(e) is not None:
-                    return self._write_one_by_one(cursor, stmt.one, rows)
+                    return refused()
                 if attempt == _ATTEMPTS or not self.dialect.retryable(e):
                     raise
-            finally:
-                try:
-                    cursor.close()
-                except Exception:
-                    pass  # a cursor of a dead connection
         raise AssertionError("unreachable")
 
-    def _write_one_by_one(self, cursor: Any, sql: str, rows: Sequence[Row]) -> Outcome:
+    def _write_one_by_one(self, conn: Any, sql: str, rows: Sequence[Row]) -> Outcome:
         """After a refused batch: each row alone, so only the bad ones fail."""
+        cursor = conn.cursor()
+        try:
+            return self._each_row(cursor, sql, rows)
+        finally:
+            _close(cursor)
+
+    def _each_row(self, cursor: Any, sql: str, rows: Sequence[Row]) -> Outcome:
         outcome: Outcome = []
         for i, row in enumerate(rows):
             try:
@@ -156,30 +182,23 @@ class Store:
         return d
 
     def _write_atomic(self, conn: Any, groups: list[tuple[Statement, Sequence[Row]]]) -> Any:
-        for attempt in range(1, _ATTEMPTS + 1):
-            try:
-                self.dialect.begin(conn)
-                for stmt, rows in groups:
-                    cursor = conn.cursor()
-                    try:
-                        cursor.executemany(stmt.one, rows)
-                    finally:
-                        cursor.close()
-                self.dialect.commit(conn)
-                return None
-            except Exception as e:
+        def write() -> None:
+            self.dialect.begin(conn)
+            for stmt, rows in groups:
+                cursor = conn.cursor()
                 try:
-                    self.dialect.rollback(conn)
-                except Exception:
-                    pass  # a dead connection has nothing to roll back
-                if self.dialect.connection_lost(e) and attempt < _ATTEMPTS:
-                    conn.reconnect()
-                    continue
-                if self.dialect.row_error(e) is not None:
-                    return self._find_refused(conn, groups)
-                if attempt == _ATTEMPTS or not self.dialect.retryable(e):
-                    raise
-        raise AssertionError("unreachable")
+                    cursor.executemany(stmt.one, rows)
+                finally:
+                    cursor.close()
+            self.dialect.commit(conn)
+
+        def undo() -> None:
+            try:
+                self.dialect.rollback(conn)
+            except Exception:
+                pass  # a dead connection has nothing to roll back
+
+        return self._with_retries(conn, write, undo, lambda: self._find_refused(conn, groups))
 
     def _find_refused(self, conn: Any, groups: list[tuple[Statement, Sequence[Row]]]) -> list[tuple[int, int, RowError]]:
         """Name every refused row, then roll everything back."""
