@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
 from typing import Any
 
 from track.dialects import Dialect, dialect_for
@@ -88,12 +87,4 @@ def load_limits(directory: str) -> dict[str, EventType]:
             limits = json.load(f)
     except (OSError, ValueError):
         return dict(EVENT_TYPES)
-    fitted = {}
-    for kind, event in EVENT_TYPES.items():
-        known = limits.get(kind, {})
-        fields = tuple(
-            replace(f, max_length=known[f.name][0], bmp_only=known[f.name][1]) if f.name in known else f
-            for f in event.fields
-        )
-        fitted[kind] = replace(event, fields=fields)
-    return fitted
+    return {kind: event.with_string_limits(limits.get(kind, {})) for kind, event in EVENT_TYPES.items()}

@@ -159,7 +159,7 @@ class MySQLDialect:
         return cursor.fetchone() is not None
 
     def string_columns(self, cursor: Any, table: str) -> dict[str, tuple[int, bool]]:
-        """Column -> (length in characters, holds 4-byte UTF-8) for text columns."""
+        """Column -> (length in characters, bmp_only: a 3-byte utf8 column) for text columns."""
         cursor.execute(
             "SELECT COLUMN_NAME, CHARACTER_MAXIMUM_LENGTH, CHARACTER_SET_NAME "
             "FROM information_schema.COLUMNS "
@@ -168,7 +168,7 @@ class MySQLDialect:
             (table,),
         )
         return {
-            name: (int(length), (charset or "").lower() not in ("utf8", "utf8mb3"))
+            name: (int(length), (charset or "").lower() in ("utf8", "utf8mb3"))
             for name, length, charset in cursor.fetchall()
         }
 

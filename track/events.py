@@ -8,6 +8,7 @@ client; nothing is coerced, truncated or guessed.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import re
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 MONEY_PLACES = 4
@@ -198,6 +199,17 @@ class EventType:
         """INSERT column order; parse_event returns values in this order."""
         server = ("RemoteIP", "Created") if self.remote_ip_column else ("Created",)
         return tuple(f.name for f in self.fields) + server
+
+    def with_string_limits(self, limits: Mapping[str, Sequence[Any]]) -> "EventType":
+        """This event with string fields limited as `limits` says:
+        column name -> (length in characters, bmp_only)."""
+        fields = tuple(
+            dataclasses.replace(f, max_length=limits[f.name][0], bmp_only=bool(limits[f.name][1]))
+            if f.type == "string" and f.name in limits
+            else f
+            for f in self.fields
+        )
+        return dataclasses.replace(self, fields=fields)
 
     @cached_property
     def message_id_index(self) -> int:

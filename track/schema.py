@@ -7,7 +7,6 @@ so a database the original made is adopted as it is, without a row touched.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
@@ -169,14 +168,7 @@ def fit_event_types(
             missing = [c for c in event.columns if c not in have]
             if missing:
                 raise SchemaError(f"table {event.table} lacks column(s) {', '.join(missing)}")
-            limits = dialect.string_columns(cursor, event.table)
-            fields = tuple(
-                dataclasses.replace(f, max_length=limits[f.name][0], bmp_only=not limits[f.name][1])
-                if f.type == "string" and f.name in limits
-                else f
-                for f in event.fields
-            )
-            fitted[name] = dataclasses.replace(event, fields=fields)
+            fitted[name] = event.with_string_limits(dialect.string_columns(cursor, event.table))
     finally:
         cursor.close()
     return fitted
