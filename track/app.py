@@ -25,6 +25,7 @@ from track.events import EVENT_TYPES, EventType, InvalidEvent, parse_event
 from track.logs import Logger
 from track.metrics import Metrics
 from track.openapi import openapi_document
+from track.responses import json_response
 from track.site import DEFAULT_MAX_BODY
 from track.store import Unavailable
 
@@ -37,16 +38,6 @@ RETRY_AFTER_SECONDS = 1
 _KINDS = ",".join(EVENT_TYPES)
 _METHOD_ORDER = ["POST", "OPTIONS", "GET", "HEAD"]
 _BODY_REASONS = {400: "unreadable", 408: "timeout", 413: "too_large", 415: "unsupported_media_type"}
-
-
-def json_response(request: IRequest, code: int, payload: Mapping[str, Any]) -> bytes:
-    """Every JSON answer, errors included: never HTML, never a traceback."""
-    # ASCII escapes: a field name may hold a lone surrogate from JSON.
-    body = json.dumps(payload).encode("ascii")
-    request.setResponseCode(code)
-    request.setHeader(b"Content-Type", b"application/json")
-    request.setHeader(b"Content-Length", b"%d" % len(body))
-    return body
 
 
 def is_batch_path(path: bytes) -> bool:
@@ -98,6 +89,10 @@ class TrackApp:
     def resource(self) -> Any:
         return self.app.resource()
 
+    def _now(self) -> datetime:
+        """Receive time, naive UTC, for the Created column."""
+        return datetime.fromtimestamp(self.clock.seconds(), timezone.utc).replace(tzinfo=None)
+
     def _remote_ip(self, request: IRequest) -> str:
         peer = getattr(request.getClientAddress(), "host", None)
         if peer is not None and not self.trusted_proxies:
@@ -115,9 +110,7 @@ class TrackApp:
             fields = read_fields(
                 request.getHeader(b"content-type"), body, request.uri.partition(b"?")[2]
             )
-            created = datetime.fromtimestamp(self.clock.seconds(), timezone.utc).replace(
-                tzinfo=None
-            )
+            created = self._now()
             row = parse_event(event, fields, self._remote_ip(request), created)
             # On every answer from here on, 503s included: a client that sent
             # no MessageID can retry with this one and never store twice.
@@ -135,11 +128,11 @@ class TrackApp:
         d.addCallbacks(self._created, self._not_stored, (request, kind), None, (request, kind))
         return d
 
-    def _count_accepted(self, kind: str) -> None:
+    def _count_accepted(self, kind: str, count: int = 1) -> None:
         counter = self._accepted.get(kind)
         if counter is None:
             counter = self._accepted[kind] = self.metrics.accepted.labels(kind)
-        counter.inc()
+        counter.inc(count)
 
     @app.route(f"{API_PREFIX}/batch/", methods=["POST"], strict_slashes=False)
     def batch(self, request: IRequest) -> Any:
@@ -153,7 +146,7 @@ class TrackApp:
         except BodyError as e:
             self.metrics.rejected.labels("batch", _BODY_REASONS.get(e.code, "unreadable")).inc()
             return json_response(request, e.code, {"error": e.message, **e.extra})
-        created = datetime.fromtimestamp(self.clock.seconds(), timezone.utc).replace(tzinfo=None)
+        created = self._now()
         remote_ip = self._remote_ip(request)
         groups: dict[str, tuple[list[Any], list[int]]] = {}
         problems: list[dict[str, Any]] = []
@@ -198,7 +191,7 @@ class TrackApp:
         ids: list[tuple[int, str]] = []
         for kind, (rows, indexes) in groups.items():
             event = self.event_types[kind]
-            self.metrics.accepted.labels(kind).inc(len(rows))
+            self._count_accepted(kind, len(rows))
             ids += [(i, row[event.message_id_index]) for i, row in zip(indexes, rows)]
         return json_response(request, 201, {"stored": len(ids), "message_ids": [m for _, m in sorted(ids)]})
 

@@ -22,6 +22,7 @@ from twisted.python.failure import Failure
 from twisted.web import http, server
 
 from track.logs import Logger
+from track.responses import json_response
 
 log = Logger(namespace="track.http")
 
@@ -155,11 +156,7 @@ class TrackRequest(server.Request):
         try:
             unquote_to_bytes(self.path.decode("ascii")).decode("utf-8")
         except UnicodeDecodeError:
-            body = json.dumps({"error": "the URL is not valid UTF-8"}).encode()
-            self.setResponseCode(400)
-            self.setHeader(b"Content-Type", b"application/json")
-            self.setHeader(b"Content-Length", b"%d" % len(body))
-            self.write(body)
+            self.write(json_response(self, 400, {"error": "the URL is not valid UTF-8"}))
             self.finish()
             return
         super().process()
