@@ -153,10 +153,11 @@ def makeService(options: Options) -> IService:
 
     set_level(options["level"])
     dsn: DSN = options["parsed-dsn"]
+    fitted = prepare_database(dsn)
+    if fitted is None and not options["spool-dir"]:
+        raise SystemExit(f"track: cannot use database {dsn.redacted()}: unreachable, and no spool")
     if options["workers"] > 1:
-        # Migrate once here; each worker then finds the schema up to date.
-        if prepare_database(dsn) is None and not options["spool-dir"]:
-            raise SystemExit(f"track: cannot use database {dsn.redacted()}: unreachable, and no spool")
+        # Migrated once, here; each worker then finds the schema up to date.
         return WorkerPool(options["workers"], options["endpoint"], options, reactor,
                           shutdown_timeout=max(options["request-timeout"], 1.0))
     dialect = dialect_for(dsn)
@@ -164,11 +165,8 @@ def makeService(options: Options) -> IService:
     if options["spool-dir"]:
         spool = Spool(options["spool-dir"], options["spool-max-bytes"], reactor)
         spool.open()
-    fitted = prepare_database(dsn)
-    if fitted is not None and spool is not None:
-        save_limits(spool.directory, fitted)
-    if fitted is None and spool is None:
-        raise SystemExit(f"track: cannot use database {dsn.redacted()}: unreachable, and no spool")
+        if fitted is not None:
+            save_limits(spool.directory, fitted)
     # One dict, shared by the validator and the spool's replay, refitted in
     # place if the database first appears after start-up.
     event_types = fitted or load_limits(spool.directory)  # type: ignore[union-attr]
