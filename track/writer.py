@@ -65,21 +65,14 @@ class Writer:
         if not self.up:
             return self._spool(event, rows)
         d = self.store.insert(event, rows)
-        d.addCallbacks(self._stored, self._failed, (event, rows), None, (event, rows))
+        d.addCallbacks(self._stored, self._failed, (event, rows), None, ([(event, rows)],))
         return d
 
     def insert_atomic(self, groups: Sequence[tuple[EventType, Sequence[Row]]]) -> Deferred[Any]:
         """All of a batch request or none: one transaction, or one spool append."""
         if not self.up:
             return self._spool_groups(groups)
-        d = self.store.insert_atomic(groups)
-
-        def failed(failure: Failure) -> Any:
-            failure.trap(Unavailable)
-            self.mark_down(failure.getErrorMessage())
-            return self._spool_groups(groups)
-
-        return d.addErrback(failed)
+        return self.store.insert_atomic(groups).addErrback(self._failed, groups)
 
     def _spool_groups(self, groups: Sequence[tuple[EventType, Sequence[Row]]]) -> Deferred[Any]:
         if self.spool is None:
@@ -106,10 +99,11 @@ class Writer:
 
         return d.addCallback(merge)
 
-    def _failed(self, failure: Failure, event: EventType, rows: Sequence[Row]) -> Any:
+    def _failed(self, failure: Failure, groups: Sequence[tuple[EventType, Sequence[Row]]]) -> Any:
+        """The database could not take the write: spool it instead."""
         failure.trap(Unavailable)
         self.mark_down(failure.getErrorMessage())
-        return self._spool(event, rows)
+        return self._spool_groups(groups)
 
     def _spool(self, event: EventType, rows: Sequence[Row]) -> Deferred[Outcome | None]:
         return self._spool_groups([(event, rows)])
