@@ -31,6 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
+from track.database import prepare_database  # noqa: E402
 from track.dsn import parse_dsn  # noqa: E402
 from track.test.mariadb import free_port  # noqa: E402
 from track.test.process import TWISTD, child_env, peak_rss_mb  # noqa: E402
@@ -198,6 +199,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
         p.error(f"unknown scenario(s) {unknown}")
+    # The peer and the row counts need the tables before track first runs.
+    if prepare_database(parse_dsn(args.dsn)) is None:
+        p.error(f"cannot reach the database of --dsn {parse_dsn(args.dsn).redacted()}")
     by_name: dict[str, list[Result]] = {n: [] for n in names}
     with tempfile.TemporaryDirectory(prefix="track-bench-") as tmp:
         for _ in range(args.rounds):
