@@ -12,10 +12,14 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 from track.dsn import DSN
 from track.schema import Column
+from track.sqlliterals import values_sql
+
+if TYPE_CHECKING:
+    from track.store import Statement
 
 # Session settings for every MySQL connection: refuse bad data instead of
 # truncating it, and read/write TIMESTAMP columns in UTC.
@@ -76,6 +80,7 @@ class Dialect(Protocol):
     def column_names(self, cursor: Any, table: str) -> set[str]: ...
     def add_message_id(self, cursor: Any, table: str) -> None: ...
     def on_duplicate(self) -> str: ...
+    def insert_rows(self, cursor: Any, stmt: Statement, rows: Sequence[Sequence[Any]]) -> None: ...
     def begin(self, conn: Any) -> None: ...
     def commit(self, conn: Any) -> None: ...
     def rollback(self, conn: Any) -> None: ...
@@ -185,6 +190,13 @@ class MySQLDialect:
         # Only a repeated MessageID is ignored; data errors still fail (an
         # INSERT IGNORE would silently truncate them instead).
         return " ON DUPLICATE KEY UPDATE `MessageID` = `MessageID`"
+
+    def insert_rows(self, cursor: Any, stmt: Statement, rows: Sequence[Sequence[Any]]) -> None:
+        """All rows in one statement, its VALUES built by track (see sqlliterals)."""
+        import pymysql
+
+        no_backslash = cursor.connection.server_status & pymysql.constants.SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES
+        cursor.execute(stmt.prefix + values_sql(rows, backslash_escapes=not no_backslash) + stmt.suffix)
 
     def begin(self, conn: Any) -> None:
         conn.begin()
@@ -312,6 +324,9 @@ class SQLiteDialect:
 
     def on_duplicate(self) -> str:
         return ' ON CONFLICT ("MessageID") DO NOTHING'
+
+    def insert_rows(self, cursor: Any, stmt: Statement, rows: Sequence[Sequence[Any]]) -> None:
+        cursor.executemany(stmt.one, rows)
 
     def begin(self, conn: Any) -> None:
         pass  # sqlite3 opens a transaction before the first INSERT

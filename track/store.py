@@ -38,9 +38,6 @@ class Statement:
     def one(self) -> str:
         return self.prefix + self.row + self.suffix
 
-    def rows(self, count: int) -> str:
-        return self.prefix + ", ".join([self.row] * count) + self.suffix
-
 
 def _close(cursor: Any) -> None:
     try:
@@ -105,11 +102,8 @@ class Store:
         def write() -> None:
             cursor = conn.cursor()
             try:
-                if single:
-                    # One statement, so one atomic transaction in autocommit.
-                    cursor.execute(stmt.rows(len(rows)), [v for row in rows for v in row])
-                else:
-                    cursor.executemany(stmt.one, rows)
+                # On MySQL one statement, so one atomic transaction in autocommit.
+                self.dialect.insert_rows(cursor, stmt, rows)
             finally:
                 _close(cursor)
 
@@ -187,7 +181,7 @@ class Store:
             for stmt, rows in groups:
                 cursor = conn.cursor()
                 try:
-                    cursor.executemany(stmt.one, rows)
+                    self.dialect.insert_rows(cursor, stmt, rows)
                 finally:
                     cursor.close()
             self.dialect.commit(conn)
