@@ -7,8 +7,8 @@ batcher, and answered 201 only when the batcher reports its row committed.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Callable, Mapping, Sequence
 
 from klein import Klein
 from twisted.internet.interfaces import IReactorTime
@@ -35,9 +35,23 @@ API_PREFIX = "/api/1.0/track"
 OPENAPI_PATH = "/api/1.0/openapi.json"
 MESSAGE_ID_HEADER = b"Track-Message-Id"
 RETRY_AFTER_SECONDS = 1
-_KINDS = ",".join(EVENT_TYPES)
+_EPOCH = datetime(1970, 1, 1)
 _METHOD_ORDER = ["POST", "OPTIONS", "GET", "HEAD"]
 _BODY_REASONS = {400: "unreadable", 408: "timeout", 413: "too_large", 415: "unsupported_media_type"}
+
+
+def per_kind(app: Klein, methods: list[str]) -> Callable[[Any], Any]:
+    """One static route per event kind, passing `kind` to the handler.
+    werkzeug matches static paths by dict lookup: about 2 us less per
+    request than an <any(...)> converter's regex."""
+
+    def route_each(f: Any) -> Any:
+        for kind in EVENT_TYPES:
+            f = app.route(f"{API_PREFIX}/{kind}/", methods=methods, strict_slashes=False,
+                          endpoint=f"{f.__name__}_{kind}", defaults={"kind": kind})(f)
+        return f
+
+    return route_each
 
 
 def is_batch_path(path: bytes) -> bool:
@@ -91,7 +105,8 @@ class TrackApp:
 
     def _now(self) -> datetime:
         """Receive time, naive UTC, for the Created column."""
-        return datetime.fromtimestamp(self.clock.seconds(), timezone.utc).replace(tzinfo=None)
+        # Half the cost of fromtimestamp(t, timezone.utc).replace(tzinfo=None).
+        return _EPOCH + timedelta(seconds=self.clock.seconds())
 
     def _remote_ip(self, request: IRequest) -> str:
         peer = getattr(request.getClientAddress(), "host", None)
@@ -99,7 +114,7 @@ class TrackApp:
             return peer  # X-Forwarded-For is not believed: no need to read it
         return client_ip(peer, request.getHeader(b"x-forwarded-for"), self.trusted_proxies)
 
-    @app.route(f"{API_PREFIX}/<any({_KINDS}):kind>/", methods=["POST"], strict_slashes=False)
+    @per_kind(app, ["POST"])
     def track(self, request: IRequest, kind: str) -> Any:
         event = self.event_types[kind]
         self.cors.annotate(request)
@@ -201,7 +216,7 @@ class TrackApp:
             return unavailable(request, "the database cannot take events right now")
         return failure
 
-    @app.route(f"{API_PREFIX}/<any({_KINDS}):kind>/", methods=["OPTIONS"], strict_slashes=False)
+    @per_kind(app, ["OPTIONS"])
     def preflight(self, request: IRequest, kind: str) -> bytes:
         """CORS preflight: 204, with CORS headers only for allowed origins."""
         request.setResponseCode(204)
