@@ -74,6 +74,8 @@ def read_fields(content_type: bytes | None, body: bytes, query: bytes = b"") -> 
             415,
             f"unsupported Content-Type {kind!r}: send {FORM} or {JSON}",
         )
+    if not fields:
+        return more
     for name, value in more.items():
         if name in fields:
             raise BodyError(400, "invalid event", fields={name: "given more than once"})

@@ -154,7 +154,8 @@ class TrackRequest(server.Request):
         # Klein would answer a path that is not UTF-8 with an HTML 400 and
         # log a traceback; answer it like every other client mistake.
         try:
-            unquote_to_bytes(self.path.decode("ascii")).decode("utf-8")
+            if b"%" in self.path or not self.path.isascii():
+                unquote_to_bytes(self.path.decode("ascii")).decode("utf-8")
         except UnicodeDecodeError:
             self.write(json_response(self, 400, {"error": "the URL is not valid UTF-8"}))
             self.finish()
