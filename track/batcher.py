@@ -29,7 +29,7 @@ InsertFn = Callable[[EventType, Sequence[Row]], "Deferred[Outcome | None]"]
 DEFAULT_BATCH_SIZE = 500
 DEFAULT_FLUSH_INTERVAL = 0.0  # seconds: the next reactor turn
 DEFAULT_MAX_PENDING = 10_000
-DEFAULT_MAX_IN_FLIGHT = 2  # per table
+DEFAULT_MAX_IN_FLIGHT = 1  # per table: the next batch goes when this one commits
 
 
 class Overloaded(Exception):

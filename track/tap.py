@@ -77,8 +77,8 @@ class Options(usage.Options):
         ["batch-size", None, str(DEFAULT_BATCH_SIZE), "Most rows in one INSERT."],
         ["flush-interval", None, str(DEFAULT_FLUSH_INTERVAL * 1000),
          "How long (ms) an event may wait for more to join its INSERT when no "
-         "write is busy (0: the next reactor turn). While writes are busy, "
-         "events gather and go when one finishes."],
+         "write is busy (0: the next reactor turn). While a write is busy, "
+         "events gather and go when it commits."],
         ["max-pending", None, str(DEFAULT_MAX_PENDING),
          "Most events waiting for the database; past it clients get 503 + Retry-After."],
         ["request-timeout", None, "30",
