@@ -118,6 +118,10 @@ def serve_and_load(name: str, argv: list[str], pattern: str, args: argparse.Name
         proc = subprocess.Popen(argv, cwd=tmp, env=child_env(), stdout=out, stderr=subprocess.STDOUT)
     try:
         port = int(wait_for(pattern, log, proc).group(1))
+        if args.warmup:
+            # Untimed: pool connections, worker processes and caches all
+            # start up here, for every scenario alike.
+            run_wrk(port, args.warmup, connections or args.connections, args.threads, script)
         if count:
             execute(parse_dsn(args.dsn), "TRUNCATE TABLE SessionEvent")
         stats = run_wrk(port, args.duration, connections or args.connections, args.threads, script)
@@ -183,6 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--dsn", default=os.environ.get("TRACK_BENCH_MYSQL_DSN"),
                    help="MySQL DSN of a throwaway database (or set TRACK_BENCH_MYSQL_DSN)")
     p.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed seconds of load before each run (default 2)")
     p.add_argument("--connections", type=int, default=50, help="keep-alive connections (default 50)")
     p.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
     p.add_argument("--rounds", type=int, default=2, help="rounds of all scenarios, alternated (default 2)")
@@ -213,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     peer = next((r.eps for n, r in zip(names, medians) if n == "peer"), None)
     print(table(medians, floor, peer))
     print(f"\nmedians of {args.rounds} rounds; connections={args.connections} duration={args.duration}s "
+          f"after {args.warmup}s warm-up; "
           f"cores={os.cpu_count()}; wrk on the same machine")
     lost = [r for rs in by_name.values() for r in rs
             if r.rows is not None and r.acked is not None and r.rows < r.acked]
