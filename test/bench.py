@@ -121,7 +121,9 @@ def serve_and_load(name: str, argv: list[str], pattern: str, args: argparse.Name
         if args.warmup:
             # Untimed: pool connections, worker processes and caches all
             # start up here, for every scenario alike.
-            run_wrk(port, args.warmup, connections or args.connections, args.threads, script)
+            subprocess.run(["wrk", "-t1", f"-c{connections or args.connections}", f"-d{args.warmup}s",
+                            "-s", os.path.join(HERE, script), f"http://127.0.0.1:{port}"],
+                           capture_output=True, timeout=args.warmup + 60)
         if count:
             execute(parse_dsn(args.dsn), "TRUNCATE TABLE SessionEvent")
         stats = run_wrk(port, args.duration, connections or args.connections, args.threads, script)
