@@ -69,6 +69,9 @@ class TrackApp:
     """Klein routes bound to one batcher and one set of field tables."""
 
     app = Klein()
+    # Each per-kind route has its own endpoint, so there is never another URL
+    # to redirect to; skip werkzeug's per-request search for one.
+    app.url_map.redirect_defaults = False
 
     def __init__(
         self,
