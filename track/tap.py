@@ -17,7 +17,14 @@ from twisted.python import usage
 from track import __version__
 from track.app import TrackApp, is_batch_path
 from track.batch import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_BODY
-from track.batcher import DEFAULT_BATCH_SIZE, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_PENDING, Batcher
+from track.batcher import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_MAX_PENDING,
+    DEFAULT_MIN_BATCH,
+    GATHER_SECONDS,
+    Batcher,
+)
 from track.clientip import parse_networks
 from track.cors import CORS
 from track.dialects import dialect_for
@@ -75,6 +82,9 @@ class Options(usage.Options):
         ["log-level", None, "info", "debug, info, warn or error (or the original's 0, 1, -1, -2)."],
         ["cpuprofile", None, None, "Write a cProfile dump (read it with pstats) here at shutdown."],
         ["batch-size", None, str(DEFAULT_BATCH_SIZE), "Most rows in one INSERT."],
+        ["min-batch", None, str(DEFAULT_MIN_BATCH),
+         f"Under load, fewer rows than this gathered during a write wait up to "
+         f"{GATHER_SECONDS * 1000:g} ms for more before their INSERT (1: never wait)."],
         ["flush-interval", None, str(DEFAULT_FLUSH_INTERVAL * 1000),
          "How long (ms) an event may wait for more to join its INSERT when no "
          "write is busy (0: the next reactor turn). While a write is busy, "
@@ -136,6 +146,7 @@ class Options(usage.Options):
         except ValueError as e:
             raise usage.UsageError(f"--trusted-proxy: {e}") from None
         self["batch-size"] = _positive_int("batch-size", str(self["batch-size"]))
+        self["min-batch"] = _positive_int("min-batch", str(self["min-batch"]))
         self["max-pending"] = _positive_int("max-pending", str(self["max-pending"]))
         self["max-body"] = _positive_int("max-body", str(self["max-body"]))
         self["max-batch"] = _positive_int("max-batch", str(self["max-batch"]))
@@ -197,6 +208,7 @@ def makeService(options: Options) -> IService:
         writer.insert,
         reactor,
         batch_size=options["batch-size"],
+        min_batch=options["min-batch"],
         flush_interval=options["flush-interval"] / 1000.0,
         max_pending=options["max-pending"],
         on_flushed=metrics.flushed,

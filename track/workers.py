@@ -37,7 +37,7 @@ _BOOT = (
     "from twisted.scripts.twistd import run; run()"
 )
 # Options handed on to every child unchanged.
-_PASSED = ("dsn", "log-level", "batch-size", "flush-interval", "max-pending", "request-timeout",
+_PASSED = ("dsn", "log-level", "batch-size", "min-batch", "flush-interval", "max-pending", "request-timeout",
            "max-body", "max-batch", "max-batch-body", "spool-max-bytes")
 
 

@@ -9,7 +9,7 @@ from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from track.batcher import Batcher, Overloaded, RowRejected
+from track.batcher import GATHER_SECONDS, Batcher, Overloaded, RowRejected
 from track.dialects import RowError
 from track.events import EVENT_TYPES
 from track.store import Unavailable
@@ -57,7 +57,8 @@ class BatcherTests(SynchronousTestCase):
         self.assertEqual(len(self.insert.calls), 1, "the interval timer was not cancelled")
 
     def test_while_writes_are_busy_rows_gather_and_go_when_one_finishes(self) -> None:
-        batcher = Batcher(self.insert, self.clock, batch_size=100, flush_interval=0.005, max_in_flight=1)
+        batcher = Batcher(self.insert, self.clock, batch_size=100, flush_interval=0.005, max_in_flight=1,
+                          min_batch=2)
         first = batcher.submit(SESSION, ("a",))
         self.clock.advance(0.005)
         later = [batcher.submit(SESSION, (n,)) for n in "bc"]
@@ -69,6 +70,28 @@ class BatcherTests(SynchronousTestCase):
         self.insert.calls[1][2].callback(None)
         for d in later:
             self.successResultOf(d)
+
+    def test_after_a_commit_a_small_gathering_waits_a_moment_for_more(self) -> None:
+        batcher = Batcher(self.insert, self.clock, batch_size=100, flush_interval=0, max_in_flight=1,
+                          min_batch=3)
+        batcher.submit(SESSION, ("a",))
+        self.clock.advance(0)
+        batcher.submit(SESSION, ("b",))
+        self.insert.calls[0][2].callback(None)
+        self.assertEqual(len(self.insert.calls), 1, "one gathered row went out alone at once")
+        batcher.submit(SESSION, ("c",))
+        self.clock.advance(GATHER_SECONDS)
+        self.assertEqual([r for _, r, _ in self.insert.calls], [[("a",)], [("b",), ("c",)]])
+
+    def test_after_a_commit_enough_gathered_rows_go_at_once(self) -> None:
+        batcher = Batcher(self.insert, self.clock, batch_size=100, flush_interval=0, max_in_flight=1,
+                          min_batch=2)
+        batcher.submit(SESSION, ("a",))
+        self.clock.advance(0)
+        batcher.submit(SESSION, ("b",))
+        batcher.submit(SESSION, ("c",))
+        self.insert.calls[0][2].callback(None)
+        self.assertEqual([r for _, r, _ in self.insert.calls], [[("a",)], [("b",), ("c",)]])
 
     def test_each_table_has_its_own_buffer(self) -> None:
         self.batcher.submit(SESSION, ("s",))

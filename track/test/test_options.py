@@ -73,10 +73,12 @@ class OtherOptionTests(SynchronousTestCase):
         self.assertRaises(usage.UsageError, parse, "--log-level", "loud")
 
     def test_batching_knobs(self) -> None:
-        options = parse("--batch-size", "50", "--flush-interval", "10", "--max-pending", "7")
-        self.assertEqual((options["batch-size"], options["flush-interval"], options["max-pending"]),
-                         (50, 10.0, 7))
+        options = parse("--batch-size", "50", "--flush-interval", "10", "--max-pending", "7", "--min-batch", "1")
+        self.assertEqual((options["batch-size"], options["flush-interval"], options["max-pending"],
+                          options["min-batch"]), (50, 10.0, 7, 1))
+        self.assertEqual(parse()["min-batch"], 32)
         for argv in (("--batch-size", "0"), ("--batch-size", "x"), ("--flush-interval", "-1"),
+                     ("--min-batch", "0"), ("--min-batch", "many"),
                      ("--flush-interval", "nan"), ("--max-pending", "1.5")):
             with self.subTest(argv=argv):
                 self.assertRaises(usage.UsageError, parse, *argv)
@@ -96,5 +98,5 @@ class OtherOptionTests(SynchronousTestCase):
     def test_help_lists_every_option(self) -> None:
         text = str(Options())
         for name in ("--http", "--dsn", "--log-level", "--verbose", "--version", "--cpuprofile",
-                     "--batch-size", "--flush-interval", "--max-pending", "--help"):
+                     "--batch-size", "--min-batch", "--flush-interval", "--max-pending", "--help"):
             self.assertIn(name, text)
