@@ -7,6 +7,10 @@ LISTEN_FDS/LISTEN_PID) and adopt it with Twisted's `systemd:` endpoint.  Each
 child has its own pool, buffers and spool directory.  The parent restarts a
 child that dies (with backoff) and, on SIGTERM, passes it on and waits until
 every child has drained and exited.
+
+Children log as JSON lines into a pipe; the parent publishes each event to
+its own observers, so worker logs land wherever the parent's go (`--logfile`,
+`--logger`, a daemon's twistd.log), each marked with its worker.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
 from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import LogLevel, eventFromJSON, globalLogPublisher
 from twisted.python.failure import Failure
 
 from track.logs import Logger
@@ -66,7 +71,26 @@ def child_argv(options: Any, index: int) -> list[str]:
         args.append(f"--cpuprofile={options['cpuprofile']}.{index}")
     spool = os.path.join(options["spool-dir"], f"worker-{index}") if options["spool-dir"] else ""
     args += [f"--spool-dir={spool}", "--workers=1", "--http=systemd:domain=INET:index=0"]
-    return [sys.executable, "-c", _BOOT, "-n", "--pidfile=", "track", *args]
+    return [sys.executable, "-c", _BOOT, "-n", "--pidfile=", "--logger=track.logs.json_stdout", "track", *args]
+
+
+def worker_event(line: bytes, index: int) -> dict[str, Any]:
+    """A child's log line as a log event of the parent's, marked with its
+    worker.  A line that is not a JSON event (a crash before logging began)
+    is kept as text."""
+    text = line.decode("utf-8", "replace").strip("\x1e\r\n")
+    try:
+        event = eventFromJSON(text)
+        if not isinstance(event, dict):
+            raise ValueError("not an event")
+    except ValueError:
+        event = {"log_format": "{line}", "line": text, "log_level": LogLevel.error,
+                 "log_namespace": "track.workers", "log_time": None}
+    level = event.get("log_level")
+    event["log_system"] = "{}#{} worker {}".format(
+        event.get("log_namespace", "-"), getattr(level, "name", "-"), index)
+    event["track_worker"] = index
+    return event
 
 
 class _Child(ProcessProtocol):
@@ -75,8 +99,24 @@ class _Child(ProcessProtocol):
         self.index = index
         self.started = started
         self.ended: Deferred[None] = Deferred()
+        self._partial = {1: b"", 2: b""}
+
+    def childDataReceived(self, fd: int, data: bytes) -> None:
+        *lines, self._partial[fd] = (self._partial.get(fd, b"") + data).split(b"\n")
+        for line in lines:
+            if line.strip(b"\x1e\r\n "):
+                self._publish(line)
+
+    def _publish(self, line: bytes) -> None:
+        event = worker_event(line, self.index)
+        if event.get("log_time") is None:
+            event["log_time"] = self.pool.reactor.seconds()
+        globalLogPublisher(event)
 
     def processEnded(self, reason: Failure) -> None:
+        for fd, rest in self._partial.items():
+            if rest.strip():
+                self._publish(rest)
         self.ended.callback(None)
         self.pool.child_ended(self, reason)
 
@@ -109,8 +149,9 @@ class WorkerPool(Service):
         assert self.sock is not None
         child = _Child(self, index, self.reactor.seconds())
         argv = child_argv(self.options, index)
-        self.reactor.spawnProcess(child, argv[0], argv, env=dict(os.environ),
-                                  childFDs={0: "w", 1: 1, 2: 2, LISTEN_FD: self.sock.fileno()})
+        # Unbuffered, so each log line reaches the parent when it is written.
+        self.reactor.spawnProcess(child, argv[0], argv, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                  childFDs={0: "w", 1: "r", 2: "r", LISTEN_FD: self.sock.fileno()})
         self.children[index] = child
         log.info("worker {i} started (pid {pid})", i=index, pid=child.transport.pid)
 
