@@ -34,7 +34,7 @@ sys.path.insert(0, ROOT)
 from track.database import prepare_database  # noqa: E402
 from track.dsn import parse_dsn  # noqa: E402
 from track.test.mariadb import free_port  # noqa: E402
-from track.test.process import TWISTD, child_env, peak_rss_mb  # noqa: E402
+from track.test.process import TWISTD, child_env, children, peak_rss_mb  # noqa: E402
 from track.test.support import execute  # noqa: E402
 
 START_TIMEOUT = 60.0
@@ -149,14 +149,6 @@ def table(results: list[Result], floor_eps: float | None, peer_eps: float | None
         lines.append(f"{r.name:<26} {r.eps:>9.0f} {r.rps:>8.0f} {r.p50_ms:>7.2f} {r.p99_ms:>7.2f} "
                      f"{r.rss_mb:>7.1f} {r.non_2xx:>7} {rows:>8} {x_floor:>7} {x_peer:>7}")
     return "\n".join(lines)
-
-
-def children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
 
 
 def track_argv(args: argparse.Namespace, *extra: str) -> list[str]:

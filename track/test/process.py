@@ -26,6 +26,15 @@ def child_env() -> dict[str, str]:
     return env
 
 
+def children(pid: int) -> list[int]:
+    """A process's child pids (none once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
 def peak_rss_mb(pid: int) -> float:
     """A process's peak resident memory (VmHWM), in MB."""
     with open(f"/proc/{pid}/status") as f:

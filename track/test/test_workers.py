@@ -18,7 +18,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
 from track.test.mariadb import free_port
-from track.test.process import TWISTD, TwistdTrack, child_env
+from track.test.process import TWISTD, TwistdTrack, child_env, children
 from track.workers import worker_event
 from track.test.support import MYSQL_DSN_TEXT, MYSQL_SKIP, execute, reset_mysql
 
@@ -90,17 +90,9 @@ def stop_daemon(pidfile: str) -> None:
             pid = int(f.read())
     except (FileNotFoundError, ValueError):
         return
-    for child in _children(pid):
+    for child in children(pid):
         _kill(child)
     _kill(pid)
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
 
 
 def _kill(pid: int) -> None:
