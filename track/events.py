@@ -136,16 +136,24 @@ def parse_message_id(value: object) -> str:
 
 
 _id_prefix = ""
-_id_pid = 0
 _id_counter = itertools.count()
+
+
+def _new_id_prefix() -> None:
+    """74 fresh random bits: at import, and in every forked child, so that
+    two processes never share a prefix."""
+    global _id_prefix
+    _id_prefix = str(uuid.uuid4())[:24]
+
+
+_new_id_prefix()
+os.register_at_fork(after_in_child=_new_id_prefix)
 
 
 def new_message_id() -> str:
     """A version-4-format UUID: 74 random bits drawn once per process, then a
-    counter.  Unique like uuid4() and far cheaper (no urandom per event)."""
-    global _id_prefix, _id_pid
-    if _id_pid != os.getpid():  # a new process (or a fork): new random bits
-        _id_prefix, _id_pid = str(uuid.uuid4())[:24], os.getpid()
+    counter.  Unique like uuid4() and far cheaper (no urandom, and no getpid,
+    per event)."""
     return f"{_id_prefix}{next(_id_counter) & 0xFFFFFFFFFFFF:012x}"
 
 
@@ -280,10 +288,6 @@ EVENT_TYPES: dict[str, EventType] = {
 }
 
 
-def _is_blank(value: object) -> bool:
-    return value == "" and type(value) is str
-
-
 def parse_event(
     event: EventType, data: Mapping[str, object], remote_ip: str, created: datetime
 ) -> tuple[Any, ...]:
@@ -305,7 +309,7 @@ def parse_event(
         value = data[f.name]
         if value is None:
             errors[f.name] = "must not be null"
-        elif _is_blank(value) and (f.required or f.type != "string"):
+        elif value == "" and type(value) is str and (f.required or f.type != "string"):
             # An empty form value means "not given", as in the original.
             if f.required:
                 errors[f.name] = "is required"

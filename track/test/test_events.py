@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -16,6 +17,7 @@ from track.events import (
     Invalid,
     InvalidEvent,
     JSONNumber,
+    new_message_id,
     parse_event,
 )
 
@@ -150,6 +152,21 @@ class ParseEventTests(SynchronousTestCase):
             self.assertEqual(str(uuid.UUID(message_id)), message_id)
         blank = parse_event(event, dict(FULL["user"][0], MessageID=""), "", NOW)
         self.assertEqual(len(blank[event.message_id_index]), 36)
+
+    def test_a_forked_child_assigns_message_ids_of_its_own(self) -> None:
+        parent = new_message_id()
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report one id and leave at once
+            os.write(write, new_message_id().encode())
+            os._exit(0)
+        os.close(write)
+        child = os.read(read, 100).decode()
+        os.close(read)
+        os.waitpid(pid, 0)
+        self.assertEqual(str(uuid.UUID(child)), child)
+        self.assertNotEqual(child[:24], parent[:24])
+        self.assertEqual(new_message_id()[:24], parent[:24])
 
     def test_message_ids_are_checked(self) -> None:
         event = EVENT_TYPES["user"]
