@@ -163,12 +163,15 @@ def _reject_constant(name: str) -> Any:
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in result:
+    result = dict(pairs)
+    if len(result) == len(pairs):  # the common case, checked in C
+        return result
+    seen: set[str] = set()
+    for name, _ in pairs:
+        if name in seen:
             raise BodyError(400, "invalid event", fields={name: "given more than once"})
-        result[name] = value
-    return result
+        seen.add(name)
+    raise AssertionError("unreachable")
 
 
 def parse_json(data: bytes) -> dict[str, Any]:
