@@ -41,6 +41,11 @@ class JSONTests(SynchronousTestCase):
                 self.assertEqual(self.assertRaises(BodyError, parse_json, body).code, 400)
 
 
+    def test_a_repeated_key_is_named(self) -> None:
+        error = self.assertRaises(BodyError, parse_json, b'{"a": 1, "b": 2, "c": 3, "b": 4}')
+        self.assertEqual(error.extra, {"fields": {"b": "given more than once"}})
+
+
 class ContentTypeTests(SynchronousTestCase):
     def test_media_type_and_charset(self) -> None:
         self.assertEqual(media_type(b'application/JSON; Charset="UTF-8"'), ("application/json", "utf-8"))
