@@ -34,7 +34,7 @@ sys.path.insert(0, ROOT)
 from track.database import prepare_database  # noqa: E402
 from track.dsn import parse_dsn  # noqa: E402
 from track.test.mariadb import free_port  # noqa: E402
-from track.test.process import TWISTD, child_env, children, peak_rss_mb  # noqa: E402
+from track.test.process import TWISTD, child_env, children, cpu_seconds, peak_rss_mb  # noqa: E402
 from track.test.support import execute  # noqa: E402
 
 START_TIMEOUT = 60.0
@@ -52,10 +52,18 @@ class Result:
     events_per_request: int = 1
     rows: int | None = None
     acked: int | None = None
+    cpu_s: float = 0.0  # server CPU (all its processes) during the timed run
+    requests: int = 0
 
     @property
     def eps(self) -> float:
         return self.rps * self.events_per_request
+
+    @property
+    def cpu_us_per_event(self) -> float:
+        """Steadier than rates on a shared machine: what one event costs."""
+        events = self.requests * self.events_per_request
+        return self.cpu_s * 1e6 / events if events else 0.0
 
 
 def wait_for(pattern: str, path: str, proc: subprocess.Popen[bytes]) -> re.Match[str]:
@@ -126,12 +134,16 @@ def serve_and_load(name: str, argv: list[str], pattern: str, args: argparse.Name
                            capture_output=True, timeout=args.warmup + 60)
         if count:
             execute(parse_dsn(args.dsn), "TRUNCATE TABLE SessionEvent")
+        server = [proc.pid, *children(proc.pid)]
+        cpu_before = cpu_seconds(server)
         stats = run_wrk(port, args.duration, connections or args.connections, args.threads, script)
+        cpu = cpu_seconds(server) - cpu_before
         rss = sum(peak_rss_mb(pid) for pid in [proc.pid, *children(proc.pid)])
     finally:
         stop(proc)
     result = to_result(name, stats, rss)
     result.events_per_request = events_per_request
+    result.cpu_s, result.requests = cpu, stats["requests"]
     if count:
         result.rows = execute(parse_dsn(args.dsn), "SELECT COUNT(*) FROM SessionEvent")[0][0]
         result.acked = (stats["requests"] - stats["non_2xx"]) * events_per_request
@@ -140,14 +152,14 @@ def serve_and_load(name: str, argv: list[str], pattern: str, args: argparse.Name
 
 def table(results: list[Result], floor_eps: float | None, peer_eps: float | None) -> str:
     head = (f"{'run':<26} {'events/s':>9} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'RSS MB':>7} "
-            f"{'non-2xx':>7} {'rows':>8} {'x floor':>7} {'x peer':>7}")
+            f"{'CPU us/ev':>9} {'non-2xx':>7} {'rows':>8} {'x floor':>7} {'x peer':>7}")
     lines = [head, "-" * len(head)]
     for r in results:
         rows = "" if r.rows is None else str(r.rows)
         x_floor = f"{r.eps / floor_eps:.2f}" if floor_eps else "-"
         x_peer = f"{r.eps / peer_eps:.2f}" if peer_eps else "-"
         lines.append(f"{r.name:<26} {r.eps:>9.0f} {r.rps:>8.0f} {r.p50_ms:>7.2f} {r.p99_ms:>7.2f} "
-                     f"{r.rss_mb:>7.1f} {r.non_2xx:>7} {rows:>8} {x_floor:>7} {x_peer:>7}")
+                     f"{r.rss_mb:>7.1f} {r.cpu_us_per_event:>9.1f} {r.non_2xx:>7} {rows:>8} {x_floor:>7} {x_peer:>7}")
     return "\n".join(lines)
 
 
