@@ -217,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="track-bench-") as tmp:
         for _ in range(args.rounds):
             for name in names:
-                args.track_http = f"tcp:{free_port()}:interface=127.0.0.1"
+                args.track_http = f"127.0.0.1:{free_port()}"
                 by_name[name].append(SCENARIOS[name](args, tmp))
     medians = [median_result(rs) for rs in by_name.values()]
     floor = next((r.eps for n, r in zip(names, medians) if n == "floor"), None)

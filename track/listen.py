@@ -1,5 +1,9 @@
 """`--http`: the original's ":8080" and "host:port" forms, a bare port, or any
-Twisted endpoint description, all turned into an endpoint description."""
+Twisted endpoint description, all turned into an endpoint description.
+
+The short forms listen with a backlog of 1024 rather than Twisted's 50: when
+hundreds of clients connect at once, a full accept queue makes the kernel
+drop handshakes, and those clients wait a second or more for a retry."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ _PORT = re.compile(r"^:?([0-9]{1,5})$")
 _HOST_PORT = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.\-]+)):(?P<port>[0-9]{1,5})$")
 # Endpoint types whose descriptions would otherwise look like "host:port".
 _ENDPOINT_TYPES = {"tcp", "tcp6", "unix", "ssl", "systemd", "le", "lets", "onion"}
+BACKLOG = 1024
 
 
 def _escape(host: str) -> str:
@@ -20,13 +25,13 @@ def endpoint_description(text: str) -> str:
     text = text.strip()
     m = _PORT.match(text)
     if m:
-        return f"tcp:{_port(m.group(1))}"
+        return f"tcp:{_port(m.group(1))}:backlog={BACKLOG}"
     m = _HOST_PORT.match(text)
     if m and (m.group("v6") or m.group("host").lower() not in _ENDPOINT_TYPES):
         port = _port(m.group("port"))
         if m.group("v6"):
-            return f"tcp6:{port}:interface={_escape(m.group('v6'))}"
-        return f"tcp:{port}:interface={m.group('host')}"
+            return f"tcp6:{port}:backlog={BACKLOG}:interface={_escape(m.group('v6'))}"
+        return f"tcp:{port}:backlog={BACKLOG}:interface={m.group('host')}"
     return text
 
 

@@ -27,6 +27,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import LogLevel, eventFromJSON, globalLogPublisher
 from twisted.python.failure import Failure
 
+from track.listen import BACKLOG
 from track.logs import Logger
 
 log = Logger(namespace="track.workers")
@@ -35,7 +36,7 @@ LISTEN_FD = 3  # where systemd (and so Twisted's systemd: endpoint) expects it
 RESTART_FIRST = 0.5
 RESTART_MAX = 30.0
 STABLE_SECONDS = 30.0
-_TCP = re.compile(r"^(tcp6?):(\d+)(?::interface=(.*))?$")
+_UNESCAPED_COLON = re.compile(r"(?<!\\):")
 # The child: make LISTEN_PID its own pid before Twisted reads it, then twistd.
 _BOOT = (
     "import os, sys; os.environ['LISTEN_PID'] = str(os.getpid()); os.environ['LISTEN_FDS'] = '1'; os.environ['LISTEN_FDNAMES'] = 'track'; "
@@ -48,15 +49,16 @@ _PASSED = ("dsn", "log-level", "batch-size", "min-batch", "flush-interval", "max
 
 def bind(description: str) -> socket.socket:
     """A listening socket for a `tcp:` or `tcp6:` endpoint description."""
-    m = _TCP.match(description)
-    if not m:
+    kind, port_text, *params = _UNESCAPED_COLON.split(description)
+    options = dict(p.partition("=")[::2] for p in params)
+    if kind not in ("tcp", "tcp6") or not port_text.isdigit() or set(options) - {"interface", "backlog"}:
         raise ValueError(f"--workers needs a TCP --http (a port or host:port), not {description!r}")
-    kind, port, interface = m.group(1), int(m.group(2)), (m.group(3) or "").replace("\\:", ":")
+    port, interface = int(port_text), options.get("interface", "").replace("\\:", ":")
     family = socket.AF_INET6 if kind == "tcp6" else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((interface or ("::" if kind == "tcp6" else "0.0.0.0"), port))
-    sock.listen(1024)
+    sock.listen(int(options.get("backlog", BACKLOG)))
     sock.setblocking(False)
     return sock
 

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import io
 import sys
+from typing import Any
 
+from twisted.internet import reactor
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import LogLevel
 from twisted.python import usage
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from track import __version__
 from track.listen import endpoint_description
 from track.tap import Options
+from track.workers import bind
 
 
 def parse(*argv: str) -> Options:
@@ -23,11 +28,11 @@ def parse(*argv: str) -> Options:
 class HTTPOptionTests(SynchronousTestCase):
     def test_forms_of_http(self) -> None:
         cases = {
-            "8080": "tcp:8080",
-            ":8080": "tcp:8080",
-            "127.0.0.1:9000": "tcp:9000:interface=127.0.0.1",
-            "localhost:9000": "tcp:9000:interface=localhost",
-            "[::1]:9000": r"tcp6:9000:interface=\:\:1",
+            "8080": "tcp:8080:backlog=1024",
+            ":8080": "tcp:8080:backlog=1024",
+            "127.0.0.1:9000": "tcp:9000:backlog=1024:interface=127.0.0.1",
+            "localhost:9000": "tcp:9000:backlog=1024:interface=localhost",
+            "[::1]:9000": r"tcp6:9000:backlog=1024:interface=\:\:1",
             "tcp:8080:interface=127.0.0.1": "tcp:8080:interface=127.0.0.1",
             "unix:/run/track.sock": "unix:/run/track.sock",
             "tcp:8080": "tcp:8080",
@@ -38,13 +43,35 @@ class HTTPOptionTests(SynchronousTestCase):
                 self.assertEqual(parse("--http", text)["endpoint"], description)
 
     def test_default_is_port_8080(self) -> None:
-        self.assertEqual(parse()["endpoint"], "tcp:8080")
+        self.assertEqual(parse()["endpoint"], "tcp:8080:backlog=1024")
 
     def test_bad_http_is_a_usage_error(self) -> None:
         for text in ("bogus:thing", "99999", ":70000", "tcp:notaport", "ssl:19007:privateKey=/nonexistent.pem"):
             with self.subTest(text=text):
                 error = self.assertRaises(usage.UsageError, parse, "--http", text)
                 self.assertIn("--http", str(error))
+
+
+class ListenTests(TestCase):
+    """What the short --http forms give a listening socket, alone or with workers."""
+
+    def test_short_forms_listen_with_a_deep_accept_queue(self) -> Any:
+        endpoint = serverFromString(reactor, endpoint_description("127.0.0.1:0"))
+        d = endpoint.listen(Factory.forProtocol(Protocol))
+
+        def check(port: Any) -> Any:
+            self.assertEqual(port.backlog, 1024)  # Twisted's own default is 50
+            return port.stopListening()
+
+        return d.addCallback(check)
+
+    def test_workers_bind_the_same_descriptions(self) -> None:
+        sock = bind(endpoint_description("127.0.0.1:0"))
+        self.addCleanup(sock.close)
+        self.assertEqual(sock.getsockname()[0], "127.0.0.1")
+        for text in ("unix:/tmp/x.sock", "tcp:0:reuseport=1", "systemd:domain=INET:index=0"):
+            with self.subTest(text=text):
+                self.assertRaises(ValueError, bind, text)
 
 
 class OtherOptionTests(SynchronousTestCase):
