@@ -9,11 +9,5 @@ wrk.path = "/api/1.0/track/batch/"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"events":[' .. table.concat(events, ",") .. ']}'
 
-function done(summary, latency, requests)
-  io.write(string.format(
-    'WRKJSON {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, ' ..
-    '"errors_connect": %d, "errors_read": %d, "errors_write": %d, "errors_status": %d, "errors_timeout": %d}\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    summary.errors.connect, summary.errors.read, summary.errors.write,
-    summary.errors.status, summary.errors.timeout))
-end
+-- The done() reporter lives beside this script.
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "report.lua")
