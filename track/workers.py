@@ -76,10 +76,10 @@ def child_argv(options: Any, index: int) -> list[str]:
     return [sys.executable, "-c", _BOOT, "-n", "--pidfile=", "--logger=track.logs.json_stdout", "track", *args]
 
 
-def worker_event(line: bytes, index: int) -> dict[str, Any]:
+def worker_event(line: bytes, index: int, now: float) -> dict[str, Any]:
     """A child's log line as a log event of the parent's, marked with its
     worker.  A line that is not a JSON event (a crash before logging began)
-    is kept as text."""
+    is kept as text, timed `now`."""
     text = line.decode("utf-8", "replace").strip("\x1e\r\n")
     try:
         event = eventFromJSON(text)
@@ -87,7 +87,7 @@ def worker_event(line: bytes, index: int) -> dict[str, Any]:
             raise ValueError("not an event")
     except ValueError:
         event = {"log_format": "{line}", "line": text, "log_level": LogLevel.error,
-                 "log_namespace": "track.workers", "log_time": None}
+                 "log_namespace": "track.workers", "log_time": now}
     level = event.get("log_level")
     event["log_system"] = "{}#{} worker {}".format(
         event.get("log_namespace", "-"), getattr(level, "name", "-"), index)
@@ -107,18 +107,11 @@ class _Child(ProcessProtocol):
         *lines, self._partial[fd] = (self._partial.get(fd, b"") + data).split(b"\n")
         for line in lines:
             if line.strip(b"\x1e\r\n "):
-                self._publish(line)
-
-    def _publish(self, line: bytes) -> None:
-        event = worker_event(line, self.index)
-        if event.get("log_time") is None:
-            event["log_time"] = self.pool.reactor.seconds()
-        globalLogPublisher(event)
+                globalLogPublisher(worker_event(line, self.index, self.pool.reactor.seconds()))
 
     def processEnded(self, reason: Failure) -> None:
-        for fd, rest in self._partial.items():
-            if rest.strip():
-                self._publish(rest)
+        for fd in self._partial:  # a last line without its newline
+            self.childDataReceived(fd, b"\n")
         self.ended.callback(None)
         self.pool.child_ended(self, reason)
 

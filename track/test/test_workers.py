@@ -108,12 +108,12 @@ class WorkerLogTests(TestCase):
     def test_a_json_line_becomes_the_same_event_marked_with_its_worker(self) -> None:
         line = eventAsJSON({"log_format": "stored {n}", "n": 3, "log_level": LogLevel.warn,
                             "log_namespace": "track.service", "log_time": 1.0}).encode()
-        event = worker_event(b"\x1e" + line + b"\n", 1)
+        event = worker_event(b"\x1e" + line + b"\n", 1, 2.0)
         self.assertEqual(formatEventAsClassicLogText(event, formatTime=lambda t: "T"),
                          "T [track.service#warn worker 1] stored 3\n")
 
     def test_any_other_line_is_kept_as_an_error(self) -> None:
-        event = worker_event(b"Traceback (most recent call last):\n", 0)
+        event = worker_event(b"Traceback (most recent call last):\n", 0, 2.0)
         self.assertEqual(event["log_level"], LogLevel.error)
         self.assertEqual(formatEventAsClassicLogText(event, formatTime=lambda t: "T"),
                          "T [track.workers#error worker 0] Traceback (most recent call last):\n")
