@@ -186,14 +186,12 @@ class TrackApp:
             self.metrics.rejected.labels("batch", "invalid").inc(len(items))
             return json_response(request, 400, {"error": "invalid batch: nothing was stored",
                                                  "events": problems})
+        work = [(self.event_types[kind], rows) for kind, (rows, _) in groups.items()]
         try:
-            self.batcher.reserve(len(items))
+            d = self.batcher.submit_together(lambda: self.atomic_insert(work), len(items))
         except Overloaded:
             self.metrics.rejected.labels("batch", "overloaded").inc(len(items))
             return unavailable(request, "too many events are waiting to be stored")
-        work = [(self.event_types[kind], rows) for kind, (rows, _) in groups.items()]
-        d = self.atomic_insert(work)
-        d.addBoth(lambda result: (self.batcher.release(len(items)), result)[1])
         d.addCallbacks(self._batch_done, self._batch_failed, (request, groups), None, (len(items), request))
         return d
 

@@ -18,7 +18,7 @@ the pool threads only ever see the list handed to them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -48,6 +48,18 @@ class RowRejected(Exception):
     def __init__(self, error: RowError) -> None:
         super().__init__(f"{error.column}: {error.reason}")
         self.error = error
+
+
+def _answer(request: Deferred[Any], result: Any) -> None:
+    """Fire a request's Deferred with a write's result (a Failure errbacks),
+    unless the request was cancelled: its client went away, and what was
+    written stays written."""
+    if request.called:
+        return
+    if isinstance(result, Failure):
+        request.errback(result)
+    else:
+        request.callback(result)
 
 
 @dataclass
@@ -115,15 +127,25 @@ class Batcher:
         if buf.in_flight < self.max_in_flight:
             self._flush(event, buf)
 
-    def reserve(self, count: int) -> None:
-        """Count `count` events written outside the buffers (a batch request)
-        against the same bound; Overloaded if they do not fit."""
+    def submit_together(self, write: Callable[[], "Deferred[Any]"], count: int) -> Deferred[Any]:
+        """A batch request: `count` events that `write()` stores in one go,
+        outside the buffers but counted against the same bound.
+
+        Raises Overloaded at once if they do not fit.  Like submit(), the
+        Deferred is the request's own: cancelling it when the client goes
+        away leaves the write, already under way, to finish and count.
+        """
         if self.pending + count > self.max_pending:
             raise Overloaded()
         self.pending += count
+        answer: Deferred[Any] = Deferred()
 
-    def release(self, count: int) -> None:
-        self.pending -= count
+        def written(result: Any) -> None:
+            self.pending -= count
+            _answer(answer, result)
+
+        write().addBoth(written)
+        return answer
 
     def _flush(self, event: EventType, buf: _Buffer) -> None:
         if buf.timer is not None:
@@ -145,22 +167,19 @@ class Batcher:
     @staticmethod
     def _committed(outcome: Outcome | None, waiters: list[Deferred[None]]) -> None:
         for i, w in enumerate(waiters):
-            if w.called:  # the client went away; its row is stored all the same
-                continue
             error = outcome[i] if outcome is not None else None
             if error is None:
-                w.callback(None)
+                _answer(w, None)
             elif isinstance(error, Unavailable):
-                w.errback(error)
+                _answer(w, Failure(error))
             else:
-                w.errback(RowRejected(error))
+                _answer(w, Failure(RowRejected(error)))
 
     @staticmethod
     def _failed(failure: Failure, waiters: list[Deferred[None]]) -> None:
         reason = failure.value if failure.check(Unavailable) else Unavailable(str(failure.value))
         for w in waiters:
-            if not w.called:
-                w.errback(reason)
+            _answer(w, Failure(reason))
 
     def _done(self, _: object, event: EventType, buf: _Buffer, count: int, started: float) -> None:
         if self._on_flushed is not None:

@@ -93,6 +93,23 @@ class BatcherTests(SynchronousTestCase):
         self.insert.calls[0][2].callback(None)
         self.assertEqual([r for _, r, _ in self.insert.calls], [[("a",)], [("b",), ("c",)]])
 
+    def test_a_batch_request_counts_against_the_bound_and_outlives_its_client(self) -> None:
+        write: Deferred[Any] = Deferred()
+        answer = self.batcher.submit_together(lambda: write, 4)
+        self.assertEqual(self.batcher.pending, 4)
+        self.assertRaises(Overloaded, self.batcher.submit_together, lambda: succeed(None), 2)
+        answer.cancel()  # the client went away
+        self.failureResultOf(answer, CancelledError)
+        self.assertFalse(write.called, "the write itself was cancelled")
+        write.callback(None)
+        self.assertEqual(self.batcher.pending, 0)
+
+    def test_a_batch_request_gets_its_write_result(self) -> None:
+        self.assertEqual(self.successResultOf(self.batcher.submit_together(lambda: succeed([1]), 2)), [1])
+        failed = self.batcher.submit_together(lambda: fail(Unavailable("down")), 2)
+        self.failureResultOf(failed, Unavailable)
+        self.assertEqual(self.batcher.pending, 0)
+
     def test_each_table_has_its_own_buffer(self) -> None:
         self.batcher.submit(SESSION, ("s",))
         self.batcher.submit(USER, ("u",))

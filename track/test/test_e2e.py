@@ -6,6 +6,7 @@ event that was answered 201.
 
 from __future__ import annotations
 
+import json
 import os
 import pstats
 import signal
@@ -14,6 +15,7 @@ from typing import Any
 import treq
 from twisted.internet import reactor
 from twisted.internet.defer import DeferredList, inlineCallbacks
+from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web.client import HTTPConnectionPool
@@ -21,6 +23,7 @@ from twisted.web.client import HTTPConnectionPool
 from track import __version__
 from track.dsn import DSN, parse_dsn
 from track.test.process import TWISTD, TwistdTrack, child_env
+from track.test.rawhttp import connect, request
 from track.test.support import MYSQL_DSN_TEXT, MYSQL_SKIP, execute, reset_mysql
 
 FORM = {"Content-Type": ["application/x-www-form-urlencoded"]}
@@ -54,6 +57,28 @@ class EndToEndMixin:
 
     def post(self, base: str, kind: str, body: bytes) -> Any:
         return treq.post(f"{base}/api/1.0/track/{kind}/", data=body, headers=FORM, pool=self.pool)
+
+    @inlineCallbacks
+    def test_a_client_leaving_during_its_batch_is_not_a_database_outage(self) -> Any:
+        base = yield self.start()
+        port = int(base.rsplit(":", 1)[1])
+        events = [{"type": "user", "ProfileID": n, "Region": "eu", "MessageID": f"gone-{n}"} for n in range(50)]
+        client = yield connect(port)
+        # The request and the close arrive together: the connection is lost
+        # while the batch is being written.
+        client.send(request("/api/1.0/track/batch/", json.dumps({"events": events}).encode(),
+                            {"Content-Type": "application/json"}))
+        client.transport.loseConnection()  # type: ignore[union-attr]
+        yield client.closed
+        for _ in range(200):
+            if self.rows("SELECT COUNT(*) FROM UserEvent") == [(50,)]:
+                break
+            yield deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(self.rows("SELECT COUNT(*), COUNT(DISTINCT MessageID) FROM UserEvent"),  # type: ignore[attr-defined]
+                         [(50, 50)])
+        response = yield treq.get(f"{base}/healthz", pool=self.pool)
+        self.assertEqual((yield response.json())["database"], "up")  # type: ignore[attr-defined]
+        self.assertNotIn(b"database unavailable", self.proc.output)  # type: ignore[attr-defined]
 
     @inlineCallbacks
     def test_each_endpoint_stores_its_row_before_answering(self) -> Any:
