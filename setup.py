@@ -18,6 +18,8 @@ setup(
     # __init__.py of ours, or it would shadow Twisted's own plugins.
     packages=find_packages(include=["track", "track.*"]) + ["twisted.plugins"],
     include_package_data=False,
+    # The spool written by an earlier release, read by the tests.
+    package_data={"track.test": ["fixtures/*/*"]},
     install_requires=[
         "Twisted>=25.5.0",
         "klein>=23.5.0",

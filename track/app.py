@@ -27,7 +27,7 @@ from track.metrics import Metrics
 from track.openapi import openapi_document
 from track.responses import json_response
 from track.site import DEFAULT_MAX_BODY
-from track.store import Unavailable
+from track.store import InternalError, Unavailable
 
 log = Logger(namespace="track.app")
 
@@ -198,12 +198,16 @@ class TrackApp:
     def _batch_done(self, refused: Any, request: IRequest, groups: dict[str, tuple[list[Any], list[int]]]) -> bytes:
         kinds = list(groups)
         if refused:
-            fields: dict[int, dict[str, str]] = {}
+            events: dict[int, dict[str, Any]] = {}
             for group, row, error in refused:
-                fields.setdefault(groups[kinds[group]][1][row], {})[error.column] = error.reason
+                entry = events.setdefault(groups[kinds[group]][1][row], {})
+                if error.column:
+                    entry.setdefault("fields", {})[error.column] = error.reason
+                else:
+                    entry.update(error="refused by the database", detail=error.detail)
             self.metrics.rejected.labels("batch", "refused_by_database").inc(sum(len(g[0]) for g in groups.values()))
             return json_response(request, 400, {"error": "invalid batch: nothing was stored",
-                                                 "events": [{"index": i, "fields": f} for i, f in sorted(fields.items())]})
+                                                 "events": [{"index": i, **e} for i, e in sorted(events.items())]})
         ids: list[tuple[int, str]] = []
         for kind, (rows, indexes) in groups.items():
             event = self.event_types[kind]
@@ -212,9 +216,17 @@ class TrackApp:
         return json_response(request, 201, {"stored": len(ids), "message_ids": [m for _, m in sorted(ids)]})
 
     def _batch_failed(self, failure: Failure, count: int, request: IRequest) -> bytes | Failure:
+        return self._failure_answer(failure, request, "batch", count)
+
+    def _failure_answer(self, failure: Failure, request: IRequest, kind: str, count: int = 1) -> bytes | Failure:
+        """503 for an outage, 500 for a failure the store already logged;
+        anything else goes on to internal_error."""
         if failure.check(Unavailable):
-            self.metrics.rejected.labels("batch", "unavailable").inc(count)
+            self.metrics.rejected.labels(kind, "unavailable").inc(count)
             return unavailable(request, "the database cannot take events right now")
+        if failure.check(InternalError):
+            self.metrics.rejected.labels(kind, "internal_error").inc(count)
+            return json_response(request, 500, {"error": "internal error"})
         return failure
 
     @per_kind(app, ["OPTIONS"])
@@ -264,13 +276,12 @@ class TrackApp:
         if failure.check(RowRejected):
             self.metrics.rejected.labels(kind, "refused_by_database").inc()
             error = failure.value.error  # type: ignore[union-attr]
-            return json_response(
-                request, 400, {"error": "invalid event", "fields": {error.column: error.reason}}
-            )
-        if failure.check(Unavailable):
-            self.metrics.rejected.labels(kind, "unavailable").inc()
-            return unavailable(request, "the database cannot take events right now")
-        return failure
+            if error.column:
+                body = {"error": "invalid event", "fields": {error.column: error.reason}}
+            else:  # a trigger's SIGNAL or a CHECK constraint: its message says why
+                body = {"error": "refused by the database", "detail": error.detail}
+            return json_response(request, 400, body)
+        return self._failure_answer(failure, request, kind)
 
     @app.handle_errors(NotFound)
     def not_found(self, request: IRequest, failure: Failure) -> bytes:

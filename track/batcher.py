@@ -26,7 +26,7 @@ from twisted.python.failure import Failure
 
 from track.dialects import RowError
 from track.events import EventType
-from track.store import Outcome, Row, Unavailable
+from track.store import Outcome, Row
 
 InsertFn = Callable[[EventType, Sequence[Row]], "Deferred[Outcome | None]"]
 
@@ -170,16 +170,17 @@ class Batcher:
             error = outcome[i] if outcome is not None else None
             if error is None:
                 _answer(w, None)
-            elif isinstance(error, Unavailable):
-                _answer(w, Failure(error))
-            else:
+            elif isinstance(error, RowError):
                 _answer(w, Failure(RowRejected(error)))
+            else:  # Unavailable or InternalError: not stored
+                _answer(w, Failure(error))
 
     @staticmethod
     def _failed(failure: Failure, waiters: list[Deferred[None]]) -> None:
-        reason = failure.value if failure.check(Unavailable) else Unavailable(str(failure.value))
+        """The whole batch failed: each request hears why, as the store
+        classified it (outage: 503; anything else: 500); nothing relabels it."""
         for w in waiters:
-            _answer(w, Failure(reason))
+            _answer(w, Failure(failure.value))
 
     def _done(self, _: object, event: EventType, buf: _Buffer, count: int, started: float) -> None:
         if self._on_flushed is not None:

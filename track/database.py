@@ -71,13 +71,26 @@ def prepare_database(dsn: DSN) -> dict[str, EventType] | None:
 
 
 def save_limits(directory: str, event_types: dict[str, EventType]) -> None:
-    """Remember the column limits, for validating while the database is away."""
+    """Remember the column limits, for validating while the database is away.
+
+    Durable (fsync'd, then renamed over the old file), and never fatal: on a
+    full or failing spool disk the last saved limits stay, with a warning."""
     limits = {k: {f.name: [f.max_length, f.bmp_only] for f in e.fields if f.type == "string"}
               for k, e in event_types.items()}
     path = os.path.join(directory, LIMITS_FILE)
-    with open(path + ".tmp", "w") as f:
-        json.dump(limits, f)
-    os.replace(path + ".tmp", path)
+    try:
+        with open(path + ".tmp", "w") as f:
+            json.dump(limits, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(path + ".tmp", path)
+    except OSError as e:
+        log.warn("could not save the column limits in {path} ({e}); the last saved ones stay",
+                 path=path, e=e)
+        try:
+            os.unlink(path + ".tmp")
+        except OSError:
+            pass
 
 
 def load_limits(directory: str) -> dict[str, EventType]:

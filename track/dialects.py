@@ -7,9 +7,10 @@ refused) and which mean the database cannot take writes at all.
 
 from __future__ import annotations
 
+import enum
 import re
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol, Sequence
@@ -30,10 +31,16 @@ MYSQL_SESSION_INIT = (
 CONNECT_TIMEOUT = 3
 IO_TIMEOUT = 10  # a hung server fails over to the spool well within --request-timeout
 
-# MySQL errors caused by one row's values: the other rows of a batch are fine.
+# What a MySQL error means, by its code.  This table is the one place that
+# decides: every write failure is classified here and nowhere else.
+#
+# This row cannot be stored (the client's value, a trigger's SIGNAL, a
+# constraint): that request gets a 400 and every other row is still stored.
+# The text is what the client reads when the message names a column.
 _MYSQL_ROW_ERRORS = {
     1048: "must not be null",
     1062: "duplicates an existing event",
+    1216: "violates a database foreign key",
     1263: "must not be null",
     1264: "is out of range for the database column",
     1265: "does not fit the database column",
@@ -42,21 +49,51 @@ _MYSQL_ROW_ERRORS = {
     1366: "contains characters the database column cannot store",
     1367: "is not a valid value for the database column",
     1406: "is too long for the database column",
-    4025: "violates a database constraint",
+    1452: "violates a database foreign key",
+    1644: "was refused by the database",  # SIGNAL in a trigger
+    3819: "violates a database constraint",  # CHECK (MySQL)
+    4025: "violates a database constraint",  # CHECK (MariaDB)
+}
+# Errors whose message names the offending column.
+_MYSQL_NAMES_COLUMN = {1048, 1263, 1264, 1265, 1292, 1364, 1366, 1367, 1406, 1216, 1452}
+# The database cannot take writes now: spool (or 503) and probe until it can.
+_MYSQL_OUTAGE = {
+    1021, 1114,  # disk full, table full
+    1040, 1203,  # too many connections (server-wide, per user)
+    1044, 1045, 1049, 1142, 1146,  # access, database or table taken away while running
+    1047,  # WSREP has not yet prepared node for application use (Galera)
+    1053,  # server shutdown in progress
+    1152, 1153, 1158, 1159, 1160, 1161, 1184,  # network errors seen by the server
+    1205, 1213,  # lock wait timeout, deadlock: after the retries
+    1290, 1836,  # read-only (--read-only, a replica)
+    1927,  # connection killed
+    2002, 2003, 2005, 2006, 2013, 2014, 2045, 2055,  # client: cannot connect, gone, lost
+    4031,  # disconnected by the server for inactivity
 }
 # Errors after which the same transaction may simply be tried again.
 _MYSQL_RETRYABLE = {1205, 1213}  # lock wait timeout, deadlock
 # The connection is gone (server restarted, killed it, or timed it out).
-_MYSQL_GONE = {2006, 2013, 2014, 2045, 2055, 4031}
+_MYSQL_GONE = {1927, 2006, 2013, 2014, 2045, 2055, 4031}
 _COLUMN_IN_MESSAGE = re.compile(r"column [`'\"]?(?:[^`'\".\s]+[`'\"]?\.[`'\"]?)*([^`'\".\s]+)", re.IGNORECASE)
+_FOREIGN_KEY_COLUMN = re.compile(r"FOREIGN KEY \(`([^`]+)`\)")
+
+
+class Verdict(enum.Enum):
+    """What a failed write means for the requests waiting on it."""
+
+    OUTAGE = "the database cannot take writes now"  # spool, or 503
+    ROW = "this row cannot be stored"  # 400 for that request alone
+    BUG = "a failure nobody expected"  # 500, logged, nothing acknowledged
 
 
 @dataclass(frozen=True)
 class RowError:
-    """Why the database refused one row, as the client will see it."""
+    """Why the database refused one row, as the client will see it:
+    `column` is "" when the database's message names none."""
 
     column: str
     reason: str
+    detail: str = field(default="", compare=False)  # the database's own message
 
 
 class Dialect(Protocol):
@@ -68,6 +105,8 @@ class Dialect(Protocol):
     def pool_args(self) -> tuple[tuple[Any, ...], dict[str, Any]]: ...
     def connect(self) -> Any: ...
     def row_error(self, exc: BaseException) -> RowError | None: ...
+    def classify(self, exc: BaseException) -> Verdict: ...
+    def writable(self, cursor: Any) -> None: ...
     def retryable(self, exc: BaseException) -> bool: ...
     def connection_lost(self, exc: BaseException) -> bool: ...
     def column_ddl(self, column: Column) -> str: ...
@@ -128,10 +167,40 @@ class MySQLDialect:
         if code not in _MYSQL_ROW_ERRORS:
             return None
         message = str(exc.args[1]) if len(exc.args) > 1 else ""
-        m = _COLUMN_IN_MESSAGE.search(message) or re.search(
-            r"key '(?:[^'.]*\.)?([^']+)'", message
-        )
-        return RowError(m.group(1) if m else "", _MYSQL_ROW_ERRORS[code])
+        m = None
+        if code in _MYSQL_NAMES_COLUMN:
+            m = _FOREIGN_KEY_COLUMN.search(message) or _COLUMN_IN_MESSAGE.search(message)
+        elif code == 1062:
+            m = re.search(r"key '(?:[^'.]*\.)?([^']+)'", message)
+        return RowError(m.group(1) if m else "", _MYSQL_ROW_ERRORS[code], message)
+
+    def classify(self, exc: BaseException) -> Verdict:
+        import pymysql
+
+        code = _mysql_code(exc)
+        if code in _MYSQL_ROW_ERRORS:
+            return Verdict.ROW
+        if code in _MYSQL_OUTAGE or "WSREP has not yet prepared node" in str(exc):
+            return Verdict.OUTAGE
+        if isinstance(exc, (pymysql.err.InterfaceError, ConnectionError, TimeoutError)):
+            return Verdict.OUTAGE  # the connection is closed or the socket failed
+        return Verdict.BUG
+
+    def writable(self, cursor: Any) -> None:
+        """Raise unless the server takes writes now: not read-only (a failover
+        in progress) and, on a Galera node, ready (part of the primary component)."""
+        import pymysql
+
+        cursor.execute("SHOW GLOBAL VARIABLES WHERE Variable_name IN ('read_only', 'wsrep_on')")
+        variables = {name.lower(): str(value).upper() for name, value in cursor.fetchall()}
+        if variables.get("read_only", "OFF") not in ("0", "OFF"):
+            raise pymysql.err.OperationalError(1290, "the server is read-only (read_only=ON)")
+        if variables.get("wsrep_on", "OFF") not in ("ON", "1"):
+            return  # not a Galera node
+        cursor.execute("SHOW GLOBAL STATUS LIKE 'wsrep_ready'")
+        row = cursor.fetchone()
+        if row is None or str(row[1]).upper() != "ON":
+            raise pymysql.err.OperationalError(1047, "WSREP has not yet prepared node for application use")
 
     def retryable(self, exc: BaseException) -> bool:
         return _mysql_code(exc) in _MYSQL_RETRYABLE
@@ -254,6 +323,18 @@ sqlite3.register_adapter(Decimal, str)
 sqlite3.register_adapter(datetime, _adapt_datetime)
 
 
+# SQLite errors that mean "not now": locked past the busy timeout, a full or
+# failing disk, a read-only file.
+_SQLITE_OUTAGE = (
+    "database is locked",
+    "database table is locked",
+    "database or disk is full",
+    "disk I/O error",
+    "attempt to write a readonly database",
+    "unable to open database file",
+)
+
+
 class SQLiteDialect:
     name = "sqlite"
     placeholder = "?"
@@ -287,8 +368,23 @@ class SQLiteDialect:
     def row_error(self, exc: BaseException) -> RowError | None:
         if not isinstance(exc, (sqlite3.IntegrityError, sqlite3.DataError)):
             return None
-        m = re.search(r"\w+\.(\w+)", str(exc))
-        return RowError(m.group(1) if m else "", "was refused by the database")
+        message = str(exc)
+        m = re.search(r"failed: \w+\.(\w+)", message)
+        return RowError(m.group(1) if m else "", "was refused by the database", message)
+
+    def classify(self, exc: BaseException) -> Verdict:
+        if isinstance(exc, (sqlite3.IntegrityError, sqlite3.DataError)):
+            return Verdict.ROW
+        if isinstance(exc, sqlite3.OperationalError) and any(
+            text in str(exc) for text in _SQLITE_OUTAGE
+        ):
+            return Verdict.OUTAGE
+        return Verdict.BUG
+
+    def writable(self, cursor: Any) -> None:
+        # The file is writable if a write transaction can begin (not locked).
+        cursor.execute("BEGIN IMMEDIATE")
+        cursor.execute("ROLLBACK")
 
     def retryable(self, exc: BaseException) -> bool:
         return False

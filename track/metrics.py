@@ -34,6 +34,11 @@ class Metrics:
         self.pending = Gauge("track_pending_events", "Events buffered or being written.", registry=r)
         self.spool_bytes = Gauge("track_spool_bytes", "Bytes held in the durable spool.", registry=r)
         self.spool_events = Gauge("track_spool_events", "Events held in the durable spool.", registry=r)
+        self.dead_letter_events = Gauge("track_dead_letter_events",
+                                        "Spooled events the database refused, kept as dead letters.",
+                                        registry=r)
+        self.spool_writable = Gauge("track_spool_writable",
+                                    "1 while the spool's disk takes writes, else 0.", registry=r)
         self.database_up = Gauge("track_database_up", "1 while the database takes writes, else 0.",
                                  registry=r)
 
@@ -45,6 +50,8 @@ class Metrics:
         if spool is not None:
             self.spool_bytes.set_function(lambda: spool.bytes)
             self.spool_events.set_function(lambda: spool.events)
+            self.dead_letter_events.set_function(lambda: spool.dead_letters.events())
+            self.spool_writable.set_function(lambda: 1.0 if spool.writable else 0.0)
 
     def flushed(self, rows: int, seconds: float) -> None:
         self.batch_size.observe(rows)

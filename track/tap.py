@@ -171,6 +171,14 @@ def makeService(options: Options) -> IService:
         # Migrated once, here; each worker then finds the schema up to date.
         return WorkerPool(options["workers"], options["endpoint"], options, reactor,
                           shutdown_timeout=max(options["request-timeout"], 1.0))
+    return build_service(options, reactor, fitted)
+
+
+def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None) -> TrackService:
+    """The one way the parts are wired, for twistd and the tests alike:
+    storage, then the pipeline (writer, spool, batcher), then the HTTP
+    edge.  `fitted` is prepare_database's answer (None: not reachable yet)."""
+    dsn: DSN = options["parsed-dsn"]
     dialect = dialect_for(dsn)
     spool = None
     if options["spool-dir"]:

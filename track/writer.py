@@ -18,16 +18,18 @@ from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
+from track.dialects import RowError
 from track.events import EventType
 from track.logs import Logger
-from track.spool import Spool, SpoolFull, decode, encode
-from track.store import Outcome, Row, Store, Unavailable
+from track.spool import RecordError, Spool, SpoolBroken, SpoolFull, decode, encode
+from track.spool.deadletters import entry as dead_letter
+from track.store import InternalError, Outcome, Row, Store, Unavailable
 
 log = Logger(namespace="track.writer")
 
 PROBE_FIRST = 0.5  # seconds
 PROBE_MAX = 10.0
-REPLAY_BATCH = 500
+REPLAY_BATCH = 1000
 # Not ready once the spool cannot take a burst of this many more bytes.
 SPOOL_HEADROOM = 64 * 1024
 
@@ -47,10 +49,16 @@ class Writer:
         self.clock = clock
         self.event_types = event_types
         self.up = database_up
+        self.down_reason = ""
         self._on_up = on_up
         self._probe_call: IDelayedCall | None = None
         self._delay = PROBE_FIRST
+        # A write has succeeded since the database was last declared back:
+        # only then does the next outage start probing from PROBE_FIRST.
+        self._proven = database_up
         self._replaying: Deferred[None] | None = None
+        self._replay_call: IDelayedCall | None = None
+        self._replay_delay = PROBE_FIRST
         self._stopping = False
 
     def start(self) -> None:
@@ -72,21 +80,32 @@ class Writer:
         """All of a batch request or none: one transaction, or one spool append."""
         if not self.up:
             return self._spool_groups(groups)
-        return self.store.insert_atomic(groups).addErrback(self._failed, groups)
+        d = self.store.insert_atomic(groups)
+        d.addCallbacks(self._proof, self._failed, None, None, (groups,))
+        return d
+
+    def _proof(self, result: Any) -> Any:
+        self._proven = True
+        return result
 
     def _spool_groups(self, groups: Sequence[tuple[EventType, Sequence[Row]]]) -> Deferred[Any]:
+        """Spool the rows, or fail with Unavailable (a 503) when the spool is
+        off, full, or its disk refuses the write: never a 201 not on disk."""
         if self.spool is None:
             return fail(Unavailable("the database is down and there is no spool"))
         d = self.spool.append([encode(event, row) for event, rows in groups for row in rows])
 
-        def full(failure: Failure) -> Failure:
-            failure.trap(SpoolFull)
-            return Failure(Unavailable("the database is down and the spool is full"))
+        def refused(failure: Failure) -> Failure:
+            failure.trap(SpoolFull, SpoolBroken)
+            why = "full" if failure.check(SpoolFull) else f"not writable ({failure.getErrorMessage()})"
+            return Failure(Unavailable(f"the database is down and the spool is {why}"))
 
-        d.addCallbacks(lambda _: None, full)
+        d.addCallbacks(lambda _: None, refused)
         return d
 
     def _stored(self, outcome: Outcome | None, event: EventType, rows: Sequence[Row]) -> Any:
+        if outcome is None or any(o is None for o in outcome):
+            self._proven = True
         if outcome is None or not any(isinstance(o, Unavailable) for o in outcome):
             return outcome
         # Part of a batch was cut off by an outage: spool that part.
@@ -100,7 +119,8 @@ class Writer:
         return d.addCallback(merge)
 
     def _failed(self, failure: Failure, groups: Sequence[tuple[EventType, Sequence[Row]]]) -> Any:
-        """The database could not take the write: spool it instead."""
+        """The database could not take the write: spool it instead.  Any
+        other failure (InternalError) goes back to its requests as it is."""
         failure.trap(Unavailable)
         self.mark_down(failure.getErrorMessage())
         return self._spool_groups(groups)
@@ -114,16 +134,23 @@ class Writer:
         if not self.up:
             return
         self.up = False
+        self.down_reason = reason
         log.warn("database unavailable ({reason}); acknowledging from the spool until it is back",
                  reason=reason)
-        self._delay = PROBE_FIRST
+        if self._proven:
+            self._delay = PROBE_FIRST
+        # else: it was declared back but no write got through since (a
+        # read-only server, a node leaving its cluster): keep backing off.
+        self._proven = False
         self._schedule_probe()
 
     def _schedule_probe(self) -> None:
         if self._probe_call is None and not self._stopping:
             self._probe_call = self.clock.callLater(self._delay, self._probe)
+            self._delay = min(self._delay * 2, PROBE_MAX)
 
     def _probe(self) -> None:
+        """Does the database take writes again (not merely answer)?"""
         self._probe_call = None
         d = self.store.ping()
         if self._on_up is not None:
@@ -133,30 +160,40 @@ class Writer:
     def _back(self, _: object) -> None:
         self._on_up = None
         self.up = True
+        self.down_reason = ""
         log.info("database is back; replaying {n} spooled events",
                  n=self.spool.events if self.spool else 0)
         self.replay()
 
     def _still_down(self, failure: Failure) -> None:
         log.debug("database still unavailable: {e}", e=failure.getErrorMessage())
-        self._delay = min(self._delay * 2, PROBE_MAX)
+        self.down_reason = failure.getErrorMessage()
         self._schedule_probe()
 
     # -- replay -----------------------------------------------------------------------
 
     def replay(self) -> Deferred[None]:
-        """Move spooled events into the database (one replay at a time)."""
-        if self.spool is None or self._replaying is not None:
+        """Move spooled events into the database (one replay at a time).
+
+        An outage stops it until the probe finds the database again; any
+        other failure (no space left for dead letters, an unreadable file)
+        is retried with backoff, one log line a try, until it succeeds."""
+        self._replay_call = None
+        if self.spool is None or self._replaying is not None or self._stopping:
             return succeed(None)
         d = self._replaying = self._replay()
 
         def finished(result: Any) -> None:
             self._replaying = None
-            if isinstance(result, Failure):
-                if result.check(Unavailable):
-                    self.mark_down(result.getErrorMessage())
-                else:
-                    log.failure("spool replay failed", result)
+            if not isinstance(result, Failure):
+                self._replay_delay = PROBE_FIRST
+            elif result.check(Unavailable):
+                self.mark_down(result.getErrorMessage())
+            elif not self._stopping:
+                log.warn("spool replay stopped ({e}); trying again in {t:g}s",
+                         e=result.getErrorMessage(), t=self._replay_delay)
+                self._replay_call = self.clock.callLater(self._replay_delay, self.replay)
+                self._replay_delay = min(self._replay_delay * 2, PROBE_MAX)
 
         d.addBoth(finished)
         return d
@@ -164,70 +201,119 @@ class Writer:
     @inlineCallbacks
     def _replay(self) -> Any:
         assert self.spool is not None
-        replayed = 0
+        replayed = dead = 0
         while self.up and not self._stopping and self.spool.events:
             paths = yield self.spool.sealed()
             if not paths:
                 break
             for path in paths:
-                offset = 0
-                while True:
-                    chunk = yield self.spool.read(path, offset, REPLAY_BATCH)
-                    yield self._insert_in_order(chunk.payloads)
-                    replayed += len(chunk.payloads)
-                    offset = chunk.offset
-                    if chunk.done or self._stopping:
-                        break
-                if self._stopping:
-                    return
+                segment = yield self.spool.read(path)
+                if segment.corrupt:
+                    yield self.spool.keep_corrupt(path, segment.corrupt)
+                    log.error("spool segment {path}: {n} damaged record(s) ({b} bytes) skipped and kept "
+                              "in the dead-letter area; the records after them are replayed",
+                              path=path, n=len(segment.corrupt), b=sum(len(c) for _, c in segment.corrupt))
+                for start in range(0, len(segment.payloads), REPLAY_BATCH):
+                    stored, refused = yield self._insert_in_order(segment.payloads[start:start + REPLAY_BATCH])
+                    replayed += stored
+                    dead += refused
+                    if self._stopping:
+                        return  # the segment is replayed again, from its start, next time
                 yield self.spool.remove(path)
-        if replayed:
-            log.info("replayed {n} spooled events into the database", n=replayed)
+        if replayed or dead:
+            log.info("replayed {n} spooled events into the database; {d} refused by it, kept as dead letters",
+                     n=replayed, d=dead)
 
     @inlineCallbacks
     def _insert_in_order(self, payloads: list[bytes]) -> Any:
-        """Insert records keeping their order, a run of one kind at a time."""
+        """Insert records keeping their order, a run of one kind at a time;
+        what the database refuses becomes a dead letter, never a drop.
+        Returns (stored, dead-lettered); raises Unavailable on an outage."""
+        letters: list[dict[str, Any]] = []
+        stored = 0
         run: list[Row] = []
         run_event: EventType | None = None
         for payload in [*payloads, None]:
-            event, row = decode(payload, self.event_types) if payload is not None else (None, None)
-            if run and event is not run_event:
-                outcome = yield self.store.insert(run_event, run)  # type: ignore[arg-type]
-                self._report_refused(run_event, run, outcome)  # type: ignore[arg-type]
-                if outcome is not None and any(isinstance(o, Unavailable) for o in outcome):
-                    raise Unavailable("the database went away during replay")
+            event: EventType | None = None
+            row: Row | None = None
+            if payload is not None:
+                try:
+                    event, row = decode(payload, self.event_types)
+                except (RecordError, ValueError, TypeError) as e:
+                    letters.append(dead_letter(None, None, f"unreadable spool record: {e}", payload))
+                    continue
+            if run and (event is not run_event or payload is None):
+                assert run_event is not None
+                try:
+                    outcome = yield self.store.insert(run_event, run)
+                except InternalError as e:
+                    outcome = [e] * len(run)
+                stored += self._sort(run_event, run, outcome, letters)
                 run = []
             run_event = event
             if row is not None:
                 run.append(row)
+        if letters:
+            yield self.spool.dead_letter(letters)  # type: ignore[union-attr]
+            first = letters[0]
+            log.error("{n} spooled event(s) could not be stored, kept as dead letters in {path}; "
+                      "the first: {kind} {id}: {error}", n=len(letters), path=self.spool.dead_letters.path,  # type: ignore[union-attr]
+                      kind=first.get("type", "?"), id=first.get("MessageID", "?"), error=first["error"])
+        return stored, len(letters)
 
-    @staticmethod
-    def _report_refused(event: EventType, rows: list[Row], outcome: Outcome | None) -> None:
-        for row, error in zip(rows, outcome or ()):
-            if error is not None and not isinstance(error, Unavailable):
-                log.error("spooled {kind} event {id} refused by the database ({column}: {reason}); dropped",
-                          kind=event.name, id=row[event.message_id_index],
-                          column=error.column, reason=error.reason)
+    def _sort(self, event: EventType, rows: list[Row], outcome: Outcome | None,
+              letters: list[dict[str, Any]]) -> int:
+        """Count the stored rows, turn refused ones into dead letters, and
+        stop the replay (Unavailable) if the database went away midway."""
+        if outcome is None:
+            self._proven = True
+            return len(rows)
+        for row, result in zip(rows, outcome):
+            if isinstance(result, Unavailable):
+                raise Unavailable(f"the database went away during replay: {result}")
+            if isinstance(result, RowError):
+                error = f"{result.column}: {result.reason}: {result.detail}" if result.column else result.detail
+                letters.append(dead_letter(event, row, error))
+            elif isinstance(result, InternalError):
+                letters.append(dead_letter(event, row, f"internal error: {result}"))
+        stored = sum(1 for o in outcome if o is None)
+        self._proven = self._proven or stored > 0
+        return stored
 
     # -- shutdown -------------------------------------------------------------------
 
     def stop(self) -> Deferred[None]:
         """Stop probing and let the replay step in progress finish."""
         self._stopping = True
-        if self._probe_call is not None and self._probe_call.active():
-            self._probe_call.cancel()
-        self._probe_call = None
+        for call in (self._probe_call, self._replay_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._probe_call = self._replay_call = None
         return self._replaying if self._replaying is not None else succeed(None)
 
     def health(self) -> dict[str, Any]:
-        spool = {"events": self.spool.events, "bytes": self.spool.bytes} if self.spool else {"events": 0, "bytes": 0}
-        return {"status": "ok", "database": "up" if self.up else "down", "spool": spool}
+        """What /healthz shows: the database, the spool, the dead letters."""
+        state: dict[str, Any] = {"status": "ok", "database": "up" if self.up else "down"}
+        if not self.up and self.down_reason:
+            state["database_error"] = self.down_reason
+        spool = self.spool
+        if spool is None:
+            state["spool"] = {"events": 0, "bytes": 0, "writable": False, "error": "turned off"}
+            state["dead_letter"] = {"events": 0, "corrupt_bytes": 0}
+            return state
+        state["spool"] = {"events": spool.events, "bytes": spool.bytes, "writable": spool.writable}
+        if spool.error:
+            state["spool"]["error"] = spool.error
+        state["dead_letter"] = {"events": spool.dead_letters.events(),
+                                "corrupt_bytes": spool.dead_letters.corrupt_bytes()}
+        return state
 
     def ready(self) -> bool:
-        """Can an event be accepted now: database up, or room in the spool."""
+        """Can an event be accepted now: database up, or a writable spool
+        with room left."""
         if self.up:
             return True
-        if self.spool is None:
+        if self.spool is None or not self.spool.writable:
             return False
         headroom = min(SPOOL_HEADROOM, self.spool.max_bytes // 10)
         return self.spool.max_bytes - self.spool.bytes >= headroom

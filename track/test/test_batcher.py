@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from track.batcher import GATHER_SECONDS, Batcher, Overloaded, RowRejected
 from track.dialects import RowError
 from track.events import EVENT_TYPES
-from track.store import Unavailable
+from track.store import InternalError, Unavailable
 
 SESSION, USER = EVENT_TYPES["session"], EVENT_TYPES["user"]
 
@@ -147,9 +147,19 @@ class BatcherTests(SynchronousTestCase):
     def test_an_outage_fails_the_whole_batch_as_unavailable(self) -> None:
         ds = [self.batcher.submit(SESSION, (n,)) for n in "ab"]
         self.clock.advance(0.005)
-        self.insert.calls[0][2].errback(RuntimeError("connection lost"))
+        self.insert.calls[0][2].errback(Unavailable("connection lost"))
         for d in ds:
             self.failureResultOf(d, Unavailable)
+        self.assertEqual(self.batcher.pending, 0)
+
+    def test_a_failure_nobody_expected_is_not_relabelled_an_outage(self) -> None:
+        # The store alone decides what a failure means; the batcher passes
+        # it to every request as it is (the app answers 500, not 503).
+        ds = [self.batcher.submit(SESSION, (n,)) for n in "ab"]
+        self.clock.advance(0.005)
+        self.insert.calls[0][2].errback(InternalError("ProgrammingError(1064, ...)"))
+        for d in ds:
+            self.failureResultOf(d, InternalError)
         self.assertEqual(self.batcher.pending, 0)
 
     def test_a_client_that_went_away_does_not_break_the_batch(self) -> None:

@@ -12,7 +12,8 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from track.events import EVENT_TYPES, parse_event
-from track.spool import Spool, SpoolFull, decode, encode, read_records
+from track.spool import Spool, SpoolFull, decode, encode, parse_segment
+from track.spool.records import SEGMENT_MAGIC
 from track.store import Unavailable
 from track.writer import PROBE_MAX, Writer
 
@@ -27,14 +28,19 @@ def purchase(n: int) -> tuple[Any, ...]:
         "MessageID": f"m-{n}"}, "", NOW)
 
 
+def segments(spool: Spool) -> list[str]:
+    return sorted(os.path.join(spool.directory, n) for n in os.listdir(spool.directory)
+                  if n.endswith(".spool"))
+
+
 class RecordTests(SynchronousTestCase):
     def test_a_record_decodes_to_exactly_the_row(self) -> None:
         for event, row in ((PURCHASE, purchase(1)),
                            (EVENT_TYPES["item"], parse_event(EVENT_TYPES["item"], {
                                "ProfileID": "1", "Region": "eu", "ItemName": "a", "ItemType": "b",
                                "IsUGC": "true"}, "10.0.0.1", NOW))):
-            record = encode(event, row)
-            self.assertEqual(decode(record[8:], EVENT_TYPES), (event, row))
+            (payload,) = parse_segment(SEGMENT_MAGIC + encode(event, row)).payloads
+            self.assertEqual(decode(payload, EVENT_TYPES), (event, row))
 
 
 class SpoolTests(TestCase):
@@ -52,8 +58,8 @@ class SpoolTests(TestCase):
     def read_all(self, spool: Spool) -> Any:
         rows = []
         for path in (yield spool.sealed()):
-            chunk = yield spool.read(path, 0, 10_000)
-            rows += [decode(p, EVENT_TYPES)[1] for p in chunk.payloads]
+            segment = yield spool.read(path)
+            rows += [decode(p, EVENT_TYPES)[1] for p in segment.payloads]
         return rows
 
     @inlineCallbacks
@@ -62,8 +68,7 @@ class SpoolTests(TestCase):
         yield spool.append([encode(PURCHASE, purchase(1)), encode(PURCHASE, purchase(2))])
         yield spool.append([encode(PURCHASE, purchase(3))])
         self.assertEqual(spool.events, 3)
-        self.assertEqual(spool.bytes, sum(os.path.getsize(os.path.join(spool.directory, n))
-                                          for n in os.listdir(spool.directory)))
+        self.assertEqual(spool.bytes, sum(os.path.getsize(p) for p in segments(spool)))
         self.assertEqual((yield self.read_all(spool)), [purchase(1), purchase(2), purchase(3)])
 
     @inlineCallbacks
@@ -74,7 +79,7 @@ class SpoolTests(TestCase):
         second = self.open()
         self.assertEqual((second.events, second.bytes), (first.events, first.bytes))
         yield second.append([encode(PURCHASE, purchase(2))])
-        self.assertEqual(len(os.listdir(second.directory)), 2)
+        self.assertEqual(len(segments(second)), 2)
         self.assertEqual((yield self.read_all(second)), [purchase(1), purchase(2)])
 
     @inlineCallbacks
@@ -82,16 +87,17 @@ class SpoolTests(TestCase):
         spool = self.open()
         yield spool.append([encode(PURCHASE, purchase(n)) for n in range(5)])
         spool.close()
-        (name,) = os.listdir(spool.directory)
-        path = os.path.join(spool.directory, name)
+        (path,) = segments(spool)
         whole = encode(PURCHASE, purchase(99))
-        for torn in (whole[:5], whole[:-3], whole[:8] + b"x" * (len(whole) - 8)):
+        good = len(SEGMENT_MAGIC) + sum(len(encode(PURCHASE, purchase(n))) for n in range(5))
+        for torn in (whole[:5], whole[:-3], whole[:12] + b"x" * (len(whole) - 12)):
             with open(path, "rb+") as f:
-                f.truncate(sum(len(encode(PURCHASE, purchase(n))) for n in range(5)))
+                f.truncate(good)
                 f.seek(0, 2)
                 f.write(torn)
-            chunk = read_records(path, 0, 100)
-            self.assertEqual((len(chunk.payloads), chunk.torn), (5, True))
+            with open(path, "rb") as f:
+                segment = parse_segment(f.read())
+            self.assertEqual((len(segment.payloads), segment.torn_at, segment.corrupt), (5, good, []))
             reopened = Spool(self.dir, 10**6, reactor)
             reopened.open()
             self.assertEqual(reopened.events, 5)
@@ -99,7 +105,7 @@ class SpoolTests(TestCase):
     @inlineCallbacks
     def test_a_full_spool_refuses_and_keeps_its_bound(self) -> Any:
         record = encode(PURCHASE, purchase(1))
-        spool = self.open(max_bytes=len(record) * 3)
+        spool = self.open(max_bytes=len(SEGMENT_MAGIC) + len(record) * 3)
         yield spool.append([record, record])
         yield self.assertFailure(spool.append([record, record]), SpoolFull)
         self.assertEqual(spool.events, 2)
@@ -148,6 +154,8 @@ class ProbeTests(SynchronousTestCase):
 
     def test_health_reports_the_database_and_the_spool(self) -> None:
         writer = Writer(DownStore(), None, Clock(), dict(EVENT_TYPES))  # type: ignore[arg-type]
-        self.assertEqual(writer.health(), {"status": "ok", "database": "up",
-                                           "spool": {"events": 0, "bytes": 0}})
+        self.assertEqual(writer.health(), {
+            "status": "ok", "database": "up",
+            "spool": {"events": 0, "bytes": 0, "writable": False, "error": "turned off"},
+            "dead_letter": {"events": 0, "corrupt_bytes": 0}})
         self.assertTrue(writer.ready())

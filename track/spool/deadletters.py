@@ -1,0 +1,111 @@
+"""Dead letters: acknowledged events the database refused at replay.
+
+A 201 promised the event would be kept, so an event that cannot be stored
+(a trigger, a constraint, a column narrowed since) is never dropped: it is
+appended to `<spool-dir>/dead-letter/events.jsonl`, one JSON object a line
+(type, MessageID, the client's fields, what the server filled in, the
+database's error, when), fsync'd.  Bytes of a record that failed its
+checksum are kept beside it as `corrupt-<segment>-<offset>.bin`.  An
+operator fixes the cause and re-sends them with
+`python -m track.spool resend SPOOL_DIR URL`.  Everything here blocks: it
+runs on the spool's thread, or in that command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+from track.events import EventType
+from track.spool.records import columns_of
+
+DIRECTORY = "dead-letter"
+EVENTS_FILE = "events.jsonl"
+
+
+def entry(event: EventType | None, row: Sequence[Any] | None, error: str,
+          record: bytes | None = None) -> dict[str, Any]:
+    """One dead letter: the event as a client would send it again, the
+    columns the server filled in, and why it could not be stored."""
+    now = datetime.now(timezone.utc).isoformat()
+    if event is None or row is None:
+        return {"record": (record or b"").decode("ascii", "replace"), "error": error, "time": now}
+    columns = columns_of(event, row)
+    client = {f.name for f in event.fields}
+    return {
+        "type": event.name,
+        "MessageID": row[event.message_id_index],
+        "fields": {k: v for k, v in columns.items() if k in client},
+        "received": {k: v for k, v in columns.items() if k not in client},
+        "error": error,
+        "time": now,
+    }
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _ensure_dir(directory: str) -> None:
+    if not os.path.isdir(directory):
+        os.makedirs(directory, exist_ok=True)
+        _fsync_dir(os.path.dirname(directory))
+
+
+def write_durably(path: str, data: bytes, mode: str = "ab") -> None:
+    """Append (or write) `data` and fsync it and, if new, its name."""
+    directory = os.path.dirname(path)
+    _ensure_dir(directory)
+    new = not os.path.exists(path)
+    with open(path, mode) as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    if new:
+        _fsync_dir(directory)
+
+
+class DeadLetters:
+    """The dead-letter area of one spool directory."""
+
+    def __init__(self, spool_directory: str) -> None:
+        self.directory = os.path.join(spool_directory, DIRECTORY)
+        self.path = os.path.join(self.directory, EVENTS_FILE)
+        self._counted: tuple[int, int, int] = (0, 0, 0)  # (inode, size, lines) last counted
+
+    def append(self, entries: Sequence[dict[str, Any]]) -> None:
+        """Write and fsync `entries`; raises OSError (e.g. no space left)."""
+        data = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries).encode()
+        write_durably(self.path, data)
+
+    def keep_corrupt(self, segment: str, offset: int, data: bytes) -> None:
+        name = f"corrupt-{os.path.basename(segment).split('.')[0]}-{offset}.bin"
+        write_durably(os.path.join(self.directory, name), data, "wb")
+
+    def events(self) -> int:
+        """Dead letters in the file now (recounted only when it changed:
+        a resend may have taken them away)."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return 0
+        inode, size, lines = self._counted
+        if (st.st_ino, st.st_size) != (inode, size):
+            with open(self.path, "rb") as f:
+                lines = sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
+            self._counted = (st.st_ino, st.st_size, lines)
+        return lines
+
+    def corrupt_bytes(self) -> int:
+        try:
+            names = os.listdir(self.directory)
+        except OSError:
+            return 0
+        return sum(os.path.getsize(os.path.join(self.directory, n))
+                   for n in names if n.startswith("corrupt-"))

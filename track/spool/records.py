@@ -1,0 +1,180 @@
+"""Spool records: how an acknowledged event is written to disk and read back.
+
+Format 2 (this release): a segment starts with SEGMENT_MAGIC; each record is
+`RECORD_MARK | length | crc32 | payload`, the payload a JSON object naming
+its event type and every column by name, so a later release with other
+field tables still reads it.  JSON is written ASCII-only, and the mark holds
+a byte (0xFF) that ASCII never has, so after a damaged record the reader
+finds the next one by searching for the mark and checking its checksum.
+
+Format 1 (releases up to 2026-11-28): no segment header, records
+`length | crc32 | payload`, the payload `[kind, [values...]]` in the column
+order of that release, kept below as V1_COLUMNS.  Read, never written.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Mapping, Sequence
+
+from track.events import EventType
+
+SEGMENT_MAGIC = b"track-spool 2\n"
+RECORD_MARK = b"\xffTRK"
+_V2_HEADER = struct.Struct(">4sII")  # mark, payload length, crc32 of payload
+_V1_HEADER = struct.Struct(">II")  # payload length, crc32 of payload
+MAX_PAYLOAD = 64 * 1024 * 1024  # no event comes near; a larger length is damage
+
+# Column order of format 1 records, frozen as that release wrote them.
+V1_COLUMNS: dict[str, tuple[str, ...]] = {
+    "session": ("Region", "SessionID", "RemoteIP", "SessionType", "Message", "ProfileID",
+                "MessageID", "Created"),
+    "user": ("ProfileID", "Region", "Referrer", "Message", "MessageID", "RemoteIP", "Created"),
+    "item": ("ProfileID", "Region", "ItemName", "ItemType", "IsUGC", "PriceGold", "PriceSilver",
+             "MessageID", "RemoteIP", "Created"),
+    "purchase": ("ProfileID", "Region", "Currency", "GrossAmount", "NetAmount", "PaymentProvider",
+                 "Product", "MessageID", "Created"),
+}
+
+
+class RecordError(ValueError):
+    """A whole, checksummed record this release cannot turn into a row."""
+
+
+def _plain(value: Any) -> Any:
+    """A column value as JSON holds it."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def columns_of(event: EventType, row: Sequence[Any]) -> dict[str, Any]:
+    """A row as {column: JSON value}, NULLs left out."""
+    return {c: _plain(v) for c, v in zip(event.columns, row) if v is not None}
+
+
+def encode(event: EventType, row: Sequence[Any]) -> bytes:
+    """One event as a format 2 record."""
+    payload = json.dumps({"type": event.name, "columns": columns_of(event, row)},
+                         separators=(",", ":")).encode("ascii")
+    return _V2_HEADER.pack(RECORD_MARK, len(payload), zlib.crc32(payload)) + payload
+
+
+def decode(payload: bytes, event_types: Mapping[str, EventType]) -> tuple[EventType, tuple[Any, ...]]:
+    """A record's payload (either format) as a row of today's field tables.
+
+    Raises RecordError when it names an unknown type or column, or lacks a
+    required one: such a record goes to the dead letters, never away."""
+    try:
+        data = json.loads(payload)
+    except ValueError as e:
+        raise RecordError(f"not JSON: {e}") from None
+    if isinstance(data, list):  # format 1
+        kind, values = data
+        columns = dict(zip(V1_COLUMNS.get(kind, ()), values))
+    else:
+        kind, columns = data.get("type"), dict(data.get("columns", {}))
+    event = event_types.get(kind) if isinstance(kind, str) else None
+    if event is None:
+        raise RecordError(f"unknown event type {kind!r}")
+    return event, _row(event, columns)
+
+
+def _row(event: EventType, columns: dict[str, Any]) -> tuple[Any, ...]:
+    row: list[Any] = []
+    for f in event.fields:
+        value = columns.pop(f.name, None)
+        if value is None:
+            if f.required:
+                raise RecordError(f"{event.name} record lacks {f.name}")
+            value = f.default() if f.default else None
+        elif f.type == "money":
+            value = Decimal(value)
+        row.append(value)
+    if event.remote_ip_column:
+        row.append(columns.pop("RemoteIP", ""))
+    created = columns.pop("Created", None)
+    if created is None:
+        raise RecordError(f"{event.name} record lacks Created")
+    row.append(datetime.fromisoformat(created))
+    if columns:
+        raise RecordError(f"{event.name} record has unknown column(s) {', '.join(sorted(columns))}")
+    return tuple(row)
+
+
+@dataclass
+class Segment:
+    """What one segment file holds: whole records in order, the byte ranges
+    that failed their checks between them, and where a torn tail starts."""
+
+    payloads: list[bytes] = field(default_factory=list)
+    corrupt: list[tuple[int, bytes]] = field(default_factory=list)  # (offset, bytes)
+    torn_at: int | None = None
+
+
+def parse_segment(data: bytes) -> Segment:
+    """Every whole record of a segment file's bytes, either format."""
+    if data.startswith(SEGMENT_MAGIC):
+        return _parse_v2(data)
+    return _parse_v1(data)
+
+
+def _parse_v1(data: bytes) -> Segment:
+    """Format 1 cannot resynchronise: reading stops at the first bad record."""
+    segment = Segment()
+    pos = 0
+    while pos < len(data):
+        if len(data) - pos < _V1_HEADER.size:
+            segment.torn_at = pos
+            break
+        length, crc = _V1_HEADER.unpack_from(data, pos)
+        payload = data[pos + _V1_HEADER.size:pos + _V1_HEADER.size + length]
+        if len(payload) < length or zlib.crc32(payload) != crc:
+            segment.torn_at = pos
+            break
+        segment.payloads.append(payload)
+        pos += _V1_HEADER.size + length
+    return segment
+
+
+def _record_at(data: bytes, pos: int) -> int:
+    """The end of a whole, checksummed record at `pos`, or -1."""
+    if len(data) - pos < _V2_HEADER.size:
+        return -1
+    mark, length, crc = _V2_HEADER.unpack_from(data, pos)
+    end = pos + _V2_HEADER.size + length
+    if mark != RECORD_MARK or length > MAX_PAYLOAD or end > len(data):
+        return -1
+    if zlib.crc32(data[pos + _V2_HEADER.size:end]) != crc:
+        return -1
+    return end
+
+
+def _parse_v2(data: bytes) -> Segment:
+    segment = Segment()
+    pos = len(SEGMENT_MAGIC)
+    while pos < len(data):
+        end = _record_at(data, pos)
+        if end >= 0:
+            segment.payloads.append(data[pos + _V2_HEADER.size:end])
+            pos = end
+            continue
+        # Damage: look for the next whole record.  None after it means a
+        # tail torn by a crash (never acknowledged); one means the bytes in
+        # between were a record damaged in place.
+        resume = data.find(RECORD_MARK, pos + 1)
+        while resume >= 0 and _record_at(data, resume) < 0:
+            resume = data.find(RECORD_MARK, resume + 1)
+        if resume < 0:
+            segment.torn_at = pos
+            break
+        segment.corrupt.append((pos, data[pos:resume]))
+        pos = resume
+    return segment
