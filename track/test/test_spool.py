@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
+import subprocess
+from unittest import SkipTest
 from datetime import datetime
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, fail, inlineCallbacks
+from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
+from twisted.internet.task import deferLater
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from track.events import EVENT_TYPES, parse_event
-from track.spool import Spool, SpoolFull, decode, encode, parse_segment
+from track.spool import Spool, SpoolBroken, SpoolFull, decode, encode, parse_segment
 from track.spool.records import SEGMENT_MAGIC
 from track.store import Unavailable
 from track.writer import PROBE_MAX, Writer
@@ -122,6 +125,82 @@ class SpoolTests(TestCase):
         self.assertEqual((spool.events, spool.bytes, os.listdir(spool.directory)), (0, 0, []))
 
 
+    @inlineCallbacks
+    def test_opening_reads_the_counts_of_sealed_segments_not_their_records(self) -> Any:
+        first = self.open()
+        yield first.append([encode(PURCHASE, purchase(n)) for n in range(3)])
+        first.close()
+        (path,) = segments(first)
+        with open(path, "r+b") as f:  # same size, records unreadable: only a scan would notice
+            f.seek(len(SEGMENT_MAGIC))
+            f.write(b"\0" * (os.path.getsize(path) - len(SEGMENT_MAGIC)))
+        self.assertEqual(self.open().events, 3)
+        os.unlink(path[: -len(".spool")] + ".count")  # unsealed, as after a crash: scanned
+        self.assertEqual(self.open().events, 0)
+
+
+class FullDiskTests(TestCase):
+    """The spool on a real, tiny filesystem that fills up (needs root)."""
+
+    def setUp(self) -> None:
+        if os.geteuid() != 0:
+            raise SkipTest("REQUIRED-SKIPPED: mounting a tmpfs needs root")
+        self.mount = os.path.abspath(self.mktemp())
+        os.makedirs(self.mount)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", self.mount], check=True)
+        self.addCleanup(subprocess.run, ["umount", "-l", self.mount], check=True)
+        self.spool = Spool(os.path.join(self.mount, "spool"), 10**9, reactor)
+        self.spool.open()
+        self.spool.start()
+        self.addCleanup(self.spool.close)
+
+    @inlineCallbacks
+    def wait_writable(self) -> Any:
+        for _ in range(200):  # the spool checks again after 0.5 s, then 1 s
+            if self.spool.writable:
+                return
+            yield deferLater(reactor, 0.05, lambda: None)
+        self.fail("the spool did not become writable again")
+
+    @inlineCallbacks
+    def test_a_full_disk_refuses_appends_then_recovers_without_losing_a_record(self) -> Any:
+        acknowledged = []
+        n = 0
+        while True:  # bounded by the filesystem's 128 KiB
+            batch = [encode(PURCHASE, purchase(n + i)) for i in range(20)]
+            try:
+                yield self.spool.append(batch)
+            except SpoolBroken:
+                break
+            acknowledged += [purchase(n + i) for i in range(20)]
+            n += 20
+        self.assertFalse(self.spool.writable)
+        self.assertIn("No space left on device", self.spool.error)
+        self.assertGreater(len(acknowledged), 100)
+        # What was acknowledged is whole on disk; the failed append left no bytes behind.
+        (path,) = segments(self.spool)
+        with open(path, "rb") as f:
+            segment = parse_segment(f.read())
+        self.assertEqual((segment.torn_at, segment.corrupt), (None, []))
+        self.assertEqual([decode(p, EVENT_TYPES)[1] for p in segment.payloads], acknowledged)
+        self.assertEqual(self.spool.events, len(acknowledged))
+        # Space comes back: the spool notices by itself and appends to a new segment.
+        (path,) = yield self.spool.sealed()
+        yield self.spool.remove(path)
+        yield self.wait_writable()
+        yield self.spool.append([encode(PURCHASE, purchase(10**6))])
+        self.assertEqual((yield self.read_all()), [purchase(10**6)])
+        self.flushLoggedErrors()
+
+    @inlineCallbacks
+    def read_all(self) -> Any:
+        rows = []
+        for path in (yield self.spool.sealed()):
+            segment = yield self.spool.read(path)
+            rows += [decode(p, EVENT_TYPES)[1] for p in segment.payloads]
+        return rows
+
+
 class DownStore:
     """A database that does not answer, counting how often it was asked."""
 
@@ -134,6 +213,19 @@ class DownStore:
     def ping(self) -> Deferred[None]:
         self.pings += 1
         return fail(Unavailable("connection refused"))
+
+
+class ReadOnlyStore(DownStore):
+    """Answers the probe, refuses every write until `writable`."""
+
+    writable = False
+
+    def insert(self, event: Any, rows: Any) -> Deferred[Any]:
+        return succeed(None) if self.writable else fail(Unavailable("1290 read-only"))
+
+    def ping(self) -> Deferred[None]:
+        self.pings += 1
+        return succeed(None)
 
 
 class ProbeTests(SynchronousTestCase):
@@ -151,6 +243,35 @@ class ProbeTests(SynchronousTestCase):
         self.assertEqual(gaps, [0.5, 1.0, 2.0, 4.0, 8.0, PROBE_MAX, PROBE_MAX, PROBE_MAX])
         writer.stop()
         self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_a_database_that_answers_but_takes_no_writes_is_probed_with_growing_gaps(self) -> None:
+        # A read-only server or a node leaving its cluster: the probe may
+        # succeed, but writes fail.  Each failed attempt must not reset the
+        # backoff, or the state flaps (and logs) every 0.5 s.
+        clock, store = Clock(), ReadOnlyStore()
+        writer = Writer(store, None, clock, dict(EVENT_TYPES))  # type: ignore[arg-type]
+        self.failureResultOf(writer.insert(PURCHASE, [purchase(1)]), Unavailable)
+        gaps = []
+        for _ in range(6):
+            before, pings = clock.seconds(), store.pings
+            while store.pings == pings:
+                clock.advance(0.25)
+            gaps.append(clock.seconds() - before)
+            self.assertTrue(writer.up)  # declared back by the probe ...
+            self.failureResultOf(writer.insert(PURCHASE, [purchase(1)]), Unavailable)  # ... but writes fail
+            self.assertFalse(writer.up)
+        self.assertEqual(gaps, [0.5, 1.0, 2.0, 4.0, 8.0, PROBE_MAX])
+        store.writable = True
+        while store.pings < 7:
+            clock.advance(0.25)
+        self.successResultOf(writer.insert(PURCHASE, [purchase(1)]))
+        store.writable = False
+        self.failureResultOf(writer.insert(PURCHASE, [purchase(1)]), Unavailable)
+        before = clock.seconds()
+        while store.pings < 8:
+            clock.advance(0.25)
+        self.assertEqual(clock.seconds() - before, 0.5, "a write got through: the next outage starts afresh")
+        writer.stop()
 
     def test_health_reports_the_database_and_the_spool(self) -> None:
         writer = Writer(DownStore(), None, Clock(), dict(EVENT_TYPES))  # type: ignore[arg-type]
