@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -192,6 +192,76 @@ SCENARIOS = {
 }
 
 
+def build_spool(directory: str, events: int) -> None:
+    """A spool of `events` session events, written by track's own Spool
+    code (called synchronously here: the bench is its only thread)."""
+    from datetime import datetime
+
+    from track.events import EVENT_TYPES, parse_event
+    from track.spool import Spool, encode
+
+    session = EVENT_TYPES["session"]
+    spool = Spool(directory, 1 << 62, None)
+    spool.open()
+    created = datetime(2026, 11, 29, 12, 0, 0)
+    flush = 1000
+    for start in range(0, events, flush):
+        records = [encode(session, parse_event(session, {
+            "Region": "eu", "SessionID": f"s{n}", "RemoteIP": "10.0.0.1", "SessionType": "bench",
+            "MessageID": f"spool-{n}"}, "", created)) for n in range(start, min(start + flush, events))]
+        spool._write(b"".join(records), len(records))
+    spool._seal()
+
+
+def get_json(url: str) -> dict[str, Any] | None:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.loads(response.read())  # type: ignore[no-any-return]
+    except Exception:
+        return None
+
+
+def spool_start_and_replay(args: argparse.Namespace, tmp: str, events: int) -> tuple[float, float]:
+    """Seconds from starting twistd to /readyz 200, and replay events/s
+    (from then until the spool is empty and every row is in the database)."""
+    spool_dir = os.path.join(tmp, f"spool-{events}")
+    shutil.rmtree(spool_dir, ignore_errors=True)
+    if events:
+        build_spool(spool_dir, events)
+    execute(parse_dsn(args.dsn), "TRUNCATE TABLE SessionEvent")
+    log = os.path.join(tmp, f"spool-{events}.log")
+    with open(log, "wb") as out:
+        started = time.monotonic()
+        proc = subprocess.Popen(track_argv(args, "--spool-dir", spool_dir),
+                                cwd=tmp, env=child_env(), stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://{args.track_http}"
+    try:
+        deadline = started + START_TIMEOUT
+        while get_json(base + "/readyz") != {"ready": True}:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"track did not get ready; see {log}")
+            time.sleep(0.01)
+        ready = time.monotonic() - started
+        replay_start = time.monotonic()
+        deadline = replay_start + 600
+        while True:
+            health = get_json(base + "/healthz")
+            if health and health["spool"]["events"] == 0:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"replay did not finish in 600 s; see {log}")
+            time.sleep(0.05)
+        replayed = time.monotonic() - replay_start
+    finally:
+        stop(proc)
+    rows = execute(parse_dsn(args.dsn), "SELECT COUNT(*) FROM SessionEvent")[0][0]
+    if rows != events:
+        raise RuntimeError(f"replay stored {rows} of {events} spooled events; see {log}")
+    return ready, (events / replayed if events else 0.0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dsn", default=os.environ.get("TRACK_BENCH_MYSQL_DSN"),
@@ -203,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=2, help="rounds of all scenarios, alternated (default 2)")
     p.add_argument("--scenarios", default="floor,track",
                    help=f"comma-separated, from: {', '.join(SCENARIOS)} (default floor,track)")
+    p.add_argument("--spool-events", type=int, default=1_000_000,
+                   help="events in the spool of the 'spool' scenario (default 1000000)")
     p.add_argument("--track-arg", action="append", default=[],
                    help="extra option for twistd track, e.g. --track-arg=--batch-size=100")
     args = p.parse_args(argv)
@@ -211,6 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not shutil.which("wrk"):
         p.error("wrk is not installed: apt-get install wrk")
     names = [n.strip() for n in args.scenarios.split(",")]
+    spool_runs = "spool" in names
+    names = [n for n in names if n != "spool"]
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
         p.error(f"unknown scenario(s) {unknown}")
@@ -218,15 +292,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     if prepare_database(parse_dsn(args.dsn)) is None:
         p.error(f"cannot reach the database of --dsn {parse_dsn(args.dsn).redacted()}")
     by_name: dict[str, list[Result]] = {n: [] for n in names}
+    spool: list[tuple[float, float, float]] = []  # ready with an empty spool, with N events, replay/s
     with tempfile.TemporaryDirectory(prefix="track-bench-") as tmp:
         for _ in range(args.rounds):
             for name in names:
                 args.track_http = f"127.0.0.1:{free_port()}"
                 by_name[name].append(SCENARIOS[name](args, tmp))
+            if spool_runs:
+                args.track_http = f"127.0.0.1:{free_port()}"
+                empty, _ = spool_start_and_replay(args, tmp, 0)
+                args.track_http = f"127.0.0.1:{free_port()}"
+                full, rate = spool_start_and_replay(args, tmp, args.spool_events)
+                spool.append((empty, full, rate))
     medians = [median_result(rs) for rs in by_name.values()]
     floor = next((r.eps for n, r in zip(names, medians) if n == "floor"), None)
     peer = next((r.eps for n, r in zip(names, medians) if n == "peer"), None)
     print(table(medians, floor, peer))
+    if spool:
+        batch = next((r.eps for n, r in zip(names, medians) if n == "batch"), None)
+        empty, full, rate = sorted(spool, key=lambda s: s[2])[len(spool) // 2]
+        print(f"\nspool: ready (/readyz 200) {full:.2f} s after start with {args.spool_events} spooled events, "
+              f"{empty:.2f} s with none; replay {rate:.0f} events/s"
+              + (f" = {rate / batch:.2f} x the live batch ingest ({batch:.0f} events/s)" if batch else "")
+              + "   [each round: " + "; ".join(f"{f:.2f} s / {r:.0f} ev/s" for _, f, r in spool) + "]")
     print(f"\nmedians of {args.rounds} rounds; connections={args.connections} duration={args.duration}s "
           f"after {args.warmup}s warm-up; "
           f"cores={os.cpu_count()}; wrk on the same machine")
