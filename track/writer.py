@@ -21,7 +21,7 @@ from twisted.python.failure import Failure
 from track.dialects import RowError
 from track.events import EventType
 from track.logs import Logger
-from track.spool import RecordError, Spool, SpoolBroken, SpoolFull, decode, encode
+from track.spool import RecordError, Segment, Spool, SpoolBroken, SpoolFull, decode, encode
 from track.spool.deadletters import entry as dead_letter
 from track.store import InternalError, Outcome, Row, Store, Unavailable
 
@@ -208,11 +208,7 @@ class Writer:
                 break
             for path in paths:
                 segment = yield self.spool.read(path)
-                if segment.corrupt:
-                    yield self.spool.keep_corrupt(path, segment.corrupt)
-                    log.error("spool segment {path}: {n} damaged record(s) ({b} bytes) skipped and kept "
-                              "in the dead-letter area; the records after them are replayed",
-                              path=path, n=len(segment.corrupt), b=sum(len(c) for _, c in segment.corrupt))
+                yield self._keep_damaged(path, segment)
                 for start in range(0, len(segment.payloads), REPLAY_BATCH):
                     stored, refused = yield self._insert_in_order(segment.payloads[start:start + REPLAY_BATCH])
                     replayed += stored
@@ -223,6 +219,23 @@ class Writer:
         if replayed or dead:
             log.info("replayed {n} spooled events into the database; {d} refused by it, kept as dead letters",
                      n=replayed, d=dead)
+
+    @inlineCallbacks
+    def _keep_damaged(self, path: str, segment: Segment) -> Any:
+        """Bytes that are no whole record go to the dead-letter area, never away."""
+        damaged = list(segment.corrupt)
+        if segment.tail:
+            damaged.append((segment.torn_at or 0, segment.tail))
+        if not damaged:
+            return
+        yield self.spool.keep_corrupt(path, damaged)  # type: ignore[union-attr]
+        if segment.corrupt:
+            log.error("spool segment {path}: {n} damaged record(s) ({b} bytes) skipped and kept in the "
+                      "dead-letter area; the records after them are replayed", path=path,
+                      n=len(segment.corrupt), b=sum(len(c) for _, c in segment.corrupt))
+        if segment.tail:
+            log.warn("spool segment {path}: a torn tail of {b} bytes (an append a crash cut short, never "
+                     "acknowledged) kept in the dead-letter area", path=path, b=len(segment.tail))
 
     @inlineCallbacks
     def _insert_in_order(self, payloads: list[bytes]) -> Any:

@@ -112,68 +112,71 @@ def _row(event: EventType, columns: dict[str, Any]) -> tuple[Any, ...]:
 @dataclass
 class Segment:
     """What one segment file holds: whole records in order, the byte ranges
-    that failed their checks between them, and where a torn tail starts."""
+    that failed their checks between them, and a torn tail: bytes after the
+    last whole record (a crash cut an append short; kept all the same)."""
 
     payloads: list[bytes] = field(default_factory=list)
     corrupt: list[tuple[int, bytes]] = field(default_factory=list)  # (offset, bytes)
     torn_at: int | None = None
+    tail: bytes = b""
 
 
 def parse_segment(data: bytes) -> Segment:
     """Every whole record of a segment file's bytes, either format."""
     if data.startswith(SEGMENT_MAGIC):
-        return _parse_v2(data)
-    return _parse_v1(data)
+        return _parse(data, len(SEGMENT_MAGIC), _v2_record_at, _v2_next)
+    return _parse(data, 0, _v1_record_at, _v1_next)
 
 
-def _parse_v1(data: bytes) -> Segment:
-    """Format 1 cannot resynchronise: reading stops at the first bad record."""
-    segment = Segment()
-    pos = 0
-    while pos < len(data):
-        if len(data) - pos < _V1_HEADER.size:
-            segment.torn_at = pos
-            break
-        length, crc = _V1_HEADER.unpack_from(data, pos)
-        payload = data[pos + _V1_HEADER.size:pos + _V1_HEADER.size + length]
-        if len(payload) < length or zlib.crc32(payload) != crc:
-            segment.torn_at = pos
-            break
-        segment.payloads.append(payload)
-        pos += _V1_HEADER.size + length
-    return segment
-
-
-def _record_at(data: bytes, pos: int) -> int:
-    """The end of a whole, checksummed record at `pos`, or -1."""
+def _v2_record_at(data: bytes, pos: int) -> int:
+    """The end of a whole, checksummed format 2 record at `pos`, or -1."""
     if len(data) - pos < _V2_HEADER.size:
         return -1
     mark, length, crc = _V2_HEADER.unpack_from(data, pos)
     end = pos + _V2_HEADER.size + length
     if mark != RECORD_MARK or length > MAX_PAYLOAD or end > len(data):
         return -1
-    if zlib.crc32(data[pos + _V2_HEADER.size:end]) != crc:
+    return end if zlib.crc32(data[pos + _V2_HEADER.size:end]) == crc else -1
+
+
+def _v2_next(data: bytes, pos: int) -> int:
+    """Where the next record could start: the next mark."""
+    return data.find(RECORD_MARK, pos + 1)
+
+
+def _v1_record_at(data: bytes, pos: int) -> int:
+    if len(data) - pos < _V1_HEADER.size:
         return -1
-    return end
+    length, crc = _V1_HEADER.unpack_from(data, pos)
+    end = pos + _V1_HEADER.size + length
+    if end > len(data) or data[pos + _V1_HEADER.size:pos + _V1_HEADER.size + 2] != b'["':
+        return -1
+    return end if zlib.crc32(data[pos + _V1_HEADER.size:end]) == crc else -1
 
 
-def _parse_v2(data: bytes) -> Segment:
+def _v1_next(data: bytes, pos: int) -> int:
+    """Format 1 has no mark: every payload starts with `["`, just after a header."""
+    found = data.find(b'["', pos + 1 + _V1_HEADER.size)
+    return found - _V1_HEADER.size if found >= 0 else -1
+
+
+def _parse(data: bytes, pos: int, record_at: Any, next_candidate: Any) -> Segment:
     segment = Segment()
-    pos = len(SEGMENT_MAGIC)
+    header = _V2_HEADER.size if record_at is _v2_record_at else _V1_HEADER.size
     while pos < len(data):
-        end = _record_at(data, pos)
+        end = record_at(data, pos)
         if end >= 0:
-            segment.payloads.append(data[pos + _V2_HEADER.size:end])
+            segment.payloads.append(data[pos + header:end])
             pos = end
             continue
         # Damage: look for the next whole record.  None after it means a
         # tail torn by a crash (never acknowledged); one means the bytes in
         # between were a record damaged in place.
-        resume = data.find(RECORD_MARK, pos + 1)
-        while resume >= 0 and _record_at(data, resume) < 0:
-            resume = data.find(RECORD_MARK, resume + 1)
+        resume = next_candidate(data, pos)
+        while resume >= 0 and record_at(data, resume) < 0:
+            resume = next_candidate(data, resume)
         if resume < 0:
-            segment.torn_at = pos
+            segment.torn_at, segment.tail = pos, data[pos:]
             break
         segment.corrupt.append((pos, data[pos:resume]))
         pos = resume

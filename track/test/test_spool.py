@@ -139,6 +139,31 @@ class SpoolTests(TestCase):
         self.assertEqual(self.open().events, 0)
 
 
+class FormatOneTests(SynchronousTestCase):
+    """Segments written by the previous release (no header, no marks)."""
+
+    def setUp(self) -> None:
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "spool-v1", "000000000001.spool")
+        with open(path, "rb") as f:
+            self.data = f.read()
+
+    def test_every_record_reads_as_a_row_of_todays_tables(self) -> None:
+        segment = parse_segment(self.data)
+        rows = [decode(p, EVENT_TYPES) for p in segment.payloads]
+        self.assertEqual([(e.name, row[e.message_id_index]) for e, row in rows], [
+            ("session", "v1-session-1"), ("session", "v1-session-2"), ("user", "v1-user-1"),
+            ("item", "v1-item-1"), ("item", "v1-item-2"), ("purchase", "v1-purchase-1")])
+        self.assertEqual((segment.corrupt, segment.torn_at), ([], None))
+
+    def test_a_damaged_record_is_skipped_and_the_ones_after_it_found_again(self) -> None:
+        first = parse_segment(self.data).payloads
+        at = 8 + len(first[0]) + 8 + 20  # inside the second record's payload
+        damaged = self.data[:at] + bytes([self.data[at] ^ 0x20]) + self.data[at + 1:]
+        segment = parse_segment(damaged)
+        self.assertEqual(segment.payloads, first[:1] + first[2:])
+        self.assertEqual([offset for offset, _ in segment.corrupt], [8 + len(first[0])])
+
+
 class FullDiskTests(TestCase):
     """The spool on a real, tiny filesystem that fills up (needs root)."""
 
