@@ -1,0 +1,427 @@
+"""Disk and database faults beyond an outage: a full spool disk (ENOSPC)
+while the database is down, when it returns, and at a restart; and a
+read-only database.
+
+Each runs `twistd -n track` against a private mariadbd (never the shared
+server) with clients posting session events with unique MessageIDs and
+retrying a 503 with the same MessageID, as test_faults does.  The spool's
+disk is a small tmpfs the test mounts (and unmounts at cleanup), filled with
+a filler file.  Each test ends by checking that every acknowledged event is
+in MySQL exactly once, and prints its figures.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import time
+from typing import Any
+
+import treq
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import TestCase
+from twisted.web.client import HTTPConnectionPool
+
+from track.test.mariadb import (
+    MARIADBD_SKIP,
+    ThrowawayMariaDB,
+    free_port,
+    throwaway_mariadb,
+)
+from track.test.process import TwistdTrack
+from track.test.test_faults import TABLE, WAIT, Load, sleep, wait_until
+
+DISK_SIZE = "2m"
+LEAVE_FREE = 256 * 1024  # what the filler leaves of the tmpfs
+ATTEMPTS = 20  # bound on the requests made while waiting for a full disk's 503
+READ_ONLY_SECONDS = 3.0
+FLAP_LINES = (b"database unavailable", b"database is back")
+
+# One event of each other kind, as forms (the load posts sessions).
+OTHER_KINDS = {
+    "user": ("UserEvent", "ProfileID=7&Region=eu"),
+    "item": ("ItemEvent", "ProfileID=7&Region=eu&ItemName=axe&ItemType=w&IsUGC=true"),
+    "purchase": ("PurchaseEvent", ("ProfileID=7&Region=eu&Currency=EUR&GrossAmount=9.99&NetAmount=8.5"
+                                   "&PaymentProvider=card&Product=gems")),
+}
+
+
+def free_bytes(directory: str) -> int:
+    st = os.statvfs(directory)
+    return st.f_bavail * st.f_frsize
+
+
+def write_filler(path: str, size: int) -> None:
+    """A file of `size` zero bytes, fsync'd."""
+    chunk = b"\0" * 65536
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            left -= f.write(chunk[: min(left, len(chunk))])
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def fill_completely(path: str, limit: int = 64 * 1024**2) -> int:
+    """Append zeros to `path` until the disk says ENOSPC, in ever smaller
+    pieces so no byte is left; how many bytes were written (at most `limit`)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    written = 0
+    try:
+        for piece in (65536, 4096, 512, 1):
+            data = b"\0" * piece
+            while written < limit:
+                try:
+                    written += os.write(fd, data)
+                except OSError as e:
+                    if e.errno != errno.ENOSPC:
+                        raise
+                    break
+    finally:
+        os.close(fd)
+    return written
+
+
+class DiskFaultTests(TestCase):
+    skip = MARIADBD_SKIP
+    timeout = 300
+
+    def setUp(self) -> None:
+        self.db: ThrowawayMariaDB = throwaway_mariadb(self, "track")
+        self.cwd = os.path.abspath(self.mktemp())
+        os.makedirs(self.cwd)
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.url = f"{self.base}/api/1.0/track/session/"
+        self.proc: TwistdTrack | None = None
+        self.procs: list[TwistdTrack] = []
+        self.spool_dir = os.path.join(self.cwd, "track-spool")
+        self.disk: str | None = None
+        self.extra_acked: list[tuple[str, str]] = []  # (table, MessageID) acknowledged outside the load
+        self.addCleanup(self._keep_outputs)
+
+    def _keep_outputs(self) -> None:
+        """Leave each twistd's output beside the test, for a post-mortem."""
+        for n, proc in enumerate(self.procs):
+            with open(os.path.join(self.cwd, f"twistd-{n}.out"), "wb") as f:
+                f.write(proc.output)
+
+    # -- as in test_faults.FaultTests (copied: importing that class by name
+    # would make trial run its tests here too) -----------------------------------
+
+    def load(self, tolerate_refused: bool = False) -> Load:
+        load = Load(self.url, tolerate_refused)
+        self.addCleanup(load.stop)
+        return load
+
+    @inlineCallbacks
+    def kill_track(self) -> Any:
+        assert self.proc is not None
+        self.proc.signal("KILL")
+        yield self.proc.ended
+
+    @inlineCallbacks
+    def health(self) -> Any:
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        response = yield treq.get(f"{self.base}/healthz", pool=pool, timeout=10)
+        body = yield response.json()
+        return body
+
+    @inlineCallbacks
+    def drained(self) -> Any:
+        body = yield self.health()
+        return body["database"] == "up" and body["spool"]["events"] == 0
+
+    def stop_db(self) -> Deferred[None]:
+        return deferToThread(self.db.stop)
+
+    def start_db(self) -> Deferred[None]:
+        return deferToThread(self.db.start)
+
+    # -- the spool's disk ----------------------------------------------------------
+
+    def mount_disk(self) -> str:
+        """A tmpfs of DISK_SIZE, unmounted at cleanup; the spool goes in it.
+        Mount before starting track, so track is stopped before the unmount."""
+        disk = os.path.abspath(self.mktemp())
+        os.makedirs(disk)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_SIZE}", "tmpfs", disk], check=True,
+                       timeout=30)
+        self.addCleanup(self._unmount, disk)
+        self.disk = disk
+        self.spool_dir = os.path.join(disk, "spool")
+        return disk
+
+    @staticmethod
+    def _unmount(disk: str) -> None:
+        if subprocess.run(["umount", disk], check=False, timeout=30).returncode != 0:
+            subprocess.run(["umount", "-l", disk], check=True, timeout=30)
+
+    def filler(self) -> str:
+        assert self.disk is not None
+        return os.path.join(self.disk, "filler")
+
+    # -- track ---------------------------------------------------------------------
+
+    def start_track(self, *extra: str, dsn: str | None = None) -> Deferred[str]:
+        args = ["--dsn", dsn or self.db.dsn("track"), "--http", f"tcp:{self.port}:interface=127.0.0.1"]
+        if self.disk is not None:
+            args += ["--spool-dir", self.spool_dir]
+        self.proc = TwistdTrack([*args, *extra], self.cwd)
+        self.procs.append(self.proc)
+        self.addCleanup(self.proc.stop)
+        return self.proc.ready
+
+    def output_lines(self, needles: tuple[bytes, ...], start: int = 0) -> list[bytes]:
+        assert self.proc is not None
+        return [line for line in self.proc.output[start:].splitlines() if any(n in line for n in needles)]
+
+    @inlineCallbacks
+    def readyz(self) -> Any:
+        response = yield treq.get(f"{self.base}/readyz", pool=HTTPConnectionPool(reactor, False), timeout=10)
+        yield response.content()
+        return response.code
+
+    @inlineCallbacks
+    def ready_is(self, code: int) -> Any:
+        got = yield self.readyz()
+        return got == code
+
+    @inlineCallbacks
+    def spool_writable(self) -> Any:
+        body = yield self.health()
+        return body["spool"]["writable"] is True
+
+    @inlineCallbacks
+    def post(self, path: str, body: bytes, content_type: str) -> Any:
+        """One request on its own connection: (status, Retry-After, body)."""
+        headers: dict[str | bytes, str | bytes] = {"Content-Type": content_type}
+        response = yield treq.post(f"{self.base}{path}", data=body, pool=HTTPConnectionPool(reactor, False),
+                                   timeout=WAIT, headers=headers)
+        content = yield response.content()
+        return response.code, response.headers.getRawHeaders(b"Retry-After"), content
+
+    @inlineCallbacks
+    def every_endpoint_answers_503(self) -> Any:
+        """POST to the batch endpoint and to the three other kinds' endpoints
+        until each answers 503 (bounded: the last page a segment holds may
+        still take an event or two, and then its 201 is on disk and counted);
+        each answer must be 201 or 503, and each 503 carry Retry-After."""
+        answers: dict[str, list[int]] = {}
+        for name in ["batch", *OTHER_KINDS]:
+            answers[name] = []
+            for attempt in range(ATTEMPTS):
+                if name == "batch":
+                    ids = [f"batch-{attempt}-{i}" for i in range(20)]
+                    events = [{"type": "session", "Region": "eu", "SessionID": m, "RemoteIP": "10.0.0.1",
+                               "SessionType": "batch", "MessageID": m} for m in ids]
+                    body = json.dumps({"events": events}).encode()
+                    tables = [TABLE] * len(ids)
+                    code, retry_after, content = yield self.post(
+                        "/api/1.0/track/batch/", body, "application/json")
+                else:
+                    table, form = OTHER_KINDS[name]
+                    ids = [f"{name}-{attempt}"]
+                    tables = [table]
+                    code, retry_after, content = yield self.post(
+                        f"/api/1.0/track/{name}/", f"{form}&MessageID={ids[0]}".encode(),
+                        "application/x-www-form-urlencoded")
+                answers[name].append(code)
+                self.assertIn(code, (201, 503), f"{name}: {code} {content[:300]!r}")
+                if code == 201:
+                    self.extra_acked += zip(tables, ids)
+                    continue
+                self.assertTrue(retry_after, f"{name}: a 503 without Retry-After")
+                break
+            self.assertEqual(answers[name][-1], 503, f"{name}: no 503 in {ATTEMPTS} requests: {answers[name]}")
+        print(f"\nanswers while the spool disk is full: {answers}")
+        return answers
+
+    # -- what was stored -------------------------------------------------------------
+
+    def dead_letter_ids(self) -> list[str]:
+        path = os.path.join(self.spool_dir, "dead-letter", "events.jsonl")
+        try:
+            with open(path, "rb") as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line).get("MessageID") for line in lines if line.strip()]
+
+    def check_stored_once(self, load: Load, allow: frozenset[int] = frozenset({201, 503}),
+                          **more: Any) -> dict[str, Any]:
+        """Every acknowledged event stored exactly once (none dead-lettered),
+        and clients saw only `allow`; prints the figures."""
+        counts: dict[tuple[str, str], int] = {}
+        for table in {TABLE, *(t for t, _ in self.extra_acked)}:
+            rows = self.db.execute(f"SELECT MessageID, COUNT(*) FROM {table} GROUP BY MessageID", database="track")
+            counts.update({(table, m): n for m, n in rows})
+        acked = {(TABLE, m) for m in load.acked} | set(self.extra_acked)
+        lost = acked - set(counts)
+        duplicated = {k for k, n in counts.items() if n > 1}
+        dead = self.dead_letter_ids()
+        figures = {"acknowledged": len(acked), "by the load": len(load.acked),
+                   "by other requests": len(self.extra_acked), "lost": len(lost),
+                   "duplicated": len(duplicated), "dead letters": len(dead),
+                   "statuses": dict(load.statuses), "refused connections": load.refused,
+                   "requests sent": load.sent, **more}
+        print(f"\n{self.id().rsplit('.', 1)[-1]}: {figures}")
+        self.assertEqual(len(load.acked), len(set(load.acked)), "one MessageID acknowledged twice")
+        self.assertEqual(sorted(lost)[:20], [], f"{len(lost)} acknowledged events lost")
+        self.assertEqual(duplicated, set())
+        self.assertEqual(dead, [], "acknowledged events dead-lettered")
+        self.assertEqual(set(load.statuses) - allow, set())
+        self.assertEqual(load.other_errors, [])
+        return figures
+
+    def assert_no_traceback(self) -> None:
+        for proc in self.procs:
+            self.assertNotIn(b"Traceback", proc.output, proc.output.decode(errors="replace")[-6000:])
+
+    # -- the tests -------------------------------------------------------------------
+
+    @inlineCallbacks
+    def _fill_the_spool_disk_while_the_database_is_down(self) -> Any:
+        """Mount, fill to LEAVE_FREE, start track, stop the database, and run
+        the load until the spool's disk refuses it (503s); the load."""
+        disk = self.mount_disk()
+        yield self.start_track()
+        yield deferToThread(write_filler, self.filler(), free_bytes(disk) - LEAVE_FREE)
+        yield self.stop_db()
+        load = self.load()
+        yield wait_until(lambda: load.statuses[503] > 20, "503s from a full spool disk")
+        self.assertGreater(len(load.acked), 0, "nothing acknowledged from the spool before the disk filled")
+        print(f"\nspool disk full after {len(load.acked)} events from the spool "
+              f"({free_bytes(disk)} bytes free)")
+        return load
+
+    @inlineCallbacks
+    def assert_full_and_not_ready(self) -> Any:
+        code = yield self.readyz()
+        self.assertEqual(code, 503, "/readyz while the spool disk is full and the database down")
+        body = yield self.health()
+        print(f"/healthz while full: {body}")
+        self.assertEqual(body["database"], "down")
+        self.assertIs(body["spool"]["writable"], False)
+        self.assertTrue(body["spool"].get("error"), "an unwritable spool says why")
+        self.assertGreater(body["spool"]["events"], 0)
+        return body
+
+    @inlineCallbacks
+    def test_a_full_spool_disk_answers_503_and_recovers_while_the_database_is_down(self) -> Any:
+        load = yield self._fill_the_spool_disk_while_the_database_is_down()
+        answers = yield self.every_endpoint_answers_503()
+        yield self.assert_full_and_not_ready()
+
+        os.unlink(self.filler())  # space comes back; the database stays down
+        freed = time.monotonic()
+        yield wait_until(lambda: self.ready_is(200), "/readyz 200 once the spool's disk has room again")
+        recovered_in = time.monotonic() - freed
+        before = len(load.acked)
+        yield load.wait_for_acks(before + 50)
+        body = yield self.health()
+        self.assertEqual(body["database"], "down", "the new 201s must have come from the spool")
+        self.assertIs(body["spool"]["writable"], True)
+        self.assertNotIn("error", body["spool"])
+
+        yield self.start_db()
+        yield wait_until(self.drained, "the spool to be replayed")
+        yield load.wait_for_acks(len(load.acked) + 50)
+        yield load.stop()
+        self.assert_no_traceback()
+        self.check_stored_once(load, recovered_in_s=round(recovered_in, 2),
+                               acked_after_space_returned=len(load.acked) - before,
+                               answers_while_full=answers)
+
+    @inlineCallbacks
+    def test_a_spool_disk_full_when_the_database_returns_is_replayed(self) -> Any:
+        load = yield self._fill_the_spool_disk_while_the_database_is_down()
+        yield self.assert_full_and_not_ready()
+        spooled = (yield self.health())["spool"]["events"]
+
+        yield self.start_db()  # the filler stays: only the replay frees space
+        yield wait_until(self.drained, "the spool to be replayed while its disk is full")
+        code = yield self.readyz()
+        self.assertEqual(code, 200)
+        before = len(load.acked)
+        yield load.wait_for_acks(before + 50)
+        yield wait_until(self.spool_writable, "the spool to find room again after the replay")
+        yield load.stop()
+        self.assert_no_traceback()
+        self.check_stored_once(load, spooled_when_the_database_returned=spooled)
+
+    @inlineCallbacks
+    def test_a_restart_with_the_spool_disk_full_serves_and_replays(self) -> Any:
+        disk = self.mount_disk()
+        yield self.start_track()
+        yield self.stop_db()
+        load = self.load(tolerate_refused=True)
+        yield load.wait_for_acks(150)  # from the spool
+        body = yield self.health()
+        self.assertEqual(body["database"], "down")
+        self.assertGreaterEqual(body["spool"]["events"], 150)
+        yield self.kill_track()
+        spooled = len(load.acked)
+        filled = yield deferToThread(fill_completely, self.filler())
+        self.assertEqual(free_bytes(disk), 0)
+        yield self.start_db()
+
+        yield self.start_track()  # fails the test if it exits before listening
+        assert self.proc is not None
+        body = yield self.health()
+        print(f"\n/healthz after the restart: {body}")
+        self.assertEqual(body["database"], "up")
+        before = len(load.acked)
+        yield load.wait_for_acks(before + 100)
+        fresh = load.acked[before:before + 100]
+        stored = {m for (m,) in self.db.execute(
+            f"SELECT MessageID FROM {TABLE} WHERE MessageID IN ({', '.join(['%s'] * len(fresh))})",
+            fresh, database="track")}
+        self.assertEqual(set(fresh) - stored, set(), "201s after the restart not (yet) in the database")
+        yield wait_until(self.drained, "the spool to be replayed")
+        yield load.stop()
+
+        self.assertNotIn(b"Traceback", self.proc.output, self.proc.output.decode(errors="replace")[-6000:])
+        warnings = self.output_lines((b"No space", b"ENOSPC", b"could not"))
+        print("twistd lines about the full disk after the restart:\n  "
+              + "\n  ".join(w.decode(errors="replace") for w in warnings))
+        self.check_stored_once(load, spooled_before_the_kill=spooled, filler_top_up_bytes=filled,
+                               disk_warning_lines=len(warnings))
+
+    @inlineCallbacks
+    def test_a_read_only_database_for_3_seconds_under_load_loses_nothing_and_does_not_flap(self) -> Any:
+        # root has SUPER and ignores read_only: track must log in as a plain user.
+        self.db.execute("CREATE USER 'track'@'127.0.0.1' IDENTIFIED BY 'pw'")
+        self.db.execute("GRANT ALL ON track.* TO 'track'@'127.0.0.1'")
+        yield self.start_track(dsn=f"mysql://track:pw@127.0.0.1:{self.db.port}/track")
+        assert self.proc is not None
+        load = self.load()
+        yield load.wait_for_acks(200)
+
+        mark = len(self.proc.output)
+        acked_before, statuses_before = len(load.acked), dict(load.statuses)
+        yield deferToThread(self.db.execute, "SET GLOBAL read_only=1")
+        self.addCleanup(self.db.execute, "SET GLOBAL read_only=0")  # harmless if already off
+        yield sleep(READ_ONLY_SECONDS)  # the length of the fault under test, not a wait to settle
+        body = yield self.health()
+        print(f"\n/healthz after {READ_ONLY_SECONDS:g}s read-only: {body}")
+        acked_during = len(load.acked) - acked_before
+        statuses_during = {code: n - statuses_before.get(code, 0) for code, n in load.statuses.items()}
+        yield deferToThread(self.db.execute, "SET GLOBAL read_only=0")
+
+        self.assertEqual(body["database"], "down", "a read-only database cannot take writes")
+        yield wait_until(self.drained, "the spool to be replayed once the database is writable")
+        yield load.wait_for_acks(len(load.acked) + 100)
+        yield load.stop()
+        lines = self.output_lines(FLAP_LINES, mark)
+        print(f"'database unavailable' + 'database is back' lines: {len(lines)}\n  "
+              + "\n  ".join(line.decode(errors="replace") for line in lines))
+        self.assert_no_traceback()
+        self.check_stored_once(load, acked_while_read_only=acked_during,
+                               statuses_while_read_only=statuses_during, flap_lines=len(lines))
+        self.assertGreater(sum(statuses_during.values()), 0, "no requests answered while read-only")
+        self.assertLessEqual(len(lines), 4, "the database state flapped while read-only")
