@@ -4,18 +4,82 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
-from typing import Any, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, TimeoutError, inlineCallbacks, succeed
+from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
 
 import track
-from twisted.internet import reactor
-from twisted.internet.defer import Deferred
-from twisted.internet.protocol import ProcessProtocol
-from twisted.python.failure import Failure
+from track.test.rawhttp import RawClient, connect, request
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(track.__file__)))
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 _LISTENING = re.compile(rb"track listening on (http://[0-9.]+:[0-9]+)")
+EXIT_TIMEOUT = 60.0  # the longest a stopped twistd may take to exit
+
+
+def port_of(base: str) -> int:
+    """The port of a base URL as `ready` gives it ("http://127.0.0.1:PORT")."""
+    return int(base.rsplit(":", 1)[1])
+
+
+@inlineCallbacks
+def wait_until(condition: Callable[[], Any], what: str, timeout: float = EXIT_TIMEOUT) -> Any:
+    """Poll `condition()` every 20 ms until it is true; fail after `timeout` s."""
+    clock: Any = reactor
+    deadline = clock.seconds() + timeout
+    while not condition():
+        if clock.seconds() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        yield deferLater(clock, 0.02, lambda: None)
+
+
+class HalfSentPost:
+    """A POST on its own connection that has sent its headers (with `Expect:
+    100-continue`) and the first half of its body, and has been answered
+    `100 Continue`: proof that the server has read the headers and so has a
+    request in progress.  `finish()` sends the rest; `closed` fires with all
+    the server sent once it closes the connection."""
+
+    def __init__(self, client: RawClient, rest: bytes) -> None:
+        self.client = client
+        self.rest = rest
+        self.closed = client.closed
+
+    def finish(self) -> None:
+        self.client.send(self.rest)
+
+    def statuses(self) -> list[int]:
+        return self.client.statuses()
+
+
+@inlineCallbacks
+def begin_post(port: int, path: str, body: bytes, chunked: bool = False) -> Any:
+    """Connect, send the headers and half of `body`, and wait (bounded) for
+    the server's 100 Continue; a HalfSentPost.  A connection the server closes
+    instead fails here."""
+    client = yield connect(port)
+    half = len(body) // 2
+    if chunked:
+        head = request(path, b"", {"Expect": "100-continue", "Transfer-Encoding": "chunked"})
+        first = head + b"%x\r\n%s\r\n" % (half, body[:half])
+        rest = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body) - half, body[half:])
+    else:
+        whole = request(path, body, {"Expect": "100-continue"})
+        first, rest = whole[: len(whole) - (len(body) - half)], whole[len(whole) - (len(body) - half):]
+    client.send(first)
+    yield wait_until(lambda: b"\r\n\r\n" in client.received or client.closed.called,
+                     "the server's 100 Continue")
+    if not client.received.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"):
+        raise AssertionError(f"the server did not take the request in: {client.received[:300]!r}")
+    return HalfSentPost(client, rest)
 
 
 def child_env() -> dict[str, str]:
@@ -48,6 +112,40 @@ def cpu_seconds(pids: Sequence[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def accepted_connections(pid: int, port: int) -> int:
+    """How many established TCP connections to local `port` process `pid`
+    holds: the requests it (not a sibling worker) has accepted."""
+    sockets = set()
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return 0
+    for name in names:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{name}")
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:["):
+            sockets.add(int(target[len("socket:["):-1]))
+    return len(sockets & _established_inodes(port))
+
+
+def _established_inodes(port: int) -> set[int]:
+    """Socket inodes of established TCP connections whose local port is `port`."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()  # sl local rem st queues timer retr uid timeout inode
+            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(int(fields[9]))
+    return inodes
+
+
 def peak_rss_mb(pid: int) -> float:
     """A process's peak resident memory (VmHWM), in MB."""
     with open(f"/proc/{pid}/status") as f:
@@ -58,12 +156,19 @@ def peak_rss_mb(pid: int) -> float:
 
 
 class TwistdTrack(ProcessProtocol):
-    """Starts `twistd -n track ARGS`; `ready` fires with the base URL."""
+    """Starts `twistd -n track ARGS`; `ready` fires with the base URL.
+
+    Give it `--http tcp:0:interface=127.0.0.1` and read the port from
+    `ready` (see `port_of`): the kernel picks a free port when twistd binds,
+    so no other process can take it between a pick and a bind.
+    """
 
     def __init__(self, args: Sequence[str], cwd: str) -> None:
         self.output = b""
         self.ready: Deferred[str] = Deferred()
         self.ended: Deferred[Exception] = Deferred()
+        self.exit_reason: Exception | None = None
+        self._waiting: list[Deferred[Exception]] = []
         self.transport: Any = None
         argv = [*TWISTD, "-n", "--pidfile=", "track", *args]
         reactor.spawnProcess(self, argv[0], argv, env=child_env(), path=cwd)  # type: ignore[attr-defined]
@@ -80,14 +185,57 @@ class TwistdTrack(ProcessProtocol):
     def processEnded(self, reason: Failure) -> None:
         if not self.ready.called:
             self.ready.errback(RuntimeError("twistd exited before listening:\n" + self.output.decode(errors="replace")))
-        self.ended.callback(reason.value)  # ProcessDone or ProcessTerminated
+        self.exit_reason = reason.value  # ProcessDone or ProcessTerminated
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            if not d.called:  # not timed out already
+                d.callback(reason.value)
+        self.ended.callback(reason.value)
 
-    def signal(self, name: str) -> None:
-        self.transport.signalProcess(name)
+    @property
+    def pid(self) -> int | None:
+        """The process id while it runs; None once it has exited."""
+        return None if self.transport is None else self.transport.pid  # type: ignore[no-any-return]
 
-    def stop(self) -> Deferred[Exception]:
-        """SIGTERM, then wait for the exit (bounded)."""
-        if not self.ended.called:
-            self.signal("TERM")
-        self.ended.addTimeout(60, reactor)  # type: ignore[arg-type]
-        return self.ended
+    def signal(self, name: str) -> bool:
+        """Send SIGname; False (and no error) if the process has already exited.
+
+        Whether it has exited is only known by trying: a check first and a
+        signal after would race with the exit."""
+        try:
+            self.transport.signalProcess(name)
+        except ProcessExitedAlready:
+            return False
+        return True
+
+    def wait(self, timeout: float = EXIT_TIMEOUT) -> Deferred[Exception]:
+        """Fires with the exit reason once the process has exited, or fails
+        with TimeoutError after `timeout` seconds.  Any number may wait."""
+        if self.exit_reason is not None:
+            return succeed(self.exit_reason)
+        d: Deferred[Exception] = Deferred()
+        self._waiting.append(d)
+        d.addTimeout(timeout, reactor)  # type: ignore[arg-type]
+        return d
+
+    @inlineCallbacks
+    def stop(self, timeout: float = EXIT_TIMEOUT) -> Any:
+        """SIGTERM, then wait for the exit (bounded): the exit reason.
+
+        A twistd that does not exit in time is killed, with its children
+        (`--workers`), and the stop fails: a clean exit was the promise."""
+        self.signal("TERM")
+        try:
+            reason = yield self.wait(timeout)
+        except TimeoutError:
+            pid = self.pid
+            for child in children(pid) if pid is not None else []:
+                try:
+                    os.kill(child, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.signal("KILL")
+            yield self.wait(timeout)
+            raise AssertionError(f"twistd did not exit within {timeout}s of SIGTERM; killed it:\n"
+                                 + self.output.decode(errors="replace")[-4000:]) from None
+        return reason

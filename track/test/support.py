@@ -13,7 +13,7 @@ from track.schema import VERSION_TABLE, migrate
 
 MYSQL_DSN_TEXT = os.environ.get("TRACK_TEST_MYSQL_DSN", "")
 # .ci/run greps for this marker: CI must never skip a MySQL test.
-MYSQL_SKIP = None if MYSQL_DSN_TEXT else "MYSQL-SKIPPED: TRACK_TEST_MYSQL_DSN is not set"
+MYSQL_SKIP = None if MYSQL_DSN_TEXT else "MYSQL-SKIPPED REQUIRED-SKIPPED: TRACK_TEST_MYSQL_DSN is not set"
 TABLES = ("SessionEvent", "UserEvent", "ItemEvent", "PurchaseEvent")
 
 # The original service's final schema, verbatim in spirit: utf8 (3-byte),
@@ -139,7 +139,6 @@ def serve(case: TestCase, dsn: DSN | None = None, *args: str, **kwargs: Any) -> 
     from track.database import prepare_database
     from track.tap import Options, build_service
 
-    kwargs.pop("body_limit", None)  # TODO(ci): callers to drop it; --max-body and --max-batch-body decide
     dsn = dsn or sqlite_dsn(case)
     argv = ["--http", "tcp:0:interface=127.0.0.1", "--dsn", dsn_text(dsn),
             "--spool-dir", os.path.abspath(case.mktemp())]

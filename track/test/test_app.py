@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import Any
 
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, fail, succeed
@@ -223,8 +224,9 @@ class AppTests(SynchronousTestCase):
                 self.error(response, content, 415)
 
     def test_missing_content_type_is_read_as_a_form(self) -> None:
-        response, content = self.post("user/", "ProfileID=1&Region=eu", None)
+        response, content = self.post("user/", "ProfileID=1&Region=eu&Referrer=no-type", None)
         self.assertEqual(response.code, 201, content)
+        self.assertEqual(self.db.rows["UserEvent"][0][:3], (1, "eu", "no-type"))
 
     def test_fields_may_come_in_the_query_string_as_in_the_original(self) -> None:
         d = self.treq.post(f"{URL}/user/?ProfileID=3&Region=eu", data=b"", headers=FORM)
@@ -235,6 +237,7 @@ class AppTests(SynchronousTestCase):
     def test_path_without_trailing_slash_works_without_redirect(self) -> None:
         response, content = self.post("user", "ProfileID=1&Region=eu")
         self.assertEqual(response.code, 201, content)
+        self.assertEqual(self.db.rows["UserEvent"][0][:2], (1, "eu"))
 
     def test_unknown_path_is_a_json_404(self) -> None:
         response, content = self.post("bogus/", "a=1")

@@ -14,9 +14,9 @@ from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
+from track.test.mariadb import MYSQL_SKIP
 from track.test.rawhttp import connect, request
 from track.test.support import (
-    MYSQL_SKIP,
     ORIGINAL_MYSQL_DDL,
     client_pool,
     execute,
@@ -36,9 +36,14 @@ def body_of(raw: bytes) -> Any:
 
 class HostileClientTests(TestCase):
     def setUp(self) -> None:
-        self.port, self.site = serve(self, max_body=MAX, body_limit=lambda path: MAX, request_timeout=30)
+        self.dsn = sqlite_dsn(self)
+        self.port, self.site = serve(self, self.dsn, max_body=MAX, request_timeout=30)
         self.url = f"http://127.0.0.1:{self.port}{PATH}"
         self.pool = client_pool(self)
+
+    def stored(self) -> list[tuple[Any, ...]]:
+        """What UserEvent holds: (ProfileID, Region, Referrer, RemoteIP), by ProfileID."""
+        return execute(self.dsn, "SELECT ProfileID, Region, Referrer, RemoteIP FROM UserEvent ORDER BY ProfileID")
 
     @inlineCallbacks
     def exchange(self, data: bytes) -> Any:
@@ -65,19 +70,29 @@ class HostileClientTests(TestCase):
         self.assertEqual(client.statuses(), [413])
 
     @inlineCallbacks
-    def test_a_body_exactly_at_the_limit_is_accepted(self) -> Any:
-        body = GOOD + b"&" * (MAX - len(GOOD))
-        client, raw = yield self.exchange(request(PATH, body))
+    def test_a_body_exactly_at_the_limit_is_accepted_and_stored(self) -> Any:
+        good = b"ProfileID=4096&Region=eu&Referrer=at-the-limit"
+        body = good + b"&" * (MAX - len(good))
+        self.assertEqual(len(body), MAX)
+        client, _ = yield self.exchange(request(PATH, body))
         self.assertEqual(client.statuses(), [201])
+        self.assertEqual(self.stored(), [(4096, "eu", "at-the-limit", "127.0.0.1")])
+        # One byte more is over the limit: refused, and nothing more stored.
+        client, _ = yield self.exchange(request(PATH, body + b"&"))
+        self.assertEqual(client.statuses(), [413])
+        self.assertEqual(self.stored(), [(4096, "eu", "at-the-limit", "127.0.0.1")])
 
     @inlineCallbacks
-    def test_gzip_and_deflate_bodies(self) -> Any:
+    def test_gzip_and_deflate_bodies_are_stored_as_sent(self) -> Any:
+        def event(n: int) -> bytes:
+            return f"ProfileID={n}&Region=eu&Referrer=compressed-{n}".encode()
+
         cases = {
-            "gzip": (gzip.compress(GOOD), 201),
-            "deflate": (zlib.compress(GOOD), 201),
-            "raw deflate": (zlib.compress(GOOD)[2:-4], 201),
-            "corrupt gzip": (gzip.compress(GOOD)[:-6] + b"garbage", 400),
-            "truncated gzip": (gzip.compress(GOOD)[:12], 400),
+            "gzip": (gzip.compress(event(1)), 201),
+            "deflate": (zlib.compress(event(2)), 201),
+            "raw deflate": (zlib.compress(event(3))[2:-4], 201),
+            "corrupt gzip": (gzip.compress(event(4))[:-6] + b"garbage", 400),
+            "truncated gzip": (gzip.compress(event(5))[:12], 400),
         }
         for name, (data, code) in cases.items():
             encoding = "deflate" if "deflate" in name else "gzip"
@@ -85,6 +100,8 @@ class HostileClientTests(TestCase):
                 "Content-Type": "application/x-www-form-urlencoded", "Content-Encoding": encoding})
             content = yield response.content()
             self.assertEqual(response.code, code, (name, content))
+        # Each 201 is its inflated event, exactly; the refused bodies left nothing.
+        self.assertEqual(self.stored(), [(n, "eu", f"compressed-{n}", "127.0.0.1") for n in (1, 2, 3)])
 
     @inlineCallbacks
     def test_a_gzip_bomb_is_413(self) -> Any:
@@ -94,6 +111,7 @@ class HostileClientTests(TestCase):
             "Content-Type": "application/x-www-form-urlencoded", "Content-Encoding": "gzip"})
         self.assertEqual(response.code, 413)
         self.assertEqual((yield response.json())["error"], "body too large once decompressed")
+        self.assertEqual(self.stored(), [])
 
     @inlineCallbacks
     def test_unknown_encodings_are_415(self) -> Any:
@@ -123,12 +141,15 @@ class HostileClientTests(TestCase):
         self.assertEqual(body_of(raw), {"error": "malformed HTTP request"})
 
     @inlineCallbacks
-    def test_pipelined_requests_are_answered_in_order(self) -> Any:
+    def test_pipelined_requests_are_answered_in_order_and_stored(self) -> Any:
         bad = b"ProfileID=x&Region=eu"
-        data = (request(PATH, GOOD, close=False) + request(PATH, bad, close=False)
-                + request("/nope", GOOD, close=False) + request(PATH, GOOD))
-        client, raw = yield self.exchange(data)
+        data = (request(PATH, b"ProfileID=1&Region=eu&Referrer=first", close=False)
+                + request(PATH, bad, close=False)
+                + request("/nope", b"ProfileID=3&Region=eu&Referrer=nowhere", close=False)
+                + request(PATH, b"ProfileID=4&Region=us&Referrer=last"))
+        client, _ = yield self.exchange(data)
         self.assertEqual(client.statuses(), [201, 400, 404, 201])
+        self.assertEqual(self.stored(), [(1, "eu", "first", "127.0.0.1"), (4, "us", "last", "127.0.0.1")])
 
     @inlineCallbacks
     def test_hundreds_of_stalled_connections_do_not_delay_a_good_request(self) -> Any:

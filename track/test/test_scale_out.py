@@ -13,8 +13,9 @@ from twisted.internet.defer import DeferredList, inlineCallbacks
 from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
+from track.test.mariadb import MYSQL_SKIP
 from track.test.process import TwistdTrack
-from track.test.support import MYSQL_DSN_TEXT, MYSQL_SKIP, execute, reset_mysql
+from track.test.support import MYSQL_DSN_TEXT, execute, reset_mysql
 
 EVENTS_PER_CLIENT = 150
 CLIENTS = 6

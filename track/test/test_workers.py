@@ -1,5 +1,9 @@
 """`--workers 2`: two reactor processes on one socket, restarted when they
-die, drained on SIGTERM."""
+die, drained on SIGTERM.
+
+The parent listens on `tcp:0` and logs the port the kernel gave it ("track
+listening on http://127.0.0.1:PORT with 2 workers"); the workers inherit
+that very socket, so no port is picked in advance (and raced for)."""
 
 from __future__ import annotations
 
@@ -7,33 +11,33 @@ import os
 import re
 import signal
 import subprocess
-from typing import Any, Callable
+from typing import Any
 
 import treq
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.task import deferLater
 from twisted.logger import LogLevel, eventAsJSON, formatEventAsClassicLogText
 from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
-from track.test.mariadb import free_port
-from track.test.process import TWISTD, TwistdTrack, child_env, children
+from track.test.mariadb import MYSQL_SKIP
+from track.test.process import (
+    TWISTD,
+    HalfSentPost,
+    TwistdTrack,
+    accepted_connections,
+    begin_post,
+    child_env,
+    children,
+    port_of,
+    wait_until,
+)
+from track.test.support import MYSQL_DSN_TEXT, execute, reset_mysql
 from track.workers import worker_event
-from track.test.support import MYSQL_DSN_TEXT, MYSQL_SKIP, execute, reset_mysql
-
-@inlineCallbacks
-def wait_until(condition: Callable[[], bool], what: str) -> Any:
-    """Poll (bounded) until `condition()`; fail the test after 60 s."""
-    for _ in range(1200):
-        if condition():
-            return
-        yield deferLater(reactor, 0.05, lambda: None)
-    raise AssertionError(f"timed out waiting for {what}")
-
 
 _STARTED = re.compile(rb"worker (\d) started \(pid (\d+)\)")
-_LISTENING = re.compile(rb"with 2 workers")
+EACH_WORKER = 4  # requests in progress on each worker when SIGTERM arrives
+MAX_CONNECTIONS = 200  # a bound on connections opened to reach EACH_WORKER on both
 
 
 class WorkersTests(TestCase):
@@ -46,13 +50,7 @@ class WorkersTests(TestCase):
     @inlineCallbacks
     def test_two_workers_serve_restart_and_drain(self) -> Any:
         dsn = reset_mysql()
-        cwd = os.path.abspath(self.mktemp())
-        os.makedirs(cwd)
-        port = free_port()
-        self.proc = TwistdTrack(["--dsn", MYSQL_DSN_TEXT, "--http", f"127.0.0.1:{port}", "--workers", "2"], cwd)
-        self.addCleanup(self.proc.stop)
-        yield wait_until(lambda: len(self.pids()) == 2 and self.proc.output.count(b"track listening on") >= 3,
-                            "two workers listening")
+        port = yield self.start()
         pool = HTTPConnectionPool(reactor, persistent=False)
         url = f"http://127.0.0.1:{port}/api/1.0/track/user/"
 
@@ -73,14 +71,62 @@ class WorkersTests(TestCase):
         for n in range(40, 80):
             codes.append((yield post(n)))
         self.assertEqual(set(codes), {201})
-        self.proc.signal("TERM")
-        yield self.proc.ended
+        self.assertTrue(self.proc.signal("TERM"))
+        yield self.proc.wait()
         self.assertEqual(self.proc.output.count(b"all events flushed"), 2)
         self.assertIn(b"all workers stopped", self.proc.output)
-        rows = execute(dsn, "SELECT COUNT(*), COUNT(DISTINCT MessageID) FROM UserEvent")
-        self.assertEqual(rows, [(80, 80)])
+        rows = execute(dsn, "SELECT ProfileID, MessageID FROM UserEvent ORDER BY ProfileID")
+        self.assertEqual(rows, [(n, f"w-{n}") for n in range(80)])
         for pid in self.pids().values():
             self.assertRaises(ProcessLookupError, os.kill, pid, 0)
+
+    @inlineCallbacks
+    def test_requests_in_progress_on_each_worker_at_sigterm_are_answered_201_and_stored(self) -> Any:
+        """Requests whose headers and half their bodies each worker has read
+        when the parent gets SIGTERM are finished after both workers have
+        begun shutting down: each gets its 201 and its row, none is dropped."""
+        dsn = reset_mysql()
+        port = yield self.start()
+        pids = self.pids()
+        posts: list[HalfSentPost] = []
+
+        def held() -> list[int]:
+            return [accepted_connections(pids[w], port) for w in sorted(pids)]
+
+        # The kernel hands each connection to whichever worker accepts first:
+        # open connections until both hold EACH_WORKER requests in progress.
+        while min(held()) < EACH_WORKER:
+            self.assertLess(len(posts), MAX_CONNECTIONS, f"one worker took (almost) every connection: {held()}")
+            n = len(posts)
+            body = f"ProfileID={n}&Region=eu&MessageID=wterm-{n}&Referrer=worker-sigterm-{n}".encode()
+            posts.append((yield begin_post(port, "/api/1.0/track/user/", body, chunked=n % 2 == 1)))
+        self.assertEqual(sum(held()), len(posts))
+        self.assertTrue(self.proc.signal("TERM"))
+        yield wait_until(lambda: self.proc.output.count(b"shutting down: answering requests in progress") == 2,
+                         "both workers to begin shutting down")
+        for post in posts:
+            post.finish()
+        yield wait_until(lambda: all(p.closed.called for p in posts), "every answer")
+        self.assertEqual([p.statuses() for p in posts], [[100, 201]] * len(posts))
+        yield self.proc.wait()
+        self.assertIn(b"all workers stopped", self.proc.output)
+        rows = execute(dsn, "SELECT ProfileID, MessageID, Referrer FROM UserEvent ORDER BY ProfileID")
+        self.assertEqual(rows, [(n, f"wterm-{n}", f"worker-sigterm-{n}") for n in range(len(posts))])
+
+    @inlineCallbacks
+    def start(self) -> Any:
+        """`twistd track --workers 2` on a port the kernel picks; its port
+        once both workers listen."""
+        cwd = os.path.abspath(self.mktemp())
+        os.makedirs(cwd)
+        self.proc = TwistdTrack(["--dsn", MYSQL_DSN_TEXT, "--http", "tcp:0:interface=127.0.0.1", "--workers", "2"],
+                                cwd)
+        self.addCleanup(self.proc.stop)
+        base = yield self.proc.ready  # the parent's "track listening on http://127.0.0.1:PORT with 2 workers"
+        self.assertIn(f"track listening on {base} with 2 workers".encode(), self.proc.output)
+        yield wait_until(lambda: len(self.pids()) == 2 and self.proc.output.count(b"track listening on") >= 3,
+                         "two workers listening")
+        return port_of(base)
 
 
 def stop_daemon(pidfile: str) -> None:
@@ -128,11 +174,10 @@ class DaemonWorkersTests(TestCase):
         dsn = reset_mysql()
         cwd = os.path.abspath(self.mktemp())
         os.makedirs(cwd)
-        port = free_port()
         logfile, pidfile = os.path.join(cwd, "track.log"), os.path.join(cwd, "track.pid")
         # Without -n: twistd daemonizes, and its stdout is /dev/null.
         subprocess.run([*TWISTD, f"--pidfile={pidfile}", f"--logfile={logfile}", "track",
-                        "--dsn", MYSQL_DSN_TEXT, "--http", f"127.0.0.1:{port}", "--workers", "2"],
+                        "--dsn", MYSQL_DSN_TEXT, "--http", "tcp:0:interface=127.0.0.1", "--workers", "2"],
                        cwd=cwd, env=child_env(), check=True, timeout=60)
         self.addCleanup(stop_daemon, pidfile)
 
@@ -145,6 +190,7 @@ class DaemonWorkersTests(TestCase):
 
         yield wait_until(lambda: len(re.findall(r"#info worker \d\] track listening", log_text())) == 2,
                          "both workers to log that they listen")
+        (port,) = map(int, re.findall(r"track listening on http://127\.0\.0\.1:(\d+) with 2 workers", log_text()))
         response = yield treq.post(f"http://127.0.0.1:{port}/api/1.0/track/user/", data=b"ProfileID=1&Region=eu",
                                    headers={"Content-Type": "application/x-www-form-urlencoded"},
                                    pool=HTTPConnectionPool(reactor, persistent=False))
