@@ -23,6 +23,7 @@ from track.store import Store
 from track.writer import Writer
 
 log = Logger(namespace="track.service")
+_MAX_ACCEPT_ROUNDS = 10  # each accepts what the listen backlog holds
 
 
 class ListenError(RuntimeError):
@@ -84,10 +85,23 @@ class TrackService(Service):
             self.writer.spool.start()
         self.writer.start()  # replays a spool left by an earlier run
 
+    def _accept_queued(self) -> None:
+        """Accept the connections the kernel has already queued: their
+        clients connected (and may have sent a whole request) before the
+        signal, so they are answered like any request in progress instead
+        of being reset when the socket closes.  Bounded: a flood of new
+        connections cannot hold the shutdown."""
+        accept = getattr(self.port, "doRead", None)  # IReadDescriptor.doRead of a listening port
+        for _ in range(_MAX_ACCEPT_ROUNDS):
+            before = len(self.site.channels)
+            if accept is None or accept() is not None or len(self.site.channels) == before:
+                return
+
     @inlineCallbacks
     def stopService(self) -> Any:
         super().stopService()
         if self.port is not None:
+            self._accept_queued()
             yield self.port.stopListening()
         log.info("shutting down: answering requests in progress, then flushing")
         closed: Deferred[None] = self.site.close_connections()

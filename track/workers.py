@@ -173,6 +173,13 @@ class WorkerPool(Service):
         children = list(self.children.values())
         for child in children:
             child.transport.signalProcess("TERM")
+        if self.sock is not None:
+            # The workers hold the socket too: once each has accepted what
+            # was queued and stopped listening, it closes, and a client
+            # that connects during the drain is refused at once instead of
+            # waiting in a queue nobody reads.
+            self.sock.close()
+            self.sock = None
         waiting = DeferredList([c.ended for c in children])
         waiting.addTimeout(self.shutdown_timeout + 10, self.reactor)
         try:
@@ -181,6 +188,4 @@ class WorkerPool(Service):
             for child in children:
                 if not child.ended.called:
                     child.transport.signalProcess("KILL")
-        if self.sock is not None:
-            self.sock.close()
         log.info("all workers stopped")
