@@ -31,8 +31,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from track.database import prepare_database  # noqa: E402
-from track.dsn import parse_dsn  # noqa: E402
+from track.storage.dsn import parse_dsn  # noqa: E402
+from track.storage.prepare import prepare_database  # noqa: E402
 from track.test.mariadb import free_port  # noqa: E402
 from track.test.process import TWISTD, child_env, children, cpu_seconds, peak_rss_mb  # noqa: E402
 from track.test.support import execute  # noqa: E402
@@ -197,7 +197,7 @@ def build_spool(directory: str, events: int) -> None:
     code (called synchronously here: the bench is its only thread)."""
     from datetime import datetime
 
-    from track.events import EVENT_TYPES, parse_event
+    from track.fields.kinds import EVENT_TYPES, parse_event
     from track.spool import Spool, encode
 
     session = EVENT_TYPES["session"]

@@ -18,7 +18,7 @@ import os
 from datetime import datetime, timezone
 from typing import Any, Sequence
 
-from track.events import EventType
+from track.fields.kinds import EventType
 from track.spool.records import columns_of
 
 DIRECTORY = "dead-letter"

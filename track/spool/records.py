@@ -22,7 +22,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Mapping, Sequence
 
-from track.events import EventType
+from track.fields.kinds import EventType
 
 SEGMENT_MAGIC = b"track-spool 2\n"
 RECORD_MARK = b"\xffTRK"

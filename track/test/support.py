@@ -7,9 +7,9 @@ from typing import Any
 
 from twisted.trial.unittest import TestCase
 
-from track.dialects import dialect_for
-from track.dsn import DSN, parse_dsn
-from track.schema import VERSION_TABLE, migrate
+from track.storage.dialect import dialect_for
+from track.storage.dsn import DSN, parse_dsn
+from track.storage.schema import VERSION_TABLE, migrate
 
 MYSQL_DSN_TEXT = os.environ.get("TRACK_TEST_MYSQL_DSN", "")
 # .ci/run greps for this marker: CI must never skip a MySQL test.
@@ -136,8 +136,8 @@ def serve(case: TestCase, dsn: DSN | None = None, *args: str, **kwargs: Any) -> 
     twistd stops it when the test ends."""
     from twisted.internet import reactor
 
-    from track.database import prepare_database
-    from track.tap import Options, build_service
+    from track.run.tap import Options, build_service
+    from track.storage.prepare import prepare_database
 
     dsn = dsn or sqlite_dsn(case)
     argv = ["--http", "tcp:0:interface=127.0.0.1", "--dsn", dsn_text(dsn),

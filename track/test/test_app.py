@@ -19,12 +19,11 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from track.app import TrackApp
-from track.batcher import Batcher
-from track.clientip import parse_networks
-from track.dialects import RowError
-from track.site import TrackSite
-from track.store import Unavailable
+from track.pipeline.batcher import Batcher
+from track.types import RowError, Unavailable
+from track.web.app import TrackApp
+from track.web.clientip import parse_networks
+from track.web.site import TrackSite
 
 URL = "http://track.test/api/1.0/track"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}

@@ -12,9 +12,9 @@ import treq
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
-from track.dialects import dialect_for
-from track.events import EVENT_TYPES, parse_event
-from track.store import Store
+from track.fields.kinds import EVENT_TYPES, parse_event
+from track.storage.dialect import dialect_for
+from track.storage.store import Store
 from track.test.mariadb import MYSQL_SKIP
 from track.test.support import (
     TABLES,

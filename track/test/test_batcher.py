@@ -9,10 +9,9 @@ from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from track.batcher import GATHER_SECONDS, Batcher, Overloaded, RowRejected
-from track.dialects import RowError
-from track.events import EVENT_TYPES
-from track.store import InternalError, Unavailable
+from track.fields.kinds import EVENT_TYPES
+from track.pipeline.batcher import GATHER_SECONDS, Batcher
+from track.types import InternalError, Overloaded, RowError, RowRejected, Unavailable
 
 SESSION, USER = EVENT_TYPES["session"], EVENT_TYPES["user"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from track.body import BodyError, media_type, parse_form, parse_json, read_fields
-from track.events import JSONNumber
+from track.fields.values import JSONNumber
+from track.web.body import BodyError, media_type, parse_form, parse_json, read_fields
 
 
 class FormTests(SynchronousTestCase):

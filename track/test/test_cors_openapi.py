@@ -8,11 +8,11 @@ from typing import Any
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from track.app import TrackApp
-from track.batcher import Batcher
-from track.cors import CORS
-from track.events import EVENT_TYPES
+from track.fields.kinds import EVENT_TYPES
+from track.pipeline.batcher import Batcher
 from track.test.test_app import Database, stub_treq
+from track.web.app import TrackApp
+from track.web.cors import CORS
 
 URL = "http://track.test/api/1.0/track/user/"
 CORS_HEADERS = ("access-control-allow-origin", "access-control-allow-methods",

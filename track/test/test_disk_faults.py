@@ -19,21 +19,11 @@ import subprocess
 import time
 from typing import Any
 
-import treq
-from twisted.internet import reactor
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import inlineCallbacks
 from twisted.internet.threads import deferToThread
-from twisted.trial.unittest import TestCase
-from twisted.web.client import HTTPConnectionPool
 
-from track.test.mariadb import (
-    MARIADBD_SKIP,
-    ThrowawayMariaDB,
-    free_port,
-    throwaway_mariadb,
-)
-from track.test.process import TwistdTrack
-from track.test.test_faults import TABLE, WAIT, Load, sleep, wait_until
+from track.test import faultcase
+from track.test.faultcase import TABLE, sleep, wait_until
 
 DISK_SIZE = "2m"
 LEAVE_FREE = 256 * 1024  # what the filler leaves of the tmpfs
@@ -86,61 +76,14 @@ def fill_completely(path: str, limit: int = 64 * 1024**2) -> int:
     return written
 
 
-class DiskFaultTests(TestCase):
-    skip = MARIADBD_SKIP
-    timeout = 300
+class DiskFaultTests(faultcase.FaultCase):
+    """The harness is faultcase.FaultCase, shared with test_faults (reached
+    through its module, so that trial finds no second class here); this adds
+    the spool's own small disk."""
 
     def setUp(self) -> None:
-        self.db: ThrowawayMariaDB = throwaway_mariadb(self, "track")
-        self.cwd = os.path.abspath(self.mktemp())
-        os.makedirs(self.cwd)
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.url = f"{self.base}/api/1.0/track/session/"
-        self.proc: TwistdTrack | None = None
-        self.procs: list[TwistdTrack] = []
-        self.spool_dir = os.path.join(self.cwd, "track-spool")
+        super().setUp()
         self.disk: str | None = None
-        self.extra_acked: list[tuple[str, str]] = []  # (table, MessageID) acknowledged outside the load
-        self.addCleanup(self._keep_outputs)
-
-    def _keep_outputs(self) -> None:
-        """Leave each twistd's output beside the test, for a post-mortem."""
-        for n, proc in enumerate(self.procs):
-            with open(os.path.join(self.cwd, f"twistd-{n}.out"), "wb") as f:
-                f.write(proc.output)
-
-    # -- as in test_faults.FaultTests (copied: importing that class by name
-    # would make trial run its tests here too) -----------------------------------
-
-    def load(self, tolerate_refused: bool = False) -> Load:
-        load = Load(self.url, tolerate_refused)
-        self.addCleanup(load.stop)
-        return load
-
-    @inlineCallbacks
-    def kill_track(self) -> Any:
-        assert self.proc is not None
-        self.proc.signal("KILL")
-        yield self.proc.ended
-
-    @inlineCallbacks
-    def health(self) -> Any:
-        pool = HTTPConnectionPool(reactor, persistent=False)
-        response = yield treq.get(f"{self.base}/healthz", pool=pool, timeout=10)
-        body = yield response.json()
-        return body
-
-    @inlineCallbacks
-    def drained(self) -> Any:
-        body = yield self.health()
-        return body["database"] == "up" and body["spool"]["events"] == 0
-
-    def stop_db(self) -> Deferred[None]:
-        return deferToThread(self.db.stop)
-
-    def start_db(self) -> Deferred[None]:
-        return deferToThread(self.db.start)
 
     # -- the spool's disk ----------------------------------------------------------
 
@@ -153,7 +96,7 @@ class DiskFaultTests(TestCase):
                        timeout=30)
         self.addCleanup(self._unmount, disk)
         self.disk = disk
-        self.spool_dir = os.path.join(disk, "spool")
+        self.spool_dir = self.spool_arg = os.path.join(disk, "spool")
         return disk
 
     @staticmethod
@@ -165,26 +108,7 @@ class DiskFaultTests(TestCase):
         assert self.disk is not None
         return os.path.join(self.disk, "filler")
 
-    # -- track ---------------------------------------------------------------------
-
-    def start_track(self, *extra: str, dsn: str | None = None) -> Deferred[str]:
-        args = ["--dsn", dsn or self.db.dsn("track"), "--http", f"tcp:{self.port}:interface=127.0.0.1"]
-        if self.disk is not None:
-            args += ["--spool-dir", self.spool_dir]
-        self.proc = TwistdTrack([*args, *extra], self.cwd)
-        self.procs.append(self.proc)
-        self.addCleanup(self.proc.stop)
-        return self.proc.ready
-
-    def output_lines(self, needles: tuple[bytes, ...], start: int = 0) -> list[bytes]:
-        assert self.proc is not None
-        return [line for line in self.proc.output[start:].splitlines() if any(n in line for n in needles)]
-
-    @inlineCallbacks
-    def readyz(self) -> Any:
-        response = yield treq.get(f"{self.base}/readyz", pool=HTTPConnectionPool(reactor, False), timeout=10)
-        yield response.content()
-        return response.code
+    # -- asking track --------------------------------------------------------------
 
     @inlineCallbacks
     def ready_is(self, code: int) -> Any:
@@ -195,15 +119,6 @@ class DiskFaultTests(TestCase):
     def spool_writable(self) -> Any:
         body = yield self.health()
         return body["spool"]["writable"] is True
-
-    @inlineCallbacks
-    def post(self, path: str, body: bytes, content_type: str) -> Any:
-        """One request on its own connection: (status, Retry-After, body)."""
-        headers: dict[str | bytes, str | bytes] = {"Content-Type": content_type}
-        response = yield treq.post(f"{self.base}{path}", data=body, pool=HTTPConnectionPool(reactor, False),
-                                   timeout=WAIT, headers=headers)
-        content = yield response.content()
-        return response.code, response.headers.getRawHeaders(b"Retry-After"), content
 
     @inlineCallbacks
     def every_endpoint_answers_503(self) -> Any:
@@ -240,47 +155,6 @@ class DiskFaultTests(TestCase):
             self.assertEqual(answers[name][-1], 503, f"{name}: no 503 in {ATTEMPTS} requests: {answers[name]}")
         print(f"\nanswers while the spool disk is full: {answers}")
         return answers
-
-    # -- what was stored -------------------------------------------------------------
-
-    def dead_letter_ids(self) -> list[str]:
-        path = os.path.join(self.spool_dir, "dead-letter", "events.jsonl")
-        try:
-            with open(path, "rb") as f:
-                lines = f.read().splitlines()
-        except FileNotFoundError:
-            return []
-        return [json.loads(line).get("MessageID") for line in lines if line.strip()]
-
-    def check_stored_once(self, load: Load, allow: frozenset[int] = frozenset({201, 503}),
-                          **more: Any) -> dict[str, Any]:
-        """Every acknowledged event stored exactly once (none dead-lettered),
-        and clients saw only `allow`; prints the figures."""
-        counts: dict[tuple[str, str], int] = {}
-        for table in {TABLE, *(t for t, _ in self.extra_acked)}:
-            rows = self.db.execute(f"SELECT MessageID, COUNT(*) FROM {table} GROUP BY MessageID", database="track")
-            counts.update({(table, m): n for m, n in rows})
-        acked = {(TABLE, m) for m in load.acked} | set(self.extra_acked)
-        lost = acked - set(counts)
-        duplicated = {k for k, n in counts.items() if n > 1}
-        dead = self.dead_letter_ids()
-        figures = {"acknowledged": len(acked), "by the load": len(load.acked),
-                   "by other requests": len(self.extra_acked), "lost": len(lost),
-                   "duplicated": len(duplicated), "dead letters": len(dead),
-                   "statuses": dict(load.statuses), "refused connections": load.refused,
-                   "requests sent": load.sent, **more}
-        print(f"\n{self.id().rsplit('.', 1)[-1]}: {figures}")
-        self.assertEqual(len(load.acked), len(set(load.acked)), "one MessageID acknowledged twice")
-        self.assertEqual(sorted(lost)[:20], [], f"{len(lost)} acknowledged events lost")
-        self.assertEqual(duplicated, set())
-        self.assertEqual(dead, [], "acknowledged events dead-lettered")
-        self.assertEqual(set(load.statuses) - allow, set())
-        self.assertEqual(load.other_errors, [])
-        return figures
-
-    def assert_no_traceback(self) -> None:
-        for proc in self.procs:
-            self.assertNotIn(b"Traceback", proc.output, proc.output.decode(errors="replace")[-6000:])
 
     # -- the tests -------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from track.dsn import DSN, DSNError, parse_dsn
+from track.storage.dsn import DSN, DSNError, parse_dsn
 
 
 class ParseDSNTests(SynchronousTestCase):

@@ -22,7 +22,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web.client import HTTPConnectionPool, ResponseNeverReceived
 
 from track import __version__
-from track.dsn import DSN, parse_dsn
+from track.storage.dsn import DSN, parse_dsn
 from track.test.mariadb import MYSQL_SKIP
 from track.test.process import (
     TWISTD,

@@ -9,17 +9,9 @@ from decimal import Decimal
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from track.events import (
-    EVENT_TYPES,
-    INT32_MAX,
-    INT32_MIN,
-    Field,
-    Invalid,
-    InvalidEvent,
-    JSONNumber,
-    new_message_id,
-    parse_event,
-)
+from track.fields.kinds import EVENT_TYPES, Field, InvalidEvent, parse_event
+from track.fields.messageid import new_message_id
+from track.fields.values import INT32_MAX, INT32_MIN, Invalid, JSONNumber
 
 NOW = datetime(2026, 11, 28, 12, 0, 0)
 

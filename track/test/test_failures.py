@@ -7,8 +7,10 @@ import sqlite3
 import pymysql
 from twisted.trial.unittest import SynchronousTestCase
 
-from track.dialects import MySQLDialect, SQLiteDialect, Verdict
-from track.dsn import parse_dsn
+from track.storage.dsn import parse_dsn
+from track.storage.mysql import MySQLDialect
+from track.storage.sqlite import SQLiteDialect
+from track.types import Verdict
 
 MYSQL = MySQLDialect(parse_dsn("mysql://u@h/db"))
 SQLITE = SQLiteDialect(parse_dsn("sqlite:x.sqlite3"))

@@ -20,7 +20,7 @@ from twisted.internet.defer import DeferredSemaphore, gatherResults, inlineCallb
 from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
-from track.events import EVENT_TYPES
+from track.fields.kinds import EVENT_TYPES
 from track.test.mariadb import MYSQL_SKIP
 from track.test.support import TABLES, execute, reset_mysql, serve
 

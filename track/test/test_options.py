@@ -16,9 +16,9 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from track import __version__
-from track.listen import endpoint_description
-from track.tap import Options
-from track.workers import bind
+from track.run.listen import endpoint_description
+from track.run.tap import Options
+from track.run.workers import bind
 
 
 def parse(*argv: str) -> Options:

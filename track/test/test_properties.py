@@ -15,19 +15,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from track.body import BodyError, decode_content, parse_form, parse_json, read_fields
-from track.events import (
-    EVENT_TYPES,
+from track.fields.kinds import EVENT_TYPES, InvalidEvent, parse_event
+from track.fields.values import (
     INT32_MAX,
     INT32_MIN,
     Invalid,
-    InvalidEvent,
     parse_bool,
-    parse_event,
     parse_int,
     parse_money,
     parse_region,
     parse_string,
+)
+from track.web.body import (
+    BodyError,
+    decode_content,
+    parse_form,
+    parse_json,
+    read_fields,
 )
 
 NOW = __import__("datetime").datetime(2026, 1, 1)

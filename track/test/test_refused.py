@@ -18,10 +18,17 @@ from twisted.internet.defer import DeferredList, inlineCallbacks
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from track.events import EVENT_TYPES, parse_event
+from track.fields.kinds import EVENT_TYPES, parse_event
 from track.spool import encode
 from track.spool.records import SEGMENT_MAGIC
-from track.test.support import MYSQL_SKIP, client_pool, create_schema, execute, reset_mysql, serve
+from track.test.support import (
+    MYSQL_SKIP,
+    client_pool,
+    create_schema,
+    execute,
+    reset_mysql,
+    serve,
+)
 from track.test.test_faults import wait_until
 
 SESSION = EVENT_TYPES["session"]

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import os
 import subprocess
-from unittest import SkipTest
 from datetime import datetime
 from typing import Any
+from unittest import SkipTest
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
-from twisted.internet.task import deferLater
-from twisted.internet.task import Clock
+from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from track.events import EVENT_TYPES, parse_event
+from track.fields.kinds import EVENT_TYPES, parse_event
+from track.pipeline.replay import PROBE_MAX
+from track.pipeline.writer import Writer
 from track.spool import Spool, SpoolBroken, SpoolFull, decode, encode, parse_segment
 from track.spool.records import SEGMENT_MAGIC
-from track.store import Unavailable
-from track.writer import PROBE_MAX, Writer
+from track.types import Unavailable
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, 123456)
 PURCHASE = EVENT_TYPES["purchase"]

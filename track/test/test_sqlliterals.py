@@ -12,10 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from track.dialects import dialect_for
-from track.events import EVENT_TYPES, parse_event
-from track.sqlliterals import values_sql
-from track.store import Store
+from track.fields.kinds import EVENT_TYPES, parse_event
+from track.storage.dialect import dialect_for
+from track.storage.sqlliterals import values_sql
+from track.storage.store import Store
 from track.test.support import MYSQL_SKIP, create_schema, execute, reset_mysql
 
 values = st.one_of(

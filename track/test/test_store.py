@@ -10,12 +10,12 @@ from typing import Any
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
-from track.dialects import RowError, dialect_for
-from track.dsn import DSN, parse_dsn
-from track.events import EVENT_TYPES, parse_event
-from track.schema import SchemaError, VERSION_TABLE, fit_event_types, migrate
-from track.store import Store, Unavailable
-from track.database import prepare_database
+from track.fields.kinds import EVENT_TYPES, parse_event
+from track.storage.dialect import dialect_for
+from track.storage.dsn import DSN, parse_dsn
+from track.storage.prepare import prepare_database
+from track.storage.schema import VERSION_TABLE, SchemaError, fit_event_types, migrate
+from track.storage.store import Store
 from track.test.support import (
     MYSQL_SKIP,
     ORIGINAL_MYSQL_DDL,
@@ -24,6 +24,7 @@ from track.test.support import (
     reset_mysql,
     sqlite_dsn,
 )
+from track.types import RowError, Unavailable
 
 NOW = datetime(2026, 11, 28, 12, 30, 45)
 TRICKY = "O'Brien \"q\" \\ ; DROP TABLE x;-- \u00e9\u00e8 \u4e2d"

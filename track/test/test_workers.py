@@ -20,6 +20,7 @@ from twisted.logger import LogLevel, eventAsJSON, formatEventAsClassicLogText
 from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
+from track.run.workers import worker_event
 from track.test.mariadb import MYSQL_SKIP
 from track.test.process import (
     TWISTD,
@@ -33,7 +34,6 @@ from track.test.process import (
     wait_until,
 )
 from track.test.support import MYSQL_DSN_TEXT, execute, reset_mysql
-from track.workers import worker_event
 
 _STARTED = re.compile(rb"worker (\d) started \(pid (\d+)\)")
 EACH_WORKER = 4  # requests in progress on each worker when SIGTERM arrives

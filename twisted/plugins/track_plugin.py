@@ -1,10 +1,10 @@
-"""twistd plugin: makes `twistd track` build the service from track.tap."""
+"""twistd plugin: makes `twistd track` build the service from track.run.tap."""
 
 from twisted.application.service import ServiceMaker
 
 track = ServiceMaker(
     "track",
-    "track.tap",
+    "track.run.tap",
     "HTTP event collector that stores analytics events in MySQL or SQLite.",
     "track",
 )

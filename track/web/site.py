@@ -22,7 +22,7 @@ from twisted.python.failure import Failure
 from twisted.web import http, server
 
 from track.logs import Logger
-from track.responses import json_response
+from track.web.responses import json_response
 
 log = Logger(namespace="track.http")
 

@@ -8,27 +8,17 @@ so a database the original made is adopted as it is, without a row touched.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 
-from track.events import EventType
-
-if TYPE_CHECKING:
-    from track.dialects import Dialect
+from track.fields.kinds import EventType
+from track.storage.dialect import Dialect
+from track.types import Column
 
 VERSION_TABLE = "TrackSchemaVersion"
 
 
 class SchemaError(RuntimeError):
     """The database's tables cannot hold the events this version writes."""
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    type: str = ""
-    nullable: bool = False
-    default: str | None = None
-    primary_key: bool = False
 
 
 def _common(*middle: Column) -> tuple[Column, ...]:
@@ -109,7 +99,7 @@ def _add_message_ids(cursor: Any, dialect: Dialect) -> list[str]:
 class Migration:
     version: int
     description: str
-    apply: Callable[[Any, "Dialect"], list[str]]
+    apply: Callable[[Any, Dialect], list[str]]
 
 
 MIGRATIONS: tuple[Migration, ...] = (

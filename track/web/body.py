@@ -13,7 +13,7 @@ import re
 import zlib
 from typing import Any
 
-from track.events import JSONNumber
+from track.fields.values import JSONNumber
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"

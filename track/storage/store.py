@@ -11,34 +11,29 @@ What a failure means (refused row, outage, bug) is the dialect's decision.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from twisted.enterprise.adbapi import ConnectionPool
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from track.dialects import Dialect, RowError, Verdict
-from track.events import EventType
+from track.fields.kinds import EventType
 from track.logs import Logger
+from track.storage.dialect import Dialect
+from track.types import (
+    InternalError,
+    Outcome,
+    Row,
+    RowError,
+    Statement,
+    Unavailable,
+    Verdict,
+)
 
 log = Logger(namespace="track.store")
 
 MYSQL_POOL_THREADS = 4
 _ATTEMPTS = 3  # for deadlocks and lock wait timeouts, which roll back everything
-
-
-@dataclass(frozen=True)
-class Statement:
-    """INSERT ... VALUES <row>[, <row>...] <on duplicate MessageID: nothing>."""
-
-    prefix: str
-    row: str
-    suffix: str
-
-    @property
-    def one(self) -> str:
-        return self.prefix + self.row + self.suffix
 
 
 def _halves(start: int, end: int) -> list[tuple[int, int]]:
@@ -49,27 +44,29 @@ def _halves(start: int, end: int) -> list[tuple[int, int]]:
     return [(mid, end), (start, mid)]
 
 
+class _Raised:
+    """What a pool-thread function raised, carried back as its result."""
+
+    def __init__(self, failure: Failure) -> None:
+        self.failure = failure
+
+
+def _guarded(conn: Any, work: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return work(conn, *args)
+    except Exception:
+        return _Raised(Failure())
+
+
+def _reraise(result: Any) -> Any:
+    return result.failure if isinstance(result, _Raised) else result
+
+
 def _close(cursor: Any) -> None:
     try:
         cursor.close()
     except Exception:
         pass  # a cursor of a dead connection
-
-
-class Unavailable(Exception):
-    """The database cannot take the write now; nothing of the batch was stored."""
-
-
-class InternalError(Exception):
-    """A failure nobody expected (a bug, an unknown database error): the
-    requests get a 500, nothing is acknowledged, and the database is not
-    taken for down.  Logged once, with its traceback, where it happened."""
-
-
-Row = tuple[Any, ...]
-# Per row: None (stored), RowError (refused: the client's value),
-# Unavailable (not stored: try again) or InternalError (not stored: a bug).
-Outcome = list["RowError | Unavailable | InternalError | None"]
 
 
 class Store:
@@ -101,8 +98,20 @@ class Store:
         Fails with Unavailable when the database could not take the batch,
         or InternalError for anything else.
         """
-        d = self.pool.runWithConnection(self._write, self.statement(event), rows)
+        d = self._run(self._write, self.statement(event), rows)
         d.addErrback(self._classified, event.table)
+        return d
+
+    def _run(self, work: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        """`work(conn, *args)` on a pool thread, its exception handed back as
+        a value and raised again here.  adbapi's own handling of an
+        exception (roll back, then `SELECT 1` on the same connection, then
+        disconnect) logs two "Rollback failed" tracebacks for every write
+        caught by an outage, a log flood that grows with the pool; our
+        writes undo their own transactions, so adbapi only commits nothing,
+        and a dead connection is replaced on its next use."""
+        d = self.pool.runWithConnection(_guarded, work, *args)
+        d.addCallback(_reraise)
         return d
 
     def _classified(self, failure: Failure, table: str) -> Failure:
@@ -203,10 +212,11 @@ class Store:
         try:
             for row in rows:
                 try:
-                    cursor.execute(stmt.one, row)
+                    cursor.execute(stmt.one, self.dialect.adapt(row))
                     outcome.append(None)
                 except Exception as e:
                     if self.dialect.classify(e) is not Verdict.ROW:
+                        conn.rollback()  # none of this batch stays: its requests hear why
                         raise
                     outcome.append(self._refusal(e))
         finally:
@@ -220,7 +230,7 @@ class Store:
         the database refused (and nothing is kept).  Fails with Unavailable.
         """
         work = [(self.statement(event), rows) for event, rows in groups]
-        d = self.pool.runWithConnection(self._write_atomic, work)
+        d = self._run(self._write_atomic, work)
         d.addErrback(self._classified, ", ".join(event.table for event, _ in groups))
         return d
 
@@ -252,7 +262,7 @@ class Store:
             for g, (stmt, rows) in enumerate(groups):
                 for r, row in enumerate(rows):
                     try:
-                        cursor.execute(stmt.one, row)
+                        cursor.execute(stmt.one, self.dialect.adapt(row))
                     except Exception as e:
                         if self.dialect.classify(e) is not Verdict.ROW:
                             raise
@@ -265,7 +275,7 @@ class Store:
     def ping(self) -> Deferred[None]:
         """Succeeds when the database takes writes (reconnecting a dropped
         connection): a server that answers but is read-only is still down."""
-        return self.pool.runWithConnection(self._ping)
+        return self._run(self._ping)
 
     def _ping(self, conn: Any) -> None:
         for attempt in (1, 2):

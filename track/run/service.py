@@ -16,11 +16,11 @@ from twisted.internet.defer import Deferred, TimeoutError, inlineCallbacks
 from twisted.internet.interfaces import IReactorTime, IStreamServerEndpoint
 from twisted.python.failure import Failure
 
-from track.batcher import Batcher
 from track.logs import Logger
-from track.site import TrackSite
-from track.store import Store
-from track.writer import Writer
+from track.pipeline.batcher import Batcher
+from track.pipeline.writer import Writer
+from track.storage.store import Store
+from track.web.site import TrackSite
 
 log = Logger(namespace="track.service")
 _MAX_ACCEPT_ROUNDS = 10  # each accepts what the listen backlog holds

@@ -6,7 +6,13 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from track import __version__
-from track.events import INT32_MAX, INT32_MIN, MONEY_MAX_INTEGER_DIGITS, MONEY_PLACES, EventType, Field
+from track.fields.kinds import EventType, Field
+from track.fields.values import (
+    INT32_MAX,
+    INT32_MIN,
+    MONEY_MAX_INTEGER_DIGITS,
+    MONEY_PLACES,
+)
 
 INT_PATTERN = "^-?[0-9]+$"
 MONEY_PATTERN = rf"^-?[0-9]{{1,{MONEY_MAX_INTEGER_DIGITS}}}(\.[0-9]{{1,{MONEY_PLACES}}})?$"

@@ -16,18 +16,18 @@ from twisted.python.failure import Failure
 from twisted.web.server import Request as IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from track.batcher import Batcher, Overloaded, RowRejected
-from track.batch import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_BODY, read_batch
-from track.body import BodyError, decode_content, read_fields
-from track.cors import CORS
-from track.clientip import Network, client_ip
-from track.events import EVENT_TYPES, EventType, InvalidEvent, parse_event
+from track.fields.kinds import EVENT_TYPES, EventType, InvalidEvent, parse_event
 from track.logs import Logger
 from track.metrics import Metrics
-from track.openapi import openapi_document
-from track.responses import json_response
-from track.site import DEFAULT_MAX_BODY
-from track.store import InternalError, Unavailable
+from track.pipeline.batcher import Batcher
+from track.types import InternalError, Overloaded, RowRejected, Unavailable
+from track.web.batchbody import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_BODY, read_batch
+from track.web.body import BodyError, decode_content, read_fields
+from track.web.clientip import Network, client_ip
+from track.web.cors import CORS
+from track.web.openapi import openapi_document
+from track.web.responses import json_response
+from track.web.site import DEFAULT_MAX_BODY
 
 log = Logger(namespace="track.app")
 

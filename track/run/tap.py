@@ -15,9 +15,9 @@ from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
 from track import __version__
-from track.app import TrackApp, is_batch_path
-from track.batch import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_BODY
-from track.batcher import (
+from track.logs import Logger, parse_level, set_level
+from track.metrics import Metrics
+from track.pipeline.batcher import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_FLUSH_INTERVAL,
     DEFAULT_MAX_PENDING,
@@ -25,21 +25,27 @@ from track.batcher import (
     GATHER_SECONDS,
     Batcher,
 )
-from track.clientip import parse_networks
-from track.cors import CORS
-from track.dialects import dialect_for
-from track.dsn import DSN, DSNError, parse_dsn
-from track.listen import endpoint_description
-from track.logs import Logger, parse_level, set_level
-from track.metrics import Metrics
-from track.database import load_limits, log_migrations, migrate_and_fit, prepare_database, save_limits
+from track.pipeline.writer import Writer
+from track.run.listen import endpoint_description
+from track.run.service import TrackService
+from track.run.workers import WorkerPool
 from track.spool import DEFAULT_MAX_BYTES as DEFAULT_SPOOL_BYTES
 from track.spool import Spool
-from track.workers import WorkerPool
-from track.writer import Writer
-from track.service import TrackService
-from track.site import DEFAULT_MAX_BODY, TrackSite
-from track.store import Store
+from track.storage.dialect import dialect_for
+from track.storage.dsn import DSN, DSNError, parse_dsn
+from track.storage.prepare import (
+    load_limits,
+    log_migrations,
+    migrate_and_fit,
+    prepare_database,
+    save_limits,
+)
+from track.storage.store import Store
+from track.web.app import TrackApp, is_batch_path
+from track.web.batchbody import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_BODY
+from track.web.clientip import parse_networks
+from track.web.cors import CORS
+from track.web.site import DEFAULT_MAX_BODY, TrackSite
 
 log = Logger(namespace="track")
 

@@ -13,11 +13,11 @@ import json
 import os
 from typing import Any
 
-from track.dialects import Dialect, dialect_for
-from track.dsn import DSN
-from track.events import EVENT_TYPES, EventType
+from track.fields.kinds import EVENT_TYPES, EventType
 from track.logs import Logger
-from track.schema import fit_event_types, migrate
+from track.storage.dialect import Dialect, dialect_for
+from track.storage.dsn import DSN
+from track.storage.schema import fit_event_types, migrate
 
 log = Logger(namespace="track")
 

@@ -24,9 +24,8 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
-from track.dialects import RowError
-from track.events import EventType
-from track.store import Outcome, Row
+from track.fields.kinds import EventType
+from track.types import Outcome, Overloaded, Row, RowError, RowRejected
 
 InsertFn = Callable[[EventType, Sequence[Row]], "Deferred[Outcome | None]"]
 
@@ -36,18 +35,6 @@ DEFAULT_MAX_PENDING = 10_000
 DEFAULT_MAX_IN_FLIGHT = 1  # per table: the next batch goes when this one commits
 DEFAULT_MIN_BATCH = 32  # rows gathered during a write that go at once when it commits
 GATHER_SECONDS = 0.001  # how long fewer rows than that wait for more
-
-
-class Overloaded(Exception):
-    """Too many events are waiting for the database; the client should retry."""
-
-
-class RowRejected(Exception):
-    """The database refused this event's value in `column`."""
-
-    def __init__(self, error: RowError) -> None:
-        super().__init__(f"{error.column}: {error.reason}")
-        self.error = error
 
 
 def _answer(request: Deferred[Any], result: Any) -> None:

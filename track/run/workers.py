@@ -27,8 +27,8 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import LogLevel, eventFromJSON, globalLogPublisher
 from twisted.python.failure import Failure
 
-from track.listen import BACKLOG
 from track.logs import Logger
+from track.run.listen import BACKLOG
 
 log = Logger(namespace="track.workers")
 

@@ -1,26 +1,19 @@
-"""What differs between MySQL/MariaDB (pymysql) and the embedded SQLite.
+"""MySQL and MariaDB through pymysql: connections, DDL, and what each error means.
 
-Each dialect knows how to open a connection, how to spell column types and
-placeholders, which errors belong to one row (a client's value the database
-refused) and which mean the database cannot take writes at all.
+The tables of error codes below are where track decides what a failed write
+means: the database cannot take writes now (outage: spool or 503), this row
+cannot be stored (400 for its request alone), or anything else (a bug: 500).
 """
 
 from __future__ import annotations
 
-import enum
 import re
-import sqlite3
-from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from typing import Any, Sequence
 
-from track.dsn import DSN
-from track.schema import Column
-from track.sqlliterals import values_sql
-
-if TYPE_CHECKING:
-    from track.store import Statement
+from track.storage.ddl import column_names, null_default
+from track.storage.dsn import DSN
+from track.storage.sqlliterals import values_sql
+from track.types import Column, Row, RowError, Statement, Verdict
 
 # Session settings for every MySQL connection: refuse bad data instead of
 # truncating it, and read/write TIMESTAMP columns in UTC.
@@ -78,57 +71,10 @@ _COLUMN_IN_MESSAGE = re.compile(r"column [`'\"]?(?:[^`'\".\s]+[`'\"]?\.[`'\"]?)*
 _FOREIGN_KEY_COLUMN = re.compile(r"FOREIGN KEY \(`([^`]+)`\)")
 
 
-class Verdict(enum.Enum):
-    """What a failed write means for the requests waiting on it."""
-
-    OUTAGE = "the database cannot take writes now"  # spool, or 503
-    ROW = "this row cannot be stored"  # 400 for that request alone
-    BUG = "a failure nobody expected"  # 500, logged, nothing acknowledged
-
-
-@dataclass(frozen=True)
-class RowError:
-    """Why the database refused one row, as the client will see it:
-    `column` is "" when the database's message names none."""
-
-    column: str
-    reason: str
-    detail: str = field(default="", compare=False)  # the database's own message
-
-
-class Dialect(Protocol):
-    name: str
-    placeholder: str
-    driver: str
-    single_statement_batches: bool
-
-    def pool_args(self) -> tuple[tuple[Any, ...], dict[str, Any]]: ...
-    def connect(self) -> Any: ...
-    def row_error(self, exc: BaseException) -> RowError | None: ...
-    def classify(self, exc: BaseException) -> Verdict: ...
-    def writable(self, cursor: Any) -> None: ...
-    def retryable(self, exc: BaseException) -> bool: ...
-    def connection_lost(self, exc: BaseException) -> bool: ...
-    def column_ddl(self, column: Column) -> str: ...
-    def table_options(self) -> str: ...
-    def quote(self, name: str) -> str: ...
-    def table_exists(self, cursor: Any, table: str) -> bool: ...
-    def string_columns(self, cursor: Any, table: str) -> dict[str, tuple[int, bool]]: ...
-    def lock(self, cursor: Any) -> None: ...
-    def unlock(self, cursor: Any) -> None: ...
-    def column_names(self, cursor: Any, table: str) -> set[str]: ...
-    def add_message_id(self, cursor: Any, table: str) -> None: ...
-    def on_duplicate(self) -> str: ...
-    def insert_rows(self, cursor: Any, stmt: Statement, rows: Sequence[Sequence[Any]]) -> None: ...
-    def begin(self, conn: Any) -> None: ...
-    def commit(self, conn: Any) -> None: ...
-    def rollback(self, conn: Any) -> None: ...
-
-
 class MySQLDialect:
     name = "mysql"
     placeholder = "%s"
-    driver = "track.mysqldriver"
+    driver = "track.storage.mysqldriver"
     single_statement_batches = True  # autocommit: one INSERT is one transaction
 
     def __init__(self, dsn: DSN) -> None:
@@ -213,7 +159,7 @@ class MySQLDialect:
     def column_ddl(self, column: Column) -> str:
         if column.primary_key:
             return f"`{column.name}` bigint unsigned NOT NULL AUTO_INCREMENT PRIMARY KEY"
-        return f"`{column.name}` {column.type}{_null_default(column)}"
+        return f"`{column.name}` {column.type}{null_default(column)}"
 
     def table_options(self) -> str:
         return " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci"
@@ -222,7 +168,7 @@ class MySQLDialect:
         return f"`{name}`"
 
     def column_names(self, cursor: Any, table: str) -> set[str]:
-        return _column_names(self, cursor, table)
+        return column_names(self.quote, cursor, table)
 
     def table_exists(self, cursor: Any, table: str) -> bool:
         cursor.execute(
@@ -267,6 +213,11 @@ class MySQLDialect:
         no_backslash = cursor.connection.server_status & pymysql.constants.SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES
         cursor.execute(stmt.prefix + values_sql(rows, backslash_escapes=not no_backslash) + stmt.suffix)
 
+    @staticmethod
+    def adapt(row: Sequence[Any]) -> Row:
+        """pymysql takes every value a row holds as it is."""
+        return tuple(row)
+
     def begin(self, conn: Any) -> None:
         conn.begin()
 
@@ -286,159 +237,9 @@ class MySQLDialect:
         cursor.fetchall()
 
 
-def _column_names(dialect: Any, cursor: Any, table: str) -> set[str]:
-    cursor.execute(f"SELECT * FROM {dialect.quote(table)} WHERE 1 = 0")
-    names = {d[0] for d in cursor.description}
-    cursor.fetchall()
-    return names
-
-
 def _mysql_code(exc: BaseException) -> int | None:
     import pymysql
 
     if isinstance(exc, pymysql.err.MySQLError) and exc.args and isinstance(exc.args[0], int):
         return exc.args[0]
     return None
-
-
-_SQLITE_TYPES = {
-    "varchar": "TEXT",
-    "decimal": "TEXT",  # keeps the exact digits; a REAL would round
-    "timestamp": "TEXT",
-    "int": "INTEGER",
-    "tinyint": "INTEGER",
-}
-
-
-def _null_default(column: Column) -> str:
-    sql = " NULL" if column.nullable else " NOT NULL"
-    return sql + (f" DEFAULT {column.default}" if column.default is not None else "")
-
-
-def _adapt_datetime(value: datetime) -> str:
-    return value.isoformat(" ")
-
-
-sqlite3.register_adapter(Decimal, str)
-sqlite3.register_adapter(datetime, _adapt_datetime)
-
-
-# SQLite errors that mean "not now": locked past the busy timeout, a full or
-# failing disk, a read-only file.
-_SQLITE_OUTAGE = (
-    "database is locked",
-    "database table is locked",
-    "database or disk is full",
-    "disk I/O error",
-    "attempt to write a readonly database",
-    "unable to open database file",
-)
-
-
-class SQLiteDialect:
-    name = "sqlite"
-    placeholder = "?"
-    driver = "sqlite3"
-    single_statement_batches = False  # executemany inside adbapi's transaction
-
-    def __init__(self, dsn: DSN) -> None:
-        self.path = dsn.path
-
-    @staticmethod
-    def _prepare(conn: sqlite3.Connection) -> None:
-        # WAL with synchronous=FULL: a committed event survives power loss.
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=5000")
-
-    def pool_args(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        # One writer thread: SQLite serialises writers anyway.
-        return (self.driver, self.path), dict(
-            check_same_thread=False,
-            cp_min=1,
-            cp_max=1,
-            cp_openfun=self._prepare,
-        )
-
-    def connect(self) -> Any:
-        conn = sqlite3.connect(self.path)
-        self._prepare(conn)
-        return conn
-
-    def row_error(self, exc: BaseException) -> RowError | None:
-        if not isinstance(exc, (sqlite3.IntegrityError, sqlite3.DataError)):
-            return None
-        message = str(exc)
-        m = re.search(r"failed: \w+\.(\w+)", message)
-        return RowError(m.group(1) if m else "", "was refused by the database", message)
-
-    def classify(self, exc: BaseException) -> Verdict:
-        if isinstance(exc, (sqlite3.IntegrityError, sqlite3.DataError)):
-            return Verdict.ROW
-        if isinstance(exc, sqlite3.OperationalError) and any(
-            text in str(exc) for text in _SQLITE_OUTAGE
-        ):
-            return Verdict.OUTAGE
-        return Verdict.BUG
-
-    def writable(self, cursor: Any) -> None:
-        # The file is writable if a write transaction can begin (not locked).
-        cursor.execute("BEGIN IMMEDIATE")
-        cursor.execute("ROLLBACK")
-
-    def retryable(self, exc: BaseException) -> bool:
-        return False
-
-    def connection_lost(self, exc: BaseException) -> bool:
-        return False
-
-    def column_ddl(self, column: Column) -> str:
-        if column.primary_key:
-            return f'"{column.name}" INTEGER PRIMARY KEY AUTOINCREMENT'
-        base = column.type.split("(")[0]
-        return f'"{column.name}" {_SQLITE_TYPES[base]}{_null_default(column)}'
-
-    def table_options(self) -> str:
-        return ""
-
-    def quote(self, name: str) -> str:
-        return f'"{name}"'
-
-    def column_names(self, cursor: Any, table: str) -> set[str]:
-        return _column_names(self, cursor, table)
-
-    def table_exists(self, cursor: Any, table: str) -> bool:
-        cursor.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (table,))
-        return cursor.fetchone() is not None
-
-    def string_columns(self, cursor: Any, table: str) -> dict[str, tuple[int, bool]]:
-        return {}  # SQLite does not limit text; the field tables do
-
-    def add_message_id(self, cursor: Any, table: str) -> None:
-        cursor.execute(f'ALTER TABLE "{table}" ADD COLUMN "MessageID" TEXT')
-        cursor.execute(f'CREATE UNIQUE INDEX "{table}_MessageID" ON "{table}" ("MessageID")')
-
-    def on_duplicate(self) -> str:
-        return ' ON CONFLICT ("MessageID") DO NOTHING'
-
-    def insert_rows(self, cursor: Any, stmt: Statement, rows: Sequence[Sequence[Any]]) -> None:
-        cursor.executemany(stmt.one, rows)
-
-    def begin(self, conn: Any) -> None:
-        pass  # sqlite3 opens a transaction before the first INSERT
-
-    def commit(self, conn: Any) -> None:
-        conn.commit()
-
-    def rollback(self, conn: Any) -> None:
-        conn.rollback()
-
-    def lock(self, cursor: Any) -> None:
-        pass
-
-    def unlock(self, cursor: Any) -> None:
-        pass
-
-
-def dialect_for(dsn: DSN) -> Dialect:
-    return MySQLDialect(dsn) if dsn.kind == "mysql" else SQLiteDialect(dsn)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from track.body import JSON, BodyError, media_type, parse_json
+from track.web.body import JSON, BodyError, media_type, parse_json
 
 NDJSON = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/json-lines")
 DEFAULT_MAX_BATCH = 1000

@@ -1,0 +1,1 @@
+"""The field tables of the four event kinds and the parsers of their values."""

@@ -1,0 +1,185 @@
+"""Replay: spooled events into the database once it is back, oldest first.
+
+Segments are read whole and inserted in runs of one kind, REPLAY_BATCH rows
+an INSERT; MessageIDs make a replay repeated after a crash store nothing
+twice.  What the database refuses becomes a dead letter and damaged bytes
+are kept aside: nothing acknowledged is ever dropped.  An outage stops the
+replay until the writer's probe finds the database again; any other failure
+(no room for dead letters, an unreadable file) is retried with backoff.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.python.failure import Failure
+
+from track.fields.kinds import EventType
+from track.logs import Logger
+from track.spool import RecordError, Segment, Spool, decode
+from track.spool.deadletters import entry as dead_letter
+from track.storage.store import Store
+from track.types import Backoff, InternalError, Outcome, Row, RowError, Unavailable
+
+log = Logger(namespace="track.writer")
+
+PROBE_FIRST = 0.5  # seconds: first wait before trying again, doubling
+PROBE_MAX = 10.0
+REPLAY_BATCH = 1000
+
+
+class DatabaseState(Protocol):
+    """What the replay needs of the writer that owns the database's state."""
+
+    up: bool
+
+    def mark_down(self, reason: str) -> None: ...
+    def proven(self) -> None: ...
+
+
+class Replay:
+    """One replay at a time, of one spool into one store."""
+
+    def __init__(self, store: Store, spool: Spool | None, clock: IReactorTime,
+                 event_types: dict[str, EventType], writer: DatabaseState) -> None:
+        self.store = store
+        self.spool = spool
+        self.clock = clock
+        self.event_types = event_types
+        self.writer = writer
+        self._replaying: Deferred[None] | None = None
+        self._call: IDelayedCall | None = None
+        self._backoff = Backoff(PROBE_FIRST, PROBE_MAX)
+        self._stopping = False
+
+    def run(self) -> Deferred[None]:
+        """Move spooled events into the database (one replay at a time).
+
+        An outage stops it until the probe finds the database again; any
+        other failure (no space left for dead letters, an unreadable file)
+        is retried with backoff, one log line a try, until it succeeds."""
+        self._call = None
+        if self.spool is None or self._replaying is not None or self._stopping:
+            return succeed(None)
+        d = self._replaying = self._replay()
+
+        def finished(result: Any) -> None:
+            self._replaying = None
+            if not isinstance(result, Failure):
+                self._backoff.reset()
+            elif result.check(Unavailable):
+                self.writer.mark_down(result.getErrorMessage())
+            elif not self._stopping:
+                delay = self._backoff.next()
+                log.warn("spool replay stopped ({e}); trying again in {t:g}s",
+                         e=result.getErrorMessage(), t=delay)
+                self._call = self.clock.callLater(delay, self.run)
+
+        d.addBoth(finished)
+        return d
+
+    @inlineCallbacks
+    def _replay(self) -> Any:
+        assert self.spool is not None
+        replayed = dead = 0
+        while self.writer.up and not self._stopping and self.spool.events:
+            paths = yield self.spool.sealed()
+            if not paths:
+                break
+            for path in paths:
+                segment = yield self.spool.read(path)
+                yield self._keep_damaged(path, segment)
+                for start in range(0, len(segment.payloads), REPLAY_BATCH):
+                    stored, refused = yield self._insert_in_order(segment.payloads[start:start + REPLAY_BATCH])
+                    replayed += stored
+                    dead += refused
+                    if self._stopping:
+                        return  # the segment is replayed again, from its start, next time
+                yield self.spool.remove(path)
+        if replayed or dead:
+            log.info("replayed {n} spooled events into the database; {d} refused by it, kept as dead letters",
+                     n=replayed, d=dead)
+
+    @inlineCallbacks
+    def _keep_damaged(self, path: str, segment: Segment) -> Any:
+        """Bytes that are no whole record go to the dead-letter area, never away."""
+        damaged = list(segment.corrupt)
+        if segment.tail:
+            damaged.append((segment.torn_at or 0, segment.tail))
+        if not damaged:
+            return
+        yield self.spool.keep_corrupt(path, damaged)  # type: ignore[union-attr]
+        if segment.corrupt:
+            log.error("spool segment {path}: {n} damaged record(s) ({b} bytes) skipped and kept in the "
+                      "dead-letter area; the records after them are replayed", path=path,
+                      n=len(segment.corrupt), b=sum(len(c) for _, c in segment.corrupt))
+        if segment.tail:
+            log.warn("spool segment {path}: a torn tail of {b} bytes (an append a crash cut short, never "
+                     "acknowledged) kept in the dead-letter area", path=path, b=len(segment.tail))
+
+    @inlineCallbacks
+    def _insert_in_order(self, payloads: list[bytes]) -> Any:
+        """Insert records keeping their order, a run of one kind at a time;
+        what the database refuses becomes a dead letter, never a drop.
+        Returns (stored, dead-lettered); raises Unavailable on an outage."""
+        letters: list[dict[str, Any]] = []
+        stored = 0
+        run: list[Row] = []
+        run_event: EventType | None = None
+        for payload in [*payloads, None]:
+            event: EventType | None = None
+            row: Row | None = None
+            if payload is not None:
+                try:
+                    event, row = decode(payload, self.event_types)
+                except (RecordError, ValueError, TypeError) as e:
+                    letters.append(dead_letter(None, None, f"unreadable spool record: {e}", payload))
+                    continue
+            if run and (event is not run_event or payload is None):
+                assert run_event is not None
+                try:
+                    outcome = yield self.store.insert(run_event, run)
+                except InternalError as e:
+                    outcome = [e] * len(run)
+                stored += self._sort(run_event, run, outcome, letters)
+                run = []
+            run_event = event
+            if row is not None:
+                run.append(row)
+        if letters:
+            yield self.spool.dead_letter(letters)  # type: ignore[union-attr]
+            first = letters[0]
+            log.error("{n} spooled event(s) could not be stored, kept as dead letters in {path}; "
+                      "the first: {kind} {id}: {error}", n=len(letters), path=self.spool.dead_letters.path,  # type: ignore[union-attr]
+                      kind=first.get("type", "?"), id=first.get("MessageID", "?"), error=first["error"])
+        return stored, len(letters)
+
+    def _sort(self, event: EventType, rows: list[Row], outcome: Outcome | None,
+              letters: list[dict[str, Any]]) -> int:
+        """Count the stored rows, turn refused ones into dead letters, and
+        stop the replay (Unavailable) if the database went away midway."""
+        if outcome is None:
+            self.writer.proven()
+            return len(rows)
+        for row, result in zip(rows, outcome):
+            if isinstance(result, Unavailable):
+                raise Unavailable(f"the database went away during replay: {result}")
+            if isinstance(result, RowError):
+                error = f"{result.column}: {result.reason}: {result.detail}" if result.column else result.detail
+                letters.append(dead_letter(event, row, error))
+            elif isinstance(result, InternalError):
+                letters.append(dead_letter(event, row, f"internal error: {result}"))
+        stored = sum(1 for o in outcome if o is None)
+        if stored:
+            self.writer.proven()
+        return stored
+
+    def stop(self) -> Deferred[None]:
+        """No more retries; the step in progress finishes."""
+        self._stopping = True
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        return self._replaying if self._replaying is not None else succeed(None)

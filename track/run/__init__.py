@@ -1,0 +1,1 @@
+"""Running track: the twistd options and service, the listening socket, worker processes."""
