@@ -24,18 +24,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from track.storage.dsn import parse_dsn  # noqa: E402
-from track.storage.prepare import prepare_database  # noqa: E402
-from track.test.mariadb import free_port  # noqa: E402
-from track.test.process import TWISTD, child_env, children, cpu_seconds, peak_rss_mb  # noqa: E402
-from track.test.support import execute  # noqa: E402
+from track.storage.dsn import parse_dsn
+from track.storage.prepare import prepare_database
+from track.test.mariadb import free_port
+from track.test.process import TWISTD, child_env, children, cpu_seconds, peak_rss_mb
+from track.test.support import execute
 
 START_TIMEOUT = 60.0
 
@@ -305,11 +306,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 full, rate = spool_start_and_replay(args, tmp, args.spool_events)
                 spool.append((empty, full, rate))
     medians = [median_result(rs) for rs in by_name.values()]
-    floor = next((r.eps for n, r in zip(names, medians) if n == "floor"), None)
-    peer = next((r.eps for n, r in zip(names, medians) if n == "peer"), None)
+    floor = next((r.eps for n, r in zip(names, medians, strict=True) if n == "floor"), None)
+    peer = next((r.eps for n, r in zip(names, medians, strict=True) if n == "peer"), None)
     print(table(medians, floor, peer))
     if spool:
-        batch = next((r.eps for n, r in zip(names, medians) if n == "batch"), None)
+        batch = next((r.eps for n, r in zip(names, medians, strict=True) if n == "batch"), None)
         empty, full, rate = sorted(spool, key=lambda s: s[2])[len(spool) // 2]
         print(f"\nspool: ready (/readyz 200) {full:.2f} s after start with {args.spool_events} spooled events, "
               f"{empty:.2f} s with none; replay {rate:.0f} events/s"

@@ -10,7 +10,7 @@ A benchmark baseline only: not a dependency of track.  Needs
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlsplit
 
 import aiomysql
@@ -45,7 +45,7 @@ def make_app(dsn: str) -> FastAPI:
             async with conn.cursor() as cur:
                 await cur.execute(SQL, (fields["Region"], fields["SessionID"], fields["RemoteIP"],
                                         fields["SessionType"], fields.get("Message"), profile,
-                                        datetime.now(timezone.utc).replace(tzinfo=None)))
+                                        datetime.now(UTC).replace(tzinfo=None)))
             await conn.commit()
         return Response(status_code=201, media_type="text/plain; charset=utf-8")
 

@@ -7,7 +7,8 @@ objects that own the state, so nothing on the hot path updates them.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,

@@ -9,10 +9,11 @@ client; nothing is coerced, truncated or guessed.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from track.fields.messageid import new_message_id
 from track.fields.values import (
@@ -86,7 +87,7 @@ class EventType:
         server = ("RemoteIP", "Created") if self.remote_ip_column else ("Created",)
         return tuple(f.name for f in self.fields) + server
 
-    def with_string_limits(self, limits: Mapping[str, Sequence[Any]]) -> "EventType":
+    def with_string_limits(self, limits: Mapping[str, Sequence[Any]]) -> EventType:
         """This event with string fields limited as `limits` says:
         column name -> (length in characters, bmp_only)."""
         fields = tuple(

@@ -17,8 +17,9 @@ the pool threads only ever see the list handed to them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -114,7 +115,7 @@ class Batcher:
         if buf.in_flight < self.max_in_flight:
             self._flush(event, buf)
 
-    def submit_together(self, write: Callable[[], "Deferred[Any]"], count: int) -> Deferred[Any]:
+    def submit_together(self, write: Callable[[], Deferred[Any]], count: int) -> Deferred[Any]:
         """A batch request: `count` events that `write()` stores in one go,
         outside the buffers but counted against the same bound.
 

@@ -163,7 +163,7 @@ class Replay:
         if outcome is None:
             self.writer.proven()
             return len(rows)
-        for row, result in zip(rows, outcome):
+        for row, result in zip(rows, outcome, strict=True):
             if isinstance(result, Unavailable):
                 raise Unavailable(f"the database went away during replay: {result}")
             if isinstance(result, RowError):

@@ -39,7 +39,8 @@ STABLE_SECONDS = 30.0
 _UNESCAPED_COLON = re.compile(r"(?<!\\):")
 # The child: make LISTEN_PID its own pid before Twisted reads it, then twistd.
 _BOOT = (
-    "import os, sys; os.environ['LISTEN_PID'] = str(os.getpid()); os.environ['LISTEN_FDS'] = '1'; os.environ['LISTEN_FDNAMES'] = 'track'; "
+    "import os, sys; os.environ['LISTEN_PID'] = str(os.getpid()); "
+    "os.environ['LISTEN_FDS'] = '1'; os.environ['LISTEN_FDNAMES'] = 'track'; "
     "from twisted.scripts.twistd import run; run()"
 )
 # Options handed on to every child unchanged.
@@ -96,7 +97,7 @@ def worker_event(line: bytes, index: int, now: float) -> dict[str, Any]:
 
 
 class _Child(ProcessProtocol):
-    def __init__(self, pool: "WorkerPool", index: int, started: float) -> None:
+    def __init__(self, pool: WorkerPool, index: int, started: float) -> None:
         self.pool = pool
         self.index = index
         self.started = started

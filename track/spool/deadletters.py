@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
-from typing import Any, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from track.fields.kinds import EventType
 from track.spool.records import columns_of
@@ -29,7 +30,7 @@ def entry(event: EventType | None, row: Sequence[Any] | None, error: str,
           record: bytes | None = None) -> dict[str, Any]:
     """One dead letter: the event as a client would send it again, the
     columns the server filled in, and why it could not be stored."""
-    now = datetime.now(timezone.utc).isoformat()
+    now = datetime.now(UTC).isoformat()
     if event is None or row is None:
         return {"record": (record or b"").decode("ascii", "replace"), "error": error, "time": now}
     columns = columns_of(event, row)

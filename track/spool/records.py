@@ -17,10 +17,11 @@ from __future__ import annotations
 import json
 import struct
 import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from track.fields.kinds import EventType
 
@@ -57,7 +58,7 @@ def _plain(value: Any) -> Any:
 
 def columns_of(event: EventType, row: Sequence[Any]) -> dict[str, Any]:
     """A row as {column: JSON value}, NULLs left out."""
-    return {c: _plain(v) for c, v in zip(event.columns, row) if v is not None}
+    return {c: _plain(v) for c, v in zip(event.columns, row, strict=True) if v is not None}
 
 
 def encode(event: EventType, row: Sequence[Any]) -> bytes:
@@ -78,7 +79,10 @@ def decode(payload: bytes, event_types: Mapping[str, EventType]) -> tuple[EventT
         raise RecordError(f"not JSON: {e}") from None
     if isinstance(data, list):  # format 1
         kind, values = data
-        columns = dict(zip(V1_COLUMNS.get(kind, ()), values))
+        names = V1_COLUMNS.get(kind, ())
+        if len(names) != len(values):
+            raise RecordError(f"a format 1 {kind!r} record of {len(values)} values")
+        columns = dict(zip(names, values, strict=True))
     else:
         kind, columns = data.get("type"), dict(data.get("columns", {}))
     event = event_types.get(kind) if isinstance(kind, str) else None

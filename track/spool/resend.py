@@ -26,8 +26,9 @@ import os
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from track.spool.deadletters import DIRECTORY, EVENTS_FILE, write_durably
 

@@ -7,7 +7,8 @@ that decides between an outage, a refused row and a bug.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from track.storage.dsn import DSN
 from track.storage.mysql import MySQLDialect

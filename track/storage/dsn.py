@@ -8,8 +8,8 @@ produced from a value whose password is already masked.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 from urllib.parse import parse_qsl, unquote
 
 DEFAULT_SQLITE_PATH = "track.sqlite3"

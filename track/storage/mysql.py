@@ -8,7 +8,8 @@ cannot be stored (400 for its request alone), or anything else (a bug: 500).
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from track.storage.ddl import column_names, null_default
 from track.storage.dsn import DSN
@@ -210,7 +211,8 @@ class MySQLDialect:
         """All rows in one statement, its VALUES built by track (see sqlliterals)."""
         import pymysql
 
-        no_backslash = cursor.connection.server_status & pymysql.constants.SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES
+        status = pymysql.constants.SERVER_STATUS
+        no_backslash = cursor.connection.server_status & status.SERVER_STATUS_NO_BACKSLASH_ESCAPES
         cursor.execute(stmt.prefix + values_sql(rows, backslash_escapes=not no_backslash) + stmt.suffix)
 
     @staticmethod

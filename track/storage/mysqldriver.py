@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import pymysql
-from pymysql import *  # noqa: F401,F403  (the DB-API module surface adbapi reads)
+from pymysql import *  # noqa: F403  (the DB-API module surface adbapi reads)
 from pymysql import apilevel, paramstyle, threadsafety  # noqa: F401
 
 

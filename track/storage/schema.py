@@ -7,8 +7,9 @@ so a database the original made is adopted as it is, without a row touched.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from track.fields.kinds import EventType
 from track.storage.dialect import Dialect

@@ -12,9 +12,10 @@ tests compare it with pymysql's own escaping.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import Any
 
 # What MySQL's string literal syntax needs escaped, as pymysql escapes it.
 _BACKSLASH_ESCAPES = {0: "\\0", 10: "\\n", 13: "\\r", 26: "\\Z", 34: '\\"', 39: "\\'", 92: "\\\\"}

@@ -11,7 +11,8 @@ What a failure means (refused row, outage, bug) is the dialect's decision.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from twisted.enterprise.adbapi import ConnectionPool
 from twisted.internet.defer import Deferred
@@ -33,6 +34,8 @@ from track.types import (
 log = Logger(namespace="track.store")
 
 MYSQL_POOL_THREADS = 4
+# A refused row of a batch request: (group, row within it, why).
+Refusal = tuple[int, int, RowError]
 _ATTEMPTS = 3  # for deadlocks and lock wait timeouts, which roll back everything
 
 
@@ -80,7 +83,7 @@ class Store:
         self.pool = ConnectionPool(*args, cp_reconnect=True, cp_noisy=False, **kwargs)
         self._statements: dict[str, Statement] = {}
 
-    def statement(self, event: EventType) -> "Statement":
+    def statement(self, event: EventType) -> Statement:
         """The INSERT for `event`'s table, built once per table."""
         stmt = self._statements.get(event.table)
         if stmt is None:
@@ -223,7 +226,7 @@ class Store:
             _close(cursor)
         return outcome
 
-    def insert_atomic(self, groups: Sequence[tuple[EventType, Sequence[Row]]]) -> Deferred[list[tuple[int, int, RowError]] | None]:
+    def insert_atomic(self, groups: Sequence[tuple[EventType, Sequence[Row]]]) -> Deferred[list[Refusal] | None]:
         """Commit every group in one transaction, or nothing.
 
         Fires None when all are stored, else (group, row, error) for every row
@@ -253,9 +256,9 @@ class Store:
 
         return self._with_retries(conn, write, undo, lambda: self._find_refused(conn, groups))
 
-    def _find_refused(self, conn: Any, groups: list[tuple[Statement, Sequence[Row]]]) -> list[tuple[int, int, RowError]]:
+    def _find_refused(self, conn: Any, groups: list[tuple[Statement, Sequence[Row]]]) -> list[Refusal]:
         """Name every refused row, then roll everything back."""
-        refused: list[tuple[int, int, RowError]] = []
+        refused: list[Refusal] = []
         self.dialect.begin(conn)
         cursor = conn.cursor()
         try:

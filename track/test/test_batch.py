@@ -67,7 +67,7 @@ class BatchMixin:
             "PurchaseEvent": execute(self.dsn, "SELECT ProfileID, Region, Currency, GrossAmount, NetAmount, "
                                                "PaymentProvider, Product FROM PurchaseEvent"),
         }
-        rows["PurchaseEvent"] = [r[:3] + (f"{Decimal(r[3]):.2f}", f"{Decimal(r[4]):.2f}") + r[5:]
+        rows["PurchaseEvent"] = [(*r[:3], f"{Decimal(r[3]):.2f}", f"{Decimal(r[4]):.2f}", *r[5:])
                                  for r in rows["PurchaseEvent"]]
         return rows
 
@@ -163,7 +163,7 @@ class AtomicStoreTests(TestCase):
         self.addCleanup(store.close)
         user, item = EVENT_TYPES["user"], EVENT_TYPES["item"]
         good = parse_event(user, {"ProfileID": "1", "Region": "eu"}, "ip", __import__("datetime").datetime(2026, 1, 1))
-        bad = (None,) + good[1:]
+        bad = (None, *good[1:])
         item_row = parse_event(item, {"ProfileID": "1", "Region": "eu", "ItemName": "a", "ItemType": "b",
                                       "IsUGC": "1"}, "ip", good[-1])
         refused = yield store.insert_atomic([(item, [item_row]), (user, [good, bad])])

@@ -59,5 +59,6 @@ class ContentTypeTests(SynchronousTestCase):
         self.assertEqual(error.extra, {"fields": {"a": "given more than once"}})
 
     def test_only_utf8_and_known_types(self) -> None:
-        self.assertEqual(self.assertRaises(BodyError, read_fields, b"application/json; charset=latin-1", b"{}").code, 415)
+        latin1 = self.assertRaises(BodyError, read_fields, b"application/json; charset=latin-1", b"{}")
+        self.assertEqual(latin1.code, 415)
         self.assertEqual(self.assertRaises(BodyError, read_fields, b"text/csv", b"a,b").code, 415)

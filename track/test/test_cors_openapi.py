@@ -114,6 +114,7 @@ class OpenAPITests(SynchronousTestCase):
     def test_limits_match_the_validator(self) -> None:
         json_props = self.doc["paths"]["/api/1.0/track/purchase/"]["post"]["requestBody"]["content"][
             "application/json"]["schema"]["properties"]
-        self.assertEqual(json_props["ProfileID"]["oneOf"][0], {"type": "integer", "minimum": -2**31, "maximum": 2**31 - 1})
+        self.assertEqual(json_props["ProfileID"]["oneOf"][0],
+                         {"type": "integer", "minimum": -2**31, "maximum": 2**31 - 1})
         self.assertEqual(json_props["Region"]["pattern"], "^[A-Za-z]{2,16}$")
         self.assertEqual(json_props["Currency"]["maxLength"], 3)

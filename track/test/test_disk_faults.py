@@ -148,7 +148,7 @@ class DiskFaultTests(faultcase.FaultCase):
                 answers[name].append(code)
                 self.assertIn(code, (201, 503), f"{name}: {code} {content[:300]!r}")
                 if code == 201:
-                    self.extra_acked += zip(tables, ids)
+                    self.extra_acked += zip(tables, ids, strict=True)
                     continue
                 self.assertTrue(retry_after, f"{name}: a 503 without Retry-After")
                 break

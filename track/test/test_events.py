@@ -132,7 +132,7 @@ class ParseEventTests(SynchronousTestCase):
             event = EVENT_TYPES[kind]
             row = parse_event(event, dict(data, MessageID="client-id:1"), "192.0.2.1", NOW)
             server = ("192.0.2.1", NOW) if event.remote_ip_column else (NOW,)
-            self.assertEqual(row, expected + ("client-id:1",) + server)
+            self.assertEqual(row, (*expected, "client-id:1", *server))
             self.assertEqual(len(row), len(event.columns))
             self.assertEqual(row[event.message_id_index], "client-id:1")
 

@@ -169,7 +169,7 @@ class OtherOptionTests(SynchronousTestCase):
         values = {"http": "tcp:0", "dsn": "sqlite:///tmp/x.sqlite3", "log-level": "warn", "cpuprofile": "/tmp/p",
                   "trusted-proxy": "10.0.0.0/8", "cors-origin": "https://game.example", "spool-dir": "",
                   "flush-interval": "5", "request-timeout": "5"}
-        for name, (short, doc, default) in every_option().items():
+        for name, (_short, _doc, default) in every_option().items():
             if name in ("help", "version"):
                 continue  # they print and exit: see test_version_prints_and_exits_zero
             with self.subTest(option=name):

@@ -29,7 +29,7 @@ class ScaleOutTests(TestCase):
     def test_two_instances_store_everything_once(self) -> Any:
         dsn = reset_mysql()
         bases = []
-        for n in range(2):
+        for _n in range(2):
             cwd = os.path.abspath(self.mktemp())
             os.makedirs(cwd)
             proc = TwistdTrack(["--dsn", MYSQL_DSN_TEXT, "--http", "tcp:0:interface=127.0.0.1"], cwd)

@@ -91,6 +91,7 @@ class MySQLRoundTrip(TestCase):
                                   "PaymentProvider": "p", "Product": "x"}, "", datetime(2026, 1, 1))
         d = store.insert(event, [row])
         d.addCallback(lambda _: self.assertEqual(
-            [tuple(Decimal(v) for v in r) for r in execute(self.dsn, "SELECT GrossAmount, NetAmount FROM PurchaseEvent")],
+            [tuple(Decimal(v) for v in r)
+             for r in execute(self.dsn, "SELECT GrossAmount, NetAmount FROM PurchaseEvent")],
             [(Decimal("0.0001"), Decimal("-123456789012345.5"))]))
         return d

@@ -114,7 +114,7 @@ class StoreTestsMixin:
         event = EVENT_TYPES["user"]
         good = parse_event(event, {"ProfileID": "1", "Region": "eu", "MessageID": "dup"}, "ip", NOW)
         yield self.store.insert(event, [good])
-        bad = (None,) + good[1:4] + ("bad-1",) + good[5:]  # ProfileID NULL in a NOT NULL column
+        bad = (None, *good[1:4], "bad-1", *good[5:])  # ProfileID NULL in a NOT NULL column
         outcome = yield self.store.insert(event, [good, bad])
         self.assertEqual(outcome[0], None)  # type: ignore[attr-defined,index]
         self.assertIsInstance(outcome[1], RowError)  # type: ignore[attr-defined,index]
@@ -185,7 +185,7 @@ class MySQLStoreTests(StoreTestsMixin, TestCase):
 
     @inlineCallbacks
     def test_a_value_too_long_for_the_column_is_named(self) -> Any:
-        long_row = session_row("long", "x")[:4] + ("x" * 46,) + session_row("long")[5:]
+        long_row = (*session_row("long", "x")[:4], "x" * 46, *session_row("long")[5:])
         rows = [session_row("ok"), long_row]
         outcome = yield self.store.insert(EVENT_TYPES["session"], rows)
         self.assertEqual(outcome, [None, RowError("Message", "is too long for the database column")])

@@ -7,8 +7,9 @@ batcher, and answered 201 only when the batcher reports its row committed.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from klein import Klein
 from twisted.internet.interfaces import IReactorTime
@@ -79,7 +80,7 @@ class TrackApp:
         clock: IReactorTime,
         event_types: Mapping[str, EventType] = EVENT_TYPES,
         trusted_proxies: Sequence[Network] = (),
-        cors: CORS = CORS(()),
+        cors: CORS | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         health: Any = None,
         metrics: Metrics | None = None,
@@ -91,7 +92,7 @@ class TrackApp:
         self.clock = clock
         self.event_types = event_types  # shared: refitted when the database appears
         self.trusted_proxies = tuple(trusted_proxies)
-        self.cors = cors
+        self.cors = cors or CORS(())
         self.max_body = max_body
         self.health = health
         self.metrics = metrics or Metrics()
@@ -212,7 +213,7 @@ class TrackApp:
         for kind, (rows, indexes) in groups.items():
             event = self.event_types[kind]
             self._count_accepted(kind, len(rows))
-            ids += [(i, row[event.message_id_index]) for i, row in zip(indexes, rows)]
+            ids += [(i, row[event.message_id_index]) for i, row in zip(indexes, rows, strict=True)]
         return json_response(request, 201, {"stored": len(ids), "message_ids": [m for _, m in sorted(ids)]})
 
     def _batch_failed(self, failure: Failure, count: int, request: IRequest) -> bytes | Failure:

@@ -4,7 +4,7 @@ proxies the operator trusts (`--trusted-proxy`)."""
 from __future__ import annotations
 
 import ipaddress
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

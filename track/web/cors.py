@@ -6,7 +6,7 @@ any other origin gets no CORS headers at all, and the browser blocks it.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from twisted.web.server import Request
 

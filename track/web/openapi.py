@@ -3,7 +3,8 @@ uses, so the published contract and the checks cannot drift apart."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from track import __version__
 from track.fields.kinds import EventType, Field

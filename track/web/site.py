@@ -12,7 +12,8 @@ the request timeout is answered 408, however slowly its bytes trickle in.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from twisted.internet.defer import Deferred, succeed
@@ -44,7 +45,7 @@ class _Channel(http.HTTPChannel):
     """An HTTPChannel that enforces body limits and a per-request deadline,
     and tells its Site when it closes."""
 
-    site: "TrackSite"
+    site: TrackSite
     _receiving_since: float | None = None  # when the request being received began
     _refused = False
     _body_seen = 0
