@@ -16,12 +16,12 @@ setup(
     python_requires=">=3.11",
     # twisted.plugins is a namespace directory here: it must never get an
     # __init__.py of ours, or it would shadow Twisted's own plugins.
-    packages=find_packages(include=["track", "track.*"]) + ["twisted.plugins"],
+    packages=[*find_packages(include=["track", "track.*"]), "twisted.plugins"],
     include_package_data=False,
     # The spool written by an earlier release, read by the tests.
     package_data={"track.test": ["fixtures/*/*"]},
     install_requires=[
-        "Twisted>=25.5.0",
+        "Twisted>=25.5.0,<27",  # track/web/twistedhttp.py leans on private twisted.web.http names
         "klein>=23.5.0",
         "PyMySQL>=1.1.0",
         "prometheus_client>=0.17.0",
@@ -31,6 +31,15 @@ setup(
             "treq>=23.11.0",
             "hypothesis>=6.90.0",
             "schemathesis>=4.0.0",
+        ],
+        # Type and lint checks, and mutation testing (see README: Contributing).
+        "dev": [
+            "mypy>=1.10",
+            "mypy-zope>=1.0.5",
+            "ruff>=0.6",
+            "types-PyMySQL>=1.1",
+            "mutmut>=3.2",
+            "pytest>=8.0",
         ],
     },
     zip_safe=False,
