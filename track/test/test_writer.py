@@ -1,0 +1,153 @@
+"""The writer: each batch to the database while it takes writes, to a real
+spool (on disk, in a temporary directory) while it does not; what health and
+readiness report.  The database here is a stand-in whose answers the test
+sets; the probe's clock is a Clock."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
+from twisted.internet.task import Clock
+from twisted.trial.unittest import TestCase
+
+from track.fields.kinds import EVENT_TYPES, parse_event
+from track.pipeline.writer import SPOOL_HEADROOM, Writer
+from track.spool import Spool, decode, encode
+from track.types import InternalError, RowError, Unavailable
+
+SESSION = EVENT_TYPES["session"]
+NOW = datetime(2026, 11, 29, 12, 0, 0)
+
+
+def row(n: int) -> tuple[Any, ...]:
+    return parse_event(SESSION, {"Region": "eu", "SessionID": f"s{n}", "RemoteIP": "10.0.0.1",
+                                 "SessionType": "t", "MessageID": f"m-{n}"}, "", NOW)
+
+
+class Database:
+    """Answers each write with what the test put in `answers` (or stores)."""
+
+    def __init__(self) -> None:
+        self.answers: list[Any] = []
+        self.written: list[Any] = []
+
+    def _answer(self, rows: Any) -> Deferred[Any]:
+        answer = self.answers.pop(0) if self.answers else None
+        if isinstance(answer, Exception):
+            return fail(answer)
+        self.written.append(rows)
+        return succeed(answer)
+
+    def insert(self, event: Any, rows: Any) -> Deferred[Any]:
+        return self._answer(list(rows))
+
+    def insert_atomic(self, groups: Any) -> Deferred[Any]:
+        return self._answer([r for _, rows in groups for r in rows])
+
+    def ping(self) -> Deferred[None]:
+        return fail(Unavailable("still down"))
+
+
+class WriterTests(TestCase):
+    def setUp(self) -> None:
+        self.db = Database()
+        self.clock = Clock()
+        self.spool = self.make_spool(10**6)
+        self.writer = Writer(self.db, self.spool, self.clock, dict(EVENT_TYPES))  # type: ignore[arg-type]
+        self.addCleanup(self.writer.stop)
+
+    def make_spool(self, max_bytes: int) -> Spool:
+        spool = Spool(self.mktemp(), max_bytes, reactor)
+        spool.open()
+        spool.start()
+        self.addCleanup(spool.close)
+        return spool
+
+    @inlineCallbacks
+    def spooled(self) -> Any:
+        rows = []
+        for path in (yield self.spool.sealed()):
+            segment = yield self.spool.read(path)
+            rows += [decode(p, EVENT_TYPES)[1] for p in segment.payloads]
+        return rows
+
+    def test_health_while_everything_is_up(self) -> None:
+        self.assertEqual(self.writer.health(), {
+            "status": "ok", "database": "up",
+            "spool": {"events": 0, "bytes": 0, "writable": True},
+            "dead_letter": {"events": 0, "corrupt_bytes": 0}})
+        self.assertTrue(self.writer.ready())
+
+    @inlineCallbacks
+    def test_an_outage_spools_the_batch_and_says_so(self) -> Any:
+        self.db.answers = [Unavailable("(2003, connection refused)")]
+        outcome = yield self.writer.insert(SESSION, [row(1), row(2)])
+        self.assertIsNone(outcome)
+        self.assertEqual((yield self.spooled()), [row(1), row(2)])
+        health = self.writer.health()
+        self.assertEqual((health["database"], health["database_error"], health["spool"]["events"]),
+                         ("down", "(2003, connection refused)", 2))
+        self.assertTrue(self.writer.ready())
+        # While down, later batches go straight to the spool, not to the database.
+        yield self.writer.insert(SESSION, [row(3)])
+        self.assertEqual(self.db.written, [])
+        self.assertEqual((yield self.spooled()), [row(1), row(2), row(3)])
+
+    @inlineCallbacks
+    def test_rows_cut_off_by_an_outage_are_spooled_the_rest_keep_their_answer(self) -> Any:
+        refused = RowError("Region", "is too long")
+        self.db.answers = [[None, refused, Unavailable("gone")]]
+        outcome = yield self.writer.insert(SESSION, [row(1), row(2), row(3)])
+        self.assertEqual(outcome, [None, refused, None])
+        self.assertEqual((yield self.spooled()), [row(3)])
+        self.assertFalse(self.writer.up)
+
+    @inlineCallbacks
+    def test_a_failure_nobody_expected_is_not_an_outage(self) -> Any:
+        self.db.answers = [InternalError("ProgrammingError(1064)")]
+        yield self.assertFailure(self.writer.insert(SESSION, [row(1)]), InternalError)
+        self.assertTrue(self.writer.up)
+        self.assertEqual((self.spool.events, self.clock.getDelayedCalls()), (0, []))
+
+    @inlineCallbacks
+    def test_a_batch_request_during_an_outage_is_one_spool_append(self) -> Any:
+        self.db.answers = [Unavailable("gone")]
+        result = yield self.writer.insert_atomic([(SESSION, [row(1), row(2)]), (SESSION, [row(3)])])
+        self.assertIsNone(result)
+        segments = [n for n in os.listdir(self.spool.directory) if n.endswith(".spool")]
+        self.assertEqual((len(segments), self.spool.events), (1, 3))
+        result = yield self.writer.insert_atomic([(SESSION, [row(4)])])  # down: straight to the spool
+        self.assertEqual((result, self.db.written), (None, []))
+        self.assertEqual((yield self.spooled()), [row(1), row(2), row(3), row(4)])
+
+    @inlineCallbacks
+    def test_without_room_in_the_spool_an_outage_is_unavailable_and_not_ready(self) -> Any:
+        record = len(encode(SESSION, row(1)))
+        self.spool = self.make_spool(SPOOL_HEADROOM + record)
+        self.writer = Writer(self.db, self.spool, self.clock, dict(EVENT_TYPES))  # type: ignore[arg-type]
+        self.addCleanup(self.writer.stop)
+        self.db.answers = [Unavailable("gone")]
+        yield self.writer.insert(SESSION, [row(1)])
+        self.assertFalse(self.writer.ready(), "less than the headroom left: not ready")
+        failure = yield self.assertFailure(self.writer.insert(SESSION, [row(2)] * 2000), Unavailable)
+        self.assertIn("the spool is full", str(failure))
+
+    @inlineCallbacks
+    def test_without_a_spool_an_outage_is_unavailable(self) -> Any:
+        writer = Writer(self.db, None, self.clock, dict(EVENT_TYPES))  # type: ignore[arg-type]
+        self.addCleanup(writer.stop)
+        self.db.answers = [Unavailable("gone")]
+        failure = yield self.assertFailure(writer.insert(SESSION, [row(1)]), Unavailable)
+        self.assertIn("no spool", str(failure))
+        self.assertFalse(writer.ready())
+
+    def test_an_unwritable_spool_is_not_ready_while_the_database_is_down(self) -> None:
+        self.writer.mark_down("gone")
+        self.assertTrue(self.writer.ready())
+        self.spool.error = "[Errno 28] No space left on device"
+        self.assertFalse(self.writer.ready())
+        self.assertEqual(self.writer.health()["spool"]["error"], "[Errno 28] No space left on device")
