@@ -15,7 +15,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from track.fields.kinds import EVENT_TYPES, parse_event
-from track.pipeline.writer import SPOOL_HEADROOM, Writer
+from track.pipeline.writer import Writer
 from track.spool import Spool, decode, encode
 from track.types import InternalError, RowError, Unavailable
 
@@ -127,14 +127,17 @@ class WriterTests(TestCase):
     @inlineCallbacks
     def test_without_room_in_the_spool_an_outage_is_unavailable_and_not_ready(self) -> Any:
         record = len(encode(SESSION, row(1)))
-        self.spool = self.make_spool(SPOOL_HEADROOM + record)
+        self.spool = self.make_spool(10 * record)  # headroom: a tenth of it, one record
         self.writer = Writer(self.db, self.spool, self.clock, dict(EVENT_TYPES))  # type: ignore[arg-type]
         self.addCleanup(self.writer.stop)
         self.db.answers = [Unavailable("gone")]
-        yield self.writer.insert(SESSION, [row(1)])
+        yield self.writer.insert(SESSION, [row(n) for n in range(8)])
+        self.assertTrue(self.writer.ready())
+        yield self.writer.insert(SESSION, [row(8)])
         self.assertFalse(self.writer.ready(), "less than the headroom left: not ready")
-        failure = yield self.assertFailure(self.writer.insert(SESSION, [row(2)] * 2000), Unavailable)
+        failure = yield self.assertFailure(self.writer.insert(SESSION, [row(9)]), Unavailable)
         self.assertIn("the spool is full", str(failure))
+        self.assertEqual(self.spool.events, 9)
 
     @inlineCallbacks
     def test_without_a_spool_an_outage_is_unavailable(self) -> Any:
