@@ -8,7 +8,7 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import ClientFactory, Protocol
+from twisted.internet.protocol import ClientFactory, Protocol, connectionDone
 from twisted.python.failure import Failure
 
 _STATUS = re.compile(rb"HTTP/1\.[01] (\d{3})")
@@ -28,11 +28,12 @@ class RawClient(Protocol):
     def dataReceived(self, data: bytes) -> None:
         self.received += data
 
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.closed.callback(self.received)
 
     def send(self, data: bytes) -> None:
-        self.transport.write(data)  # type: ignore[union-attr]
+        assert self.transport is not None, "send() before connectionMade()"
+        self.transport.write(data)
 
     def statuses(self) -> list[int]:
         return [int(m) for m in _STATUS.findall(self.received)]
@@ -40,8 +41,9 @@ class RawClient(Protocol):
 
 def connect(port: int) -> Deferred[RawClient]:
     client = RawClient()
-    factory = ClientFactory.forProtocol(lambda: client)
-    reactor.connectTCP("127.0.0.1", port, factory)  # type: ignore[attr-defined]
+    factory: ClientFactory[RawClient] = ClientFactory()
+    factory.protocol = lambda: client
+    reactor.connectTCP("127.0.0.1", port, factory)
     return client.connected_d
 
 

@@ -1,8 +1,10 @@
-"""The HTTP API in memory, through treq's StubTreq and a Clock-driven batcher.
+"""The HTTP API in memory, through treq and a Clock-driven batcher.
 
-The insert function here stands in for the database so each test can decide
-when (and whether) a batch commits; storage itself is tested against real
-SQLite and MariaDB in test_store and test_e2e.
+Requests go through a real TrackSite, its bytes pumped in memory the way
+treq's StubTreq does it (see TrackSiteAgent).  The insert function here
+stands in for the database so each test can decide when (and whether) a
+batch commits; storage itself is tested against real SQLite and MariaDB in
+test_store and test_e2e.
 """
 
 from __future__ import annotations
@@ -14,10 +16,19 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from treq.testing import StubTreq
+from treq.client import HTTPClient
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.interfaces import IConsumer
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
+from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.client import URI, Agent
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgent, IAgentEndpointFactory, IBodyProducer, IResponse
+from zope.interface import implementer
 
 from track.pipeline.batcher import Batcher
 from track.types import RowError, Unavailable
@@ -25,9 +36,12 @@ from track.web.app import TrackApp
 from track.web.clientip import parse_networks
 from track.web.site import TrackSite
 
+# treq's type for a headers dict: a plain dict[str, str] does not match it.
+HeaderDict = dict[str | bytes, str | bytes]
+
 URL = "http://track.test/api/1.0/track"
-FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-JSON = {"Content-Type": "application/json"}
+FORM: HeaderDict = {"Content-Type": "application/x-www-form-urlencoded"}
+JSON: HeaderDict = {"Content-Type": "application/json"}
 SESSION = "Region=eu&SessionID=s1&RemoteIP=10.0.0.9&SessionType=login&ProfileID=7"
 EVENTS = {
     "session": SESSION,
@@ -63,12 +77,95 @@ class Database:
         return outcome
 
 
-def stub_treq(resource: Any) -> StubTreq:
-    """StubTreq serving through TrackSite, so its request class is the one tested."""
-    stub = StubTreq(resource)
-    agent = stub._agent
-    agent._serverFactory = TrackSite(resource, reactor=agent._memoryReactor)
-    return stub
+SERVER_ADDRESS = IPv4Address("TCP", "127.0.0.1", 80)
+CLIENT_ADDRESS = IPv4Address("TCP", "127.0.0.1", 31337)
+
+
+@implementer(IAgent, IAgentEndpointFactory)
+class TrackSiteAgent:
+    """An agent whose requests a TrackSite answers, in memory.
+
+    It works as treq.testing.RequestTraversalAgent does: a real Agent
+    connects through a MemoryReactorClock, and each connection is pumped to
+    the server with twisted.test.iosim.  RequestTraversalAgent can only serve
+    a plain twisted.web.server.Site, which would parse multipart bodies
+    itself (answering a bad one with a bare 400) and make Twisted's Request
+    instead of track's; this one serves the TrackSite that twistd runs.
+    """
+
+    def __init__(self, resource: Any) -> None:
+        self.reactor = MemoryReactorClock()
+        self.site = TrackSite(resource, reactor=self.reactor)
+        self.agent = Agent.usingEndpointFactory(self.reactor, endpointFactory=self)
+        self.pumps: set[iosim.IOPump] = set()
+
+    def endpointForURI(self, uri: URI) -> TCP4ClientEndpoint:
+        return TCP4ClientEndpoint(self.reactor, "127.0.0.1", uri.port)
+
+    def request(self, method: bytes, uri: bytes, headers: Headers | None = None,
+                bodyProducer: IBodyProducer | None = None) -> Deferred[IResponse]:
+        connections = len(self.reactor.tcpClients)
+        response: Deferred[IResponse] = self.agent.request(method, uri, headers, bodyProducer)
+        if len(self.reactor.tcpClients) == connections:
+            return response  # refused before connecting (a bad URL, say)
+        factory = self.reactor.tcpClients[-1][2]
+        server = self.site.buildProtocol(CLIENT_ADDRESS)
+        client = factory.buildProtocol(SERVER_ADDRESS)
+        # Connecting fires the Agent's connection, which writes the request;
+        # iosim.connect then pumps those bytes to the server once.
+        self.pumps.add(iosim.connect(
+            server, iosim.FakeTransport(server, isServer=True, hostAddress=SERVER_ADDRESS, peerAddress=CLIENT_ADDRESS),
+            client, iosim.FakeTransport(client, isServer=False, hostAddress=CLIENT_ADDRESS, peerAddress=SERVER_ADDRESS),
+        ))
+        return response
+
+    def flush(self) -> None:
+        """Deliver everything either side has written, as StubTreq.flush()."""
+        for pump in list(self.pumps):
+            pump.flush()
+            if pump.clientIO.disconnected and pump.serverIO.disconnected:
+                self.pumps.discard(pump)
+
+
+@implementer(IBodyProducer)
+class WholeBody:
+    """A request body written at once, so a request needs no reactor turn
+    (as StubTreq's producer)."""
+
+    def __init__(self, body: bytes | str) -> None:
+        self.body = body.encode() if isinstance(body, str) else body
+        self.length = len(self.body)
+
+    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
+        consumer.write(self.body)
+        return succeed(None)
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+class MemoryTreq(HTTPClient):
+    """treq's HTTPClient (get, post, request, ...) over a TrackSiteAgent,
+    with StubTreq's flush()."""
+
+    def __init__(self, resource: Any) -> None:
+        self.agent = TrackSiteAgent(resource)
+        super().__init__(self.agent, data_to_body_producer=WholeBody)
+
+    def flush(self) -> None:
+        self.agent.flush()
+
+
+def stub_treq(resource: Any) -> MemoryTreq:
+    """A treq client whose requests the resource answers in memory, through
+    TrackSite, so its request class and body handling are the ones tested."""
+    return MemoryTreq(resource)
 
 
 class AppTests(SynchronousTestCase):
@@ -80,7 +177,7 @@ class AppTests(SynchronousTestCase):
         self.app = TrackApp(self.batcher, self.clock, trusted_proxies=parse_networks(["127.0.0.0/8"]))
         self.treq = stub_treq(self.app.resource())
 
-    def post(self, path: str, body: bytes | str, headers: dict[str, str] | None = FORM) -> Any:
+    def post(self, path: str, body: bytes | str, headers: HeaderDict | None = FORM) -> Any:
         data = body.encode() if isinstance(body, str) else body
         d = self.treq.post(f"{URL}/{path}", data=data, headers=headers)
         return self.finish(d)

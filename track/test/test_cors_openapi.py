@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from track.fields.kinds import EVENT_TYPES
 from track.pipeline.batcher import Batcher
-from track.test.test_app import Database, stub_treq
+from track.test.test_app import Database, HeaderDict, stub_treq
 from track.web.app import TrackApp
 from track.web.cors import CORS
 
@@ -30,7 +30,9 @@ class CORSTests(SynchronousTestCase):
     def request(self, method: str, origin: str | None, **headers: str) -> Any:
         if origin:
             headers["Origin"] = origin
-        d = self.treq.request(method, URL, headers=headers,
+        sent: HeaderDict = {}
+        sent.update(headers)
+        d = self.treq.request(method, URL, headers=sent,
                               data=b"ProfileID=1&Region=eu" if method == "POST" else None)
         self.treq.flush()
         self.clock.advance(0)

@@ -42,9 +42,11 @@ NASTY: list[Any] = [
     "\r\n", "\\", "\"", None, True, False, 0, 1, -1, 2**31, 2**63, 1.5, 1e300, [], {}, [1], {"a": 1},
 ]
 FORM = "application/x-www-form-urlencoded"
+# treq's type for a headers dict: a plain dict[str, str] does not match it.
+HeaderDict = dict[str | bytes, str | bytes]
 
 
-def mutate(rng: random.Random, kind: str) -> tuple[bytes, dict[str, str]]:
+def mutate(rng: random.Random, kind: str) -> tuple[bytes, HeaderDict]:
     """One request body and headers, valid or broken in some random way."""
     fields: dict[str, Any] = dict(VALID[kind])
     names = [f.name for f in EVENT_TYPES[kind].fields]
@@ -81,7 +83,7 @@ def mutate(rng: random.Random, kind: str) -> tuple[bytes, dict[str, str]]:
         for _ in range(rng.randint(1, 4)):
             flipped[rng.randrange(len(flipped))] ^= 1 << rng.randrange(8)
         body = bytes(flipped)
-    headers = {"Content-Type": ctype}
+    headers: HeaderDict = {"Content-Type": ctype}
     if rng.random() < 0.08:
         headers["Content-Encoding"] = "gzip"
         body = gzip.compress(body)

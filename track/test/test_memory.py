@@ -23,8 +23,10 @@ SLACK_MB = 40  # what one request may add to the peak RSS at most
 class MemoryTests(TestCase):
     timeout = 120
 
+    # Trial waits for the Deferred a TestCase's setUp returns, but its
+    # TestCase keeps unittest's "setUp() -> None" annotation.
     @inlineCallbacks
-    def setUp(self) -> Any:
+    def setUp(self) -> Any:  # type: ignore[override]
         cwd = os.path.abspath(self.mktemp())
         os.makedirs(cwd)
         self.proc = TwistdTrack(["--http", "tcp:0:interface=127.0.0.1"], cwd)

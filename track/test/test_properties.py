@@ -49,7 +49,7 @@ json_values = st.recursive(
 def field_values(f: Any) -> st.SearchStrategy[Any]:
     """Valid values of a field, as a client could send them."""
     if f.type == "string":
-        return st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=f.max_length)
+        return st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=f.max_length)
     if f.type == "int":
         return ints | ints.map(str)
     if f.type == "bool":

@@ -57,7 +57,7 @@ class WriterTests(TestCase):
         self.db = Database()
         self.clock = Clock()
         self.spool = self.make_spool(10**6)
-        self.writer = Writer(self.db, self.spool, self.clock, dict(EVENT_TYPES))  # type: ignore[arg-type]
+        self.writer = Writer(self.db, self.spool, self.clock, dict(EVENT_TYPES))
         self.addCleanup(self.writer.stop)
 
     def make_spool(self, max_bytes: int) -> Spool:
@@ -128,7 +128,7 @@ class WriterTests(TestCase):
     def test_without_room_in_the_spool_an_outage_is_unavailable_and_not_ready(self) -> Any:
         record = len(encode(SESSION, row(1)))
         self.spool = self.make_spool(10 * record)  # headroom: a tenth of it, one record
-        self.writer = Writer(self.db, self.spool, self.clock, dict(EVENT_TYPES))  # type: ignore[arg-type]
+        self.writer = Writer(self.db, self.spool, self.clock, dict(EVENT_TYPES))
         self.addCleanup(self.writer.stop)
         self.db.answers = [Unavailable("gone")]
         yield self.writer.insert(SESSION, [row(n) for n in range(8)])
@@ -141,7 +141,7 @@ class WriterTests(TestCase):
 
     @inlineCallbacks
     def test_without_a_spool_an_outage_is_unavailable(self) -> Any:
-        writer = Writer(self.db, None, self.clock, dict(EVENT_TYPES))  # type: ignore[arg-type]
+        writer = Writer(self.db, None, self.clock, dict(EVENT_TYPES))
         self.addCleanup(writer.stop)
         self.db.answers = [Unavailable("gone")]
         failure = yield self.assertFailure(writer.insert(SESSION, [row(1)]), Unavailable)
