@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
+from typing import TypeGuard
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 MONEY_PLACES = 4
@@ -37,8 +38,8 @@ class Invalid(ValueError):
     """One field's value is unusable; the message is shown to the client."""
 
 
-def _is_int(value: object) -> bool:
-    return type(value) is int
+def _is_int(value: object) -> TypeGuard[int]:
+    return type(value) is int  # not bool, which is an int to isinstance
 
 
 def parse_string(value: object, max_length: int, bmp_only: bool = False) -> str:
@@ -68,9 +69,9 @@ def parse_int(value: object, low: int = INT32_MIN, high: int = INT32_MAX) -> int
         number = -int(digits) if value[0] == "-" else int(digits)
     else:
         raise Invalid("must be an integer")
-    if not low <= number <= high:  # type: ignore[operator]
+    if not low <= number <= high:
         raise Invalid(f"must be an integer between {low} and {high}")
-    return number  # type: ignore[return-value]
+    return number
 
 
 def parse_bool(value: object) -> bool:

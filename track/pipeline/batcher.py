@@ -50,6 +50,13 @@ def _answer(request: Deferred[Any], result: Any) -> None:
         request.callback(result)
 
 
+def _refuse(request: Deferred[Any], error: BaseException) -> None:
+    """Fail a request's Deferred with `error` (errback wraps it in a
+    Failure of its own), unless the request was cancelled."""
+    if not request.called:
+        request.errback(error)
+
+
 @dataclass
 class _Buffer:
     rows: list[Row] = field(default_factory=list)
@@ -159,16 +166,18 @@ class Batcher:
             if error is None:
                 _answer(w, None)
             elif isinstance(error, RowError):
-                _answer(w, Failure(RowRejected(error)))
+                _refuse(w, RowRejected(error))
             else:  # Unavailable or InternalError: not stored
-                _answer(w, Failure(error))
+                _refuse(w, error)
 
     @staticmethod
     def _failed(failure: Failure, waiters: list[Deferred[None]]) -> None:
         """The whole batch failed: each request hears why, as the store
         classified it (outage: 503; anything else: 500); nothing relabels it."""
+        error = failure.value
+        assert error is not None  # a Failure always holds its exception
         for w in waiters:
-            _answer(w, Failure(failure.value))
+            _refuse(w, error)
 
     def _done(self, _: object, event: EventType, buf: _Buffer, count: int, started: float) -> None:
         if self._on_flushed is not None:

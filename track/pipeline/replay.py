@@ -10,9 +10,10 @@ replay until the writer's probe finds the database again; any other failure
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
@@ -20,7 +21,6 @@ from track.fields.kinds import EventType
 from track.logs import Logger
 from track.spool import RecordError, Segment, Spool, decode
 from track.spool.deadletters import entry as dead_letter
-from track.storage.store import Store
 from track.types import Backoff, InternalError, Outcome, Row, RowError, Unavailable
 
 log = Logger(namespace="track.writer")
@@ -28,6 +28,12 @@ log = Logger(namespace="track.writer")
 PROBE_FIRST = 0.5  # seconds: first wait before trying again, doubling
 PROBE_MAX = 10.0
 REPLAY_BATCH = 1000
+
+
+class Inserts(Protocol):
+    """What the replay needs of the store (track.storage.store.Store)."""
+
+    def insert(self, event: EventType, rows: Sequence[Row]) -> Deferred[Outcome | None]: ...
 
 
 class DatabaseState(Protocol):
@@ -42,7 +48,7 @@ class DatabaseState(Protocol):
 class Replay:
     """One replay at a time, of one spool into one store."""
 
-    def __init__(self, store: Store, spool: Spool | None, clock: IReactorTime,
+    def __init__(self, store: Inserts, spool: Spool | None, clock: IReactorTime,
                  event_types: dict[str, EventType], writer: DatabaseState) -> None:
         self.store = store
         self.spool = spool
@@ -61,15 +67,16 @@ class Replay:
         other failure (no space left for dead letters, an unreadable file)
         is retried with backoff, one log line a try, until it succeeds."""
         self._call = None
-        if self.spool is None or self._replaying is not None or self._stopping:
+        spool = self.spool
+        if spool is None or self._replaying is not None or self._stopping:
             return succeed(None)
-        d = self._replaying = self._replay()
+        d = self._replaying = Deferred.fromCoroutine(self._replay(spool))
 
-        def finished(result: Any) -> None:
+        def finished(result: Failure | None) -> None:
             self._replaying = None
             if not isinstance(result, Failure):
                 self._backoff.reset()
-            elif result.check(Unavailable):
+            elif isinstance(result.value, Unavailable):
                 self.writer.mark_down(result.getErrorMessage())
             elif not self._stopping:
                 delay = self._backoff.next()
@@ -80,37 +87,39 @@ class Replay:
         d.addBoth(finished)
         return d
 
-    @inlineCallbacks
-    def _replay(self) -> Any:
-        assert self.spool is not None
+    def _stopped(self) -> bool:
+        """Has stop() been called?  (A call, not the attribute, in loops
+        that await: stop() may come in at any await.)"""
+        return self._stopping
+
+    async def _replay(self, spool: Spool) -> None:
         replayed = dead = 0
-        while self.writer.up and not self._stopping and self.spool.events:
-            paths = yield self.spool.sealed()
+        while self.writer.up and not self._stopped() and spool.events:
+            paths = await spool.sealed()
             if not paths:
                 break
             for path in paths:
-                segment = yield self.spool.read(path)
-                yield self._keep_damaged(path, segment)
+                segment = await spool.read(path)
+                await self._keep_damaged(spool, path, segment)
                 for start in range(0, len(segment.payloads), REPLAY_BATCH):
-                    stored, refused = yield self._insert_in_order(segment.payloads[start:start + REPLAY_BATCH])
+                    stored, refused = await self._insert_in_order(spool, segment.payloads[start:start + REPLAY_BATCH])
                     replayed += stored
                     dead += refused
-                    if self._stopping:
+                    if self._stopped():
                         return  # the segment is replayed again, from its start, next time
-                yield self.spool.remove(path)
+                await spool.remove(path)
         if replayed or dead:
             log.info("replayed {n} spooled events into the database; {d} refused by it, kept as dead letters",
                      n=replayed, d=dead)
 
-    @inlineCallbacks
-    def _keep_damaged(self, path: str, segment: Segment) -> Any:
+    async def _keep_damaged(self, spool: Spool, path: str, segment: Segment) -> None:
         """Bytes that are no whole record go to the dead-letter area, never away."""
         damaged = list(segment.corrupt)
         if segment.tail:
             damaged.append((segment.torn_at or 0, segment.tail))
         if not damaged:
             return
-        yield self.spool.keep_corrupt(path, damaged)  # type: ignore[union-attr]
+        await spool.keep_corrupt(path, damaged)
         if segment.corrupt:
             log.error("spool segment {path}: {n} damaged record(s) ({b} bytes) skipped and kept in the "
                       "dead-letter area; the records after them are replayed", path=path,
@@ -119,8 +128,7 @@ class Replay:
             log.warn("spool segment {path}: a torn tail of {b} bytes (an append a crash cut short, never "
                      "acknowledged) kept in the dead-letter area", path=path, b=len(segment.tail))
 
-    @inlineCallbacks
-    def _insert_in_order(self, payloads: list[bytes]) -> Any:
+    async def _insert_in_order(self, spool: Spool, payloads: list[bytes]) -> tuple[int, int]:
         """Insert records keeping their order, a run of one kind at a time;
         what the database refuses becomes a dead letter, never a drop.
         Returns (stored, dead-lettered); raises Unavailable on an outage."""
@@ -139,8 +147,9 @@ class Replay:
                     continue
             if run and (event is not run_event or payload is None):
                 assert run_event is not None
+                outcome: Outcome | None
                 try:
-                    outcome = yield self.store.insert(run_event, run)
+                    outcome = await self.store.insert(run_event, run)
                 except InternalError as e:
                     outcome = [e] * len(run)
                 stored += self._sort(run_event, run, outcome, letters)
@@ -149,10 +158,10 @@ class Replay:
             if row is not None:
                 run.append(row)
         if letters:
-            yield self.spool.dead_letter(letters)  # type: ignore[union-attr]
+            await spool.dead_letter(letters)
             first = letters[0]
             log.error("{n} spooled event(s) could not be stored, kept as dead letters in {path}; "
-                      "the first: {kind} {id}: {error}", n=len(letters), path=self.spool.dead_letters.path,  # type: ignore[union-attr]
+                      "the first: {kind} {id}: {error}", n=len(letters), path=spool.dead_letters.path,
                       kind=first.get("type", "?"), id=first.get("MessageID", "?"), error=first["error"])
         return stored, len(letters)
 

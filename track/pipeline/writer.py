@@ -13,7 +13,7 @@ one repeated after a crash, store each event exactly once (replay.py).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -21,21 +21,37 @@ from twisted.python.failure import Failure
 
 from track.fields.kinds import EventType
 from track.logs import Logger
-from track.pipeline.replay import PROBE_FIRST, PROBE_MAX, Replay
+from track.pipeline.replay import PROBE_FIRST, PROBE_MAX, Inserts, Replay
 from track.spool import Spool, SpoolBroken, SpoolFull, encode
-from track.storage.store import Store
+from track.storage.store import Refusal
 from track.types import Backoff, Outcome, Row, Unavailable
 
 log = Logger(namespace="track.writer")
 
 # Not ready once the spool cannot take a burst of this many more bytes.
 SPOOL_HEADROOM = 64 * 1024
+# The result a write's Deferred carries when stored; a spooled write fires
+# None (everything acknowledged) in its place.
+_R = TypeVar("_R")
+
+
+def _nothing(_: object) -> None:
+    return None
+
+
+class Storage(Inserts, Protocol):
+    """What the writer needs of the store (track.storage.store.Store)."""
+
+    def insert_atomic(
+        self, groups: Sequence[tuple[EventType, Sequence[Row]]]
+    ) -> Deferred[list[Refusal] | None]: ...
+    def ping(self) -> Deferred[None]: ...
 
 
 class Writer:
     def __init__(
         self,
-        store: Store,
+        store: Storage,
         spool: Spool | None,
         clock: IReactorTime,
         event_types: dict[str, EventType],
@@ -69,22 +85,24 @@ class Writer:
         if not self.up:
             return self._spool(event, rows)
         d = self.store.insert(event, rows)
-        d.addCallbacks(self._stored, self._failed, (event, rows), None, ([(event, rows)],))
-        return d
+        return d.addCallbacks(
+            self._stored, self._failed, callbackArgs=(event, rows), errbackArgs=([(event, rows)],)
+        )
 
-    def insert_atomic(self, groups: Sequence[tuple[EventType, Sequence[Row]]]) -> Deferred[Any]:
+    def insert_atomic(
+        self, groups: Sequence[tuple[EventType, Sequence[Row]]]
+    ) -> Deferred[list[Refusal] | None]:
         """All of a batch request or none: one transaction, or one spool append."""
         if not self.up:
             return self._spool_groups(groups)
         d = self.store.insert_atomic(groups)
-        d.addCallbacks(self._proof, self._failed, None, None, (groups,))
-        return d
+        return d.addCallbacks(self._proof, self._failed, errbackArgs=(groups,))
 
-    def _proof(self, result: Any) -> Any:
+    def _proof(self, result: list[Refusal] | None) -> list[Refusal] | None:
         self.proven()
         return result
 
-    def _spool_groups(self, groups: Sequence[tuple[EventType, Sequence[Row]]]) -> Deferred[Any]:
+    def _spool_groups(self, groups: Sequence[tuple[EventType, Sequence[Row]]]) -> Deferred[_R | None]:
         """Spool the rows, or fail with Unavailable (a 503) when the spool is
         off, full, or its disk refuses the write: never a 201 not on disk."""
         if self.spool is None:
@@ -92,14 +110,16 @@ class Writer:
         d = self.spool.append([encode(event, row) for event, rows in groups for row in rows])
 
         def refused(failure: Failure) -> Failure:
-            failure.trap(SpoolFull, SpoolBroken)
-            why = "full" if failure.check(SpoolFull) else f"not writable ({failure.getErrorMessage()})"
-            return Failure(Unavailable(f"the database is down and the spool is {why}"))
+            if not isinstance(failure.value, (SpoolFull, SpoolBroken)):
+                return failure
+            why = "full" if isinstance(failure.value, SpoolFull) else f"not writable ({failure.getErrorMessage()})"
+            raise Unavailable(f"the database is down and the spool is {why}")
 
-        d.addCallbacks(lambda _: None, refused)
-        return d
+        return d.addCallbacks(_nothing, refused)
 
-    def _stored(self, outcome: Outcome | None, event: EventType, rows: Sequence[Row]) -> Any:
+    def _stored(
+        self, outcome: Outcome | None, event: EventType, rows: Sequence[Row]
+    ) -> Outcome | Deferred[Outcome | None] | None:
         if outcome is None or any(o is None for o in outcome):
             self.proven()
         if outcome is None or not any(isinstance(o, Unavailable) for o in outcome):
@@ -109,15 +129,18 @@ class Writer:
         self.mark_down(str(outcome[lost[0]]))
         d = self._spool(event, [rows[i] for i in lost])
 
-        def merge(_: None) -> Outcome:
+        def merge(_: object) -> Outcome | None:
             return [None if isinstance(o, Unavailable) else o for o in outcome]
 
         return d.addCallback(merge)
 
-    def _failed(self, failure: Failure, groups: Sequence[tuple[EventType, Sequence[Row]]]) -> Any:
+    def _failed(
+        self, failure: Failure, groups: Sequence[tuple[EventType, Sequence[Row]]]
+    ) -> Failure | Deferred[_R | None]:
         """The database could not take the write: spool it instead.  Any
         other failure (InternalError) goes back to its requests as it is."""
-        failure.trap(Unavailable)
+        if not isinstance(failure.value, Unavailable):
+            return failure
         self.mark_down(failure.getErrorMessage())
         return self._spool_groups(groups)
 
@@ -147,9 +170,10 @@ class Writer:
     def _probe(self) -> None:
         """Does the database take writes again (not merely answer)?"""
         self._probe_call = None
-        d = self.store.ping()
-        if self._on_up is not None:
-            d.addCallback(lambda _: self._on_up())  # type: ignore[misc]
+        d: Deferred[Any] = self.store.ping()
+        on_up = self._on_up
+        if on_up is not None:
+            d.addCallback(lambda _: on_up())
         d.addCallbacks(self._back, self._still_down)
 
     def _back(self, _: object) -> None:

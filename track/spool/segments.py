@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IDelayedCall
@@ -40,6 +40,8 @@ _SUFFIX = ".spool"
 _COUNT_SUFFIX = ".count"
 CHECK_FIRST = 0.5  # seconds between checks of an unwritable spool, doubling
 CHECK_MAX = 10.0
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class SpoolFull(Exception):
@@ -163,8 +165,8 @@ class Spool:
         names = sorted(n for n in os.listdir(self.directory) if n.endswith(_SUFFIX))
         return [os.path.join(self.directory, n) for n in names]
 
-    def _run(self, f: Any, *args: Any) -> Deferred[Any]:
-        return deferToThreadPool(self._reactor, self._pool, f, *args)
+    def _run(self, f: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> Deferred[_R]:
+        return deferToThreadPool(self._reactor, self._pool, f, *args, **kwargs)
 
     # -- appending ----------------------------------------------------------
 
@@ -180,8 +182,9 @@ class Spool:
         self.bytes += size
         self.events += len(records)
         d = self._run(self._write, b"".join(records), len(records))
-        d.addCallbacks(self._written, self._not_written, (len(records), size), None, (len(records), size))
-        return d
+        return d.addCallbacks(
+            self._written, self._not_written, callbackArgs=(len(records), size), errbackArgs=(len(records), size)
+        )
 
     def _written(self, result: tuple[str, int], count: int, size: int) -> str:
         path, grown = result  # grown: size, plus a new segment's header
@@ -193,16 +196,18 @@ class Spool:
         return path
 
     def _not_written(self, failure: Failure, count: int, size: int) -> Failure:
+        """Uncount what was not written; a disk's refusal (OSError) is
+        raised again as SpoolBroken, anything else passes through."""
         self.bytes -= size
         self.events -= count
-        if not failure.check(OSError):
+        if not isinstance(failure.value, OSError):
             return failure
         if self.writable:
             log.error("spool write failed ({e}); the segment is sealed, and events are refused (503) "
                       "until the spool can be written again", e=failure.getErrorMessage())
         self.error = failure.getErrorMessage()
         self._schedule_check()
-        return Failure(SpoolBroken(self.error))
+        raise SpoolBroken(self.error)
 
     def _write(self, data: bytes, count: int) -> tuple[str, int]:
         """Spool thread: append and fsync; return the segment written and
@@ -283,7 +288,7 @@ class Spool:
             return self._path, self._size
 
         d = self._run(check)
-        d.addCallbacks(self._written, self._still_broken, (0, 0))
+        d.addCallbacks(self._written, self._still_broken, callbackArgs=(0, 0))
 
     def _still_broken(self, failure: Failure) -> None:
         log.debug("spool still unwritable: {e}", e=failure.getErrorMessage())

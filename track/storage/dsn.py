@@ -17,6 +17,11 @@ MYSQL_DEFAULT_PORT = 3306
 _MYSQL_SCHEMES = ("mysql", "mariadb", "mysql+pymysql")
 # A URL scheme, told apart from the Go form's "user:password@..." by the "//".
 _SCHEME = re.compile(r"^(?:(?i:sqlite)(?=:)|[A-Za-z][A-Za-z0-9+.-]*(?=://))")
+# The charsets a DSN's `charset=` may name.  track always talks utf8mb4, so
+# these only keep old configs working (the Go form's usual `charset=utf8`);
+# anything else, above all gbk, big5, sjis, cp932 or gb18030, where a
+# backslash can be the second byte of a character, is refused, not ignored.
+ACCEPTED_CHARSETS = ("utf8", "utf8mb3", "utf8mb4")
 
 
 class DSNError(ValueError):
@@ -94,7 +99,7 @@ def _parse_mysql_url(text: str) -> DSN:
     hostpath, _, query = hostpath.partition("?")
     hostport, _, database = hostpath.partition("/")
     user, _, password = userinfo.partition(":")
-    params = dict(parse_qsl(query, keep_blank_values=True))
+    params = _params(query)
     socket = params.pop("unix_socket", None) or None
     database = unquote(database)
     if not database:
@@ -138,7 +143,7 @@ def _parse_go_dsn(text: str) -> DSN:
     net, addr = (m.group("net") or "tcp").lower(), m.group("addr") or ""
     if not database:
         raise DSNError("DSN names no database: user:pass@tcp(host:port)/DATABASE")
-    params = dict(parse_qsl(query, keep_blank_values=True))
+    params = _params(query)
     if net == "unix":
         if not addr:
             raise DSNError("unix() in DSN needs a socket path")
@@ -162,6 +167,21 @@ def _parse_go_dsn(text: str) -> DSN:
         password=password,
         params=params,
     )
+
+
+def _params(query: str) -> dict[str, str]:
+    """A MySQL DSN's parameters, all accepted and ignored, except a
+    `charset` (the Go driver's comma-separated list of preferences too)
+    naming one track would not talk: a usage error, never a silent switch."""
+    params = dict(parse_qsl(query, keep_blank_values=True))
+    charset = params.get("charset", "")
+    refused = [name for name in charset.split(",") if name.strip() and name.strip().lower() not in ACCEPTED_CHARSETS]
+    if refused:
+        raise DSNError(
+            f"unsupported charset {refused[0].strip()!r} in DSN: track always talks utf8mb4 to the "
+            f"database; use charset=utf8mb4 (or utf8) or leave charset out"
+        )
+    return params
 
 
 def _split_host_port(addr: str) -> tuple[str, int]:

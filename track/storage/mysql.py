@@ -208,12 +208,14 @@ class MySQLDialect:
         return " ON DUPLICATE KEY UPDATE `MessageID` = `MessageID`"
 
     def insert_rows(self, cursor: Any, stmt: Statement, rows: Sequence[Sequence[Any]]) -> None:
-        """All rows in one statement, its VALUES built by track (see sqlliterals)."""
+        """All rows in one statement, its VALUES built by track (see
+        sqlliterals), for the connection's real charset and the backslash
+        mode the server reported in its last status flags."""
         import pymysql
 
-        status = pymysql.constants.SERVER_STATUS
-        no_backslash = cursor.connection.server_status & status.SERVER_STATUS_NO_BACKSLASH_ESCAPES
-        cursor.execute(stmt.prefix + values_sql(rows, backslash_escapes=not no_backslash) + stmt.suffix)
+        conn = cursor.connection
+        no_backslash = conn.server_status & pymysql.constants.SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES
+        cursor.execute(stmt.prefix + values_sql(rows, conn.charset, not no_backslash) + stmt.suffix)
 
     @staticmethod
     def adapt(row: Sequence[Any]) -> Row:

@@ -12,8 +12,47 @@ from __future__ import annotations
 from typing import Any
 
 import pymysql
-from pymysql import *  # noqa: F403  (the DB-API module surface adbapi reads)
-from pymysql import apilevel, paramstyle, threadsafety  # noqa: F401
+
+# The rest of the DB-API 2.0 module surface, as pymysql has it; adbapi reads
+# apilevel, threadsafety and connect (ours, below).
+from pymysql import (
+    BINARY,
+    DATE,
+    DATETIME,
+    NUMBER,
+    ROWID,
+    STRING,
+    TIME,
+    TIMESTAMP,
+    Binary,
+    DatabaseError,
+    DataError,
+    Date,
+    DateFromTicks,
+    Error,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    NotSupportedError,
+    OperationalError,
+    ProgrammingError,
+    Time,
+    TimeFromTicks,
+    Timestamp,
+    TimestampFromTicks,
+    Warning,
+    apilevel,
+    paramstyle,
+    threadsafety,
+)
+
+__all__ = [
+    "BINARY", "DATE", "DATETIME", "NUMBER", "ROWID", "STRING", "TIME", "TIMESTAMP", "Binary",
+    "Connection", "DataError", "DatabaseError", "Date", "DateFromTicks", "Error", "IntegrityError",
+    "InterfaceError", "InternalError", "NotSupportedError", "OperationalError", "ProgrammingError",
+    "Time", "TimeFromTicks", "Timestamp", "TimestampFromTicks", "Warning", "apilevel", "connect",
+    "paramstyle", "threadsafety",
+]
 
 
 class Connection(pymysql.connections.Connection):

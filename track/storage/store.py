@@ -12,7 +12,7 @@ What a failure means (refused row, outage, bug) is the dialect's decision.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from twisted.enterprise.adbapi import ConnectionPool
 from twisted.internet.defer import Deferred
@@ -37,6 +37,19 @@ MYSQL_POOL_THREADS = 4
 # A refused row of a batch request: (group, row within it, why).
 Refusal = tuple[int, int, RowError]
 _ATTEMPTS = 3  # for deadlocks and lock wait timeouts, which roll back everything
+_T = TypeVar("_T")
+
+
+class Pool(Protocol):
+    """What track uses of adbapi's ConnectionPool, typed here because
+    Twisted leaves twisted.enterprise.adbapi unannotated."""
+
+    def runWithConnection(self, func: Callable[..., _T], *args: Any, **kw: Any) -> Deferred[_T]: ...
+    def close(self) -> None: ...
+
+
+# ConnectionPool as a typed constructor (structurally checked against Pool).
+_new_pool: Callable[..., Pool] = ConnectionPool
 
 
 def _halves(start: int, end: int) -> list[tuple[int, int]]:
@@ -48,21 +61,24 @@ def _halves(start: int, end: int) -> list[tuple[int, int]]:
 
 
 class _Raised:
-    """What a pool-thread function raised, carried back as its result."""
+    """What a pool-thread function raised, carried back as its result
+    (with its traceback, which raising it again extends)."""
 
-    def __init__(self, failure: Failure) -> None:
-        self.failure = failure
+    def __init__(self, exception: Exception) -> None:
+        self.exception = exception
 
 
-def _guarded(conn: Any, work: Callable[..., Any], *args: Any) -> Any:
+def _guarded(conn: Any, work: Callable[..., _T], *args: Any) -> _T | _Raised:
     try:
         return work(conn, *args)
-    except Exception:
-        return _Raised(Failure())
+    except Exception as e:
+        return _Raised(e)
 
 
-def _reraise(result: Any) -> Any:
-    return result.failure if isinstance(result, _Raised) else result
+def _reraise(result: _T | _Raised) -> _T:
+    if isinstance(result, _Raised):
+        raise result.exception
+    return result
 
 
 def _close(cursor: Any) -> None:
@@ -80,7 +96,7 @@ class Store:
         args, kwargs = dialect.pool_args()
         kwargs.setdefault("cp_min", 1)
         kwargs.setdefault("cp_max", MYSQL_POOL_THREADS)
-        self.pool = ConnectionPool(*args, cp_reconnect=True, cp_noisy=False, **kwargs)
+        self.pool = _new_pool(*args, cp_reconnect=True, cp_noisy=False, **kwargs)
         self._statements: dict[str, Statement] = {}
 
     def statement(self, event: EventType) -> Statement:
@@ -105,7 +121,7 @@ class Store:
         d.addErrback(self._classified, event.table)
         return d
 
-    def _run(self, work: Callable[..., Any], *args: Any) -> Deferred[Any]:
+    def _run(self, work: Callable[..., _T], *args: Any) -> Deferred[_T]:
         """`work(conn, *args)` on a pool thread, its exception handed back as
         a value and raised again here.  adbapi's own handling of an
         exception (roll back, then `SELECT 1` on the same connection, then
@@ -113,20 +129,22 @@ class Store:
         caught by an outage, a log flood that grows with the pool; our
         writes undo their own transactions, so adbapi only commits nothing,
         and a dead connection is replaced on its next use."""
-        d = self.pool.runWithConnection(_guarded, work, *args)
-        d.addCallback(_reraise)
-        return d
+        guarded: Deferred[_T | _Raised] = self.pool.runWithConnection(_guarded, work, *args)
+        return guarded.addCallback(_reraise)
 
     def _classified(self, failure: Failure, table: str) -> Failure:
         """The one translation of a failed write: outage or bug, as the
-        dialect decides (a refused row never gets here)."""
-        if failure.check(Unavailable, InternalError):
+        dialect decides (a refused row never gets here).  Raises Unavailable
+        or InternalError, which the Deferred turns into the failure."""
+        exc = failure.value
+        assert exc is not None  # a Failure always holds its exception
+        if isinstance(exc, (Unavailable, InternalError)):
             return failure
-        if self.dialect.classify(failure.value) is Verdict.OUTAGE:
-            log.warn("could not write {table}: {error}", table=table, error=repr(failure.value))
-            return Failure(Unavailable(repr(failure.value)))
+        if self.dialect.classify(exc) is Verdict.OUTAGE:
+            log.warn("could not write {table}: {error}", table=table, error=repr(exc))
+            raise Unavailable(repr(exc))
         log.failure("unexpected failure writing {table}; the requests get a 500", failure, table=table)
-        return Failure(InternalError(repr(failure.value)))
+        raise InternalError(repr(exc))
 
     def _write(self, conn: Any, stmt: Statement, rows: Sequence[Row]) -> Outcome | None:
         """Runs on a pool thread; adbapi commits when it returns."""
@@ -146,8 +164,8 @@ class Store:
         return self._with_retries(conn, write, undo, lambda: refused(conn, stmt, rows))
 
     def _with_retries(
-        self, conn: Any, write: Callable[[], None], undo: Callable[[], None], refused: Callable[[], Any]
-    ) -> Any:
+        self, conn: Any, write: Callable[[], None], undo: Callable[[], None], refused: Callable[[], _T]
+    ) -> _T | None:
         """`write()`, tried again on a dropped connection (reconnecting) or a
         deadlock; after a row the database refused, `refused()` names the
         refused rows instead.  Anything else is raised for _classified."""
@@ -201,10 +219,12 @@ class Store:
         return self.dialect.row_error(e) or RowError("", "was refused by the database", str(e))
 
     def _not_stored(self, e: Exception, verdict: Verdict) -> Unavailable | InternalError:
+        """Called while handling `e`: log.failure takes it, with its
+        traceback, from there."""
         if verdict is Verdict.OUTAGE:
             log.warn("could not write: {error!r}", error=e)
             return Unavailable(repr(e))
-        log.failure("unexpected failure writing; the requests get a 500", Failure(e))
+        log.failure("unexpected failure writing; the requests get a 500")
         return InternalError(repr(e))
 
     def _write_one_by_one(self, conn: Any, stmt: Statement, rows: Sequence[Row]) -> Outcome:
@@ -237,7 +257,7 @@ class Store:
         d.addErrback(self._classified, ", ".join(event.table for event, _ in groups))
         return d
 
-    def _write_atomic(self, conn: Any, groups: list[tuple[Statement, Sequence[Row]]]) -> Any:
+    def _write_atomic(self, conn: Any, groups: list[tuple[Statement, Sequence[Row]]]) -> list[Refusal] | None:
         def write() -> None:
             self.dialect.begin(conn)
             for stmt, rows in groups:

@@ -132,8 +132,8 @@ def serve(case: TestCase, dsn: DSN | None = None, *args: str, **kwargs: Any) -> 
     `args` are more command-line options (e.g. "--spool-dir="); keyword
     arguments are the same options spelled as Python names (max_body=10 for
     --max-body 10; request_timeout, max_batch, max_batch_body, ...).
-    Returns (port, site); site.service is the TrackService, stopped as
-    twistd stops it when the test ends."""
+    Returns (port, site); the service is stopped as twistd stops it when
+    the test ends."""
     from twisted.internet import reactor
 
     from track.run.tap import Options, build_service
@@ -151,7 +151,6 @@ def serve(case: TestCase, dsn: DSN | None = None, *args: str, **kwargs: Any) -> 
     service.privilegedStartService()
     service.startService()
     case.addCleanup(service.stopService)
-    service.site.service = service
     return service.port.getHost().port, service.site
 
 

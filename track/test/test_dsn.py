@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from twisted.trial.unittest import SynchronousTestCase
+import os
+from typing import Any
 
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from track.run.tap import Options
 from track.storage.dsn import DSN, DSNError, parse_dsn
+from track.test.process import TWISTD, child_env
+
+# Charsets where a backslash can be the second byte of a character.
+MULTIBYTE = ("gbk", "sjis", "big5", "cp932", "gb18030")
 
 
 class ParseDSNTests(SynchronousTestCase):
@@ -72,9 +83,62 @@ class ParseDSNTests(SynchronousTestCase):
                 self.assertIn(message, str(error))
                 self.assertNotIn("hunter2", str(error))
 
+    def test_utf8_charsets_are_accepted_in_either_form(self) -> None:
+        for charset in ("utf8", "utf8mb3", "utf8mb4", "UTF8MB4", "utf8mb4,utf8", ""):
+            with self.subTest(charset=charset):
+                self.check(f"u:p@tcp(h:3306)/db?charset={charset}", params={"charset": charset})
+                self.check(f"mysql://u:p@h:3306/db?charset={charset}", params={"charset": charset})
+                self.check(f"u:p@tcp(h)/db?parseTime=true&charset={charset}&loc=UTC",
+                           params={"charset": charset, "parseTime": "true", "loc": "UTC"})
+
+    def test_any_other_charset_is_refused_in_either_form(self) -> None:
+        for charset in (*MULTIBYTE, "GBK", "latin1", "utf8mb4,gbk", "utf16"):
+            for text in (f"u:hunter2@tcp(h:3306)/db?charset={charset}",
+                         f"u:hunter2@unix(/tmp/s)/db?charset={charset}",
+                         f"mysql://u:hunter2@h:3306/db?charset={charset}",
+                         f"mariadb://u:hunter2@h/db?unix_socket=/tmp/s&charset={charset}"):
+                with self.subTest(text=text):
+                    error = self.assertRaises(DSNError, parse_dsn, text)
+                    self.assertIn("unsupported charset", str(error))
+                    self.assertIn("utf8mb4", str(error))
+                    self.assertNotIn("hunter2", str(error))
+        error = self.assertRaises(DSNError, parse_dsn, "u:p@tcp(h)/db?charset=utf8mb4,gbk")
+        self.assertIn("'gbk'", str(error))
+
     def test_password_never_printed(self) -> None:
         for text in ("mysql://u:hunter2@h/db", "u:hunter2@tcp(h:1)/db"):
             dsn = parse_dsn(text)
             for shown in (str(dsn), repr(dsn), dsn.redacted()):
                 self.assertNotIn("hunter2", shown)
             self.assertIn("***", str(dsn))
+
+
+class CharsetOptionTests(TestCase):
+    """`twistd track --dsn '...?charset=gbk'` is a usage error, not a start."""
+
+    def test_a_multibyte_charset_is_a_usage_error(self) -> None:
+        for charset in MULTIBYTE:
+            for dsn in (f"u:hunter2@tcp(127.0.0.1:3306)/db?charset={charset}",
+                        f"mysql://u:hunter2@127.0.0.1:3306/db?charset={charset}"):
+                error = self.assertRaises(usage.UsageError, Options().parseOptions, ["--dsn", dsn])
+                self.assertIn(f"--dsn: unsupported charset {charset!r}", str(error))
+                self.assertNotIn("hunter2", str(error))
+
+    def test_utf8_as_old_configs_have_it_is_accepted(self) -> None:
+        for dsn in ("u:p@tcp(127.0.0.1:3306)/db?charset=utf8", "mysql://u:p@127.0.0.1/db?charset=utf8mb4"):
+            options = Options()
+            options.parseOptions(["--dsn", dsn])
+            self.assertEqual(options["parsed-dsn"].database, "db")
+
+    @inlineCallbacks
+    def test_twistd_exits_with_the_message(self) -> Any:
+        cwd = os.path.abspath(self.mktemp())
+        os.makedirs(cwd)
+        out, err, code = yield getProcessOutputAndValue(
+            TWISTD[0], [*TWISTD[1:], "--pidfile=", "-n", "track", "--http", "tcp:0",
+                        "--dsn", "track:hunter2@tcp(127.0.0.1:3306)/track?charset=gbk"],
+            env=child_env(), path=cwd)
+        self.assertNotEqual(code, 0)
+        self.assertIn(b"--dsn: unsupported charset 'gbk' in DSN", out + err)
+        self.assertNotIn(b"hunter2", out + err)
+        self.assertEqual(os.listdir(cwd), [])  # nothing started: no spool, no database file

@@ -16,7 +16,7 @@ from track.fields.values import INT32_MAX, INT32_MIN, Invalid, JSONNumber
 NOW = datetime(2026, 11, 28, 12, 0, 0)
 
 # type -> [(input, expected parsed value)]
-VALID = {
+VALID: dict[str, list[tuple[object, object]]] = {
     "int": [
         ("0", 0), ("-1", -1), ("007", 7), (str(INT32_MAX), INT32_MAX),
         (str(INT32_MIN), INT32_MIN), (42, 42), (-5, -5), ("0" * 4400 + "1", 1),
@@ -74,6 +74,7 @@ class FieldTypeTests(SynchronousTestCase):
 
     def test_strings_are_kept_exactly_up_to_the_column_length(self) -> None:
         field = Field("Message", "string", False, 45)
+        raw: object
         for raw in ("x" * 45, "O'Brien \"quoted\"; DROP TABLE x;--", "\u00e9t\u00e9 \U0001f600", "a\x00b"):
             with self.subTest(raw=raw):
                 self.assertEqual(field.parse(raw), raw)

@@ -82,7 +82,9 @@ class MySQLVerdictTests(SynchronousTestCase):
         self.assertEqual({code: e.column for code, e in named.items() if e is not None}, {
             1048: "Region", 1264: "ProfileID", 1265: "Currency", 1292: "Created", 1366: "Message",
             1406: "SessionType", 1452: "Region", 1644: "", 3819: "", 4025: ""})
-        self.assertEqual(named[1644].detail, "no evil sessions")  # type: ignore[union-attr]
+        refused = named[1644]
+        assert refused is not None  # checked just above
+        self.assertEqual(refused.detail, "no evil sessions")
 
 
 class SQLiteVerdictTests(SynchronousTestCase):

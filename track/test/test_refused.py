@@ -21,6 +21,7 @@ from twisted.trial.unittest import TestCase
 from track.fields.kinds import EVENT_TYPES, parse_event
 from track.spool import encode
 from track.spool.records import SEGMENT_MAGIC
+from track.test.faultcase import wait_until
 from track.test.support import (
     MYSQL_SKIP,
     client_pool,
@@ -29,7 +30,6 @@ from track.test.support import (
     reset_mysql,
     serve,
 )
-from track.test.test_faults import wait_until
 
 SESSION = EVENT_TYPES["session"]
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")

@@ -235,6 +235,9 @@ class DownStore:
     def insert(self, event: Any, rows: Any) -> Deferred[Any]:
         return fail(Unavailable("connection refused"))
 
+    def insert_atomic(self, groups: Any) -> Deferred[Any]:
+        return fail(Unavailable("connection refused"))
+
     def ping(self) -> Deferred[None]:
         self.pings += 1
         return fail(Unavailable("connection refused"))
@@ -256,7 +259,7 @@ class ReadOnlyStore(DownStore):
 class ProbeTests(SynchronousTestCase):
     def test_without_a_spool_an_outage_is_503_and_probing_backs_off(self) -> None:
         clock, store = Clock(), DownStore()
-        writer = Writer(store, None, clock, dict(EVENT_TYPES))  # type: ignore[arg-type]
+        writer = Writer(store, None, clock, dict(EVENT_TYPES))
         self.failureResultOf(writer.insert(PURCHASE, [purchase(1)]), Unavailable)
         self.assertEqual((writer.up, writer.ready()), (False, False))
         gaps = []
@@ -274,7 +277,7 @@ class ProbeTests(SynchronousTestCase):
         # succeed, but writes fail.  Each failed attempt must not reset the
         # backoff, or the state flaps (and logs) every 0.5 s.
         clock, store = Clock(), ReadOnlyStore()
-        writer = Writer(store, None, clock, dict(EVENT_TYPES))  # type: ignore[arg-type]
+        writer = Writer(store, None, clock, dict(EVENT_TYPES))
         self.failureResultOf(writer.insert(PURCHASE, [purchase(1)]), Unavailable)
         gaps = []
         for _ in range(6):
@@ -299,7 +302,7 @@ class ProbeTests(SynchronousTestCase):
         writer.stop()
 
     def test_health_reports_the_database_and_the_spool(self) -> None:
-        writer = Writer(DownStore(), None, Clock(), dict(EVENT_TYPES))  # type: ignore[arg-type]
+        writer = Writer(DownStore(), None, Clock(), dict(EVENT_TYPES))
         self.assertEqual(writer.health(), {
             "status": "ok", "database": "up",
             "spool": {"events": 0, "bytes": 0, "writable": False, "error": "turned off"},
