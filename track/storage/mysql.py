@@ -11,6 +11,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import pymysql
+
 from track.storage.ddl import column_names, null_default
 from track.storage.dsn import DSN
 from track.storage.sqlliterals import values_sql
@@ -105,8 +107,6 @@ class MySQLDialect:
 
     def connect(self) -> Any:
         """A plain connection for start-up work (migrations), with transactions."""
-        import pymysql
-
         return pymysql.connect(**{**self._connect_kwargs(), "autocommit": False})
 
     def row_error(self, exc: BaseException) -> RowError | None:
@@ -122,8 +122,6 @@ class MySQLDialect:
         return RowError(m.group(1) if m else "", _MYSQL_ROW_ERRORS[code], message)
 
     def classify(self, exc: BaseException) -> Verdict:
-        import pymysql
-
         code = _mysql_code(exc)
         if code in _MYSQL_ROW_ERRORS:
             return Verdict.ROW
@@ -136,8 +134,6 @@ class MySQLDialect:
     def writable(self, cursor: Any) -> None:
         """Raise unless the server takes writes now: not read-only (a failover
         in progress) and, on a Galera node, ready (part of the primary component)."""
-        import pymysql
-
         cursor.execute("SHOW GLOBAL VARIABLES WHERE Variable_name IN ('read_only', 'wsrep_on')")
         variables = {name.lower(): str(value).upper() for name, value in cursor.fetchall()}
         if variables.get("read_only", "OFF") not in ("0", "OFF"):
@@ -153,8 +149,6 @@ class MySQLDialect:
         return _mysql_code(exc) in _MYSQL_RETRYABLE
 
     def connection_lost(self, exc: BaseException) -> bool:
-        import pymysql
-
         return isinstance(exc, pymysql.err.InterfaceError) or _mysql_code(exc) in _MYSQL_GONE
 
     def column_ddl(self, column: Column) -> str:
@@ -211,8 +205,6 @@ class MySQLDialect:
         """All rows in one statement, its VALUES built by track (see
         sqlliterals), for the connection's real charset and the backslash
         mode the server reported in its last status flags."""
-        import pymysql
-
         conn = cursor.connection
         no_backslash = conn.server_status & pymysql.constants.SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES
         cursor.execute(stmt.prefix + values_sql(rows, conn.charset, not no_backslash) + stmt.suffix)
@@ -242,8 +234,6 @@ class MySQLDialect:
 
 
 def _mysql_code(exc: BaseException) -> int | None:
-    import pymysql
-
     if isinstance(exc, pymysql.err.MySQLError) and exc.args and isinstance(exc.args[0], int):
         return exc.args[0]
     return None

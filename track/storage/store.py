@@ -265,7 +265,7 @@ class Store:
                 try:
                     self.dialect.insert_rows(cursor, stmt, rows)
                 finally:
-                    cursor.close()
+                    _close(cursor)
             self.dialect.commit(conn)
 
         def undo() -> None:
@@ -291,7 +291,7 @@ class Store:
                             raise
                         refused.append((g, r, self._refusal(e)))
         finally:
-            cursor.close()
+            _close(cursor)
             self.dialect.rollback(conn)
         return refused
 
