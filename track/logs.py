@@ -1,25 +1,19 @@
-"""Log levels for track's own messages (`--log-level`, `-v`).
+"""Log levels for track's own messages (`--log-level`, `-v`), and JSON logs.
 
 twistd owns the log observers (`--logfile`, `--logger`); track only decides
-which of its own events are worth emitting, so filtering costs one
-comparison and never touches the observers.
+which of its own events are worth emitting.  Every track Logger publishes
+through one `FilteringLogObserver` whose `LogLevelFilterPredicate` holds the
+level, in front of the global log publisher: what passes reaches twistd's
+observers as before, and events from Twisted and other libraries never go
+through the filter, so `--log-level` quiets track alone.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
+from twisted.logger import FilteringLogObserver, ILogObserver, LogLevel, LogLevelFilterPredicate, globalLogPublisher
 from twisted.logger import Logger as _TwistedLogger
-from twisted.logger import LogLevel
 
-_PRIORITY = {
-    LogLevel.debug: 0,
-    LogLevel.info: 1,
-    LogLevel.warn: 2,
-    LogLevel.error: 3,
-    LogLevel.critical: 4,
-}
-_NAMES = {
+_NAMES: dict[str, LogLevel] = {
     "debug": LogLevel.debug,
     "info": LogLevel.info,
     "warn": LogLevel.warn,
@@ -27,10 +21,13 @@ _NAMES = {
     "error": LogLevel.error,
 }
 # The original's numeric -log levels: 0 (its default) is info, higher is
-# more verbose, negative is quieter.
-_NUMERIC = {-2: LogLevel.error, -1: LogLevel.warn, 0: LogLevel.info}
+# more verbose, negative is quieter (1 and more are debug, -2 and less error).
+_NUMERIC: dict[int, LogLevel] = {-2: LogLevel.error, -1: LogLevel.warn, 0: LogLevel.info, 1: LogLevel.debug}
 
-_threshold = _PRIORITY[LogLevel.info]
+# The level of every track event, whatever its namespace: only track's
+# Loggers publish through this observer.
+_levels = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
+_filtered = FilteringLogObserver(globalLogPublisher, [_levels])
 
 
 def parse_level(text: str) -> LogLevel:
@@ -39,8 +36,7 @@ def parse_level(text: str) -> LogLevel:
     if name in _NAMES:
         return _NAMES[name]
     if name.lstrip("-").isdigit() and name.isascii():
-        number = int(name)
-        return LogLevel.debug if number > 0 else _NUMERIC.get(number, LogLevel.error)
+        return _NUMERIC[max(-2, min(int(name), 1))]
     raise ValueError(
         f"unknown log level {text!r}: use debug, info, warn or error "
         "(or the original's numbers: 0 info, 1 debug, -1 warn, -2 error)"
@@ -48,23 +44,26 @@ def parse_level(text: str) -> LogLevel:
 
 
 def set_level(level: LogLevel) -> None:
-    global _threshold
-    _threshold = _PRIORITY[level]
+    """Emit track's events of `level` and above, drop the rest."""
+    _levels.setLogLevelForNamespace("", level)
 
 
 def enabled(level: LogLevel) -> bool:
-    return _PRIORITY[level] >= _threshold
+    """Whether track's events of `level` are emitted."""
+    return bool(level >= _levels.logLevelForNamespace(""))
 
 
 class Logger(_TwistedLogger):
-    """A twisted.logger.Logger that drops events below the configured level."""
+    """A twisted.logger.Logger whose events below the `--log-level` are
+    dropped before they reach any observer.  track names each logger's
+    namespace (`Logger(namespace="track.service")`)."""
 
-    def emit(self, level: LogLevel, format: str | None = None, **kwargs: Any) -> None:
-        if _PRIORITY[level] >= _threshold:
-            super().emit(level, format, **kwargs)
+    def __init__(self, namespace: str, source: object | None = None,
+                 observer: ILogObserver | None = None) -> None:
+        super().__init__(namespace, source, _filtered if observer is None else observer)
 
 
-def json_stdout() -> Any:
+def json_stdout() -> ILogObserver:
     """For `twistd --logger track.logs.json_stdout`: every log event as one
     JSON object per line on stdout (Twisted's JSON log observer), for log
     shippers that want structure rather than text."""

@@ -8,6 +8,15 @@ drop handshakes, and those clients wait a second or more for a retry."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IStreamServerEndpoint
+
+# serverFromString(reactor, description), with the type its documentation
+# gives it (Twisted leaves it unannotated).
+server_endpoint: Callable[[Any, str], IStreamServerEndpoint] = serverFromString
 
 _PORT = re.compile(r"^:?([0-9]{1,5})$")
 _HOST_PORT = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.\-]+)):(?P<port>[0-9]{1,5})$")

@@ -8,10 +8,9 @@ unreachable server ends start-up with one clear line and a non-zero exit.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, ClassVar
 
 from twisted.application.service import IService
-from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
 from track import __version__
@@ -26,7 +25,7 @@ from track.pipeline.batcher import (
     Batcher,
 )
 from track.pipeline.writer import Writer
-from track.run.listen import endpoint_description
+from track.run.listen import endpoint_description, server_endpoint
 from track.run.service import TrackService
 from track.run.workers import WorkerPool
 from track.spool import DEFAULT_MAX_BYTES as DEFAULT_SPOOL_BYTES
@@ -73,11 +72,11 @@ class Options(usage.Options):
         "or in an embedded SQLite file when no --dsn is given. A 201 is sent "
         "only after the event's row is committed."
     )
-    optFlags = [
+    optFlags: ClassVar[list[list[str | None]]] = [
         ["verbose", "v", "Debug logging (same as --log-level debug)."],
         ["access-log", None, "Log one line per HTTP request."],
     ]
-    optParameters = [
+    optParameters: ClassVar[list[list[str | None]]] = [
         ["http", None, "8080",
          "Where to listen: a port (8080), :8080, host:port, or a Twisted "
          "endpoint description (tcp:8080:interface=127.0.0.1, unix:/run/track.sock)."],
@@ -113,11 +112,6 @@ class Options(usage.Options):
          "Largest event body in bytes, before and after gzip/deflate decoding; larger is 413."],
     ]
 
-    def __init__(self) -> None:
-        super().__init__()
-        self["trusted-proxy"] = []
-        self["cors-origin"] = []
-
     def opt_version(self) -> None:
         """Print the version and exit."""
         print(f"track {__version__}")
@@ -125,18 +119,20 @@ class Options(usage.Options):
 
     def opt_trusted_proxy(self, value: str) -> None:
         """Address or CIDR of a proxy whose X-Forwarded-For is believed (repeatable)."""
-        self["trusted-proxy"].append(value)
+        self.setdefault("trusted-proxy", []).append(value)
 
     def opt_cors_origin(self, value: str) -> None:
         """Browser origin allowed to post (repeatable); * allows any."""
-        self["cors-origin"].append(value)
+        self.setdefault("cors-origin", []).append(value)
 
     def postOptions(self) -> None:
+        self.setdefault("trusted-proxy", [])
+        self.setdefault("cors-origin", [])
         try:
             self["endpoint"] = endpoint_description(self["http"])
             from twisted.internet import reactor
 
-            serverFromString(reactor, self["endpoint"])
+            server_endpoint(reactor, self["endpoint"])
         except Exception as e:  # endpoint parsers raise all sorts
             raise usage.UsageError(f"--http {self['http']!r} is not usable: {e}") from None
         try:
@@ -194,7 +190,11 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
             save_limits(spool.directory, fitted)
     # One dict, shared by the validator and the spool's replay, refitted in
     # place if the database first appears after start-up.
-    event_types = fitted or load_limits(spool.directory)  # type: ignore[union-attr]
+    if fitted:
+        event_types = fitted
+    else:
+        assert spool is not None, "makeService refuses an unreachable database without a spool"
+        event_types = load_limits(spool.directory)
     store = Store(dialect)
 
     def database_appeared() -> Any:
@@ -252,7 +252,6 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
     log.info("track {version} storing events in {dsn}, spool {spool}", version=__version__,
              dsn=dsn.redacted(), spool=spool.directory if spool else "off")
     return TrackService(
-        serverFromString(reactor, options["endpoint"]),
         options["endpoint"],
         site,
         batcher,

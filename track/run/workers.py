@@ -16,19 +16,21 @@ its own observers, so worker logs land wherever the parent's go (`--logfile`,
 from __future__ import annotations
 
 import os
-import re
 import socket
 import sys
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
+from twisted.internet.abstract import isIPv6Address
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet.interfaces import IProcessTransport
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import LogLevel, eventFromJSON, globalLogPublisher
 from twisted.python.failure import Failure
 
 from track.logs import Logger
-from track.run.listen import BACKLOG
+from track.run.listen import server_endpoint
 
 log = Logger(namespace="track.workers")
 
@@ -36,7 +38,6 @@ LISTEN_FD = 3  # where systemd (and so Twisted's systemd: endpoint) expects it
 RESTART_FIRST = 0.5
 RESTART_MAX = 30.0
 STABLE_SECONDS = 30.0
-_UNESCAPED_COLON = re.compile(r"(?<!\\):")
 # The child: make LISTEN_PID its own pid before Twisted reads it, then twistd.
 _BOOT = (
     "import os, sys; os.environ['LISTEN_PID'] = str(os.getpid()); "
@@ -49,19 +50,32 @@ _PASSED = ("dsn", "log-level", "batch-size", "min-batch", "flush-interval", "max
 
 
 def bind(description: str) -> socket.socket:
-    """A listening socket for a `tcp:` or `tcp6:` endpoint description."""
-    kind, port_text, *params = _UNESCAPED_COLON.split(description)
-    options = dict(p.partition("=")[::2] for p in params)
-    if kind not in ("tcp", "tcp6") or not port_text.isdigit() or set(options) - {"interface", "backlog"}:
+    """A listening socket for a `tcp:` or `tcp6:` endpoint description, as
+    Twisted parses it (serverFromString); ValueError for any other."""
+    from twisted.internet import reactor
+
+    try:
+        endpoint: object = server_endpoint(reactor, description)
+    except Exception:  # endpoint parsers raise all sorts
+        endpoint = None
+    if not isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint)):
         raise ValueError(f"--workers needs a TCP --http (a port or host:port), not {description!r}")
-    port, interface = int(port_text), options.get("interface", "").replace("\\:", ":")
-    family = socket.AF_INET6 if kind == "tcp6" else socket.AF_INET
+    port, interface, backlog = tcp_address(endpoint)
+    # The address family as Twisted's own TCP port chooses it.
+    family = socket.AF_INET6 if isIPv6Address(interface) else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((interface or ("::" if kind == "tcp6" else "0.0.0.0"), port))
-    sock.listen(int(options.get("backlog", BACKLOG)))
+    sock.bind((interface or "0.0.0.0", port))
+    sock.listen(backlog)
     sock.setblocking(False)
     return sock
+
+
+def tcp_address(endpoint: TCP4ServerEndpoint | TCP6ServerEndpoint) -> tuple[int, str, int]:
+    """The port, interface and backlog Twisted parsed from a `tcp:`/`tcp6:`
+    description.  The endpoint keeps them in private attributes (it offers
+    no public accessor); test_run_workers fails loudly if they change."""
+    return endpoint._port, endpoint._interface, endpoint._backlog
 
 
 def child_argv(options: Any, index: int) -> list[str]:
@@ -104,6 +118,12 @@ class _Child(ProcessProtocol):
         self.ended: Deferred[None] = Deferred()
         self._partial = {1: b"", 2: b""}
 
+    @property
+    def process(self) -> IProcessTransport:
+        """The child's process (set by spawnProcess, before anything else)."""
+        assert self.transport is not None
+        return self.transport
+
     def childDataReceived(self, fd: int, data: bytes) -> None:
         *lines, self._partial[fd] = (self._partial.get(fd, b"") + data).split(b"\n")
         for line in lines:
@@ -134,10 +154,10 @@ class WorkerPool(Service):
         host, port = self.sock.getsockname()[:2]
         log.info("track listening on http://{host}:{port} with {n} workers", host=host, port=port,
                  n=self.count)
-        super().privilegedStartService()
+        super().privilegedStartService()  # type: ignore[no-untyped-call]
 
     def startService(self) -> None:
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]
         for index in range(self.count):
             self._spawn(index)
 
@@ -149,7 +169,7 @@ class WorkerPool(Service):
         self.reactor.spawnProcess(child, argv[0], argv, env={**os.environ, "PYTHONUNBUFFERED": "1"},
                                   childFDs={0: "w", 1: "r", 2: "r", LISTEN_FD: self.sock.fileno()})
         self.children[index] = child
-        log.info("worker {i} started (pid {pid})", i=index, pid=child.transport.pid)
+        log.info("worker {i} started (pid {pid})", i=index, pid=child.process.pid)
 
     def child_ended(self, child: _Child, reason: Failure) -> None:
         if self.children.get(child.index) is child:
@@ -168,12 +188,14 @@ class WorkerPool(Service):
         if self.running and index not in self.children:
             self._spawn(index)
 
-    @inlineCallbacks
-    def stopService(self) -> Any:
-        super().stopService()
+    def stopService(self) -> Deferred[None]:
+        super().stopService()  # type: ignore[no-untyped-call]
+        return Deferred.fromCoroutine(self._stop_children())
+
+    async def _stop_children(self) -> None:
         children = list(self.children.values())
         for child in children:
-            child.transport.signalProcess("TERM")
+            child.process.signalProcess("TERM")
         if self.sock is not None:
             # The workers hold the socket too: once each has accepted what
             # was queued and stopped listening, it closes, and a client
@@ -184,9 +206,9 @@ class WorkerPool(Service):
         waiting = DeferredList([c.ended for c in children])
         waiting.addTimeout(self.shutdown_timeout + 10, self.reactor)
         try:
-            yield waiting
+            await waiting
         except Exception:
             for child in children:
                 if not child.ended.called:
-                    child.transport.signalProcess("KILL")
+                    child.process.signalProcess("KILL")
         log.info("all workers stopped")

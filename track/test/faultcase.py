@@ -25,7 +25,7 @@ from typing import Any
 
 import treq
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
@@ -75,10 +75,9 @@ class Load:
         self._stop = False
         self.pool = HTTPConnectionPool(reactor, persistent=persistent)
         self.pool.maxPersistentPerHost = clients
-        self.done = DeferredList([self._client(n) for n in range(clients)])
+        self.done = DeferredList([Deferred.fromCoroutine(self._client(n)) for n in range(clients)])
 
-    @inlineCallbacks
-    def _client(self, n: int) -> Any:
+    async def _client(self, n: int) -> None:
         message_id = None
         while not self._stop and self.sent < MAX_REQUESTS:
             if message_id is None:
@@ -87,51 +86,48 @@ class Load:
             body = (f"Region=eu&SessionID={message_id}&RemoteIP=10.0.0.1&SessionType=load"
                     f"&MessageID={message_id}").encode()
             try:
-                response = yield treq.post(self.url, data=body, pool=self.pool, timeout=WAIT, headers=FORM)
-                yield response.content()
+                response = await treq.post(self.url, data=body, pool=self.pool, timeout=WAIT, headers=FORM)
+                await response.content()
             except Exception as e:
                 if self.tolerate_refused:
                     self.refused += 1
                 else:
                     self.other_errors.append(repr(e))
-                yield sleep(0.05)
+                await sleep(0.05)
                 continue  # retry the same event
             self.statuses[response.code] += 1
             if response.code == 201:
                 self.acked.append(message_id)
                 message_id = None
             else:
-                yield sleep(0.05)  # 503: retry the same MessageID
+                await sleep(0.05)  # 503: retry the same MessageID
 
-    @inlineCallbacks
-    def wait_for_acks(self, count: int) -> Any:
+    async def wait_for_acks(self, count: int) -> None:
         deadline = _clock.seconds() + WAIT
         while len(self.acked) < count:
             if _clock.seconds() > deadline:
                 raise AssertionError(f"only {len(self.acked)} of {count} acknowledged: {self.statuses}")
-            yield sleep(0.05)
+            await sleep(0.05)
 
-    @inlineCallbacks
-    def stop(self) -> Any:
+    async def stop(self) -> None:
         self._stop = True
-        yield self.done
-        yield self.pool.closeCachedConnections()
+        await self.done
+        await self.pool.closeCachedConnections()
 
 
-@inlineCallbacks
-def wait_until(check: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
+async def wait_until(check: Callable[[], Any], what: str, timeout: float = WAIT) -> None:
     """Poll `check` (which may return a Deferred) until true, bounded by `timeout`."""
     deadline = _clock.seconds() + timeout
     while True:
         try:
-            ok = yield check()
+            ok = await maybeDeferred(check)
         except Exception:
             ok = False
         if ok:
             return
         if _clock.seconds() > deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        yield sleep(0.1)
+        await sleep(0.1)
 
 
 def spool_segments(directory: str) -> list[str]:
@@ -179,8 +175,7 @@ class FaultCase(TestCase):
 
     # -- track -------------------------------------------------------------------
 
-    @inlineCallbacks
-    def start_track(self, *extra: str, dsn: str | None = None) -> Any:
+    async def start_track(self, *extra: str, dsn: str | None = None) -> str:
         """`twistd -n track` against the private server; fires with its base
         URL once it listens.  The first start of a test takes any free port
         (tcp:0); later ones the same port again."""
@@ -193,13 +188,13 @@ class FaultCase(TestCase):
             self.procs.append(proc)
             self.addCleanup(proc.stop)
             try:
-                base = yield proc.ready
+                base = await proc.ready
             except RuntimeError:  # exited before listening
                 if self.port is None or b"Address already in use" not in proc.output or attempt == BIND_ATTEMPTS:
                     raise
                 print(f"\nport {self.port} taken at restart (attempt {attempt}); retrying")
                 self.procs.remove(proc)  # its "Address already in use" is no fault of track's
-                yield sleep(BIND_RETRY_DELAY)
+                await sleep(BIND_RETRY_DELAY)
                 continue
             break
         if self.port is None:
@@ -207,18 +202,16 @@ class FaultCase(TestCase):
         self.assertEqual(base, self.base, "a restart must listen where clients already post")
         return base
 
-    @inlineCallbacks
-    def kill_track(self) -> Any:
+    async def kill_track(self) -> None:
         assert self.proc is not None
         self.proc.signal("KILL")
-        yield self.proc.ended
+        await self.proc.ended
 
-    @inlineCallbacks
-    def stop_track(self) -> Any:
+    async def stop_track(self) -> Exception:
         """SIGTERM and a clean exit (bounded: TwistdTrack.stop fails the test
         if twistd does not exit in time)."""
         assert self.proc is not None
-        reason = yield self.proc.stop()
+        reason = await self.proc.stop()
         exit_status = getattr(reason, "signal", None) or getattr(reason, "exitCode", None) or 0
         self.assertIn(exit_status, (signal.SIGTERM, 0), f"twistd did not exit cleanly: {reason!r}")
         return reason
@@ -233,31 +226,28 @@ class FaultCase(TestCase):
 
     # -- asking track, as a client ---------------------------------------------------
 
-    @inlineCallbacks
-    def health(self) -> Any:
+    async def health(self) -> Any:
         pool = HTTPConnectionPool(reactor, persistent=False)
-        response = yield treq.get(f"{self.base}/healthz", pool=pool, timeout=10)
-        body = yield response.json()
+        response = await treq.get(f"{self.base}/healthz", pool=pool, timeout=10)
+        body = await response.json()
         return body
 
-    @inlineCallbacks
-    def drained(self) -> Any:
-        body = yield self.health()
-        return body["database"] == "up" and body["spool"]["events"] == 0
+    async def drained(self) -> bool:
+        body = await self.health()
+        return bool(body["database"] == "up" and body["spool"]["events"] == 0)
 
-    @inlineCallbacks
-    def readyz(self) -> Any:
-        response = yield treq.get(f"{self.base}/readyz", pool=HTTPConnectionPool(reactor, False), timeout=10)
-        yield response.content()
-        return response.code
+    async def readyz(self) -> int:
+        response = await treq.get(f"{self.base}/readyz", pool=HTTPConnectionPool(reactor, False), timeout=10)
+        await response.content()
+        code: int = response.code
+        return code
 
-    @inlineCallbacks
-    def post(self, path: str, body: bytes, content_type: str) -> Any:
+    async def post(self, path: str, body: bytes, content_type: str) -> tuple[int, list[bytes] | None, bytes]:
         """One request on its own connection: (status, Retry-After, body)."""
         headers: dict[str | bytes, str | bytes] = {"Content-Type": content_type}
-        response = yield treq.post(f"{self.base}{path}", data=body, pool=HTTPConnectionPool(reactor, False),
+        response = await treq.post(f"{self.base}{path}", data=body, pool=HTTPConnectionPool(reactor, False),
                                    timeout=WAIT, headers=headers)
-        content = yield response.content()
+        content = await response.content()
         return response.code, response.headers.getRawHeaders(b"Retry-After"), content
 
     # -- the database ------------------------------------------------------------------

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, TimeoutError, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, TimeoutError, succeed
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
@@ -30,15 +30,14 @@ def port_of(base: str) -> int:
     return int(base.rsplit(":", 1)[1])
 
 
-@inlineCallbacks
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = EXIT_TIMEOUT) -> Any:
+async def wait_until(condition: Callable[[], Any], what: str, timeout: float = EXIT_TIMEOUT) -> None:
     """Poll `condition()` every 20 ms until it is true; fail after `timeout` s."""
     clock: Any = reactor
     deadline = clock.seconds() + timeout
     while not condition():
         if clock.seconds() > deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        yield deferLater(clock, 0.02, lambda: None)
+        await deferLater(clock, 0.02, lambda: None)
 
 
 class HalfSentPost:
@@ -60,12 +59,11 @@ class HalfSentPost:
         return self.client.statuses()
 
 
-@inlineCallbacks
-def begin_post(port: int, path: str, body: bytes, chunked: bool = False) -> Any:
+async def begin_post(port: int, path: str, body: bytes, chunked: bool = False) -> HalfSentPost:
     """Connect, send the headers and half of `body`, and wait (bounded) for
     the server's 100 Continue; a HalfSentPost.  A connection the server closes
     instead fails here."""
-    client = yield connect(port)
+    client = await connect(port)
     half = len(body) // 2
     if chunked:
         head = request(path, b"", {"Expect": "100-continue", "Transfer-Encoding": "chunked"})
@@ -75,7 +73,7 @@ def begin_post(port: int, path: str, body: bytes, chunked: bool = False) -> Any:
         whole = request(path, body, {"Expect": "100-continue"})
         first, rest = whole[: len(whole) - (len(body) - half)], whole[len(whole) - (len(body) - half):]
     client.send(first)
-    yield wait_until(lambda: b"\r\n\r\n" in client.received or client.closed.called,
+    await wait_until(lambda: b"\r\n\r\n" in client.received or client.closed.called,
                      "the server's 100 Continue")
     if not client.received.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"):
         raise AssertionError(f"the server did not take the request in: {client.received[:300]!r}")
@@ -171,8 +169,8 @@ class TwistdTrack(ProcessProtocol):
         self._waiting: list[Deferred[Exception]] = []
         self.transport: Any = None
         argv = [*TWISTD, "-n", "--pidfile=", "track", *args]
-        reactor.spawnProcess(self, argv[0], argv, env=child_env(), path=cwd)  # type: ignore[attr-defined]
-        self.ready.addTimeout(60, reactor)  # type: ignore[arg-type]
+        reactor.spawnProcess(self, argv[0], argv, env=child_env(), path=cwd)
+        self.ready.addTimeout(60, reactor)
 
     def outReceived(self, data: bytes) -> None:
         self.output += data
@@ -185,17 +183,19 @@ class TwistdTrack(ProcessProtocol):
     def processEnded(self, reason: Failure) -> None:
         if not self.ready.called:
             self.ready.errback(RuntimeError("twistd exited before listening:\n" + self.output.decode(errors="replace")))
-        self.exit_reason = reason.value  # ProcessDone or ProcessTerminated
+        exit_reason = reason.value  # ProcessDone or ProcessTerminated
+        assert isinstance(exit_reason, Exception), exit_reason
+        self.exit_reason = exit_reason
         waiting, self._waiting = self._waiting, []
         for d in waiting:
             if not d.called:  # not timed out already
-                d.callback(reason.value)
-        self.ended.callback(reason.value)
+                d.callback(exit_reason)
+        self.ended.callback(exit_reason)
 
     @property
     def pid(self) -> int | None:
         """The process id while it runs; None once it has exited."""
-        return None if self.transport is None else self.transport.pid  # type: ignore[no-any-return]
+        return None if self.transport is None else self.transport.pid
 
     def signal(self, name: str) -> bool:
         """Send SIGname; False (and no error) if the process has already exited.
@@ -215,18 +215,17 @@ class TwistdTrack(ProcessProtocol):
             return succeed(self.exit_reason)
         d: Deferred[Exception] = Deferred()
         self._waiting.append(d)
-        d.addTimeout(timeout, reactor)  # type: ignore[arg-type]
+        d.addTimeout(timeout, reactor)
         return d
 
-    @inlineCallbacks
-    def stop(self, timeout: float = EXIT_TIMEOUT) -> Any:
+    async def stop(self, timeout: float = EXIT_TIMEOUT) -> Exception:
         """SIGTERM, then wait for the exit (bounded): the exit reason.
 
         A twistd that does not exit in time is killed, with its children
         (`--workers`), and the stop fails: a clean exit was the promise."""
         self.signal("TERM")
         try:
-            reason = yield self.wait(timeout)
+            reason = await self.wait(timeout)
         except TimeoutError:
             pid = self.pid
             for child in children(pid) if pid is not None else []:
@@ -235,7 +234,7 @@ class TwistdTrack(ProcessProtocol):
                 except ProcessLookupError:
                     pass
             self.signal("KILL")
-            yield self.wait(timeout)
+            await self.wait(timeout)
             raise AssertionError(f"twistd did not exit within {timeout}s of SIGTERM; killed it:\n"
                                  + self.output.decode(errors="replace")[-4000:]) from None
         return reason

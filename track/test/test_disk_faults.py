@@ -19,7 +19,6 @@ import subprocess
 import time
 from typing import Any
 
-from twisted.internet.defer import inlineCallbacks
 from twisted.internet.threads import deferToThread
 
 from track.test import faultcase
@@ -90,7 +89,7 @@ class DiskFaultTests(faultcase.FaultCase):
     def mount_disk(self) -> str:
         """A tmpfs of DISK_SIZE, unmounted at cleanup; the spool goes in it.
         Mount before starting track, so track is stopped before the unmount."""
-        disk = os.path.abspath(self.mktemp())
+        disk: str = os.path.abspath(self.mktemp())
         os.makedirs(disk)
         subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_SIZE}", "tmpfs", disk], check=True,
                        timeout=30)
@@ -110,18 +109,15 @@ class DiskFaultTests(faultcase.FaultCase):
 
     # -- asking track --------------------------------------------------------------
 
-    @inlineCallbacks
-    def ready_is(self, code: int) -> Any:
-        got = yield self.readyz()
+    async def ready_is(self, code: int) -> bool:
+        got = await self.readyz()
         return got == code
 
-    @inlineCallbacks
-    def spool_writable(self) -> Any:
-        body = yield self.health()
+    async def spool_writable(self) -> bool:
+        body = await self.health()
         return body["spool"]["writable"] is True
 
-    @inlineCallbacks
-    def every_endpoint_answers_503(self) -> Any:
+    async def every_endpoint_answers_503(self) -> dict[str, list[int]]:
         """POST to the batch endpoint and to the three other kinds' endpoints
         until each answers 503 (bounded: the last page a segment holds may
         still take an event or two, and then its 201 is on disk and counted);
@@ -136,13 +132,13 @@ class DiskFaultTests(faultcase.FaultCase):
                                "SessionType": "batch", "MessageID": m} for m in ids]
                     body = json.dumps({"events": events}).encode()
                     tables = [TABLE] * len(ids)
-                    code, retry_after, content = yield self.post(
+                    code, retry_after, content = await self.post(
                         "/api/1.0/track/batch/", body, "application/json")
                 else:
                     table, form = OTHER_KINDS[name]
                     ids = [f"{name}-{attempt}"]
                     tables = [table]
-                    code, retry_after, content = yield self.post(
+                    code, retry_after, content = await self.post(
                         f"/api/1.0/track/{name}/", f"{form}&MessageID={ids[0]}".encode(),
                         "application/x-www-form-urlencoded")
                 answers[name].append(code)
@@ -158,26 +154,24 @@ class DiskFaultTests(faultcase.FaultCase):
 
     # -- the tests -------------------------------------------------------------------
 
-    @inlineCallbacks
-    def _fill_the_spool_disk_while_the_database_is_down(self) -> Any:
+    async def _fill_the_spool_disk_while_the_database_is_down(self) -> faultcase.Load:
         """Mount, fill to LEAVE_FREE, start track, stop the database, and run
         the load until the spool's disk refuses it (503s); the load."""
         disk = self.mount_disk()
-        yield self.start_track()
-        yield deferToThread(write_filler, self.filler(), free_bytes(disk) - LEAVE_FREE)
-        yield self.stop_db()
+        await self.start_track()
+        await deferToThread(write_filler, self.filler(), free_bytes(disk) - LEAVE_FREE)
+        await self.stop_db()
         load = self.load()
-        yield wait_until(lambda: load.statuses[503] > 20, "503s from a full spool disk")
+        await wait_until(lambda: load.statuses[503] > 20, "503s from a full spool disk")
         self.assertGreater(len(load.acked), 0, "nothing acknowledged from the spool before the disk filled")
         print(f"\nspool disk full after {len(load.acked)} events from the spool "
               f"({free_bytes(disk)} bytes free)")
         return load
 
-    @inlineCallbacks
-    def assert_full_and_not_ready(self) -> Any:
-        code = yield self.readyz()
+    async def assert_full_and_not_ready(self) -> Any:
+        code = await self.readyz()
         self.assertEqual(code, 503, "/readyz while the spool disk is full and the database down")
-        body = yield self.health()
+        body = await self.health()
         print(f"/healthz while full: {body}")
         self.assertEqual(body["database"], "down")
         self.assertIs(body["spool"]["writable"], False)
@@ -185,79 +179,76 @@ class DiskFaultTests(faultcase.FaultCase):
         self.assertGreater(body["spool"]["events"], 0)
         return body
 
-    @inlineCallbacks
-    def test_a_full_spool_disk_answers_503_and_recovers_while_the_database_is_down(self) -> Any:
-        load = yield self._fill_the_spool_disk_while_the_database_is_down()
-        answers = yield self.every_endpoint_answers_503()
-        yield self.assert_full_and_not_ready()
+    async def test_a_full_spool_disk_answers_503_and_recovers_while_the_database_is_down(self) -> None:
+        load = await self._fill_the_spool_disk_while_the_database_is_down()
+        answers = await self.every_endpoint_answers_503()
+        await self.assert_full_and_not_ready()
 
         os.unlink(self.filler())  # space comes back; the database stays down
         freed = time.monotonic()
-        yield wait_until(lambda: self.ready_is(200), "/readyz 200 once the spool's disk has room again")
+        await wait_until(lambda: self.ready_is(200), "/readyz 200 once the spool's disk has room again")
         recovered_in = time.monotonic() - freed
         before = len(load.acked)
-        yield load.wait_for_acks(before + 50)
-        body = yield self.health()
+        await load.wait_for_acks(before + 50)
+        body = await self.health()
         self.assertEqual(body["database"], "down", "the new 201s must have come from the spool")
         self.assertIs(body["spool"]["writable"], True)
         self.assertNotIn("error", body["spool"])
 
-        yield self.start_db()
-        yield wait_until(self.drained, "the spool to be replayed")
-        yield load.wait_for_acks(len(load.acked) + 50)
-        yield load.stop()
+        await self.start_db()
+        await wait_until(self.drained, "the spool to be replayed")
+        await load.wait_for_acks(len(load.acked) + 50)
+        await load.stop()
         self.assert_no_traceback()
         self.check_stored_once(load, recovered_in_s=round(recovered_in, 2),
                                acked_after_space_returned=len(load.acked) - before,
                                answers_while_full=answers)
 
-    @inlineCallbacks
-    def test_a_spool_disk_full_when_the_database_returns_is_replayed(self) -> Any:
-        load = yield self._fill_the_spool_disk_while_the_database_is_down()
-        yield self.assert_full_and_not_ready()
-        spooled = (yield self.health())["spool"]["events"]
+    async def test_a_spool_disk_full_when_the_database_returns_is_replayed(self) -> None:
+        load = await self._fill_the_spool_disk_while_the_database_is_down()
+        await self.assert_full_and_not_ready()
+        spooled = (await self.health())["spool"]["events"]
 
-        yield self.start_db()  # the filler stays: only the replay frees space
-        yield wait_until(self.drained, "the spool to be replayed while its disk is full")
-        code = yield self.readyz()
+        await self.start_db()  # the filler stays: only the replay frees space
+        await wait_until(self.drained, "the spool to be replayed while its disk is full")
+        code = await self.readyz()
         self.assertEqual(code, 200)
         before = len(load.acked)
-        yield load.wait_for_acks(before + 50)
-        yield wait_until(self.spool_writable, "the spool to find room again after the replay")
-        yield load.stop()
+        await load.wait_for_acks(before + 50)
+        await wait_until(self.spool_writable, "the spool to find room again after the replay")
+        await load.stop()
         self.assert_no_traceback()
         self.check_stored_once(load, spooled_when_the_database_returned=spooled)
 
-    @inlineCallbacks
-    def test_a_restart_with_the_spool_disk_full_serves_and_replays(self) -> Any:
+    async def test_a_restart_with_the_spool_disk_full_serves_and_replays(self) -> None:
         disk = self.mount_disk()
-        yield self.start_track()
-        yield self.stop_db()
+        await self.start_track()
+        await self.stop_db()
         load = self.load(tolerate_refused=True)
-        yield load.wait_for_acks(150)  # from the spool
-        body = yield self.health()
+        await load.wait_for_acks(150)  # from the spool
+        body = await self.health()
         self.assertEqual(body["database"], "down")
         self.assertGreaterEqual(body["spool"]["events"], 150)
-        yield self.kill_track()
+        await self.kill_track()
         spooled = len(load.acked)
-        filled = yield deferToThread(fill_completely, self.filler())
+        filled = await deferToThread(fill_completely, self.filler())
         self.assertEqual(free_bytes(disk), 0)
-        yield self.start_db()
+        await self.start_db()
 
-        yield self.start_track()  # fails the test if it exits before listening
+        await self.start_track()  # fails the test if it exits before listening
         assert self.proc is not None
-        body = yield self.health()
+        body = await self.health()
         print(f"\n/healthz after the restart: {body}")
         self.assertEqual(body["database"], "up")
         before = len(load.acked)
-        yield load.wait_for_acks(before + 100)
+        await load.wait_for_acks(before + 100)
         fresh = load.acked[before:before + 100]
         stored = {m for (m,) in self.db.execute(
             f"SELECT MessageID FROM {TABLE} WHERE MessageID IN ({', '.join(['%s'] * len(fresh))})",
             fresh, database="track")}
         self.assertEqual(set(fresh) - stored, set(), "201s after the restart not (yet) in the database")
-        yield wait_until(self.drained, "the spool to be replayed")
-        yield load.stop()
+        await wait_until(self.drained, "the spool to be replayed")
+        await load.stop()
 
         self.assertNotIn(b"Traceback", self.proc.output, self.proc.output.decode(errors="replace")[-6000:])
         warnings = self.output_lines((b"No space", b"ENOSPC", b"could not"))
@@ -266,31 +257,30 @@ class DiskFaultTests(faultcase.FaultCase):
         self.check_stored_once(load, spooled_before_the_kill=spooled, filler_top_up_bytes=filled,
                                disk_warning_lines=len(warnings))
 
-    @inlineCallbacks
-    def test_a_read_only_database_for_3_seconds_under_load_loses_nothing_and_does_not_flap(self) -> Any:
+    async def test_a_read_only_database_for_3_seconds_under_load_loses_nothing_and_does_not_flap(self) -> None:
         # root has SUPER and ignores read_only: track must log in as a plain user.
         self.db.execute("CREATE USER 'track'@'127.0.0.1' IDENTIFIED BY 'pw'")
         self.db.execute("GRANT ALL ON track.* TO 'track'@'127.0.0.1'")
-        yield self.start_track(dsn=f"mysql://track:pw@127.0.0.1:{self.db.port}/track")
+        await self.start_track(dsn=f"mysql://track:pw@127.0.0.1:{self.db.port}/track")
         assert self.proc is not None
         load = self.load()
-        yield load.wait_for_acks(200)
+        await load.wait_for_acks(200)
 
         mark = len(self.proc.output)
         acked_before, statuses_before = len(load.acked), dict(load.statuses)
-        yield deferToThread(self.db.execute, "SET GLOBAL read_only=1")
+        await deferToThread(self.db.execute, "SET GLOBAL read_only=1")
         self.addCleanup(self.db.execute, "SET GLOBAL read_only=0")  # harmless if already off
-        yield sleep(READ_ONLY_SECONDS)  # the length of the fault under test, not a wait to settle
-        body = yield self.health()
+        await sleep(READ_ONLY_SECONDS)  # the length of the fault under test, not a wait to settle
+        body = await self.health()
         print(f"\n/healthz after {READ_ONLY_SECONDS:g}s read-only: {body}")
         acked_during = len(load.acked) - acked_before
         statuses_during = {code: n - statuses_before.get(code, 0) for code, n in load.statuses.items()}
-        yield deferToThread(self.db.execute, "SET GLOBAL read_only=0")
+        await deferToThread(self.db.execute, "SET GLOBAL read_only=0")
 
         self.assertEqual(body["database"], "down", "a read-only database cannot take writes")
-        yield wait_until(self.drained, "the spool to be replayed once the database is writable")
-        yield load.wait_for_acks(len(load.acked) + 100)
-        yield load.stop()
+        await wait_until(self.drained, "the spool to be replayed once the database is writable")
+        await load.wait_for_acks(len(load.acked) + 100)
+        await load.stop()
         lines = self.output_lines(FLAP_LINES, mark)
         print(f"'database unavailable' + 'database is back' lines: {len(lines)}\n  "
               + "\n  ".join(line.decode(errors="replace") for line in lines))

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
-from typing import Any
 
 import treq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import HTTPConnectionPool
@@ -26,38 +24,36 @@ class TwistdTrackTests(TestCase):
     timeout = 120
 
     def cwd(self) -> str:
-        path = os.path.abspath(self.mktemp())
+        path: str = os.path.abspath(self.mktemp())
         os.makedirs(path)
         return path
 
-    @inlineCallbacks
-    def test_listens_on_the_port_the_kernel_gave_and_stops_without_racing_its_exit(self) -> Any:
+    async def test_listens_on_the_port_the_kernel_gave_and_stops_without_racing_its_exit(self) -> None:
         proc = TwistdTrack(["--http", "tcp:0:interface=127.0.0.1"], self.cwd())
         self.addCleanup(proc.stop)
-        base = yield proc.ready
+        base = await proc.ready
         self.assertNotEqual(port_of(base), 0)
         pool = HTTPConnectionPool(reactor, persistent=False)
-        response = yield treq.get(f"{base}/healthz", pool=pool)
-        yield response.content()
+        response = await treq.get(f"{base}/healthz", pool=pool)
+        await response.content()
         self.assertEqual(response.code, 200)
-        reason = yield proc.stop()
+        reason = await proc.stop()
         self.assertIsInstance(reason, (ProcessDone, ProcessTerminated))
         self.assertIsNone(proc.pid)
         # Gone now: a signal is a no-op (not ProcessExitedAlready), and a
         # second stop (a test's cleanup after the test stopped it) is too.
         self.assertFalse(proc.signal("TERM"))
         self.assertFalse(proc.signal("KILL"))
-        self.assertIs((yield proc.stop()), reason)
-        self.assertIs((yield proc.wait()), reason)
+        self.assertIs((await proc.stop()), reason)
+        self.assertIs((await proc.wait()), reason)
 
-    @inlineCallbacks
-    def test_a_twistd_that_exits_by_itself_can_still_be_stopped(self) -> Any:
+    async def test_a_twistd_that_exits_by_itself_can_still_be_stopped(self) -> None:
         # An unusable --http: twistd exits at once with a usage error.
         proc = TwistdTrack(["--http", "bogus:thing"], self.cwd())
-        failure = yield self.assertFailure(proc.ready, RuntimeError)
+        failure = await self.assertFailure(proc.ready, RuntimeError)
         self.assertIn("twistd exited before listening", str(failure))
         self.assertIn("--http", str(failure))
-        reason = yield proc.stop()
+        reason = await proc.stop()
         self.assertIsInstance(reason, ProcessTerminated)
         self.assertFalse(proc.signal("TERM"))
 

@@ -5,11 +5,10 @@ retry an event on the other instance."""
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import treq
 from twisted.internet import reactor
-from twisted.internet.defer import DeferredList, inlineCallbacks
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
@@ -19,14 +18,14 @@ from track.test.support import MYSQL_DSN_TEXT, execute, reset_mysql
 
 EVENTS_PER_CLIENT = 150
 CLIENTS = 6
+FORM: dict[str | bytes, str | bytes] = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 class ScaleOutTests(TestCase):
     skip = MYSQL_SKIP
     timeout = 180
 
-    @inlineCallbacks
-    def test_two_instances_store_everything_once(self) -> Any:
+    async def test_two_instances_store_everything_once(self) -> None:
         dsn = reset_mysql()
         bases = []
         for _n in range(2):
@@ -34,14 +33,13 @@ class ScaleOutTests(TestCase):
             os.makedirs(cwd)
             proc = TwistdTrack(["--dsn", MYSQL_DSN_TEXT, "--http", "tcp:0:interface=127.0.0.1"], cwd)
             self.addCleanup(proc.stop)
-            bases.append((yield proc.ready))
+            bases.append(await proc.ready)
         pool = HTTPConnectionPool(reactor, persistent=True)
         pool.maxPersistentPerHost = CLIENTS
         self.addCleanup(pool.closeCachedConnections)
         acked: list[str] = []
 
-        @inlineCallbacks
-        def client(c: int) -> Any:
+        async def client(c: int) -> None:
             for i in range(EVENTS_PER_CLIENT):
                 message_id = f"so-{c}-{i}"
                 body = f"ProfileID={i}&Region=eu&MessageID={message_id}".encode()
@@ -49,13 +47,13 @@ class ScaleOutTests(TestCase):
                 # again to the other, as a client retrying after a timeout.
                 targets = [bases[(c + i) % 2]] + ([bases[(c + i + 1) % 2]] if i % 3 == 0 else [])
                 for base in targets:
-                    response = yield treq.post(f"{base}/api/1.0/track/user/", data=body, pool=pool, headers={
-                        "Content-Type": "application/x-www-form-urlencoded"})
-                    yield response.content()
+                    response = await treq.post(f"{base}/api/1.0/track/user/", data=body, pool=pool, headers=FORM)
+                    await response.content()
                     self.assertEqual(response.code, 201)
                 acked.append(message_id)
 
-        yield DeferredList([client(c) for c in range(CLIENTS)], fireOnOneErrback=True, consumeErrors=True)
+        await DeferredList([Deferred.fromCoroutine(client(c)) for c in range(CLIENTS)], fireOnOneErrback=True,
+                           consumeErrors=True)
         rows = execute(dsn, "SELECT MessageID, COUNT(*) FROM UserEvent GROUP BY MessageID")
         self.assertEqual(len(acked), CLIENTS * EVENTS_PER_CLIENT)
         self.assertEqual(sorted(m for m, _ in rows), sorted(acked))

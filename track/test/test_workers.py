@@ -11,11 +11,9 @@ import os
 import re
 import signal
 import subprocess
-from typing import Any
 
 import treq
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks
 from twisted.logger import LogLevel, eventAsJSON, formatEventAsClassicLogText
 from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
@@ -38,6 +36,7 @@ from track.test.support import MYSQL_DSN_TEXT, execute, reset_mysql
 _STARTED = re.compile(rb"worker (\d) started \(pid (\d+)\)")
 EACH_WORKER = 4  # requests in progress on each worker when SIGTERM arrives
 MAX_CONNECTIONS = 200  # a bound on connections opened to reach EACH_WORKER on both
+FORM: dict[str | bytes, str | bytes] = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 class WorkersTests(TestCase):
@@ -47,32 +46,31 @@ class WorkersTests(TestCase):
     def pids(self) -> dict[int, int]:
         return {int(w): int(p) for w, p in _STARTED.findall(self.proc.output)}
 
-    @inlineCallbacks
-    def test_two_workers_serve_restart_and_drain(self) -> Any:
+    async def test_two_workers_serve_restart_and_drain(self) -> None:
         dsn = reset_mysql()
-        port = yield self.start()
+        port = await self.start()
         pool = HTTPConnectionPool(reactor, persistent=False)
         url = f"http://127.0.0.1:{port}/api/1.0/track/user/"
 
-        @inlineCallbacks
-        def post(n: int) -> Any:
-            response = yield treq.post(url, data=f"ProfileID={n}&Region=eu&MessageID=w-{n}".encode(),
-                                       pool=pool, headers={"Content-Type": "application/x-www-form-urlencoded"})
-            yield response.content()
-            return response.code
+        async def post(n: int) -> int:
+            response = await treq.post(url, data=f"ProfileID={n}&Region=eu&MessageID=w-{n}".encode(),
+                                       pool=pool, headers=FORM)
+            await response.content()
+            code: int = response.code
+            return code
 
         codes = []
         for n in range(40):
-            codes.append((yield post(n)))
+            codes.append(await post(n))
         first = self.pids()
         os.kill(first[0], signal.SIGKILL)
-        yield wait_until(lambda: self.pids().get(0) not in (None, first[0]), "worker 0 to be restarted")
-        yield wait_until(lambda: self.proc.output.count(b"track listening on") >= 4, "the new worker to listen")
+        await wait_until(lambda: self.pids().get(0) not in (None, first[0]), "worker 0 to be restarted")
+        await wait_until(lambda: self.proc.output.count(b"track listening on") >= 4, "the new worker to listen")
         for n in range(40, 80):
-            codes.append((yield post(n)))
+            codes.append(await post(n))
         self.assertEqual(set(codes), {201})
         self.assertTrue(self.proc.signal("TERM"))
-        yield self.proc.wait()
+        await self.proc.wait()
         self.assertEqual(self.proc.output.count(b"all events flushed"), 2)
         self.assertIn(b"all workers stopped", self.proc.output)
         rows = execute(dsn, "SELECT ProfileID, MessageID FROM UserEvent ORDER BY ProfileID")
@@ -80,13 +78,12 @@ class WorkersTests(TestCase):
         for pid in self.pids().values():
             self.assertRaises(ProcessLookupError, os.kill, pid, 0)
 
-    @inlineCallbacks
-    def test_requests_in_progress_on_each_worker_at_sigterm_are_answered_201_and_stored(self) -> Any:
+    async def test_requests_in_progress_on_each_worker_at_sigterm_are_answered_201_and_stored(self) -> None:
         """Requests whose headers and half their bodies each worker has read
         when the parent gets SIGTERM are finished after both workers have
         begun shutting down: each gets its 201 and its row, none is dropped."""
         dsn = reset_mysql()
-        port = yield self.start()
+        port = await self.start()
         pids = self.pids()
         posts: list[HalfSentPost] = []
 
@@ -99,22 +96,21 @@ class WorkersTests(TestCase):
             self.assertLess(len(posts), MAX_CONNECTIONS, f"one worker took (almost) every connection: {held()}")
             n = len(posts)
             body = f"ProfileID={n}&Region=eu&MessageID=wterm-{n}&Referrer=worker-sigterm-{n}".encode()
-            posts.append((yield begin_post(port, "/api/1.0/track/user/", body, chunked=n % 2 == 1)))
+            posts.append(await begin_post(port, "/api/1.0/track/user/", body, chunked=n % 2 == 1))
         self.assertEqual(sum(held()), len(posts))
         self.assertTrue(self.proc.signal("TERM"))
-        yield wait_until(lambda: self.proc.output.count(b"shutting down: answering requests in progress") == 2,
+        await wait_until(lambda: self.proc.output.count(b"shutting down: answering requests in progress") == 2,
                          "both workers to begin shutting down")
         for post in posts:
             post.finish()
-        yield wait_until(lambda: all(p.closed.called for p in posts), "every answer")
+        await wait_until(lambda: all(p.closed.called for p in posts), "every answer")
         self.assertEqual([p.statuses() for p in posts], [[100, 201]] * len(posts))
-        yield self.proc.wait()
+        await self.proc.wait()
         self.assertIn(b"all workers stopped", self.proc.output)
         rows = execute(dsn, "SELECT ProfileID, MessageID, Referrer FROM UserEvent ORDER BY ProfileID")
         self.assertEqual(rows, [(n, f"wterm-{n}", f"worker-sigterm-{n}") for n in range(len(posts))])
 
-    @inlineCallbacks
-    def start(self) -> Any:
+    async def start(self) -> int:
         """`twistd track --workers 2` on a port the kernel picks; its port
         once both workers listen."""
         cwd = os.path.abspath(self.mktemp())
@@ -122,9 +118,9 @@ class WorkersTests(TestCase):
         self.proc = TwistdTrack(["--dsn", MYSQL_DSN_TEXT, "--http", "tcp:0:interface=127.0.0.1", "--workers", "2"],
                                 cwd)
         self.addCleanup(self.proc.stop)
-        base = yield self.proc.ready  # the parent's "track listening on http://127.0.0.1:PORT with 2 workers"
+        base = await self.proc.ready  # the parent's "track listening on http://127.0.0.1:PORT with 2 workers"
         self.assertIn(f"track listening on {base} with 2 workers".encode(), self.proc.output)
-        yield wait_until(lambda: len(self.pids()) == 2 and self.proc.output.count(b"track listening on") >= 3,
+        await wait_until(lambda: len(self.pids()) == 2 and self.proc.output.count(b"track listening on") >= 3,
                          "two workers listening")
         return port_of(base)
 
@@ -169,8 +165,7 @@ class DaemonWorkersTests(TestCase):
     skip = MYSQL_SKIP
     timeout = 120
 
-    @inlineCallbacks
-    def test_a_daemon_with_workers_logs_theirs_to_its_logfile(self) -> Any:
+    async def test_a_daemon_with_workers_logs_theirs_to_its_logfile(self) -> None:
         dsn = reset_mysql()
         cwd = os.path.abspath(self.mktemp())
         os.makedirs(cwd)
@@ -188,16 +183,16 @@ class DaemonWorkersTests(TestCase):
             except FileNotFoundError:
                 return ""
 
-        yield wait_until(lambda: len(re.findall(r"#info worker \d\] track listening", log_text())) == 2,
+        await wait_until(lambda: len(re.findall(r"#info worker \d\] track listening", log_text())) == 2,
                          "both workers to log that they listen")
         (port,) = map(int, re.findall(r"track listening on http://127\.0\.0\.1:(\d+) with 2 workers", log_text()))
-        response = yield treq.post(f"http://127.0.0.1:{port}/api/1.0/track/user/", data=b"ProfileID=1&Region=eu",
-                                   headers={"Content-Type": "application/x-www-form-urlencoded"},
+        response = await treq.post(f"http://127.0.0.1:{port}/api/1.0/track/user/", data=b"ProfileID=1&Region=eu",
+                                   headers=FORM,
                                    pool=HTTPConnectionPool(reactor, persistent=False))
-        yield response.content()
+        await response.content()
         self.assertEqual(response.code, 201)
         with open(pidfile) as f:
             os.kill(int(f.read()), signal.SIGTERM)
-        yield wait_until(lambda: "all workers stopped" in log_text(), "the parent to stop")
+        await wait_until(lambda: "all workers stopped" in log_text(), "the parent to stop")
         self.assertEqual(len(re.findall(r"worker \d\] all events flushed", log_text())), 2)
         self.assertEqual(execute(dsn, "SELECT COUNT(*) FROM UserEvent"), [(1,)])
