@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from track.fields.kinds import EventType
+from track.spool.disk import write_durably
 from track.spool.records import columns_of
 
 DIRECTORY = "dead-letter"
@@ -43,33 +44,6 @@ def entry(event: EventType | None, row: Sequence[Any] | None, error: str,
         "error": error,
         "time": now,
     }
-
-
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _ensure_dir(directory: str) -> None:
-    if not os.path.isdir(directory):
-        os.makedirs(directory, exist_ok=True)
-        _fsync_dir(os.path.dirname(directory))
-
-
-def write_durably(path: str, data: bytes, mode: str = "ab") -> None:
-    """Append (or write) `data` and fsync it and, if new, its name."""
-    directory = os.path.dirname(path)
-    _ensure_dir(directory)
-    new = not os.path.exists(path)
-    with open(path, mode) as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    if new:
-        _fsync_dir(directory)
 
 
 class DeadLetters:

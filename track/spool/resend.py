@@ -30,7 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from track.spool.deadletters import DIRECTORY, EVENTS_FILE, write_durably
+from track.spool.deadletters import DIRECTORY, EVENTS_FILE
+from track.spool.disk import write_durably
 
 _RESENDING = "events.resending.jsonl"
 _RETRY_LATER = {408, 429}

@@ -30,6 +30,7 @@ from twisted.python.threadpool import ThreadPool
 
 from track.logs import Logger
 from track.spool.deadletters import DeadLetters
+from track.spool.disk import fsync_dir
 from track.spool.records import SEGMENT_MAGIC, Segment, parse_segment
 
 log = Logger(namespace="track.spool")
@@ -51,14 +52,6 @@ class SpoolFull(Exception):
 class SpoolBroken(Exception):
     """The spool's disk refused a write (no space, I/O error); nothing of
     this append was acknowledged."""
-
-
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -238,7 +231,7 @@ class Spool:
         try:
             _write_all(fd, SEGMENT_MAGIC)
             os.fsync(fd)
-            _fsync_dir(self.directory)  # the new name must survive a crash too
+            fsync_dir(self.directory)  # the new name must survive a crash too
         except OSError:
             os.close(fd)
             os.unlink(path)
@@ -254,12 +247,7 @@ class Spool:
             os.ftruncate(self._fd, self._size)
         except OSError:
             pass
-        try:
-            os.close(self._fd)
-        except OSError:
-            pass
-        self._fd = None
-        self._write_count(self._path, self._count, self._size)
+        self._seal()
 
     def _seal(self) -> None:
         """Spool thread: close the segment being written; the next append
@@ -338,7 +326,7 @@ class Spool:
                 os.unlink(_count_path(path))
             except FileNotFoundError:
                 pass
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
 
         d = self._run(unlink)
         d.addCallback(self._removed, path)
