@@ -32,7 +32,7 @@ from track.test.support import (
 )
 
 SESSION = EVENT_TYPES["session"]
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
+FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures")
 NO_EVIL = (
     "CREATE TRIGGER no_evil BEFORE INSERT ON SessionEvent FOR EACH ROW BEGIN "
     "IF NEW.SessionType = 'evil' THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'no evil sessions'; "

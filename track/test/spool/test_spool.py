@@ -143,7 +143,8 @@ class FormatOneTests(SynchronousTestCase):
     """Segments written by the previous release (no header, no marks)."""
 
     def setUp(self) -> None:
-        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "spool-v1", "000000000001.spool")
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        path = os.path.join(here, "fixtures", "spool-v1", "000000000001.spool")
         with open(path, "rb") as f:
             self.data = f.read()
 

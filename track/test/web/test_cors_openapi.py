@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from track.fields.kinds import EVENT_TYPES
 from track.pipeline.batcher import Batcher
-from track.test.test_app import Database, HeaderDict, stub_treq
+from track.test.web.test_app import Database, HeaderDict, stub_treq
 from track.web.app import TrackApp
 from track.web.cors import CORS
 

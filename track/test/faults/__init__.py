@@ -1,0 +1,1 @@
+"""Tests of private mariadbd servers stopped, crashed, made read-only; full disks."""

@@ -1,0 +1,1 @@
+"""Tests of the field tables and their parsers."""

@@ -1,0 +1,1 @@
+"""Tests of twistd track end to end: options, the service, workers, logs, shutdown."""

@@ -1,0 +1,1 @@
+"""Tests of the spool on disk and what it promises."""

@@ -1,0 +1,1 @@
+"""Tests of the store, SQL literals, DSNs, what each failure means, refused rows."""

@@ -1,0 +1,1 @@
+"""Tests of the HTTP edge: routes, bodies, hostile input, CORS and OpenAPI."""
