@@ -192,3 +192,33 @@ class BatcherTests(SynchronousTestCase):
         self.successResultOf(batcher.submit(SESSION, ("a",)))
         failing = Batcher(lambda e, rows: fail(Unavailable("down")), self.clock, batch_size=1)
         self.failureResultOf(failing.submit(SESSION, ("a",)), Unavailable)
+
+
+class BoundsAndMetricsTests(SynchronousTestCase):
+    """What mutation testing found unguarded: the exact bound for batch
+    requests, and what the flush metrics are told."""
+
+    def setUp(self) -> None:
+        self.insert = RecordingInsert()
+        self.clock = Clock()
+        self.clock.advance(100)  # not at 0, so a start time added is told from one subtracted
+        self.flushed: list[tuple[int, float]] = []
+        self.batcher = Batcher(self.insert, self.clock, batch_size=10, max_pending=5,
+                               on_flushed=lambda rows, seconds: self.flushed.append((rows, seconds)))
+
+    def test_a_batch_request_that_exactly_fills_the_bound_is_taken(self) -> None:
+        written: Deferred[None] = Deferred()
+        d = self.batcher.submit_together(lambda: written, 5)
+        self.assertEqual(self.batcher.pending, 5)
+        self.assertRaises(Overloaded, self.batcher.submit_together, lambda: succeed(None), 1)
+        written.callback(None)
+        self.successResultOf(d)
+        self.assertEqual(self.batcher.pending, 0)
+
+    def test_each_flush_reports_its_rows_and_how_long_the_write_took(self) -> None:
+        for n in "ab":
+            self.batcher.submit(SESSION, (n,))
+        self.clock.advance(0)
+        self.clock.advance(0.25)
+        self.insert.calls[0][2].callback(None)
+        self.assertEqual(self.flushed, [(2, 0.25)])
