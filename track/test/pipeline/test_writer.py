@@ -16,7 +16,8 @@ from twisted.trial.unittest import TestCase
 
 from track.fields.kinds import EVENT_TYPES, parse_event
 from track.pipeline.writer import Writer
-from track.spool import Spool, decode, encode
+from track.spool import Spool, encode
+from track.test.support import spooled_rows
 from track.types import InternalError, RowError, Unavailable
 
 SESSION = EVENT_TYPES["session"]
@@ -67,14 +68,6 @@ class WriterTests(TestCase):
         self.addCleanup(spool.close)
         return spool
 
-    @inlineCallbacks
-    def spooled(self) -> Any:
-        rows = []
-        for path in (yield self.spool.sealed()):
-            segment = yield self.spool.read(path)
-            rows += [decode(p, EVENT_TYPES)[1] for p in segment.payloads]
-        return rows
-
     def test_health_while_everything_is_up(self) -> None:
         self.assertEqual(self.writer.health(), {
             "status": "ok", "database": "up",
@@ -87,7 +80,7 @@ class WriterTests(TestCase):
         self.db.answers = [Unavailable("(2003, connection refused)")]
         outcome = yield self.writer.insert(SESSION, [row(1), row(2)])
         self.assertIsNone(outcome)
-        self.assertEqual((yield self.spooled()), [row(1), row(2)])
+        self.assertEqual((yield Deferred.fromCoroutine(spooled_rows(self.spool))), [row(1), row(2)])
         health = self.writer.health()
         self.assertEqual((health["database"], health["database_error"], health["spool"]["events"]),
                          ("down", "(2003, connection refused)", 2))
@@ -95,7 +88,7 @@ class WriterTests(TestCase):
         # While down, later batches go straight to the spool, not to the database.
         yield self.writer.insert(SESSION, [row(3)])
         self.assertEqual(self.db.written, [])
-        self.assertEqual((yield self.spooled()), [row(1), row(2), row(3)])
+        self.assertEqual((yield Deferred.fromCoroutine(spooled_rows(self.spool))), [row(1), row(2), row(3)])
 
     @inlineCallbacks
     def test_rows_cut_off_by_an_outage_are_spooled_the_rest_keep_their_answer(self) -> Any:
@@ -103,7 +96,7 @@ class WriterTests(TestCase):
         self.db.answers = [[None, refused, Unavailable("gone")]]
         outcome = yield self.writer.insert(SESSION, [row(1), row(2), row(3)])
         self.assertEqual(outcome, [None, refused, None])
-        self.assertEqual((yield self.spooled()), [row(3)])
+        self.assertEqual((yield Deferred.fromCoroutine(spooled_rows(self.spool))), [row(3)])
         self.assertFalse(self.writer.up)
 
     @inlineCallbacks
@@ -122,7 +115,7 @@ class WriterTests(TestCase):
         self.assertEqual((len(segments), self.spool.events), (1, 3))
         result = yield self.writer.insert_atomic([(SESSION, [row(4)])])  # down: straight to the spool
         self.assertEqual((result, self.db.written), (None, []))
-        self.assertEqual((yield self.spooled()), [row(1), row(2), row(3), row(4)])
+        self.assertEqual((yield Deferred.fromCoroutine(spooled_rows(self.spool))), [row(1), row(2), row(3), row(4)])
 
     @inlineCallbacks
     def test_without_room_in_the_spool_an_outage_is_unavailable_and_not_ready(self) -> Any:

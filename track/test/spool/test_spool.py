@@ -18,6 +18,7 @@ from track.pipeline.replay import PROBE_MAX
 from track.pipeline.writer import Writer
 from track.spool import Spool, SpoolBroken, SpoolFull, decode, encode, parse_segment
 from track.spool.records import SEGMENT_MAGIC
+from track.test.support import spooled_rows
 from track.types import Unavailable
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, 123456)
@@ -58,21 +59,13 @@ class SpoolTests(TestCase):
         return spool
 
     @inlineCallbacks
-    def read_all(self, spool: Spool) -> Any:
-        rows = []
-        for path in (yield spool.sealed()):
-            segment = yield spool.read(path)
-            rows += [decode(p, EVENT_TYPES)[1] for p in segment.payloads]
-        return rows
-
-    @inlineCallbacks
     def test_appends_come_back_in_order_and_are_counted(self) -> Any:
         spool = self.open()
         yield spool.append([encode(PURCHASE, purchase(1)), encode(PURCHASE, purchase(2))])
         yield spool.append([encode(PURCHASE, purchase(3))])
         self.assertEqual(spool.events, 3)
         self.assertEqual(spool.bytes, sum(os.path.getsize(p) for p in segments(spool)))
-        self.assertEqual((yield self.read_all(spool)), [purchase(1), purchase(2), purchase(3)])
+        self.assertEqual((yield Deferred.fromCoroutine(spooled_rows(spool))), [purchase(1), purchase(2), purchase(3)])
 
     @inlineCallbacks
     def test_a_restart_counts_what_is_there_and_writes_a_new_segment(self) -> Any:
@@ -83,7 +76,7 @@ class SpoolTests(TestCase):
         self.assertEqual((second.events, second.bytes), (first.events, first.bytes))
         yield second.append([encode(PURCHASE, purchase(2))])
         self.assertEqual(len(segments(second)), 2)
-        self.assertEqual((yield self.read_all(second)), [purchase(1), purchase(2)])
+        self.assertEqual((yield Deferred.fromCoroutine(spooled_rows(second))), [purchase(1), purchase(2)])
 
     @inlineCallbacks
     def test_a_torn_tail_is_skipped_and_everything_before_it_kept(self) -> Any:
@@ -215,16 +208,9 @@ class FullDiskTests(TestCase):
         yield self.spool.remove(path)
         yield self.wait_writable()
         yield self.spool.append([encode(PURCHASE, purchase(10**6))])
-        self.assertEqual((yield self.read_all()), [purchase(10**6)])
+        self.assertEqual((yield Deferred.fromCoroutine(spooled_rows(self.spool))), [purchase(10**6)])
         self.flushLoggedErrors()
 
-    @inlineCallbacks
-    def read_all(self) -> Any:
-        rows = []
-        for path in (yield self.spool.sealed()):
-            segment = yield self.spool.read(path)
-            rows += [decode(p, EVENT_TYPES)[1] for p in segment.payloads]
-        return rows
 
 
 class DownStore:
