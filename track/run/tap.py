@@ -90,7 +90,7 @@ class Options(usage.Options):
         ["min-batch", None, str(DEFAULT_MIN_BATCH),
          f"Under load, fewer rows than this gathered during a write wait up to "
          f"{GATHER_SECONDS * 1000:g} ms for more before their INSERT (1: never wait)."],
-        ["flush-interval", None, str(DEFAULT_FLUSH_INTERVAL * 1000),
+        ["flush-interval", None, f"{DEFAULT_FLUSH_INTERVAL * 1000:g}",
          "How long (ms) an event may wait for more to join its INSERT when no "
          "write is busy (0: the next reactor turn). While a write is busy, "
          "events gather and go when it commits."],
