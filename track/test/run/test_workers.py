@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 
 import treq
 from twisted.internet import reactor
+from twisted.internet.threads import deferToThread
 from twisted.logger import LogLevel, eventAsJSON, formatEventAsClassicLogText
 from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
@@ -109,6 +111,41 @@ class WorkersTests(TestCase):
         self.assertIn(b"all workers stopped", self.proc.output)
         rows = execute(dsn, "SELECT ProfileID, MessageID, Referrer FROM UserEvent ORDER BY ProfileID")
         self.assertEqual(rows, [(n, f"wterm-{n}", f"worker-sigterm-{n}") for n in range(len(posts))])
+
+    async def test_a_client_connecting_during_the_drain_is_refused_not_left_waiting(self) -> None:
+        """While the workers finish the requests in progress, the listening
+        socket is closed everywhere (the parent's copy too), so a new client
+        is refused at once instead of waiting in a queue nobody reads."""
+        reset_mysql()
+        port = await self.start()
+        pids = self.pids()
+        posts: list[HalfSentPost] = []
+        while min(accepted_connections(pids[w], port) for w in sorted(pids)) < 1:
+            self.assertLess(len(posts), MAX_CONNECTIONS)
+            n = len(posts)
+            posts.append(await begin_post(port, "/api/1.0/track/user/",
+                                          f"ProfileID={n}&Region=eu&MessageID=drain-{n}".encode()))
+        self.assertTrue(self.proc.signal("TERM"))
+        await wait_until(lambda: self.proc.output.count(b"shutting down: answering requests in progress") == 2,
+                         "both workers to begin shutting down")
+
+        def connect() -> str:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.settimeout(5)
+                try:
+                    s.connect(("127.0.0.1", port))
+                    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                    return "answered: " + s.recv(64).decode(errors="replace")
+                except ConnectionRefusedError:
+                    return "refused"
+                except TimeoutError:
+                    return "left waiting"
+
+        self.assertEqual(await deferToThread(connect), "refused")
+        for post in posts:
+            post.finish()
+        await wait_until(lambda: all(p.closed.called for p in posts), "every answer")
+        self.assertEqual([p.statuses() for p in posts], [[100, 201]] * len(posts))
 
     async def start(self) -> int:
         """`twistd track --workers 2` on a port the kernel picks; its port
