@@ -100,13 +100,16 @@ class Replay:
                 break
             for path in paths:
                 segment = await spool.read(path)
-                await self._keep_damaged(spool, path, segment)
-                for start in range(0, len(segment.payloads), REPLAY_BATCH):
+                done = await spool.replayed(path)
+                if not done:
+                    await self._keep_damaged(spool, path, segment)
+                for start in range(done, len(segment.payloads), REPLAY_BATCH):
                     stored, refused = await self._insert_in_order(spool, segment.payloads[start:start + REPLAY_BATCH])
                     replayed += stored
                     dead += refused
+                    await spool.mark_replayed(path, start + REPLAY_BATCH)
                     if self._stopped():
-                        return  # the segment is replayed again, from its start, next time
+                        return  # the next replay resumes after the records marked done
                 await spool.remove(path)
         if replayed or dead:
             log.info("replayed {n} spooled events into the database; {d} refused by it, kept as dead letters",

@@ -39,6 +39,7 @@ DEFAULT_MAX_BYTES = 1024**3
 SEGMENT_BYTES = 16 * 1024**2
 _SUFFIX = ".spool"
 _COUNT_SUFFIX = ".count"
+_PROGRESS_SUFFIX = ".replayed"  # records of a segment already replayed, should a replay stop midway
 CHECK_FIRST = 0.5  # seconds between checks of an unwritable spool, doubling
 CHECK_MAX = 10.0
 _P = ParamSpec("_P")
@@ -62,6 +63,19 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def _count_path(segment: str) -> str:
     return segment[: -len(_SUFFIX)] + _COUNT_SUFFIX
+
+
+def _progress_path(segment: str) -> str:
+    return segment[: -len(_SUFFIX)] + _PROGRESS_SUFFIX
+
+
+def replayed_records(segment: str) -> int:
+    """How many records of `segment` an earlier replay got through (0: none)."""
+    try:
+        with open(_progress_path(segment), "rb") as f:
+            return int(f.read().strip() or b"0")
+    except (OSError, ValueError):
+        return 0
 
 
 def read_segment(path: str) -> Segment:
@@ -113,6 +127,7 @@ class Spool:
                     log.warn("segment {path}: torn record at byte {at} skipped; {n} events before it kept",
                              path=path, at=segment.torn_at, n=events)
                 self._write_count(path, events, size)
+            events = max(events - replayed_records(path), 0)
             self._sizes[path] = [events, size]
             self.events += events
             self.bytes += size
@@ -318,14 +333,38 @@ class Spool:
 
         return self._run(keep)
 
+    def replayed(self, path: str) -> Deferred[int]:
+        """Records of `path` an earlier replay already stored or dead-lettered."""
+        return self._run(replayed_records, path)
+
+    def mark_replayed(self, path: str, records: int) -> Deferred[None]:
+        """Remember that the first `records` of `path` are done, so a replay
+        stopped midway (a shutdown, a crash) resumes after them instead of
+        dead-lettering its refused rows twice.  Best effort, rewritten in
+        place (which a full disk allows): without it the segment is merely
+        replayed from its start, and MessageIDs keep that exact."""
+        def write() -> None:
+            try:
+                fd = os.open(_progress_path(path), os.O_WRONLY | os.O_CREAT, 0o644)
+                try:
+                    os.pwrite(fd, b"%020d\n" % records, 0)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                log.debug("could not note replay progress of {path}: {e}", path=path, e=e)
+
+        return self._run(write)
+
     def remove(self, path: str) -> Deferred[None]:
         """Delete a replayed segment and stop counting it."""
         def unlink() -> None:
             os.unlink(path)
-            try:
-                os.unlink(_count_path(path))
-            except FileNotFoundError:
-                pass
+            for extra in (_count_path(path), _progress_path(path)):
+                try:
+                    os.unlink(extra)
+                except FileNotFoundError:
+                    pass
             fsync_dir(self.directory)
 
         d = self._run(unlink)

@@ -132,6 +132,24 @@ class SpoolTests(TestCase):
         self.assertEqual(self.open().events, 0)
 
 
+class ProgressTests(TestCase):
+    def test_records_an_earlier_replay_got_through_are_not_counted_again(self) -> Any:
+        spool = Spool(self.mktemp(), 10**6, reactor)
+        spool.open()
+        spool.start()
+        d = spool.append([encode(PURCHASE, purchase(n)) for n in range(3)])
+        d.addCallback(lambda _: spool.sealed())
+        d.addCallback(lambda paths: spool.mark_replayed(paths[0], 1))
+        d.addCallback(lambda _: spool.close())
+
+        def reopened(_: Any) -> None:
+            again = Spool(spool.directory, 10**6, reactor)
+            again.open()
+            self.assertEqual(again.events, 2)
+
+        return d.addCallback(reopened)
+
+
 class FormatOneTests(SynchronousTestCase):
     """Segments written by the previous release (no header, no marks)."""
 

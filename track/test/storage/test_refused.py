@@ -202,6 +202,25 @@ class RefusedRowTests(TestCase):
         self.assertEqual(health["dead_letter"]["events"], 0)
 
     @inlineCallbacks
+    def test_a_replay_stopped_midway_resumes_after_what_it_had_done(self) -> Any:
+        # A replay that had got through the first record (here: refused and
+        # dead-lettered) before a shutdown or crash noted so; the next one
+        # starts after it, and does not dead-letter it twice.
+        from datetime import datetime
+
+        rows = [parse_event(SESSION, session(f"p-{n}", "evil" if n == 0 else "login"), "",
+                            datetime(2026, 11, 29, 11, 0, 0)) for n in range(3)]
+        path = self.spool_segment([encode(SESSION, row) for row in rows])
+        with open(path[: -len(".spool")] + ".replayed", "w") as f:
+            f.write("1\n")
+        execute(self.dsn, NO_EVIL)
+        self.start()
+        yield wait_until(self.drained, "the spool to be replayed")
+        self.assertEqual(self.stored(), ["p-1", "p-2"])
+        self.assertFalse(os.path.exists(os.path.join(self.spool_dir, "dead-letter", "events.jsonl")))
+        self.assertEqual(sorted(n for n in os.listdir(self.spool_dir) if not n.endswith(".json")), [])
+
+    @inlineCallbacks
     def test_a_damaged_record_mid_segment_is_kept_aside_and_the_rest_replayed(self) -> Any:
         created = parse_event(SESSION, session("x"), "", __import__("datetime").datetime(2026, 1, 1))[-1]
         records = [encode(SESSION, parse_event(SESSION, session(f"d-{n}"), "", created)) for n in range(5)]
