@@ -61,7 +61,6 @@ class Writer:
         self.store = store
         self.spool = spool
         self.clock = clock
-        self.event_types = event_types
         self.up = database_up
         self.down_reason = ""
         self._on_up = on_up
@@ -189,8 +188,6 @@ class Writer:
         self.down_reason = failure.getErrorMessage()
         self._schedule_probe()
 
-    # -- shutdown -------------------------------------------------------------------
-
     def replay(self) -> Deferred[None]:
         """Move spooled events into the database (see Replay)."""
         return self._replay.run()
@@ -198,6 +195,8 @@ class Writer:
     def proven(self) -> None:
         """A write got through: the next outage probes from the start."""
         self._proven = True
+
+    # -- shutdown and health ----------------------------------------------------------
 
     def stop(self) -> Deferred[None]:
         """Stop probing and let the replay step in progress finish."""

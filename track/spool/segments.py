@@ -32,6 +32,7 @@ from track.logs import Logger
 from track.spool.deadletters import DeadLetters
 from track.spool.disk import fsync_dir
 from track.spool.records import SEGMENT_MAGIC, Segment, parse_segment
+from track.types import Backoff
 
 log = Logger(namespace="track.spool")
 
@@ -97,7 +98,7 @@ class Spool:
         self.error = ""  # why the last write failed; "" while writable
         self._sizes: dict[str, list[int]] = {}  # path -> [events, bytes]
         self._check: IDelayedCall | None = None
-        self._check_delay = CHECK_FIRST
+        self._check_backoff = Backoff(CHECK_FIRST, CHECK_MAX)
         # Owned by the spool thread:
         self._fd: int | None = None
         self._path = ""
@@ -279,8 +280,7 @@ class Spool:
 
     def _schedule_check(self) -> None:
         if self._check is None or not self._check.active():
-            self._check = self._reactor.callLater(self._check_delay, self._check_writable)
-            self._check_delay = min(self._check_delay * 2, CHECK_MAX)
+            self._check = self._reactor.callLater(self._check_backoff.next(), self._check_writable)
 
     def _check_writable(self) -> None:
         """Can a new segment be started (header written and fsync'd)?"""
@@ -302,7 +302,7 @@ class Spool:
         if self.error:
             log.info("the spool can be written again")
             self.error = ""
-        self._check_delay = CHECK_FIRST
+        self._check_backoff.reset()
         if self._check is not None and self._check.active():
             self._check.cancel()
         self._check = None
