@@ -174,3 +174,17 @@ async def spooled_rows(spool: Any) -> list[tuple[Any, ...]]:
         segment = await spool.read(path)
         rows += [decode(p, EVENT_TYPES)[1] for p in segment.payloads]
     return rows
+
+
+def open_spool(case: TestCase, directory: str, max_bytes: int = 10**6) -> Any:
+    """A Spool on `directory`, opened and started as the service does it,
+    closed when the test ends."""
+    from twisted.internet import reactor
+
+    from track.spool import Spool
+
+    spool = Spool(directory, max_bytes, reactor)
+    spool.open()
+    spool.start()
+    case.addCleanup(spool.close)
+    return spool

@@ -9,7 +9,6 @@ import os
 from datetime import datetime
 from typing import Any
 
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
@@ -17,7 +16,7 @@ from twisted.trial.unittest import TestCase
 from track.fields.kinds import EVENT_TYPES, parse_event
 from track.pipeline.writer import Writer
 from track.spool import Spool, encode
-from track.test.support import spooled_rows
+from track.test.support import open_spool, spooled_rows
 from track.types import InternalError, RowError, Unavailable
 
 SESSION = EVENT_TYPES["session"]
@@ -62,10 +61,7 @@ class WriterTests(TestCase):
         self.addCleanup(self.writer.stop)
 
     def make_spool(self, max_bytes: int) -> Spool:
-        spool = Spool(self.mktemp(), max_bytes, reactor)
-        spool.open()
-        spool.start()
-        self.addCleanup(spool.close)
+        spool: Spool = open_spool(self, self.mktemp(), max_bytes)
         return spool
 
     def test_health_while_everything_is_up(self) -> None:

@@ -18,7 +18,7 @@ from track.pipeline.replay import PROBE_MAX
 from track.pipeline.writer import Writer
 from track.spool import Spool, SpoolBroken, SpoolFull, decode, encode, parse_segment
 from track.spool.records import SEGMENT_MAGIC
-from track.test.support import spooled_rows
+from track.test.support import open_spool, spooled_rows
 from track.types import Unavailable
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, 123456)
@@ -52,10 +52,7 @@ class SpoolTests(TestCase):
         self.dir = self.mktemp()
 
     def open(self, max_bytes: int = 10**6) -> Spool:
-        spool = Spool(self.dir, max_bytes, reactor)
-        spool.open()
-        spool.start()
-        self.addCleanup(spool.close)
+        spool: Spool = open_spool(self, self.dir, max_bytes)
         return spool
 
     @inlineCallbacks
@@ -134,9 +131,7 @@ class SpoolTests(TestCase):
 
 class ProgressTests(TestCase):
     def test_records_an_earlier_replay_got_through_are_not_counted_again(self) -> Any:
-        spool = Spool(self.mktemp(), 10**6, reactor)
-        spool.open()
-        spool.start()
+        spool: Spool = open_spool(self, self.mktemp())
         d = spool.append([encode(PURCHASE, purchase(n)) for n in range(3)])
         d.addCallback(lambda _: spool.sealed())
         d.addCallback(lambda paths: spool.mark_replayed(paths[0], 1))
@@ -186,10 +181,7 @@ class FullDiskTests(TestCase):
         os.makedirs(self.mount)
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", self.mount], check=True)
         self.addCleanup(subprocess.run, ["umount", "-l", self.mount], check=True)
-        self.spool = Spool(os.path.join(self.mount, "spool"), 10**9, reactor)
-        self.spool.open()
-        self.spool.start()
-        self.addCleanup(self.spool.close)
+        self.spool: Spool = open_spool(self, os.path.join(self.mount, "spool"), 10**9)
 
     @inlineCallbacks
     def wait_writable(self) -> Any:
