@@ -31,6 +31,7 @@ setup(
             "treq>=23.11.0",
             "hypothesis>=6.90.0",
             "schemathesis>=4.0.0",
+            "selenium>=4.20",  # drives Debian's chromium in the real-browser tests
         ],
         # Type and lint checks, and mutation testing (see README: Contributing).
         "dev": [
