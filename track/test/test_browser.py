@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
@@ -15,7 +17,8 @@ class BrowserTests(TestCase):
     async def test_page_served_here_runs_script(self) -> None:
         root = Resource()
         root.putChild(b"page", Data(b"<title>hello from track</title>", "text/html"))
-        port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")  # type: ignore[attr-defined]
+        listener: Any = reactor
+        port = listener.listenTCP(0, Site(root), interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         browser = await Chromium.start(self)
         await browser.get(f"http://127.0.0.1:{port.getHost().port}/page")
