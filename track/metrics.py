@@ -1,13 +1,24 @@
 """Prometheus metrics for `GET /metrics` (prometheus_client).
 
-Each service gets its own registry, so several apps in one process (tests,
-workers) never mix their numbers.  Gauges are read when scraped, from the
-objects that own the state, so nothing on the hot path updates them.
+Each service gets its own registry, so several apps in one process (tests)
+never mix their numbers.  Gauges are read when scraped, from the objects
+that own the state, so nothing on the hot path updates them.
+
+With `--workers N` every worker runs with PROMETHEUS_MULTIPROC_DIR set (by
+the parent, see track/run/workers.py): prometheus_client's multiprocess mode
+then keeps each counter and histogram in a small mmap'd file per process,
+and a scrape of any worker (or of the admin listener in the parent) sums the
+files of all workers.  A worker that dies leaves its file behind, so totals
+never go backwards when it is restarted; its live gauges are dropped by
+`mark_process_dead`.  Counters declared in the usual way below need nothing
+more.  Gauges cannot be read at scrape time across processes, so each worker
+writes them into its file twice a second (`refresh`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import (
@@ -18,15 +29,39 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
 FLUSH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+WORKER_ENV = "TRACK_WORKER_INDEX"
+CONTENT_TYPE = CONTENT_TYPE_LATEST.encode()
+
+
+def multiprocess_dir() -> str | None:
+    """The directory of this worker's metric files, when run as a worker."""
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def render_directory(path: str) -> bytes:
+    """The whole service's metrics: the sum over every worker's files."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+    return generate_latest(registry)
+
+
+def collect_directory(path: str) -> Iterable[Metric]:
+    collector = MultiProcessCollector(None, path=path)  # type: ignore[no-untyped-call]
+    families: Iterable[Metric] = collector.collect()  # type: ignore[no-untyped-call]
+    return families
 
 
 class Metrics:
-    content_type = CONTENT_TYPE_LATEST.encode()
+    content_type = CONTENT_TYPE
 
     def __init__(self) -> None:
+        self.directory = multiprocess_dir()
         self.registry = CollectorRegistry()
         r = self.registry
         self.accepted = Counter("track_events_accepted", "Events answered 201, by type.",
@@ -38,31 +73,76 @@ class Metrics:
         self.flush_seconds = Histogram("track_flush_seconds",
                                        "Time from a batch leaving its buffer to its commit (or spooling).",
                                        buckets=FLUSH_BUCKETS, registry=r)
-        self.pending = Gauge("track_pending_events", "Events buffered or being written.", registry=r)
-        self.spool_bytes = Gauge("track_spool_bytes", "Bytes held in the durable spool.", registry=r)
-        self.spool_events = Gauge("track_spool_events", "Events held in the durable spool.", registry=r)
+        # With workers: amounts are summed over the live workers; the up/
+        # writable flags are their minimum (1 only while every worker is).
+        self.pending = Gauge("track_pending_events", "Events buffered or being written.", registry=r,
+                             multiprocess_mode="livesum")
+        self.spool_bytes = Gauge("track_spool_bytes", "Bytes held in the durable spool.", registry=r,
+                                 multiprocess_mode="livesum")
+        self.spool_events = Gauge("track_spool_events", "Events held in the durable spool.", registry=r,
+                                  multiprocess_mode="livesum")
         self.dead_letter_events = Gauge("track_dead_letter_events",
                                         "Spooled events the database refused, kept as dead letters.",
-                                        registry=r)
+                                        registry=r, multiprocess_mode="livesum")
         self.spool_writable = Gauge("track_spool_writable",
-                                    "1 while the spool's disk takes writes, else 0.", registry=r)
+                                    "1 while the spool's disk takes writes, else 0.", registry=r,
+                                    multiprocess_mode="livemin")
         self.database_up = Gauge("track_database_up", "1 while the database takes writes, else 0.",
-                                 registry=r)
+                                 registry=r, multiprocess_mode="livemin")
+        self._readers: list[tuple[Gauge, Callable[[], float]]] = []
+        self._worker_series: list[tuple[Gauge, Callable[[], float]]] = []
+        if self.directory is not None:
+            worker = os.environ.get(WORKER_ENV, str(os.getpid()))
+            per_worker = {
+                "track_worker_up": ("1 for each live worker.", lambda: 1.0),
+                "track_worker_pending_events": ("Events buffered or being written, per worker.",
+                                                lambda: self.pending_now()),
+                "track_worker_spool_events": ("Events held in the durable spool, per worker.",
+                                              lambda: self.spool_events_now()),
+            }
+            for name, (doc, read) in per_worker.items():
+                gauge = Gauge(name, doc, ["worker"], registry=r, multiprocess_mode="livemax")
+                self._worker_series.append((gauge.labels(worker), read))
+        self.pending_now: Callable[[], float] = lambda: 0.0
+        self.spool_events_now: Callable[[], float] = lambda: 0.0
 
     def watch(self, pending: Callable[[], float], database_up: Callable[[], bool],
               spool: Any = None) -> None:
-        """Read these when scraped."""
-        self.pending.set_function(pending)
-        self.database_up.set_function(lambda: 1.0 if database_up() else 0.0)
+        """Read these when scraped (with workers: when refreshed)."""
+        self.pending_now = pending
+        self._read(self.pending, pending)
+        self._read(self.database_up, lambda: 1.0 if database_up() else 0.0)
         if spool is not None:
-            self.spool_bytes.set_function(lambda: spool.bytes)
-            self.spool_events.set_function(lambda: spool.events)
-            self.dead_letter_events.set_function(lambda: spool.dead_letters.events())
-            self.spool_writable.set_function(lambda: 1.0 if spool.writable else 0.0)
+            self.spool_events_now = lambda: float(spool.events)
+            self._read(self.spool_bytes, lambda: spool.bytes)
+            self._read(self.spool_events, lambda: spool.events)
+            self._read(self.dead_letter_events, lambda: spool.dead_letters.events())
+            self._read(self.spool_writable, lambda: 1.0 if spool.writable else 0.0)
+        self.refresh()
+
+    def _read(self, gauge: Gauge, read: Callable[[], float]) -> None:
+        if self.directory is None:
+            gauge.set_function(read)
+        else:
+            self._readers.append((gauge, read))
+
+    def refresh(self) -> None:
+        """Write the gauges into this worker's file (multiprocess mode only:
+        there a scrape may be answered by another process)."""
+        for gauge, read in [*self._readers, *self._worker_series]:
+            gauge.set(read())
 
     def flushed(self, rows: int, seconds: float) -> None:
         self.batch_size.observe(rows)
         self.flush_seconds.observe(seconds)
 
+    def collect(self) -> Iterable[Metric]:
+        """Every metric family, summed over the workers when there are any."""
+        if self.directory is not None:
+            return collect_directory(self.directory)
+        return self.registry.collect()
+
     def render(self) -> bytes:
+        if self.directory is not None:
+            return render_directory(self.directory)
         return generate_latest(self.registry)

@@ -49,3 +49,13 @@ def _port(text: str) -> int:
     if port > 65535:
         raise ValueError(f"port {port} is out of range (0-65535)")
     return port
+
+
+def admin_endpoint_description(text: str) -> str:
+    """Map an --admin-http value: as --http, except that a bare port (8081
+    or :8081) binds 127.0.0.1 only, since the admin page shows event
+    contents.  Any other interface must be named."""
+    m = _PORT.match(text.strip())
+    if m:
+        return f"tcp:{_port(m.group(1))}:interface=127.0.0.1"
+    return endpoint_description(text)

@@ -9,7 +9,9 @@ stopped in the reverse one, each stop waiting for the one before it:
 4. listening on `--http`: Twisted's own service for an endpoint string
    (`strports.service`, as `twistd web` uses), which fails start-up
    synchronously when the address is unusable; stopped first, it accepts
-   what the kernel already queued before its socket closes.
+   what the kernel already queued before its socket closes;
+5. extras: a worker's reports to its parent and the admin listener
+   (track/admin), which stop before anything else.
 
 On SIGTERM/SIGINT twistd stops this service and waits for the Deferred:
 stop accepting, let every connection finish the answer it owes, flush every
@@ -23,6 +25,7 @@ call into it is marked `no-untyped-call` for mypy.
 from __future__ import annotations
 
 import cProfile
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from twisted.application import strports
@@ -188,6 +191,7 @@ class TrackService(MultiService):
         clock: Any,
         shutdown_timeout: float = 30.0,
         cpuprofile: str | None = None,
+        extra: Sequence[Service] = (),
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.description = description
@@ -201,6 +205,9 @@ class TrackService(MultiService):
             _Pipeline(batcher, writer),
             _Connections(site, clock, shutdown_timeout),
             listening,
+            # After the listener, so stopped before it: the worker's reports
+            # and the admin listener (--admin-http).
+            *extra,
         ]
         for part in parts:
             part.setServiceParent(self)  # type: ignore[no-untyped-call]

@@ -7,15 +7,21 @@ unreachable server ends start-up with one clear line and a non-zero exit.
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from typing import Any, ClassVar
 
-from twisted.application.service import IService
+from twisted.application.service import IService, MultiService, Service
 from twisted.python import usage
 
 from track import __version__
+from track.admin.recent import Recent
+from track.admin.service import AdminService
+from track.admin.shared import FEED_ENV, STATE_ENV, SharedHealth, WorkerReport
+from track.admin.views import About, LocalView, SharedView
 from track.logs import Logger, parse_level, set_level
-from track.metrics import Metrics
+from track.metrics import WORKER_ENV, Metrics
 from track.pipeline.batcher import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_FLUSH_INTERVAL,
@@ -25,7 +31,7 @@ from track.pipeline.batcher import (
     Batcher,
 )
 from track.pipeline.writer import Writer
-from track.run.listen import endpoint_description, server_endpoint
+from track.run.listen import admin_endpoint_description, endpoint_description, server_endpoint
 from track.run.service import TrackService
 from track.run.workers import WorkerPool
 from track.spool import DEFAULT_MAX_BYTES as DEFAULT_SPOOL_BYTES
@@ -80,6 +86,9 @@ class Options(usage.Options):
         ["http", None, "8080",
          "Where to listen: a port (8080), :8080, host:port, or a Twisted "
          "endpoint description (tcp:8080:interface=127.0.0.1, unix:/run/track.sock)."],
+        ["admin-http", None, None,
+         "Where to serve the admin page (live events, with their contents), /metrics, /healthz and "
+         "/readyz: same forms as --http, but a bare port (8081) binds 127.0.0.1 only. Default: off."],
         ["dsn", None, None,
          "Database: mysql://user:pass@host:3306/db, the original's "
          "user:pass@tcp(host:3306)/db, or sqlite:///path/to/file. "
@@ -135,6 +144,15 @@ class Options(usage.Options):
             server_endpoint(reactor, self["endpoint"])
         except Exception as e:  # endpoint parsers raise all sorts
             raise usage.UsageError(f"--http {self['http']!r} is not usable: {e}") from None
+        self["admin-endpoint"] = None
+        if self["admin-http"] is not None:
+            try:
+                self["admin-endpoint"] = admin_endpoint_description(self["admin-http"])
+                from twisted.internet import reactor
+
+                server_endpoint(reactor, self["admin-endpoint"])
+            except Exception as e:  # endpoint parsers raise all sorts
+                raise usage.UsageError(f"--admin-http {self['admin-http']!r} is not usable: {e}") from None
         try:
             self["parsed-dsn"] = parse_dsn(self["dsn"])
         except DSNError as e:
@@ -171,8 +189,17 @@ def makeService(options: Options) -> IService:
         raise SystemExit(f"track: cannot use database {dsn.redacted()}: unreachable, and no spool")
     if options["workers"] > 1:
         # Migrated once, here; each worker then finds the schema up to date.
-        return WorkerPool(options["workers"], options["endpoint"], options, reactor,
-                          shutdown_timeout=max(options["request-timeout"], 1.0))
+        admin = options["admin-endpoint"]
+        pool = WorkerPool(options["workers"], options["endpoint"], options, reactor,
+                          shutdown_timeout=max(options["request-timeout"], 1.0), feed=admin is not None)
+        if admin is None:
+            return pool
+        # The parent serves the admin listener, from the workers' shared files.
+        top = MultiService()  # type: ignore[no-untyped-call]
+        pool.setServiceParent(top)  # type: ignore[no-untyped-call]
+        about = About(__version__, dsn.redacted(), time.time())
+        AdminService(admin, SharedView(about, pool.state, pool.metrics_dir), reactor).setServiceParent(top)  # type: ignore[no-untyped-call]
+        return top
     return build_service(options, reactor, fitted)
 
 
@@ -228,6 +255,21 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
         on_flushed=metrics.flushed,
     )
     metrics.watch(lambda: batcher.pending, lambda: writer.up, spool)
+    # The latest events for the admin page: kept only when it is on (here,
+    # or in the parent of --workers, which says so in FEED_ENV).
+    admin = options["admin-endpoint"]
+    recent = Recent() if admin is not None or os.environ.get(FEED_ENV) else None
+    health: Any = writer
+    extra: list[Service] = []
+    state = os.environ.get(STATE_ENV)
+    if state:  # a worker of --workers N: report to the parent's directory
+        shared = SharedHealth(writer, state, int(os.environ.get(WORKER_ENV, "0")), time.time())
+        health = shared
+        extra.append(WorkerReport(shared, metrics.refresh, recent, event_types, reactor))
+    elif admin is not None:
+        about = About(__version__, dsn.redacted(), time.time())
+        extra.append(AdminService(admin, LocalView(about, metrics, writer, recent or Recent(), event_types),
+                                  reactor))
     app = TrackApp(
         batcher,
         reactor,
@@ -235,11 +277,12 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
         options["proxies"],
         CORS(options["cors-origin"]),
         options["max-body"],
-        health=writer,
+        health=health,
         metrics=metrics,
         atomic_insert=writer.insert_atomic,
         max_batch=options["max-batch"],
         max_batch_body=options["max-batch-body"],
+        recent=recent,
     )
     site = TrackSite(
         app.resource(),
@@ -249,6 +292,7 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
             options["max-batch-body"] if is_batch_path(path) else options["max-body"]
         ),
     )
+    site.recent = recent
     log.info("track {version} storing events in {dsn}, spool {spool}", version=__version__,
              dsn=dsn.redacted(), spool=spool.directory if spool else "off")
     return TrackService(
@@ -260,4 +304,5 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
         reactor,
         shutdown_timeout=max(options["request-timeout"], 1.0),
         cpuprofile=options["cpuprofile"],
+        extra=extra,
     )

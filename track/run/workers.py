@@ -16,10 +16,13 @@ its own observers, so worker logs land wherever the parent's go (`--logfile`,
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
+import tempfile
 from typing import Any
 
+from prometheus_client.multiprocess import mark_process_dead
 from twisted.application.service import Service
 from twisted.internet.abstract import isIPv6Address
 from twisted.internet.defer import Deferred, DeferredList
@@ -29,7 +32,9 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import LogLevel, eventFromJSON, globalLogPublisher
 from twisted.python.failure import Failure
 
+from track.admin.shared import FEED_ENV, STATE_ENV, remove_worker
 from track.logs import Logger
+from track.metrics import MULTIPROC_ENV, WORKER_ENV
 from track.run.listen import server_endpoint
 
 log = Logger(namespace="track.workers")
@@ -116,6 +121,7 @@ class _Child(ProcessProtocol):
         self.index = index
         self.started = started
         self.ended: Deferred[None] = Deferred()
+        self.pid: int | None = None  # kept: the transport forgets it when the process ends
         self._partial = {1: b"", 2: b""}
 
     @property
@@ -138,9 +144,18 @@ class _Child(ProcessProtocol):
 
 
 class WorkerPool(Service):
+    """The parent of `--workers N`.  Its `state` directory is where the
+    workers report (track/admin/shared.py) and keep their metrics files
+    (`metrics`, prometheus_client's multiprocess mode): what /metrics,
+    /healthz and the admin listener read to speak for the whole service."""
+
     def __init__(self, count: int, description: str, options: Any, reactor: Any,
-                 shutdown_timeout: float) -> None:
+                 shutdown_timeout: float, feed: bool = False) -> None:
         self.count = count
+        self.feed = feed  # the admin page is on: workers keep their latest events
+        self.state = tempfile.mkdtemp(prefix="track-workers-")
+        self.metrics_dir = os.path.join(self.state, "metrics")
+        os.mkdir(self.metrics_dir)
         self.description = description
         self.options = options
         self.reactor = reactor
@@ -166,14 +181,24 @@ class WorkerPool(Service):
         child = _Child(self, index, self.reactor.seconds())
         argv = child_argv(self.options, index)
         # Unbuffered, so each log line reaches the parent when it is written.
-        self.reactor.spawnProcess(child, argv[0], argv, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", MULTIPROC_ENV: self.metrics_dir,
+               WORKER_ENV: str(index), STATE_ENV: self.state}
+        if self.feed:
+            env[FEED_ENV] = "1"
+        self.reactor.spawnProcess(child, argv[0], argv, env=env,
                                   childFDs={0: "w", 1: "r", 2: "r", LISTEN_FD: self.sock.fileno()})
+        child.pid = child.process.pid
         self.children[index] = child
         log.info("worker {i} started (pid {pid})", i=index, pid=child.process.pid)
 
     def child_ended(self, child: _Child, reason: Failure) -> None:
         if self.children.get(child.index) is child:
             del self.children[child.index]
+        # Its counters stay in the sums (totals never go back); its gauges
+        # and its reports go.
+        if child.pid is not None:
+            mark_process_dead(child.pid, self.metrics_dir)  # type: ignore[no-untyped-call]
+        remove_worker(self.state, child.index)
         if not self.running:
             return
         if self.reactor.seconds() - child.started > STABLE_SECONDS:
@@ -211,4 +236,5 @@ class WorkerPool(Service):
             for child in children:
                 if not child.ended.called:
                     child.process.signalProcess("KILL")
+        shutil.rmtree(self.state, ignore_errors=True)
         log.info("all workers stopped")

@@ -93,6 +93,7 @@ class TrackApp:
         atomic_insert: Any = None,
         max_batch: int = DEFAULT_MAX_BATCH,
         max_batch_body: int = DEFAULT_MAX_BATCH_BODY,
+        recent: Any = None,
     ) -> None:
         self.batcher = batcher
         self.clock = clock
@@ -106,6 +107,7 @@ class TrackApp:
         self.atomic_insert = atomic_insert
         self.max_batch = max_batch
         self.max_batch_body = max_batch_body
+        self.recent = recent  # track.admin.recent.Recent with --admin-http: the live page's latest events
         self._openapi = json.dumps(
             openapi_document(self.event_types, API_PREFIX, max_body), indent=1
         ).encode()
@@ -152,7 +154,7 @@ class TrackApp:
             return unavailable(request, "too many events are waiting to be stored")
         # callbackKeywords={}: Twisted's default is a MappingProxyType, which
         # the call unpacks with ** about 150 ns slower than an empty dict.
-        d.addCallbacks(self._created, self._not_stored, callbackArgs=(request, kind), callbackKeywords={},
+        d.addCallbacks(self._created, self._not_stored, callbackArgs=(request, kind, row), callbackKeywords={},
                        errbackArgs=(request, kind))
         return d
 
@@ -223,6 +225,9 @@ class TrackApp:
         for kind, (rows, indexes) in groups.items():
             event = self.event_types[kind]
             self._count_accepted(kind, len(rows))
+            if self.recent is not None:
+                for row in rows:
+                    self.recent.accepted(kind, row)
             ids += [(i, row[event.message_id_index]) for i, row in zip(indexes, rows, strict=True)]
         return json_response(request, 201, {"stored": len(ids), "message_ids": [m for _, m in sorted(ids)]})
 
@@ -276,8 +281,10 @@ class TrackApp:
         ready = self.health.ready() if self.health else True
         return json_response(request, 200 if ready else 503, {"ready": ready})
 
-    def _created(self, _: None, request: IRequest, kind: str) -> bytes:
+    def _created(self, _: None, request: IRequest, kind: str, row: Any) -> bytes:
         self._count_accepted(kind)
+        if self.recent is not None:
+            self.recent.accepted(kind, row)
         request.setResponseCode(201)
         request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
         request.setHeader(b"Content-Length", b"0")

@@ -182,6 +182,15 @@ class TrackRequest(server.Request):
             return
         super().process()
 
+    def write(self, data: bytes) -> None:
+        # An error answer to an event request goes to the admin page's
+        # latest rejections (with --admin-http); a 201 costs one comparison.
+        if self.code >= 400:
+            recent = getattr(self.site, "recent", None)
+            if recent is not None:
+                recent.rejected(self, data)
+        super().write(data)
+
     def handleContentChunk(self, data: bytes) -> None:
         if self.channel.body_chunk(len(data)):
             super().handleContentChunk(data)
@@ -220,6 +229,7 @@ class TrackSite(server.Site):
         self.request_timeout = request_timeout
         self.body_limit = body_limit
         self.channels: set[_Channel] = set()
+        self.recent: Any = None  # track.admin.recent.Recent, with --admin-http
         self.closing = False
         self._sweep: LoopingCall | None = None
         self._all_closed: list[Deferred[None]] = []

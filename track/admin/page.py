@@ -1,0 +1,100 @@
+"""The admin listener's routes: the live page (its HTML, CSS and script
+are files of this package, served from here: nothing from another host),
+the JSON feed it polls, and /metrics, /healthz and /readyz for the whole
+service."""
+
+# Twisted's IRequest declares its methods without annotations.
+# mypy: disable-error-code="no-untyped-call"
+
+from __future__ import annotations
+
+import json
+import time
+from importlib import resources
+from typing import Any
+
+from klein import Klein
+from twisted.web.iweb import IRequest
+
+from track.admin.history import SAMPLE_SECONDS, History
+from track.admin.recent import KEEP
+from track.admin.views import View, uptime
+from track.metrics import CONTENT_TYPE
+
+POLL_MS = 1000
+_STATIC = {
+    "/": ("index.html", b"text/html; charset=utf-8"),
+    "/admin.css": ("admin.css", b"text/css; charset=utf-8"),
+    "/admin.js": ("admin.js", b"text/javascript; charset=utf-8"),
+}
+# The page runs only its own script and styles, and talks only to this listener.
+_CSP = b"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'"
+
+
+def _static(name: str) -> bytes:
+    return resources.files("track.admin").joinpath("static", name).read_bytes()
+
+
+class AdminApp:
+    app = Klein()
+
+    def __init__(self, view: View, history: History) -> None:
+        self.view = view
+        self.history = history
+        self.files = {path: (_static(name), kind) for path, (name, kind) in _STATIC.items()}
+
+    def resource(self) -> Any:
+        return self.app.resource()
+
+    def _json(self, request: IRequest, code: int, value: Any) -> bytes:
+        body = json.dumps(value).encode("ascii")
+        request.setResponseCode(code)
+        request.setHeader(b"Content-Type", b"application/json")
+        request.setHeader(b"Cache-Control", b"no-store")
+        return body
+
+    @app.route("/", methods=["GET"])
+    @app.route("/admin.css", methods=["GET"])
+    @app.route("/admin.js", methods=["GET"])
+    def static(self, request: IRequest) -> bytes:
+        body, kind = self.files[request.path.decode("ascii")]
+        request.setHeader(b"Content-Type", kind)
+        request.setHeader(b"Content-Security-Policy", _CSP)
+        request.setHeader(b"X-Content-Type-Options", b"nosniff")
+        request.setHeader(b"Cache-Control", b"no-cache")
+        return body
+
+    @app.route("/feed", methods=["GET"])
+    def feed(self, request: IRequest) -> bytes:
+        """Everything the page shows, in one answer: it polls this."""
+        about = self.view.about
+        health = self.view.health()
+        recent = self.view.recent()
+        counts = self.view.counts()
+        rates = self.history.rates()
+        kinds = sorted(set(counts) | set(rates))
+        return self._json(request, 200, {
+            "now": time.time(),
+            "poll_ms": POLL_MS,
+            "sample_seconds": SAMPLE_SECONDS,
+            "status": {"version": about.version, "uptime": uptime(about), "dsn": about.dsn,
+                       "ready": self.view.ready(), "health": health},
+            "kinds": {k: {**counts.get(k, {"accepted": 0, "rejected": 0}),
+                          "rates": rates.get(k, {"accepted": [], "rejected": []})} for k in kinds},
+            "accepted": recent["accepted"][:KEEP],
+            "rejected": recent["rejected"][:KEEP],
+        })
+
+    @app.route("/metrics", methods=["GET"])
+    def metrics(self, request: IRequest) -> bytes:
+        request.setHeader(b"Content-Type", CONTENT_TYPE)
+        return self.view.metrics()
+
+    @app.route("/healthz", methods=["GET"])
+    def healthz(self, request: IRequest) -> bytes:
+        return self._json(request, 200, self.view.health())
+
+    @app.route("/readyz", methods=["GET"])
+    def readyz(self, request: IRequest) -> bytes:
+        ready = self.view.ready()
+        return self._json(request, 200 if ready else 503, {"ready": ready})

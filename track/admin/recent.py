@@ -1,0 +1,98 @@
+"""The latest accepted events and rejected requests, for the live page.
+
+Recording is on the request path, so it keeps references only (the row the
+request already built, the answer's bytes) in bounded deques: an append,
+no copy, no encoding.  The work of turning them into JSON happens in
+`snapshot`, when someone looks.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+from track.fields.kinds import EventType
+
+KEEP = 300  # entries of each list, per process
+BODY_BYTES = 1024  # of a rejected request's body
+API_PREFIX = b"/api/1.0/track/"
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def kind_of(path: bytes) -> str | None:
+    """The event kind an API path names (`session`, ..., `batch`), else None."""
+    if not path.startswith(API_PREFIX):
+        return None
+    return path[len(API_PREFIX):].split(b"?", 1)[0].strip(b"/").decode("ascii", "replace") or None
+
+
+class Recent:
+    """Two bounded lists, newest last; `version` counts what was added."""
+
+    def __init__(self, keep: int = KEEP) -> None:
+        self._accepted: deque[tuple[float, str, Any]] = deque(maxlen=keep)
+        self._rejected: deque[dict[str, Any]] = deque(maxlen=keep)
+        self.version = 0
+
+    def accepted(self, kind: str, row: Any) -> None:
+        """On the hot path: a 201 for one row of `kind`."""
+        self._accepted.append((time.time(), kind, row))
+        self.version += 1
+
+    def rejected(self, request: Any, body: bytes) -> None:
+        """A 4xx/5xx answer to an event request: what the client sent and
+        what it was told.  Not on the hot path (a rejection is rare, and
+        an overloaded server sheds load long before this is what costs)."""
+        kind = kind_of(request.path)
+        if kind is None:
+            return
+        content = request.content
+        sent = b""
+        if content is not None:
+            try:
+                content.seek(0)
+                sent = content.read(BODY_BYTES)
+            except (OSError, ValueError):
+                pass
+        client = request.getClientAddress()
+        agent = request.getHeader(b"user-agent")
+        self._rejected.append({
+            "time": time.time(),
+            "kind": kind,
+            "status": request.code,
+            "body": body,
+            "client": getattr(client, "host", None) or str(client),
+            "user_agent": agent.decode("utf-8", "replace") if isinstance(agent, bytes) else agent,
+            "request": sent,
+        })
+        self.version += 1
+
+    def snapshot(self, event_types: Mapping[str, EventType]) -> dict[str, list[dict[str, Any]]]:
+        """Both lists as JSON-ready dicts, newest first."""
+        accepted = []
+        for when, kind, row in reversed(self._accepted):
+            event = event_types.get(kind)
+            columns = event.columns if event is not None else tuple(f"{i}" for i in range(len(row)))
+            fields = {name: _plain(value) for name, value in zip(columns, row, strict=False)}
+            accepted.append({"time": when, "kind": kind, "message_id": fields.pop("MessageID", None),
+                             "fields": fields})
+        rejected = []
+        for entry in reversed(self._rejected):
+            try:
+                error: Any = json.loads(entry["body"])
+            except ValueError:
+                error = entry["body"].decode("utf-8", "replace")
+            rejected.append({**entry, "body": None, "error": error,
+                             "request": entry["request"].decode("utf-8", "replace")})
+            del rejected[-1]["body"]
+        return {"accepted": accepted, "rejected": rejected}

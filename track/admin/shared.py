@@ -1,0 +1,176 @@
+"""How the workers of `--workers N` share what the admin listener and
+`/healthz` show: one small directory (the parent's, passed in the
+environment), where each worker replaces its own files twice a second.
+
+- `worker-<i>.json`: its health (writer.health()), readiness, pid and start;
+- `recent-<i>.json`: its latest events, written only while someone watches
+  the live page (the parent touches `watching` on every poll of the feed)
+  and only when something new arrived;
+- `metrics/`: prometheus_client's multiprocess files (track/metrics.py).
+
+Files, not messages to the parent: a worker never waits on anyone to
+report, a reader never waits on a busy worker, and a worker that dies
+leaves nothing half-said (each file is replaced whole, with a rename; the
+parent removes the files of a worker that has died).  The price is up to
+half a second of staleness, which a page for people and a health check
+can afford.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.task import LoopingCall
+
+from track.admin.recent import Recent
+from track.fields.kinds import EventType
+
+STATE_ENV = "TRACK_WORKER_STATE"
+FEED_ENV = "TRACK_WORKER_FEED"
+REPORT_SECONDS = 0.5
+WATCH_SECONDS = 5.0  # the page counts as open this long after its last poll
+WATCH_FILE = "watching"
+
+
+def worker_file(directory: str, index: int) -> str:
+    return os.path.join(directory, f"worker-{index}.json")
+
+
+def recent_file(directory: str, index: int) -> str:
+    return os.path.join(directory, f"recent-{index}.json")
+
+
+def replace_json(path: str, value: Any) -> None:
+    """Write `path` whole or not at all (readers never see half a file)."""
+    partial = f"{path}.{os.getpid()}.tmp"
+    with open(partial, "w", encoding="utf-8") as f:
+        json.dump(value, f)
+    os.replace(partial, path)
+
+
+def read_json(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None  # not written yet, or gone with its worker
+
+
+def read_all(directory: str, prefix: str) -> list[Any]:
+    try:
+        names = sorted(n for n in os.listdir(directory) if n.startswith(prefix) and n.endswith(".json"))
+    except OSError:
+        return []
+    return [v for v in (read_json(os.path.join(directory, n)) for n in names) if v is not None]
+
+
+def touch_watching(directory: str) -> None:
+    path = os.path.join(directory, WATCH_FILE)
+    with open(path, "a"):
+        pass
+    os.utime(path)
+
+
+def watched(directory: str, now: float) -> bool:
+    try:
+        return now - os.stat(os.path.join(directory, WATCH_FILE)).st_mtime < WATCH_SECONDS
+    except OSError:
+        return False
+
+
+def remove_worker(directory: str, index: int) -> None:
+    for path in (worker_file(directory, index), recent_file(directory, index)):
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+
+
+def merge_health(reports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One health answer for the whole service: the first worker's, with
+    spool and dead-letter amounts summed, the database up only while every
+    worker has it up, and each worker's own answer under `workers`."""
+    healths = [r["health"] for r in reports]
+    if not healths:
+        return {"status": "ok", "workers": []}
+    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in healths[0].items()}
+    for part in ("spool", "dead_letter"):
+        for key, value in healths[0].get(part, {}).items():
+            if isinstance(value, bool):
+                merged[part][key] = all(h.get(part, {}).get(key) for h in healths)
+            elif isinstance(value, (int, float)):
+                merged[part][key] = sum(h.get(part, {}).get(key, 0) for h in healths)
+    down = [h for h in healths if h.get("database") != "up"]
+    if down:
+        merged["database"] = "down"
+        if "database_error" in down[0]:
+            merged["database_error"] = down[0]["database_error"]
+    merged["workers"] = [{"worker": r["worker"], "pid": r["pid"], "started": r["started"],
+                          "ready": r["ready"], **r["health"]} for r in reports]
+    return merged
+
+
+class SharedHealth:
+    """A worker's /healthz and /readyz: the whole service's health (this
+    worker's own, live, with the others' latest reports), its own readiness."""
+
+    def __init__(self, health: Any, directory: str, index: int, started: float) -> None:
+        self.own = health
+        self.directory = directory
+        self.index = index
+        self.started = started
+
+    def report(self) -> dict[str, Any]:
+        return {"worker": self.index, "pid": os.getpid(), "started": self.started,
+                "ready": self.own.ready(), "health": self.own.health()}
+
+    def health(self) -> dict[str, Any]:
+        others = [r for r in read_all(self.directory, "worker-") if r.get("worker") != self.index]
+        reports = sorted([self.report(), *others], key=lambda r: int(r["worker"]))
+        return merge_health(reports)
+
+    def ready(self) -> bool:
+        return bool(self.own.ready())
+
+
+class WorkerReport(Service):
+    """A worker's side: every REPORT_SECONDS, its gauges into its metrics
+    file, its health into worker-<i>.json, and while the page is watched,
+    its latest events into recent-<i>.json."""
+
+    def __init__(self, shared: SharedHealth, refresh: Callable[[], None], recent: Recent | None,
+                 event_types: Mapping[str, EventType], clock: Any) -> None:
+        self.shared = shared
+        self.refresh = refresh
+        self.recent = recent
+        self.event_types = event_types
+        self._written = -1
+        self._loop = LoopingCall(self.report)
+        self._loop.clock = clock
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        self._loop.start(REPORT_SECONDS, now=True)
+
+    def stopService(self) -> None:
+        super().stopService()  # type: ignore[no-untyped-call]
+        if self._loop.running:
+            self._loop.stop()
+
+    def report(self) -> None:
+        directory, index = self.shared.directory, self.shared.index
+        try:
+            self.refresh()
+            replace_json(worker_file(directory, index), self.shared.report())
+            recent = self.recent
+            if recent is not None and recent.version != self._written and watched(directory, time.time()):
+                self._written = recent.version
+                replace_json(recent_file(directory, index),
+                             {"worker": index, **recent.snapshot(self.event_types)})
+        except OSError:
+            pass  # the parent's directory is gone: it is shutting down
