@@ -26,6 +26,7 @@ _STATIC = {
     "/": ("index.html", b"text/html; charset=utf-8"),
     "/admin.css": ("admin.css", b"text/css; charset=utf-8"),
     "/admin.js": ("admin.js", b"text/javascript; charset=utf-8"),
+    "/favicon.svg": ("favicon.svg", b"image/svg+xml"),
 }
 # The page runs only its own script and styles, and talks only to this listener.
 _CSP = b"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'"
@@ -56,6 +57,7 @@ class AdminApp:
     @app.route("/", methods=["GET"])
     @app.route("/admin.css", methods=["GET"])
     @app.route("/admin.js", methods=["GET"])
+    @app.route("/favicon.svg", methods=["GET"])
     def static(self, request: IRequest) -> bytes:
         body, kind = self.files[request.path.decode("ascii")]
         request.setHeader(b"Content-Type", kind)

@@ -1,0 +1,149 @@
+"""The admin listener in this process (one worker): the feed the live page
+polls, its bounded buffers, and what stays off the public listener."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import treq
+from twisted.internet import reactor
+from twisted.internet.task import Clock
+from twisted.trial.unittest import TestCase
+
+from track.admin.history import History
+from track.admin.recent import Recent
+from track.admin.service import AdminService
+from track.admin.shared import merge_health
+from track.fields.kinds import EVENT_TYPES
+from track.run.tap import Options, build_service
+from track.storage.prepare import prepare_database
+from track.test.support import client_pool, dsn_text, sqlite_dsn
+
+FORM: dict[str | bytes, str | bytes] = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def with_agent(agent: str) -> dict[str | bytes, str | bytes]:
+    return {**FORM, "User-Agent": agent}
+
+
+def serve_with_admin(case: TestCase) -> tuple[int, int]:
+    """The whole service, as twistd wires it, with --admin-http: the public
+    port and the admin port."""
+    dsn = sqlite_dsn(case)
+    options = Options()
+    options.parseOptions(["--http", "tcp:0:interface=127.0.0.1", "--admin-http", "tcp:0:interface=127.0.0.1",
+                          "--dsn", dsn_text(dsn), "--spool-dir", os.path.abspath(case.mktemp())])
+    service = build_service(options, reactor, prepare_database(dsn))
+    service.privilegedStartService()
+    service.startService()
+    case.addCleanup(service.stopService)
+    admin = next(s for s in service if isinstance(s, AdminService))
+    return service.port.getHost().port, admin.port.getHost().port
+
+
+class FeedTests(TestCase):
+    async def get_json(self, port: int, path: str) -> Any:
+        response = await treq.get(f"http://127.0.0.1:{port}{path}", pool=client_pool(self))
+        self.assertEqual(response.code, 200)
+        return json.loads(await response.content())
+
+    async def test_feed_shows_accepted_and_rejected_requests(self) -> None:
+        public, admin = serve_with_admin(self)
+        pool = client_pool(self)
+        url = f"http://127.0.0.1:{public}/api/1.0/track/user/"
+        ok = await treq.post(url, data=b"ProfileID=7&Region=eu&MessageID=feed-ok-1", headers=FORM, pool=pool)
+        self.assertEqual(ok.code, 201)
+        await ok.content()
+        body = b"ProfileID=seven&Region=eu&Message=" + b"x" * 2000
+        bad = await treq.post(url, data=body, headers=with_agent("game-client/2.1"), pool=pool)
+        self.assertEqual(bad.code, 400)
+        await bad.content()
+
+        feed = await self.get_json(admin, "/feed")
+        [accepted] = feed["accepted"]
+        self.assertEqual((accepted["kind"], accepted["message_id"]), ("user", "feed-ok-1"))
+        self.assertEqual({k: accepted["fields"][k] for k in ("ProfileID", "Region", "RemoteIP")},
+                         {"ProfileID": 7, "Region": "eu", "RemoteIP": "127.0.0.1"})
+        [rejected] = feed["rejected"]
+        self.assertEqual(rejected["status"], 400)
+        self.assertEqual(rejected["kind"], "user")
+        self.assertEqual(rejected["error"]["fields"], {"ProfileID": "must be an integer",
+                                                       "Message": "must be at most 45 characters"})
+        self.assertEqual(rejected["client"], "127.0.0.1")
+        self.assertEqual(rejected["user_agent"], "game-client/2.1")
+        self.assertEqual(rejected["request"], body[:1024].decode())
+        self.assertEqual(feed["kinds"]["user"]["accepted"], 1)
+        self.assertEqual(feed["kinds"]["user"]["rejected"], 1)
+        self.assertEqual(feed["status"]["health"]["database"], "up")
+        self.assertEqual(len(feed["status"]["health"]["workers"]), 1)
+
+    async def test_event_contents_only_on_the_admin_listener(self) -> None:
+        public, admin = serve_with_admin(self)
+        pool = client_pool(self)
+        for path in ("/", "/feed", "/admin.js"):
+            response = await treq.get(f"http://127.0.0.1:{public}{path}", pool=pool)
+            await response.content()
+            self.assertEqual(response.code, 404, path)
+        for path in ("/metrics", "/healthz", "/readyz"):  # both listeners serve these
+            for port in (public, admin):
+                response = await treq.get(f"http://127.0.0.1:{port}{path}", pool=pool)
+                await response.content()
+                self.assertEqual(response.code, 200, (port, path))
+        page = await treq.get(f"http://127.0.0.1:{admin}/", pool=pool)
+        html = await page.text()
+        self.assertIn('<script src="admin.js"', html)
+        self.assertNotIn("http", html.split("<body>")[0].replace("http-equiv", ""))  # nothing from another host
+        self.assertIn(b"script-src 'self'", page.headers.getRawHeaders("content-security-policy")[0].encode())
+
+    def test_recent_is_bounded_newest_first(self) -> None:
+        recent = Recent(keep=3)
+        event = EVENT_TYPES["user"]
+        for n in range(5):
+            row = [n, "eu", None, None, f"m-{n}", "127.0.0.1", None]
+            recent.accepted("user", row[: len(event.columns)])
+        ids = [e["message_id"] for e in recent.snapshot(EVENT_TYPES)["accepted"]]
+        self.assertEqual(ids, ["m-4", "m-3", "m-2"])
+
+    def test_rates_per_kind_from_the_counters(self) -> None:
+        clock = Clock()
+        counts = {"user": {"accepted": 0.0, "rejected": 0.0}}
+        history = History(lambda: {k: dict(v) for k, v in counts.items()}, clock)
+        history.sample()
+        clock.advance(2)
+        counts["user"] = {"accepted": 10.0, "rejected": 1.0}
+        history.sample()
+        self.assertEqual(history.rates(), {"user": {"accepted": [5.0], "rejected": [0.5]}})
+
+    def test_health_summed_over_workers(self) -> None:
+        def report(worker: int, events: int, up: str) -> dict[str, Any]:
+            return {"worker": worker, "pid": 100 + worker, "started": 0.0, "ready": True,
+                    "health": {"status": "ok", "database": up,
+                               "spool": {"events": events, "bytes": 10 * events, "writable": True},
+                               "dead_letter": {"events": 1, "corrupt_bytes": 0}}}
+
+        merged = merge_health([report(0, 3, "up"), report(1, 4, "down")])
+        self.assertEqual(merged["spool"], {"events": 7, "bytes": 70, "writable": True})
+        self.assertEqual(merged["dead_letter"], {"events": 2, "corrupt_bytes": 0})
+        self.assertEqual(merged["database"], "down")
+        self.assertEqual([w["spool"]["events"] for w in merged["workers"]], [3, 4])
+
+
+class AdminOptionsTests(TestCase):
+    def parse(self, *args: str) -> Options:
+        options = Options()
+        options.parseOptions(list(args))
+        return options
+
+    def test_off_by_default(self) -> None:
+        self.assertIsNone(self.parse()["admin-endpoint"])
+
+    def test_bare_port_binds_loopback_only(self) -> None:
+        self.assertEqual(self.parse("--admin-http", "8081")["admin-endpoint"], "tcp:8081:interface=127.0.0.1")
+        self.assertEqual(self.parse("--admin-http", ":8081")["admin-endpoint"], "tcp:8081:interface=127.0.0.1")
+
+    def test_other_forms_as_http(self) -> None:
+        self.assertEqual(self.parse("--admin-http", "0.0.0.0:8081")["admin-endpoint"],
+                         "tcp:8081:backlog=1024:interface=0.0.0.0")
+        self.assertEqual(self.parse("--admin-http", "unix:/tmp/a.sock")["admin-endpoint"], "unix:/tmp/a.sock")

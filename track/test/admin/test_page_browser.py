@@ -1,0 +1,106 @@
+"""The live page in a real headless Chromium, against `twistd track
+--workers 2 --admin-http`: events posted while the page is open appear on
+it without a reload, the refused one with its error, field by field.
+
+With TRACK_ADMIN_SCREENSHOT=path, the test also saves a screenshot of the
+page there (that is how docs/admin-page.png is made)."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+
+import treq
+from twisted.internet import reactor
+from twisted.trial.unittest import TestCase
+from twisted.web.client import HTTPConnectionPool
+
+from track.test.browser import Chromium, required
+from track.test.mariadb import MYSQL_SKIP
+from track.test.process import TwistdTrack, port_of, wait_until
+from track.test.support import MYSQL_DSN_TEXT, reset_mysql
+
+_ADMIN = re.compile(rb"admin page on (http://127\.0\.0\.1:\d+/)")
+FORM: dict[str | bytes, str | bytes] = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def with_agent(agent: str) -> dict[str | bytes, str | bytes]:
+    return {**FORM, "User-Agent": agent}
+
+
+# Resolves once the page's text holds every string in arguments[0], or
+# after arguments[1] ms with what it holds then.
+WAIT_FOR_TEXT = """
+const [wanted, within, done] = arguments;
+const start = Date.now();
+(function check() {
+  const text = document.body.innerText;
+  if (wanted.every((w) => text.includes(w)) || Date.now() - start > within) {
+    done({found: wanted.filter((w) => text.includes(w)), ms: Date.now() - start, marker: window.trackTestMarker});
+  } else {
+    setTimeout(check, 50);
+  }
+})();
+"""
+
+
+class LivePageTests(TestCase):
+    skip = MYSQL_SKIP
+    timeout = 180
+
+    async def test_refused_and_accepted_events_appear_without_a_reload(self) -> None:
+        required(self)
+        reset_mysql()
+        cwd = os.path.abspath(self.mktemp())
+        os.makedirs(cwd)
+        proc = TwistdTrack(["--dsn", MYSQL_DSN_TEXT, "--http", "tcp:0:interface=127.0.0.1", "--workers", "2",
+                            "--admin-http", "tcp:0:interface=127.0.0.1"], cwd)
+        self.addCleanup(proc.stop)
+        public = port_of(await proc.ready)
+        await wait_until(lambda: proc.output.count(b"track listening on") >= 3 and _ADMIN.search(proc.output),
+                         "two workers and the admin page")
+        admin = _ADMIN.search(proc.output)
+        assert admin is not None
+        browser = await Chromium.start(self)
+        await browser.get(admin.group(1).decode())
+        ready = await browser.async_script(WAIT_FOR_TEXT, ["live", "Latest rejected requests"], 20000)
+        self.assertEqual(ready["found"], ["live", "Latest rejected requests"])
+        await browser.script("window.trackTestMarker = 'not reloaded'")
+
+        tag = uuid.uuid4().hex[:12]
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        url = f"http://127.0.0.1:{public}/api/1.0/track"
+        refused = await treq.post(f"{url}/user/", data=f"ProfileID=twelve&Region=eu&Message=refused-{tag}".encode(),
+                                  headers=with_agent(f"page-test/{tag}"), pool=pool)
+        self.assertEqual(refused.code, 400)
+        await refused.content()
+        accepted = await treq.post(f"{url}/session/", pool=pool, headers=FORM,
+                                   data=f"Region=eu&SessionID=s-{tag}&RemoteIP=10.0.0.9&SessionType=game"
+                                        f"&MessageID=page-ok-{tag}".encode())
+        self.assertEqual(accepted.code, 201)
+        await accepted.content()
+
+        wanted = [f"refused-{tag}", f"page-test/{tag}", "must be an integer", f"page-ok-{tag}", f"s-{tag}"]
+        seen = await browser.async_script(WAIT_FOR_TEXT, wanted, 10000)
+        self.assertEqual(seen["found"], wanted)
+        self.assertEqual(seen["marker"], "not reloaded")
+        offending = await browser.script(
+            "return Array.from(document.querySelectorAll('#rejected .fields.errors dt')).map(e => e.textContent)")
+        self.assertIn("ProfileID", offending)
+
+        # Each list filters by kind: the session event hides under "user".
+        shown = """
+        const [kind] = arguments; const select = document.getElementById('accepted-kind');
+        select.value = kind; select.dispatchEvent(new Event('change'));
+        return Array.from(document.querySelectorAll('#accepted li.entry')).map(e => e.dataset.messageId);
+        """
+        self.assertIn(f"page-ok-{tag}", await browser.script(shown, "session"))
+        self.assertNotIn(f"page-ok-{tag}", await browser.script(shown, "user"))
+        await browser.script(shown, "")
+        errors = [e for e in await browser.console() if e.get("level") == "SEVERE"]
+        self.assertEqual(errors, [])
+        path = os.environ.get("TRACK_ADMIN_SCREENSHOT")
+        if path:
+            await browser.run(lambda d: d.set_window_size(1400, 1000))
+            await browser.screenshot(path)
