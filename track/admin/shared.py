@@ -111,7 +111,7 @@ def merge_health(reports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if "database_error" in down[0]:
             merged["database_error"] = down[0]["database_error"]
     merged["workers"] = [{"worker": r["worker"], "pid": r["pid"], "started": r["started"],
-                          "ready": r["ready"], **r["health"]} for r in reports]
+                          "reported": r.get("reported"), "ready": r["ready"], **r["health"]} for r in reports]
     return merged
 
 
@@ -126,7 +126,7 @@ class SharedHealth:
         self.started = started
 
     def report(self) -> dict[str, Any]:
-        return {"worker": self.index, "pid": os.getpid(), "started": self.started,
+        return {"worker": self.index, "pid": os.getpid(), "started": self.started, "reported": time.time(),
                 "ready": self.own.ready(), "health": self.own.health()}
 
     def health(self) -> dict[str, Any]:
