@@ -19,7 +19,9 @@ setup(
     packages=[*find_packages(include=["track", "track.*"]), "twisted.plugins"],
     include_package_data=False,
     # The spool written by an earlier release, read by the tests.
-    package_data={"track.test": ["fixtures/*/*"]},
+    package_data={"track.test": ["fixtures/*/*"],
+                  # The admin listener's live page: served by track itself.
+                  "track.admin": ["static/*"]},
     install_requires=[
         "Twisted>=25.5.0,<27",  # track/web/twistedhttp.py leans on private twisted.web.http names
         "klein>=23.5.0",

@@ -125,12 +125,19 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def serve_and_load(name: str, argv: list[str], pattern: str, args: argparse.Namespace, tmp: str,
                    script: str = "session.lua", connections: int | None = None,
-                   events_per_request: int = 1, count: bool = True) -> Result:
-    """Start a server, truncate, run wrk against it, stop it, count rows."""
+                   events_per_request: int = 1, count: bool = True, baseline: bool = False,
+                   watch: str | None = None) -> Result:
+    """Start a server, truncate, run wrk against it, stop it, count rows.
+    `baseline`: run the checkout of --baseline instead of this one.
+    `watch`: a URL fetched every second during the run, as the live page does."""
     log = os.path.join(tmp, f"{name.split(':')[0].replace(' ', '_')}.log")
     open(log, "w").close()
+    env = child_env()
+    if baseline:
+        env["PYTHONPATH"] = os.pathsep.join([os.path.abspath(args.baseline), env["PYTHONPATH"]])
     with open(log, "ab") as out:
-        proc = subprocess.Popen(argv, cwd=tmp, env=child_env(), stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT)
+    watcher = Watcher(watch) if watch else None
     try:
         port = int(wait_for(pattern, log, proc).group(1))
         if args.warmup:
@@ -141,10 +148,14 @@ def serve_and_load(name: str, argv: list[str], pattern: str, args: argparse.Name
             execute(parse_dsn(args.dsn), "TRUNCATE TABLE SessionEvent")
         server = [proc.pid, *children(proc.pid)]
         cpu_before = cpu_seconds(server)
+        if watcher is not None:
+            watcher.start()
         stats = run_wrk(port, args.duration, connections or args.connections, args.threads, script)
         cpu = cpu_seconds(server) - cpu_before
         rss = sum(peak_rss_mb(pid) for pid in [proc.pid, *children(proc.pid)])
     finally:
+        if watcher is not None:
+            watcher.stop()
         stop(proc)
     result = to_result(name, stats, rss)
     result.events_per_request = events_per_request
@@ -153,6 +164,42 @@ def serve_and_load(name: str, argv: list[str], pattern: str, args: argparse.Name
         result.rows = execute(parse_dsn(args.dsn), "SELECT COUNT(*) FROM SessionEvent")[0][0]
         result.acked = (stats["requests"] - stats["non_2xx"]) * events_per_request
     return result
+
+
+class Watcher:
+    """Fetches a URL every second on a thread (the live page's poll)."""
+
+    def __init__(self, url: str) -> None:
+        import threading
+
+        self.url = url
+        self.fetched = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        from urllib.request import urlopen
+
+        while not self._stop.wait(1.0):
+            try:
+                with urlopen(self.url, timeout=5) as response:
+                    response.read()
+                self.fetched += 1
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def admin_args(args: argparse.Namespace) -> tuple[list[str], str]:
+    """--admin-http on a free port, and the live page's feed URL there."""
+    port = free_port()
+    return ["--admin-http", f"127.0.0.1:{port}"], f"http://127.0.0.1:{port}/feed"
 
 
 def table(results: list[Result], floor_eps: float | None, peer_eps: float | None) -> str:
@@ -184,6 +231,24 @@ SCENARIOS = {
         "track: single events", track_argv(a), r"track listening on http://[0-9.]+:(\d+)", a, t),
     "track-2w": lambda a, t: serve_and_load(
         "track --workers 2", track_argv(a, "--workers", "2"), r"listening on http://[0-9.]+:(\d+) with", a, t),
+    # Old against new in one run: --baseline names a checkout of the code
+    # before the change (e.g. `git worktree add /tmp/base main`).
+    "track-base": lambda a, t: serve_and_load(
+        "baseline: single events", track_argv(a), r"track listening on http://[0-9.]+:(\d+)", a, t,
+        baseline=True),
+    "track-2w-base": lambda a, t: serve_and_load(
+        "baseline --workers 2", track_argv(a, "--workers", "2"), r"listening on http://[0-9.]+:(\d+) with", a, t,
+        baseline=True),
+    # The admin page on, closed (nobody polls) and open (polled every second).
+    "track-admin": lambda a, t: serve_and_load(
+        "track: admin, page closed", track_argv(a, *admin_args(a)[0]), r"track listening on http://[0-9.]+:(\d+)",
+        a, t),
+    "track-watched": lambda a, t: (lambda admin: serve_and_load(
+        "track: admin, page open", track_argv(a, *admin[0]), r"track listening on http://[0-9.]+:(\d+)", a, t,
+        watch=admin[1]))(admin_args(a)),
+    "track-2w-watched": lambda a, t: (lambda admin: serve_and_load(
+        "track -w2: page open", track_argv(a, "--workers", "2", *admin[0]),
+        r"listening on http://[0-9.]+:(\d+) with", a, t, watch=admin[1]))(admin_args(a)),
     "batch": lambda a, t: serve_and_load(
         "track: batch of 100", track_argv(a), r"track listening on http://[0-9.]+:(\d+)", a, t,
         script="batch.lua", events_per_request=100),
@@ -276,6 +341,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help=f"comma-separated, from: {', '.join(SCENARIOS)} (default floor,track)")
     p.add_argument("--spool-events", type=int, default=1_000_000,
                    help="events in the spool of the 'spool' scenario (default 1000000)")
+    p.add_argument("--baseline", default=None,
+                   help="a checkout of track to run as the track-base and track-2w-base scenarios")
     p.add_argument("--track-arg", action="append", default=[],
                    help="extra option for twistd track, e.g. --track-arg=--batch-size=100")
     args = p.parse_args(argv)
@@ -289,6 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
         p.error(f"unknown scenario(s) {unknown}")
+    if any(n.endswith("-base") for n in names) and not args.baseline:
+        p.error("the -base scenarios need --baseline (a checkout of the code to compare with)")
     # The peer and the row counts need the tables before track first runs.
     if prepare_database(parse_dsn(args.dsn)) is None:
         p.error(f"cannot reach the database of --dsn {parse_dsn(args.dsn).redacted()}")
@@ -309,6 +378,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     floor = next((r.eps for n, r in zip(names, medians, strict=True) if n == "floor"), None)
     peer = next((r.eps for n, r in zip(names, medians, strict=True) if n == "peer"), None)
     print(table(medians, floor, peer))
+    for base, others in (("track-base", ("track", "track-admin", "track-watched")),
+                         ("track-2w-base", ("track-2w", "track-2w-watched"))):
+        if base not in by_name:
+            continue
+        for name in (n for n in others if n in by_name):
+            ratios = sorted(r.eps / b.eps for r, b in zip(by_name[name], by_name[base], strict=True))
+            print(f"{name} / {base}: median {ratios[len(ratios) // 2]:.3f} "
+                  f"(each round: {', '.join(f'{x:.3f}' for x in ratios)})")
     if spool:
         batch = next((r.eps for n, r in zip(names, medians, strict=True) if n == "batch"), None)
         empty, full, rate = sorted(spool, key=lambda s: s[2])[len(spool) // 2]

@@ -146,6 +146,10 @@
     const shown = chosen.slice(0, SHOWN);
     $(name + "-count").textContent = chosen.length > SHOWN ? "latest " + SHOWN + " of " + chosen.length : chosen.length + "";
     const list = $(name);
+    // Redraw only when something changed, so a selection or a scroll stays put.
+    const key = kind + "|" + chosen.length + "|" + (shown.length ? shown[0].time + ":" + shown[shown.length - 1].time : "");
+    if (list.dataset.key === key) return;
+    list.dataset.key = key;
     if (!shown.length) list.replaceChildren(el("li", { class: "empty" }, "nothing yet"));
     else list.replaceChildren(...shown.map(make));
   }
