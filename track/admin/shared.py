@@ -97,7 +97,7 @@ def merge_health(reports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     worker has it up, and each worker's own answer under `workers`."""
     healths = [r["health"] for r in reports]
     if not healths:
-        return {"status": "ok", "workers": []}
+        return {"status": "starting", "workers": []}  # no worker has reported yet
     merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in healths[0].items()}
     for part in ("spool", "dead_letter"):
         for key, value in healths[0].get(part, {}).items():

@@ -48,8 +48,11 @@
       ["database", status.dsn],
       ["database is", db],
     ];
-    for (const key of ["database_host", "host", "database_error"]) {
-      if (h[key]) rows.push([key.replace("_", " "), typeof h[key] === "object" ? JSON.stringify(h[key]) : h[key]]);
+    // Whatever else /healthz reports (the host in use, the last error, ...).
+    const known = new Set(["status", "database", "spool", "dead_letter", "workers"]);
+    for (const [key, value] of Object.entries(h)) {
+      if (known.has(key) || value === null || value === undefined || value === "") continue;
+      rows.push([key.replaceAll("_", " "), typeof value === "object" ? JSON.stringify(value) : value]);
     }
     const spool = h.spool || {}, dead = h.dead_letter || {};
     rows.push(["spool", (spool.events ?? 0) + " events, " + (spool.bytes ?? 0) + " bytes" +
