@@ -258,6 +258,73 @@ SCENARIOS = {
 }
 
 
+# Scenarios --paired can run side by side: (twistd track options, old code?, poll the page?).
+PAIRABLE: dict[str, tuple[tuple[str, ...], bool, bool]] = {
+    "track-base": ((), True, False),
+    "track": ((), False, False),
+    "track-admin": (("admin",), False, False),
+    "track-watched": (("admin",), False, True),
+}
+
+
+def paired(names: list[str], args: argparse.Namespace, tmp: str) -> list[tuple[float, float, float, float]]:
+    """Two servers loaded at the same time, one wrk each: noise from the
+    rest of the machine hits both alike, so their ratio holds even when
+    their rates do not.  Per round: events/s of the first and of the
+    second, and the CPU µs each spent per event."""
+    import threading
+
+    rounds = []
+    for _ in range(args.rounds):
+        procs, ports, watchers = [], [], []
+        try:
+            for name in names:
+                extra, baseline, watch = PAIRABLE[name]
+                admin, feed = admin_args(args) if extra else ([], "")
+                http = f"127.0.0.1:{free_port()}"
+                argv = [*TWISTD, "-n", "--pidfile=", "track", "--http", http, "--dsn", args.dsn,
+                        "--spool-dir", os.path.join(tmp, f"spool-{name}"), *args.track_arg, *admin]
+                env = child_env()
+                if baseline:
+                    env["PYTHONPATH"] = os.pathsep.join([os.path.abspath(args.baseline), env["PYTHONPATH"]])
+                log = os.path.join(tmp, f"paired-{name}.log")
+                with open(log, "wb") as out:
+                    procs.append(subprocess.Popen(argv, cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT))
+                ports.append(int(wait_for(r"track listening on http://[0-9.]+:(\d+)", log, procs[-1]).group(1)))
+                if watch:
+                    watchers.append(Watcher(feed))
+            results: dict[int, dict[str, int]] = {}
+
+            def load(i: int, seconds: int, keep: bool, ports: list[int] = ports,
+                     results: dict[int, dict[str, int]] = results) -> None:
+                if keep:
+                    results[i] = run_wrk(ports[i], seconds, args.connections, args.threads)
+                else:
+                    wrk(ports[i], seconds, args.connections, args.threads, "session.lua", check=False)
+
+            cpu_before: list[float] = []
+            for seconds, keep in ((args.warmup, False), (args.duration, True)):
+                if keep:
+                    cpu_before = [cpu_seconds([p.pid, *children(p.pid)]) for p in procs]
+                    for w in watchers:
+                        w.start()
+                threads = [threading.Thread(target=load, args=(i, seconds, keep)) for i in range(len(ports))]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+            cpu = [cpu_seconds([p.pid, *children(p.pid)]) - b for p, b in zip(procs, cpu_before, strict=True)]
+        finally:
+            for w in watchers:
+                w.stop()
+            for proc in procs:
+                stop(proc)
+        first, second = (results[i]["requests"] / (results[i]["duration_us"] / 1e6) for i in range(2))
+        us = [cpu[i] * 1e6 / max(results[i]["requests"], 1) for i in range(2)]
+        rounds.append((first, second, us[0], us[1]))
+    return rounds
+
+
 def build_spool(directory: str, events: int) -> None:
     """A spool of `events` session events, written by track's own Spool
     code (called synchronously here: the bench is its only thread)."""
@@ -343,6 +410,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="events in the spool of the 'spool' scenario (default 1000000)")
     p.add_argument("--baseline", default=None,
                    help="a checkout of track to run as the track-base and track-2w-base scenarios")
+    p.add_argument("--paired", default=None,
+                   help=f"A,B: instead of --scenarios, run two of {', '.join(PAIRABLE)} side by side "
+                        "(each with its own wrk, at the same time) and print B's rate as a ratio of A's")
     p.add_argument("--track-arg", action="append", default=[],
                    help="extra option for twistd track, e.g. --track-arg=--batch-size=100")
     args = p.parse_args(argv)
@@ -350,6 +420,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("--dsn (or TRACK_BENCH_MYSQL_DSN) is required")
     if not shutil.which("wrk"):
         p.error("wrk is not installed: apt-get install wrk")
+    if args.paired:
+        pair = [n.strip() for n in args.paired.split(",")]
+        if len(pair) != 2 or any(n not in PAIRABLE for n in pair):
+            p.error(f"--paired takes two of {', '.join(PAIRABLE)}")
+        if "track-base" in pair and not args.baseline:
+            p.error("track-base needs --baseline")
+        prepare_database(parse_dsn(args.dsn))
+        with tempfile.TemporaryDirectory(prefix="track-bench-") as tmp:
+            rounds = paired(pair, args, tmp)
+        ratios = sorted(b / a for a, b, _, _ in rounds)
+        cpu = sorted(cb / ca for _, _, ca, cb in rounds)
+        print(f"{pair[1]} / {pair[0]}, side by side: events/s median {ratios[len(ratios) // 2]:.3f} "
+              f"over {len(rounds)} rounds "
+              f"(each: {', '.join(f'{b:.0f}/{a:.0f}={b / a:.3f}' for a, b, _, _ in rounds)}); "
+              f"CPU us/event median {cpu[len(cpu) // 2]:.3f} "
+              f"(each: {', '.join(f'{cb:.0f}/{ca:.0f}={cb / ca:.3f}' for _, _, ca, cb in rounds)})")
+        return 0
     names = [n.strip() for n in args.scenarios.split(",")]
     spool_runs = "spool" in names
     names = [n for n in names if n != "spool"]

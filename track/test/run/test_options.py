@@ -168,7 +168,7 @@ class OtherOptionTests(SynchronousTestCase):
         """Each listed option parses (with a value where it takes one)."""
         values = {"http": "tcp:0", "dsn": "sqlite:///tmp/x.sqlite3", "log-level": "warn", "cpuprofile": "/tmp/p",
                   "trusted-proxy": "10.0.0.0/8", "cors-origin": "https://game.example", "spool-dir": "",
-                  "flush-interval": "5", "request-timeout": "5"}
+                  "flush-interval": "5", "request-timeout": "5", "admin-http": "tcp:0"}
         for name, (_short, _doc, default) in every_option().items():
             if name in ("help", "version"):
                 continue  # they print and exit: see test_version_prints_and_exits_zero
