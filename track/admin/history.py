@@ -18,8 +18,10 @@ KEEP = 150  # samples: five minutes
 
 
 class History(Service):
-    def __init__(self, read: Callable[[], Counts], clock: Any, keep: int = KEEP) -> None:
+    def __init__(self, read: Callable[[], Counts], clock: Any, keep: int = KEEP,
+                 tick: Callable[[], None] = lambda: None) -> None:
         self.read = read
+        self.tick = tick  # the page's other timekeeping (Recent.tick), on the same loop
         self.clock = clock
         self.samples: deque[tuple[float, Counts]] = deque(maxlen=keep)
         self._loop = LoopingCall(self.sample)
@@ -36,6 +38,7 @@ class History(Service):
 
     def sample(self) -> None:
         self.samples.append((self.clock.seconds(), self.read()))
+        self.tick()
 
     def rates(self) -> dict[str, dict[str, list[float]]]:
         """Per kind, accepted and rejected events per second between samples

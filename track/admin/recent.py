@@ -4,6 +4,12 @@ Recording is on the request path, so it keeps references only (the row the
 request already built, the answer's bytes) in bounded deques: an append,
 no copy, no encoding.  The work of turning them into JSON happens in
 `snapshot`, when someone looks.
+
+Accepted events are recorded only while the page is open (`live`): even an
+append, and keeping a few hundred rows alive, measured a few percent of
+the in-memory request path, and nobody needs them unseen.  The list starts
+afresh when the page opens.  Rejections, rare and what a client developer
+comes to see, are always kept.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any
 from track.fields.kinds import EventType
 
 KEEP = 300  # entries of each list, per process
+WATCH_SECONDS = 5.0  # the page counts as open this long after its last look
 BODY_BYTES = 1024  # of a rejected request's body
 API_PREFIX = b"/api/1.0/track/"
 
@@ -43,9 +50,25 @@ class Recent:
         self._accepted: deque[tuple[float, str, Any]] = deque(maxlen=keep)
         self._rejected: deque[dict[str, Any]] = deque(maxlen=keep)
         self.version = 0
+        self.live = False  # the page is open: record accepted events
+        self._until = 0.0
+
+    def watch(self, now: float) -> None:
+        """The page looked: record accepted events (afresh, if it had closed)."""
+        if not self.live:
+            self._accepted.clear()
+            self.version += 1
+            self.live = True
+        self._until = now + WATCH_SECONDS
+
+    def tick(self, now: float) -> None:
+        """Off the request path, now and then: stop recording once the page
+        has not looked for WATCH_SECONDS."""
+        if self.live and now >= self._until:
+            self.live = False
 
     def accepted(self, kind: str, row: Any) -> None:
-        """On the hot path: a 201 for one row of `kind`."""
+        """On the hot path, while `live`: a 201 for one row of `kind`."""
         self._accepted.append((time.time(), kind, row))
         self.version += 1
 

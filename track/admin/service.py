@@ -45,7 +45,7 @@ class AdminService(MultiService):
 
     def __init__(self, description: str, view: View, clock: Any) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
-        self.history = History(view.counts, clock)
+        self.history = History(view.counts, clock, tick=view.tick)
         self.app = AdminApp(view, self.history)
         site = Site(self.app.resource(), reactor=clock)  # type: ignore[no-untyped-call]
         site.noisy = False

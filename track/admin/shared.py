@@ -27,13 +27,12 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 
-from track.admin.recent import Recent
+from track.admin.recent import WATCH_SECONDS, Recent
 from track.fields.kinds import EventType
 
 STATE_ENV = "TRACK_WORKER_STATE"
 FEED_ENV = "TRACK_WORKER_FEED"
 REPORT_SECONDS = 0.5
-WATCH_SECONDS = 5.0  # the page counts as open this long after its last poll
 WATCH_FILE = "watching"
 
 
@@ -111,7 +110,8 @@ def merge_health(reports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if "database_error" in down[0]:
             merged["database_error"] = down[0]["database_error"]
     merged["workers"] = [{"worker": r["worker"], "pid": r["pid"], "started": r["started"],
-                          "reported": r.get("reported"), "ready": r["ready"], **r["health"]} for r in reports]
+                          "reported": r.get("reported"), "ready": r["ready"], "recording": r.get("recording"),
+                          **r["health"]} for r in reports]
     return merged
 
 
@@ -166,9 +166,16 @@ class WorkerReport(Service):
         directory, index = self.shared.directory, self.shared.index
         try:
             self.refresh()
-            replace_json(worker_file(directory, index), self.shared.report())
             recent = self.recent
-            if recent is not None and recent.version != self._written and watched(directory, time.time()):
+            now = time.time()
+            if recent is not None:
+                if watched(directory, now):
+                    recent.watch(now)
+                recent.tick(now)
+            # "recording": this worker keeps its accepted events for the open page.
+            replace_json(worker_file(directory, index),
+                         {**self.shared.report(), "recording": recent is not None and recent.live})
+            if recent is not None and recent.live and recent.version != self._written:
                 self._written = recent.version
                 replace_json(recent_file(directory, index),
                              {"worker": index, **recent.snapshot(self.event_types)})

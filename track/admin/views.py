@@ -52,6 +52,7 @@ class View(Protocol):
     def metrics(self) -> bytes: ...
     def counts(self) -> Counts: ...
     def recent(self) -> dict[str, list[dict[str, Any]]]: ...
+    def tick(self) -> None: ...
 
 
 class LocalView:
@@ -69,7 +70,8 @@ class LocalView:
         state: dict[str, Any] = self._health.health()
         if "workers" not in state:
             state = {**state, "workers": [{"worker": 0, "pid": os.getpid(), "started": self.about.started,
-                                           "ready": self._health.ready(), **state}]}
+                                           "ready": self._health.ready(), "recording": self._recent.live,
+                                           **state}]}
         return state
 
     def ready(self) -> bool:
@@ -82,7 +84,11 @@ class LocalView:
         return counts(self._metrics.collect())
 
     def recent(self) -> dict[str, list[dict[str, Any]]]:
+        self._recent.watch(time.time())
         return self._recent.snapshot(self._event_types)
+
+    def tick(self) -> None:
+        self._recent.tick(time.time())
 
 
 class SharedView:
@@ -108,6 +114,9 @@ class SharedView:
 
     def counts(self) -> Counts:
         return counts(collect_directory(self.metrics_directory))
+
+    def tick(self) -> None:
+        """Each worker notices the page itself (see shared.WorkerReport)."""
 
     def recent(self) -> dict[str, list[dict[str, Any]]]:
         """Every worker's latest, merged newest first, each marked with its worker."""

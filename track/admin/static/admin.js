@@ -66,7 +66,8 @@
       el("td", {}, w.worker), el("td", {}, w.pid), el("td", {}, duration(now - w.started)),
       el("td", {}, el("span", { class: w.database === "up" ? "up" : "down" }, w.database)),
       el("td", { class: "num" }, (w.spool || {}).events ?? 0), el("td", { class: "num" }, (w.spool || {}).bytes ?? 0),
-      el("td", { class: "num" }, (w.dead_letter || {}).events ?? 0), el("td", {}, w.ready ? "yes" : "no"))));
+      el("td", { class: "num" }, (w.dead_letter || {}).events ?? 0), el("td", {}, w.ready ? "yes" : "no"),
+      el("td", {}, w.recording ? "live" : "starting"))));
   }
 
   const SVG = "http://www.w3.org/2000/svg";

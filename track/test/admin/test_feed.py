@@ -53,6 +53,8 @@ class FeedTests(TestCase):
         public, admin = serve_with_admin(self)
         pool = client_pool(self)
         url = f"http://127.0.0.1:{public}/api/1.0/track/user/"
+        opened = await self.get_json(admin, "/feed")  # the page opens
+        self.assertEqual((opened["accepted"], opened["rejected"]), ([], []))
         ok = await treq.post(url, data=b"ProfileID=7&Region=eu&MessageID=feed-ok-1", headers=FORM, pool=pool)
         self.assertEqual(ok.code, 201)
         await ok.content()
@@ -79,6 +81,28 @@ class FeedTests(TestCase):
         self.assertEqual(feed["status"]["health"]["database"], "up")
         self.assertEqual(len(feed["status"]["health"]["workers"]), 1)
 
+    async def test_accepted_events_are_kept_only_while_the_page_is_open(self) -> None:
+        """Closed, the page costs the request path nothing: accepted events
+        are not kept.  Rejections always are."""
+        public, admin = serve_with_admin(self)
+        pool = client_pool(self)
+        url = f"http://127.0.0.1:{public}/api/1.0/track/user/"
+        for body in (b"ProfileID=1&Region=eu&MessageID=unseen-1", b"ProfileID=x&Region=eu"):
+            response = await treq.post(url, data=body, headers=FORM, pool=pool)
+            await response.content()
+        feed = await self.get_json(admin, "/feed")
+        self.assertEqual(feed["accepted"], [])
+        self.assertEqual([r["status"] for r in feed["rejected"]], [400])
+        self.assertEqual(feed["kinds"]["user"]["accepted"], 1)  # counted all the same
+
+    def test_recording_stops_when_the_page_stops_looking(self) -> None:
+        recent = Recent()
+        recent.watch(100.0)
+        recent.tick(104.0)
+        self.assertTrue(recent.live)
+        recent.tick(105.0)
+        self.assertFalse(recent.live)
+
     async def test_event_contents_only_on_the_admin_listener(self) -> None:
         public, admin = serve_with_admin(self)
         pool = client_pool(self)
@@ -99,6 +123,7 @@ class FeedTests(TestCase):
 
     def test_recent_is_bounded_newest_first(self) -> None:
         recent = Recent(keep=3)
+        recent.watch(0.0)
         event = EVENT_TYPES["user"]
         for n in range(5):
             row = [n, "eu", None, None, f"m-{n}", "127.0.0.1", None]

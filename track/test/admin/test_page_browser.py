@@ -7,12 +7,14 @@ page there (that is how docs/admin-page.png is made)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import uuid
 
 import treq
 from twisted.internet import reactor
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
@@ -67,9 +69,21 @@ class LivePageTests(TestCase):
         ready = await browser.async_script(WAIT_FOR_TEXT, ["live", "Latest rejected requests"], 20000)
         self.assertEqual(ready["found"], ["live", "Latest rejected requests"])
         await browser.script("window.trackTestMarker = 'not reloaded'")
+        # Each worker notices the open page within half a second and from
+        # then on keeps its accepted events for it.
+        pool = HTTPConnectionPool(reactor, persistent=False)
+
+        async def recording() -> list[bool]:
+            response = await treq.get(f"{admin.group(1).decode()}healthz", pool=pool)
+            return [w.get("recording") for w in json.loads(await response.content())["workers"]]
+
+        seen_recording: list[list[bool]] = []
+        while (await recording()) != [True, True]:
+            seen_recording.append(await recording())
+            self.assertLess(len(seen_recording), 200, f"workers not recording: {seen_recording[-3:]}")
+            await deferLater(reactor, 0.05, lambda: None)
 
         tag = uuid.uuid4().hex[:12]
-        pool = HTTPConnectionPool(reactor, persistent=False)
         url = f"http://127.0.0.1:{public}/api/1.0/track"
         refused = await treq.post(f"{url}/user/", data=f"ProfileID=twelve&Region=eu&Message=refused-{tag}".encode(),
                                   headers=with_agent(f"page-test/{tag}"), pool=pool)
