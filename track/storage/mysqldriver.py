@@ -5,10 +5,16 @@ atomically and durably by itself in autocommit mode.  That saves the
 separate COMMIT round trip, and with it a GIL hand-off on the pool thread,
 per batch.  adbapi still calls commit()/rollback() after every interaction,
 so here they cost nothing while autocommit is on.
+
+`connect` takes two arguments pymysql does not: `target`, which names the
+host to open (for a multi-host DSN, the one in use when the pool opens a
+connection), and `on_connect`, which checks the new connection before the
+pool gets it (a read-only or not-synced node is refused at once).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pymysql
@@ -72,6 +78,28 @@ class Connection(pymysql.connections.Connection):
     def rollback_transaction(self) -> None:
         super().rollback()
 
+    def close(self) -> None:
+        """Close; nothing to do when already closed (a dropped connection
+        replaced by the pool), where pymysql would raise."""
+        if self.open:
+            super().close()
+        else:
+            self._closed = True  # pymysql raises on a second close()
 
-def connect(*args: Any, **kwargs: Any) -> Connection:
-    return Connection(*args, **kwargs)
+
+def connect(
+    *args: Any,
+    target: Callable[[], tuple[str, int]] | None = None,
+    on_connect: Callable[[Connection], None] | None = None,
+    **kwargs: Any,
+) -> Connection:
+    if target is not None:
+        kwargs["host"], kwargs["port"] = target()
+    conn = Connection(*args, **kwargs)
+    if on_connect is not None:
+        try:
+            on_connect(conn)
+        except BaseException:
+            conn.close()
+            raise
+    return conn

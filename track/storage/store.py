@@ -7,10 +7,16 @@ of it is kept; on MySQL it is split in halves until each refused row stands
 alone, on SQLite its rows go one by one in one transaction, so the good rows
 are still stored and each bad one is reported back to its own request.
 What a failure means (refused row, outage, bug) is the dialect's decision.
+
+With a multi-host DSN, a write that finds its host unavailable is tried
+again at once on the next host (track.storage.hosts), so the events in flight
+neither fail nor go to the spool; only when no host takes it does the write
+fail with Unavailable.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -21,6 +27,7 @@ from twisted.python.failure import Failure
 from track.fields.kinds import EventType
 from track.logs import Logger
 from track.storage.dialect import Dialect
+from track.storage.hosts import Address, Hosts, HostWatch
 from track.types import (
     InternalError,
     Outcome,
@@ -68,8 +75,27 @@ class _Raised:
         self.exception = exception
 
 
-def _guarded(conn: Any, work: Callable[..., _T], *args: Any) -> _T | _Raised:
+class _Target:
+    """The host a pool thread's new connection opens: the one its current
+    work is for (set by _guarded), else the one in use.  Read on pool
+    threads; `Hosts.current` is only ever replaced (an int), on the reactor."""
+
+    def __init__(self, hosts: Hosts) -> None:
+        self.hosts = hosts
+        self.local = threading.local()
+
+    def __call__(self) -> Address:
+        address: Address | None = getattr(self.local, "address", None)
+        return address or self.hosts.addresses[self.hosts.current]
+
+
+def _guarded(conn: Any, address: Address | None, target: _Target | None,
+             work: Callable[..., _T], *args: Any) -> _T | _Raised:
     try:
+        if address is not None and target is not None:
+            target.local.address = address
+            if (conn.host, conn.port) != address or not conn.open:
+                conn.reconnect()  # to `address`, checked on connect
         return work(conn, *args)
     except Exception as e:
         return _Raised(e)
@@ -91,13 +117,20 @@ def _close(cursor: Any) -> None:
 class Store:
     """Writes batches of event rows through an adbapi ConnectionPool."""
 
-    def __init__(self, dialect: Dialect) -> None:
+    def __init__(self, dialect: Dialect, clock: Any = None) -> None:
         self.dialect = dialect
-        args, kwargs = dialect.pool_args()
+        self.hosts = Hosts(dialect.hosts())
+        self._target = _Target(self.hosts) if self.hosts.many else None
+        args, kwargs = dialect.pool_args(self._target)
         kwargs.setdefault("cp_min", 1)
         kwargs.setdefault("cp_max", MYSQL_POOL_THREADS)
         self.pool = _new_pool(*args, cp_reconnect=True, cp_noisy=False, **kwargs)
         self._statements: dict[str, Statement] = {}
+        self._watch: HostWatch | None = None
+        if self.hosts.many:
+            if clock is None:
+                from twisted.internet import reactor as clock
+            self._watch = HostWatch(self.hosts, dialect.check_host, clock)
 
     def statement(self, event: EventType) -> Statement:
         """The INSERT for `event`'s table, built once per table."""
@@ -117,11 +150,52 @@ class Store:
         Fails with Unavailable when the database could not take the batch,
         or InternalError for anything else.
         """
-        d = self._run(self._write, self.statement(event), rows)
+        d = self._on_any_host(self._write, self.statement(event), rows)
         d.addErrback(self._classified, event.table)
         return d
 
-    def _run(self, work: Callable[..., _T], *args: Any) -> Deferred[_T]:
+    def _on_any_host(self, work: Callable[..., _T], *args: Any, first: int | None = None,
+                     adopt: bool = False) -> Deferred[_T]:
+        """`work` on the host in use; with several hosts, when that one is
+        unavailable, at once on the next (the first failure moves every
+        later write there too), until one takes it or all were tried.
+        `adopt`: the host that worked becomes the one in use."""
+        if self._watch is None:
+            return self._run(work, *args)
+        self._watch.start()
+        return Deferred.fromCoroutine(self._failover(work, args, first, adopt))
+
+    async def _failover(self, work: Callable[..., _T], args: tuple[Any, ...], first: int | None,
+                        adopt: bool) -> _T:
+        hosts = self.hosts
+        i = hosts.current if first is None else first
+        tried: list[int] = []
+        while True:
+            tried.append(i)
+            try:
+                result = await self._run(work, *args, host=i)
+            except Exception as e:
+                if self.dialect.classify(e) is not Verdict.OUTAGE:
+                    raise
+                why = str(e) or repr(e)
+                hosts.failed(i, why)
+                following = hosts.next_to_try(i, tried)
+                if following is None:
+                    raise
+                if i == hosts.current:
+                    hosts.switch(following, f"{hosts.states[i].label} is unavailable: {why}")
+                i = following
+                continue
+            if adopt:
+                hosts.switch(i, "the first host of the DSN that takes writes")
+            hosts.worked(i)
+            return result
+
+    def hosts_health(self) -> dict[str, Any] | None:
+        """The host in use and each host's state, for a multi-host DSN."""
+        return self.hosts.health() if self.hosts.many else None
+
+    def _run(self, work: Callable[..., _T], *args: Any, host: int | None = None) -> Deferred[_T]:
         """`work(conn, *args)` on a pool thread, its exception handed back as
         a value and raised again here.  adbapi's own handling of an
         exception (roll back, then `SELECT 1` on the same connection, then
@@ -129,7 +203,9 @@ class Store:
         caught by an outage, a log flood that grows with the pool; our
         writes undo their own transactions, so adbapi only commits nothing,
         and a dead connection is replaced on its next use."""
-        guarded: Deferred[_T | _Raised] = self.pool.runWithConnection(_guarded, work, *args)
+        address = None if host is None else self.hosts.addresses[host]
+        guarded: Deferred[_T | _Raised] = self.pool.runWithConnection(
+            _guarded, address, self._target, work, *args)
         return guarded.addCallback(_reraise)
 
     def _classified(self, failure: Failure, table: str) -> Failure:
@@ -253,7 +329,7 @@ class Store:
         the database refused (and nothing is kept).  Fails with Unavailable.
         """
         work = [(self.statement(event), rows) for event, rows in groups]
-        d = self._run(self._write_atomic, work)
+        d = self._on_any_host(self._write_atomic, work)
         d.addErrback(self._classified, ", ".join(event.table for event, _ in groups))
         return d
 
@@ -297,8 +373,9 @@ class Store:
 
     def ping(self) -> Deferred[None]:
         """Succeeds when the database takes writes (reconnecting a dropped
-        connection): a server that answers but is read-only is still down."""
-        return self._run(self._ping)
+        connection): a server that answers but is read-only is still down.
+        With several hosts, the first of the DSN that takes writes is used."""
+        return self._on_any_host(self._ping, first=0, adopt=True)
 
     def _ping(self, conn: Any) -> None:
         for attempt in (1, 2):
@@ -315,4 +392,6 @@ class Store:
                 conn.reconnect()
 
     def close(self) -> None:
+        if self._watch is not None:
+            self._watch.stop()
         self.pool.close()
