@@ -8,7 +8,8 @@ A MySQL URL may list several hosts, as libpq and MySQL Connector/J take them:
 `mysql://user:pass@h1:3306,h2:3306,h3:3306/db`; writes go to the first that
 works (see track.storage.hosts).  The connect, read and write timeouts come
 from the query (`connect_timeout=3&read_timeout=5&write_timeout=5`, seconds;
-the Go driver's `timeout`, `readTimeout`, `writeTimeout` with units too).
+the Go driver's `timeout`, `readTimeout`, `writeTimeout` with units too;
+`failover_timeout`, how long a write may go round the hosts).
 """
 
 from __future__ import annotations
@@ -34,12 +35,17 @@ ACCEPTED_CHARSETS = ("utf8", "utf8mb3", "utf8mb4")
 DEFAULT_CONNECT_TIMEOUT = 3.0
 DEFAULT_READ_TIMEOUT = 5.0
 DEFAULT_WRITE_TIMEOUT = 5.0
+# With several hosts, how long a write keeps going round them (a cluster
+# refuses or stalls writes on every node for a moment while it drops a dead
+# member) before it counts as an outage: the spool, or 503.
+DEFAULT_FAILOVER_TIMEOUT = 10.0
 # Timeout parameters and the name each stands for (URL spellings, and the
 # Go driver's, which may carry a unit).
 _TIMEOUT_PARAMS = {
     "connect_timeout": "connect", "timeout": "connect", "connectTimeout": "connect",
     "read_timeout": "read", "readTimeout": "read",
     "write_timeout": "write", "writeTimeout": "write",
+    "failover_timeout": "failover",
 }
 _DURATION = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(ms|s|m)?$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
@@ -54,6 +60,7 @@ class Timeouts:
     connect: float = DEFAULT_CONNECT_TIMEOUT
     read: float = DEFAULT_READ_TIMEOUT
     write: float = DEFAULT_WRITE_TIMEOUT
+    failover: float = DEFAULT_FAILOVER_TIMEOUT
 
 
 class DSNError(ValueError):

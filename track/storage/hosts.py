@@ -118,9 +118,12 @@ class HostWatch:
     checks in a row."""
 
     def __init__(self, hosts: Hosts, check: Callable[[Address], None], clock: IReactorTime,
-                 interval: float = WATCH_INTERVAL) -> None:
+                 interval: float = WATCH_INTERVAL,
+                 run: Callable[[Callable[[Address], None], Address], Deferred[None]] = deferToThread) -> None:
+        """`check(address)` blocks, so `run` runs it off the reactor thread."""
         self.hosts = hosts
         self.check = check
+        self.run = run
         self.clock = clock
         self.interval = interval
         self._call: IDelayedCall | None = None
@@ -147,7 +150,7 @@ class HostWatch:
         others = [i for i in range(len(hosts.addresses)) if i != hosts.current]
         checks: list[Deferred[None]] = []
         for i in others:
-            d: Deferred[None] = deferToThread(self.check, hosts.addresses[i])
+            d: Deferred[None] = self.run(self.check, hosts.addresses[i])
             d.addCallbacks(self._healthy, self._unhealthy, callbackArgs=(i,), errbackArgs=(i,))
             checks.append(d)
         done: Deferred[Any] = DeferredList(checks)

@@ -69,6 +69,9 @@ _MYSQL_OUTAGE = {
     2002, 2003, 2005, 2006, 2013, 2014, 2045, 2055,  # client: cannot connect, gone, lost
     4031,  # disconnected by the server for inactivity
 }
+# What a Galera node says, whatever the code (1047; 1180, an error during
+# COMMIT), when it is not part of the primary component: an outage of that node.
+_GALERA_NOT_PRIMARY = ("WSREP has not yet prepared node", "Not connected to Primary Component")
 # Errors after which the same transaction may simply be tried again.
 _MYSQL_RETRYABLE = {1205, 1213}  # lock wait timeout, deadlock
 # The connection is gone (server restarted, killed it, or timed it out).
@@ -150,6 +153,13 @@ class MySQLDialect:
                     raise
         raise AssertionError("unreachable")
 
+    def reconnect(self, conn: Any) -> None:
+        """A dropped pool connection opened again, to the same host, checked."""
+        conn.reopen()
+
+    def failover_seconds(self) -> float:
+        return self.dsn.timeouts.failover
+
     def check_host(self, address: tuple[str, int]) -> None:
         """Blocking: raise unless `address` takes writes now (a connection
         of its own, bounded by the connect timeout, closed again)."""
@@ -178,7 +188,7 @@ class MySQLDialect:
         code = _mysql_code(exc)
         if code in _MYSQL_ROW_ERRORS:
             return Verdict.ROW
-        if code in _MYSQL_OUTAGE or "WSREP has not yet prepared node" in str(exc):
+        if code in _MYSQL_OUTAGE or any(sign in str(exc) for sign in _GALERA_NOT_PRIMARY):
             return Verdict.OUTAGE
         if isinstance(exc, (pymysql.err.InterfaceError, ConnectionError, TimeoutError)):
             return Verdict.OUTAGE  # the connection is closed or the socket failed

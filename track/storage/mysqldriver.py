@@ -78,6 +78,9 @@ class Connection(pymysql.connections.Connection):
     def rollback_transaction(self) -> None:
         super().rollback()
 
+    # Set by connect(): the check each new connection passes before use.
+    on_connect: Callable[[Connection], None] | None = None
+
     def close(self) -> None:
         """Close; nothing to do when already closed (a dropped connection
         replaced by the pool), where pymysql would raise."""
@@ -86,6 +89,24 @@ class Connection(pymysql.connections.Connection):
         else:
             self._closed = True  # pymysql raises on a second close()
 
+    def reopen(self, host: str | None = None, port: int | None = None) -> None:
+        """A new connection in place of this one (to `host`:`port` when
+        given), checked like the first."""
+        if self.open:
+            try:
+                self._force_close()  # type: ignore[attr-defined]  # pymysql: drop the socket, no COM_QUIT
+            except Exception:
+                pass
+        if host is not None and port is not None:
+            self.host, self.port = host, port
+        self.connect()
+        if self.on_connect is not None:
+            try:
+                self.on_connect(self)
+            except BaseException:
+                self._force_close()  # type: ignore[attr-defined]  # pymysql: drop the socket, no COM_QUIT
+                raise
+
 
 def connect(
     *args: Any,
@@ -93,13 +114,25 @@ def connect(
     on_connect: Callable[[Connection], None] | None = None,
     **kwargs: Any,
 ) -> Connection:
-    if target is not None:
-        kwargs["host"], kwargs["port"] = target()
-    conn = Connection(*args, **kwargs)
-    if on_connect is not None:
-        try:
-            on_connect(conn)
-        except BaseException:
-            conn.close()
-            raise
+    """pymysql's connect, checked by `on_connect`.  With a `target` (a
+    multi-host DSN) a failure to open is left for the work that uses the
+    connection to meet (track.storage.store reopens it to that work's host,
+    and so names the right host in its error), not raised here."""
+    if target is None:
+        conn = Connection(*args, **kwargs)
+        conn.on_connect = on_connect
+        if on_connect is not None:
+            try:
+                on_connect(conn)
+            except BaseException:
+                conn.close()
+                raise
+        return conn
+    kwargs["host"], kwargs["port"] = target()
+    conn = Connection(*args, defer_connect=True, **kwargs)
+    conn.on_connect = on_connect
+    try:
+        conn.reopen()
+    except Exception:
+        pass  # still closed: reopened by its first use
     return conn

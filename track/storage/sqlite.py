@@ -56,6 +56,12 @@ class SQLiteDialect:
     def check_host(self, address: tuple[str, int]) -> None:
         raise NotImplementedError("SQLite has no hosts")
 
+    def reconnect(self, conn: Any) -> None:
+        conn.reconnect()
+
+    def failover_seconds(self) -> float:
+        return 0.0
+
     def pool_args(
         self, target: Callable[[], tuple[str, int]] | None = None
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:

@@ -16,12 +16,12 @@ fail with Unavailable.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from twisted.enterprise.adbapi import ConnectionPool
 from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
 from track.fields.kinds import EventType
@@ -41,6 +41,8 @@ from track.types import (
 log = Logger(namespace="track.store")
 
 MYSQL_POOL_THREADS = 4
+# With several hosts: the pause before a write goes round them all again.
+ROUND_PAUSE = 0.5
 # A refused row of a batch request: (group, row within it, why).
 Refusal = tuple[int, int, RowError]
 _ATTEMPTS = 3  # for deadlocks and lock wait timeouts, which roll back everything
@@ -76,26 +78,21 @@ class _Raised:
 
 
 class _Target:
-    """The host a pool thread's new connection opens: the one its current
-    work is for (set by _guarded), else the one in use.  Read on pool
-    threads; `Hosts.current` is only ever replaced (an int), on the reactor."""
+    """The host a pool thread opens a new connection to: the one in use.
+    Read on pool threads; `Hosts.current` is only ever replaced (an int),
+    on the reactor thread."""
 
     def __init__(self, hosts: Hosts) -> None:
         self.hosts = hosts
-        self.local = threading.local()
 
     def __call__(self) -> Address:
-        address: Address | None = getattr(self.local, "address", None)
-        return address or self.hosts.addresses[self.hosts.current]
+        return self.hosts.addresses[self.hosts.current]
 
 
-def _guarded(conn: Any, address: Address | None, target: _Target | None,
-             work: Callable[..., _T], *args: Any) -> _T | _Raised:
+def _guarded(conn: Any, address: Address | None, work: Callable[..., _T], *args: Any) -> _T | _Raised:
     try:
-        if address is not None and target is not None:
-            target.local.address = address
-            if (conn.host, conn.port) != address or not conn.open:
-                conn.reconnect()  # to `address`, checked on connect
+        if address is not None and ((conn.host, conn.port) != address or not conn.open):
+            conn.reopen(*address)  # checked on connect (track.storage.mysqldriver)
         return work(conn, *args)
     except Exception as e:
         return _Raised(e)
@@ -131,6 +128,7 @@ class Store:
             if clock is None:
                 from twisted.internet import reactor as clock
             self._watch = HostWatch(self.hosts, dialect.check_host, clock)
+        self._clock = clock
 
     def statement(self, event: EventType) -> Statement:
         """The INSERT for `event`'s table, built once per table."""
@@ -158,7 +156,11 @@ class Store:
                      adopt: bool = False) -> Deferred[_T]:
         """`work` on the host in use; with several hosts, when that one is
         unavailable, at once on the next (the first failure moves every
-        later write there too), until one takes it or all were tried.
+        later write there too), round the hosts again after ROUND_PAUSE,
+        until one takes it or the DSN's failover_timeout has passed: a
+        cluster stalls or refuses every node's commits for a moment while it
+        drops a dead member, so one round of failures does not yet mean that
+        no host takes writes.
         `adopt`: the host that worked becomes the one in use."""
         if self._watch is None:
             return self._run(work, *args)
@@ -170,6 +172,7 @@ class Store:
         hosts = self.hosts
         i = hosts.current if first is None else first
         tried: list[int] = []
+        give_up = self._clock.seconds() + self.dialect.failover_seconds()
         while True:
             tried.append(i)
             try:
@@ -181,8 +184,12 @@ class Store:
                 hosts.failed(i, why)
                 following = hosts.next_to_try(i, tried)
                 if following is None:
-                    raise
-                if i == hosts.current:
+                    if self._clock.seconds() >= give_up:
+                        raise
+                    tried = []
+                    await deferLater(self._clock, ROUND_PAUSE, lambda: None)
+                    following = hosts.current if first is None else first
+                elif i == hosts.current:
                     hosts.switch(following, f"{hosts.states[i].label} is unavailable: {why}")
                 i = following
                 continue
@@ -204,8 +211,7 @@ class Store:
         writes undo their own transactions, so adbapi only commits nothing,
         and a dead connection is replaced on its next use."""
         address = None if host is None else self.hosts.addresses[host]
-        guarded: Deferred[_T | _Raised] = self.pool.runWithConnection(
-            _guarded, address, self._target, work, *args)
+        guarded: Deferred[_T | _Raised] = self.pool.runWithConnection(_guarded, address, work, *args)
         return guarded.addCallback(_reraise)
 
     def _classified(self, failure: Failure, table: str) -> Failure:
@@ -255,7 +261,7 @@ class Store:
                     # wait_timeout, failover): open a new one and try again.
                     # Safe to repeat: a statement cut off before its OK is
                     # rolled back, and MessageIDs make repeats no-ops.
-                    conn.reconnect()
+                    self.dialect.reconnect(conn)
                     continue
                 undo()
                 if self.dialect.classify(e) is Verdict.ROW:
@@ -389,7 +395,7 @@ class Store:
             except Exception as e:
                 if attempt == 2 or not self.dialect.connection_lost(e):
                     raise
-                conn.reconnect()
+                self.dialect.reconnect(conn)
 
     def close(self) -> None:
         if self._watch is not None:

@@ -54,6 +54,7 @@ class GaleraNode(ThrowawayMariaDB):
 
     def __init__(self, basedir: str, index: int, group_ports: Sequence[int]) -> None:
         self.index = index
+        self.isolated = False
         self.group_port = group_ports[index]
         self.ist_port = free_port()
         self.sst_port = free_port()
@@ -79,6 +80,12 @@ class GaleraNode(ThrowawayMariaDB):
     def isolate(self, on: bool) -> None:
         """Cut this node off from the others' group traffic, or reconnect it."""
         self.execute(f"SET GLOBAL wsrep_provider_options='gmcast.isolate={1 if on else 0}'")
+        self.isolated = on
+
+    @property
+    def label(self) -> str:
+        """host:port as track's /healthz names this node."""
+        return f"127.0.0.1:{self.port}"
 
 
 def galera_options(index: int, group_ports: Sequence[int], ist_port: int, sst_port: int) -> tuple[str, ...]:
@@ -146,6 +153,18 @@ class GaleraCluster:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"node{node.index + 1} is {state!r}, not {expected!r}, after {timeout}s")
             time.sleep(POLL_INTERVAL)
+
+    def heal(self) -> None:
+        """Every node running, none cut off, all Synced: after a test that
+        broke one, whatever state it left."""
+        for node in self.nodes:
+            if node.running and node.isolated:
+                node.isolate(False)
+            node.isolated = False
+        for node in self.nodes:
+            if not node.running:
+                node.start()
+        self.wait_synced()
 
     def dsn(self, database: str, prefer: int = 0) -> str:
         """A multi-host DSN listing every node, node `prefer` first."""
