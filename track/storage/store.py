@@ -169,9 +169,13 @@ class Store:
 
     async def _failover(self, work: Callable[..., _T], args: tuple[Any, ...], first: int | None,
                         adopt: bool) -> _T:
+        """The writes go on being sent to the host in use until one of them
+        has failed there and then worked on another: that one moves them
+        all (one switch, one log line, however many writes were in flight)."""
         hosts = self.hosts
         i = hosts.current if first is None else first
         tried: list[int] = []
+        failed_here: dict[int, str] = {}
         give_up = self._clock.seconds() + self.dialect.failover_seconds()
         while True:
             tried.append(i)
@@ -180,8 +184,8 @@ class Store:
             except Exception as e:
                 if self.dialect.classify(e) is not Verdict.OUTAGE:
                     raise
-                why = str(e) or repr(e)
-                hosts.failed(i, why)
+                failed_here[i] = str(e) or repr(e)
+                hosts.failed(i, failed_here[i])
                 following = hosts.next_to_try(i, tried)
                 if following is None:
                     if self._clock.seconds() >= give_up:
@@ -189,12 +193,13 @@ class Store:
                     tried = []
                     await deferLater(self._clock, ROUND_PAUSE, lambda: None)
                     following = hosts.current if first is None else first
-                elif i == hosts.current:
-                    hosts.switch(following, f"{hosts.states[i].label} is unavailable: {why}")
                 i = following
                 continue
+            current = hosts.current
             if adopt:
                 hosts.switch(i, "the first host of the DSN that takes writes")
+            elif i != current and current in failed_here:
+                hosts.switch(i, f"{hosts.states[current].label} is unavailable: {failed_here[current]}")
             hosts.worked(i)
             return result
 

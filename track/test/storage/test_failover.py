@@ -11,7 +11,7 @@ from typing import Any
 
 import treq
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
@@ -65,8 +65,13 @@ class FailoverTests(TestCase):
     async def test_a_refused_first_host_moves_the_write_to_the_next(self) -> None:
         refused = f"127.0.0.1:{free_port()}"
         store = self.store(multi_dsn(refused))
-        self.assertIsNone(await store.insert(USER, [user_row("f-1"), user_row("f-2")]))
-        self.assertEqual(self.stored("f-1", "f-2"), ["f-1", "f-2"])
+        # Writes in flight together: each is stored, and they move the pool once.
+        writes: list[Deferred[Any]] = [store.insert(USER, [user_row(f"f-{k}")]) for k in (1, 2)]
+        writes.append(store.insert_atomic([(USER, [user_row("f-a")])]))
+        outcomes = await gatherResults(writes)
+        self.assertEqual(outcomes, [None, None, None])
+        self.assertEqual(self.stored("f-1", "f-2", "f-a"), ["f-1", "f-2", "f-a"])
+        self.assertEqual(store.hosts.switches, 1)
         shared = mysql_dsn()
         health = store.hosts_health()
         assert health is not None
