@@ -176,7 +176,8 @@ class Store:
         i = hosts.current if first is None else first
         tried: list[int] = []
         failed_here: dict[int, str] = {}
-        give_up = self._clock.seconds() + self.dialect.failover_seconds()
+        # The probe (adopt) makes one pass: it is tried again with backoff.
+        give_up = self._clock.seconds() + (0.0 if adopt else self.dialect.failover_seconds())
         while True:
             tried.append(i)
             try:
