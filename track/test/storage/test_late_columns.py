@@ -9,7 +9,7 @@ from typing import Any
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
-from track.fields.kinds import parse_event
+from track.fields.kinds import EVENT_TYPES, parse_event
 from track.storage.dialect import dialect_for
 from track.storage.dsn import DSN
 from track.storage.prepare import prepare_database
@@ -81,3 +81,19 @@ class MySQLLateColumnsTests(LateColumnsMixin, TestCase):
             ("SessionEvent", "varchar(16)", "YES", "NULL"),
             ("UserEvent", "varchar(16)", "YES", "NULL"),
         ])
+
+
+class SpooledBeforeTheseFieldsTests(TestCase):
+    """Records spooled by a release without Language/IsRented still replay."""
+
+    def test_a_record_without_the_new_columns_reads_as_not_given(self) -> None:
+        from track.spool.records import decode
+
+        payload = (b'{"type":"item","columns":{"ProfileID":7,"Region":"eu","ItemName":"s","ItemType":"w",'
+                   b'"IsUGC":true,"MessageID":"m1","RemoteIP":"1.2.3.4","Created":"2026-11-28T12:00:00"}}')
+        event, row = decode(payload, EVENT_TYPES)
+        values = dict(zip(event.columns, row, strict=True))
+        self.assertEqual((values["IsRented"], values["Language"], values["MessageID"]), (False, None, "m1"))
+        v1 = b'["user",[7,"eu",null,null,"m2","1.2.3.4","2026-11-28T12:00:00"]]'
+        event, row = decode(v1, EVENT_TYPES)
+        self.assertEqual(dict(zip(event.columns, row, strict=True))["Language"], None)
