@@ -25,6 +25,7 @@ setup(
         "klein>=23.5.0",
         "PyMySQL>=1.1.0",
         "prometheus_client>=0.17.0",
+        "multipart>=1.2.0",  # multipart/form-data bodies (track/web/formdata.py)
     ],
     extras_require={
         "test": [

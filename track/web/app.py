@@ -107,7 +107,7 @@ class TrackApp:
         self.max_batch = max_batch
         self.max_batch_body = max_batch_body
         self._openapi = json.dumps(
-            openapi_document(self.event_types, API_PREFIX, max_body), indent=1
+            openapi_document(self.event_types, API_PREFIX, max_body, max_batch, max_batch_body), indent=1
         ).encode()
 
     def resource(self) -> Any:
@@ -124,9 +124,21 @@ class TrackApp:
             return peer  # X-Forwarded-For is not believed: no need to read it
         return client_ip(peer, request.getHeader(b"x-forwarded-for"), self.trusted_proxies)
 
+    def _forbidden_origin(self, request: IRequest, kind: str, count: int = 1) -> bytes | None:
+        """403 for a POST from an origin --cors-origin does not allow: a form
+        or text/plain POST needs no preflight, so the browser would deliver
+        it whatever our CORS headers say."""
+        if not self.cors.refused(request):
+            return None
+        self.metrics.rejected.labels(kind, "forbidden_origin").inc(count)
+        origin = request.getHeader(b"origin").decode("latin-1")
+        return json_response(request, 403, {"error": "origin not allowed", "origin": origin})
+
     @per_kind(app, ["POST"])
     def track(self, request: IRequest, kind: str) -> Any:
         event = self.event_types[kind]
+        if (forbidden := self._forbidden_origin(request, kind)) is not None:
+            return forbidden
         self.cors.annotate(request)
         try:
             body = decode_content(
@@ -165,6 +177,8 @@ class TrackApp:
     @app.route(f"{API_PREFIX}/batch/", methods=["POST"], strict_slashes=False)
     def batch(self, request: IRequest) -> Any:
         """Many events in one request, stored all together or not at all."""
+        if (forbidden := self._forbidden_origin(request, "batch")) is not None:
+            return forbidden
         self.cors.annotate(request)
         try:
             body = decode_content(
@@ -241,12 +255,17 @@ class TrackApp:
         return failure
 
     @per_kind(app, ["OPTIONS"])
-    def preflight(self, request: IRequest, kind: str) -> bytes:
+    def preflight(self, request: IRequest, kind: str = "batch") -> bytes:
         """CORS preflight: 204, with CORS headers only for allowed origins."""
         request.setResponseCode(204)
         request.setHeader(b"Allow", b"POST, OPTIONS")
         self.cors.preflight(request)
         return b""
+
+    @app.route(f"{API_PREFIX}/batch/", methods=["OPTIONS"], strict_slashes=False, endpoint="preflight_batch")
+    def preflight_batch(self, request: IRequest) -> bytes:
+        answer: bytes = self.preflight(request)
+        return answer
 
     @app.route(OPENAPI_PATH, methods=["GET"])
     def openapi(self, request: IRequest) -> bytes:
