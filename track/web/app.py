@@ -33,6 +33,7 @@ from track.web.clientip import Network, client_ip
 from track.web.cors import CORS
 from track.web.openapi import openapi_document
 from track.web.responses import json_response
+from track.web.script import SCRIPT_PATH, StaticScript
 from track.web.site import DEFAULT_MAX_BODY
 
 log = Logger(namespace="track.app")
@@ -106,6 +107,7 @@ class TrackApp:
         self.atomic_insert = atomic_insert
         self.max_batch = max_batch
         self.max_batch_body = max_batch_body
+        self._script = StaticScript()
         self._openapi = json.dumps(
             openapi_document(self.event_types, API_PREFIX, max_body, max_batch, max_batch_body), indent=1
         ).encode()
@@ -273,6 +275,11 @@ class TrackApp:
         request.setHeader(b"Content-Type", b"application/json")
         request.setHeader(b"Content-Length", b"%d" % len(self._openapi))
         return self._openapi
+
+    @app.route(SCRIPT_PATH, methods=["GET"])
+    def script(self, request: IRequest) -> bytes:
+        """The browser tracker (track/web/static/track.js)."""
+        return self._script.render(request)
 
     @app.route("/healthz", methods=["GET"])
     def healthz(self, request: IRequest) -> bytes:
