@@ -276,7 +276,8 @@
       var event = batch[problem.index];
       if (event) {
         drop.push(event.MessageID);
-        warn("track: the collector refused an event (HTTP " + status + "); dropped it", event, problem);
+        warn("track: the collector refused an event (HTTP " + status + ": " + JSON.stringify(problem) +
+          "); dropped it", event);
       }
     });
     if (!drop.length) {
@@ -287,7 +288,8 @@
         return 0;
       }
       drop.push(batch[0].MessageID);
-      warn("track: the collector refused an event (HTTP " + status + "); dropped it", batch[0], answer);
+      warn("track: the collector refused an event (HTTP " + status + ": " + JSON.stringify(answer) +
+        "); dropped it", batch[0]);
     }
     this.queue.remove(drop);
     return 0;
