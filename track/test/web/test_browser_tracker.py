@@ -98,6 +98,27 @@ class BrowserTrackerTests(TestCase):
         response = await treq.get(f"{url}/track.js", pool=client_pool(self))
         self.assertEqual(await response.content(), SCRIPT)
 
+    async def test_what_a_page_sends_by_hand_from_an_allowed_origin_is_stored(self) -> None:
+        url = self.collector()
+        browser = await Chromium.start(self)
+        await self.open_shop(browser)
+        result = await browser.async_script("""
+            const [url, done] = arguments;
+            const u = url + "/api/1.0/track/user/";
+            const sent = [navigator.sendBeacon(u, JSON.stringify({ProfileID: 11, Region: "eu"}))];
+            const data = new FormData(); data.append("ProfileID", "12"); data.append("Region", "eu");
+            sent.push(navigator.sendBeacon(u, data));
+            // Credentialed, with a preflight: needs Access-Control-Allow-Credentials.
+            fetch(u, {method: "POST", credentials: "include", headers: {"Content-Type": "application/json"},
+                      body: JSON.stringify({ProfileID: 13, Region: "eu", MessageID: "by-hand-13"})})
+              .then(r => done({sent, status: r.status, id: r.headers.get("Track-Message-Id")}),
+                    e => done({sent, error: String(e)}));
+        """, url)
+        self.assertEqual(result, {"sent": [True, True], "status": 201, "id": "by-hand-13"})
+        await wait_until(lambda: len(self.message_ids()) >= 3, "the beacons' events", 30)
+        self.assertEqual(execute(self.dsn, "SELECT ProfileID FROM UserEvent ORDER BY ProfileID"),
+                         [(11,), (12,), (13,)])
+
     async def test_events_tracked_just_before_leaving_arrive_exactly_once(self) -> None:
         url = self.collector()
         browser = await Chromium.start(self)
