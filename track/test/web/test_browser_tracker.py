@@ -55,6 +55,29 @@ def page_site() -> Site:
     return Site(root)
 
 
+class ScriptedCollector(Resource):
+    """A stand-in for the batch endpoint that answers from a script, so a
+    test sees each request the tracker makes and can answer 503, 413 or 400
+    on cue; then 201 for good."""
+
+    isLeaf = True
+
+    def __init__(self, answers: list[tuple[int, dict[str, str], dict[str, Any] | None]]) -> None:
+        super().__init__()
+        self.answers = answers
+        self.batches: list[list[str]] = []  # the MessageIDs of each request, in order
+
+    def render_POST(self, request: Any) -> bytes:
+        events = json.loads(request.content.read())["events"]
+        self.batches.append([e["MessageID"] for e in events])
+        code, headers, body = self.answers.pop(0) if self.answers else (201, {}, {"stored": len(events)})
+        request.setResponseCode(code)
+        for name, value in headers.items():
+            request.setHeader(name, value)
+        request.setHeader("Content-Type", "application/json")
+        return json.dumps(body).encode()
+
+
 class BrowserTrackerTests(TestCase):
     skip = MYSQL_SKIP
     timeout = 240
@@ -62,7 +85,9 @@ class BrowserTrackerTests(TestCase):
     def setUp(self) -> None:
         self.dsn = reset_mysql()
         listener: Any = reactor
-        self.page_port = listener.listenTCP(0, page_site(), interface="127.0.0.1")
+        site = page_site()
+        self.page_root = site.resource
+        self.page_port = listener.listenTCP(0, site, interface="127.0.0.1")
         self.addCleanup(self.page_port.stopListening)
         self.origin = f"http://127.0.0.1:{self.page_port.getHost().port}"
 
@@ -118,6 +143,30 @@ class BrowserTrackerTests(TestCase):
         await wait_until(lambda: len(self.message_ids()) >= 3, "the beacons' events", 30)
         self.assertEqual(execute(self.dsn, "SELECT ProfileID FROM UserEvent ORDER BY ProfileID"),
                          [(11,), (12,), (13,)])
+
+    async def test_retries_keep_the_message_ids_and_refused_events_are_dropped(self) -> None:
+        refusal = {"error": "invalid batch: nothing was stored", "events": [{"index": 1, "fields": {"Region": "x"}}]}
+        fake = ScriptedCollector([
+            (503, {"Retry-After": "1"}, {"error": "the database cannot take events right now"}),
+            (413, {}, {"error": "more than 2 events in one batch"}),
+            (400, {}, refusal),
+        ])
+        self.page_root.putChild(b"api", fake)  # on the page's own origin: no CORS in the way
+        url = self.origin
+        browser = await Chromium.start(self)
+        await self.open_shop(browser)
+        result = await browser.async_script(TRACK_AND_FLUSH, url, EVENTS)
+        self.assertIs(result.get("ok"), False, result)  # the 503
+        a, b, c, d = result["ids"]
+        # Retried after Retry-After; the 413 halves the batch; the 400 drops
+        # exactly the event it names and the rest go again.
+        await wait_until(lambda: len(fake.batches) >= 5, "the retries", 60)
+        self.assertEqual(fake.batches, [[a, b, c, d], [a, b, c, d], [a, b], [a, c], [d]])
+        self.assertIs(await browser.async_script("Track.init({url: arguments[0]}).flush().then(arguments[1])", url),
+                      True)
+        self.assertEqual(len(fake.batches), 5)
+        warnings = [e["message"] for e in await browser.console() if e["level"] == "WARNING"]
+        self.assertEqual(len([w for w in warnings if "refused an event" in w]), 1, warnings)
 
     async def test_events_tracked_just_before_leaving_arrive_exactly_once(self) -> None:
         url = self.collector()
