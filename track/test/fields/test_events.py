@@ -139,6 +139,17 @@ class ParseEventTests(SynchronousTestCase):
             error = self.assertRaises(InvalidEvent, parse_event, event, dict(data, Language="x" * 17), "", NOW)
             self.assertEqual(error.fields, {"Language": "must be at most 16 characters"})
 
+    def test_empty_optional_values(self) -> None:
+        """An empty optional string is stored as given; an empty optional
+        number means not given (the README's API section says both)."""
+        event = EVENT_TYPES["user"]
+        data = dict(FULL["user"][0], Referrer="", Message="")
+        row = parse_event(event, data, "", NOW)
+        self.assertEqual((row[event.columns.index("Referrer")], row[event.columns.index("Message")]), ("", ""))
+        session = EVENT_TYPES["session"]
+        row = parse_event(session, dict(FULL["session"][0], ProfileID=""), "", NOW)
+        self.assertIsNone(row[session.columns.index("ProfileID")])
+
     def test_is_rented_is_an_optional_bool_of_items_only_and_false_by_default(self) -> None:
         event = EVENT_TYPES["item"]
         index = event.columns.index("IsRented")
