@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from klein import Klein
+from klein.resource import KleinResource
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
@@ -44,6 +45,7 @@ MESSAGE_ID_HEADER = b"Track-Message-Id"
 RETRY_AFTER_SECONDS = 1
 _EPOCH = datetime(1970, 1, 1)
 _METHOD_ORDER = ["POST", "OPTIONS", "GET", "HEAD"]
+_ROUTED_METHODS = frozenset(m.encode() for m in _METHOD_ORDER)
 _BODY_REASONS = {400: "unreadable", 408: "timeout", 413: "too_large", 415: "unsupported_media_type"}
 
 
@@ -111,7 +113,15 @@ class TrackApp:
         ).encode()
 
     def resource(self) -> Any:
-        return self.app.resource()
+        return CaseSensitiveMethods(self.app, self)
+
+    def unrecognized_method(self, request: IRequest) -> Any:
+        """What an unknown method gets: 405 with the path's Allow, or 404."""
+        path = request.path.decode("utf-8", "replace")
+        valid = list(self.app.url_map.bind("").allowed_methods(path))
+        if not valid:
+            return self.not_found(request, Failure(NotFound()))
+        return self.method_not_allowed(request, Failure(MethodNotAllowed(valid_methods=valid)))
 
     def _now(self) -> datetime:
         """Receive time, naive UTC, for the Created column."""
@@ -320,3 +330,21 @@ class TrackApp:
     def internal_error(self, request: IRequest, failure: Failure) -> bytes:
         log.failure("unexpected error answering {uri}", failure, uri=request.uri)
         return json_response(request, 500, {"error": "internal error"})
+
+
+class CaseSensitiveMethods(KleinResource):
+    """The Klein resource, with methods matched as sent.  werkzeug upper-cases
+    the method before matching, so `post` would be taken for POST; RFC 9110
+    section 9.1 says methods are case-sensitive.  Such a method is refused as
+    any unknown one is: 405 with the path's Allow (or 404 for no such path),
+    a client mistake, not a 5xx."""
+
+    def __init__(self, app: Klein, track: TrackApp) -> None:
+        super().__init__(app)
+        self.track = track
+
+    def render(self, request: IRequest) -> Any:
+        method = request.method
+        if method in _ROUTED_METHODS or method == method.upper():
+            return super().render(request)
+        return self.track.unrecognized_method(request)
