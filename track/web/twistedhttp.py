@@ -12,7 +12,7 @@ request's bytes arrive, before Twisted has buffered its body:
   (for bytes that will never come) until the request times out.
 
 This module is the only one that touches Twisted's private names; each one
-below says why it is needed.  `track/test/test_twistedhttp.py` fails,
+below says why it is needed.  `track/test/web/test_twistedhttp.py` fails,
 naming the private API, when a Twisted release removes or changes one of
 them, and setup.py keeps Twisted below the next major release until they
 have been checked again.
