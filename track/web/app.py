@@ -33,6 +33,7 @@ from track.web.body import BodyError, decode_content, read_fields
 from track.web.clientip import Network, client_ip
 from track.web.cors import CORS
 from track.web.openapi import openapi_document
+from track.web.ratelimit import RateLimiter, retry_after
 from track.web.responses import json_response
 from track.web.site import DEFAULT_MAX_BODY
 
@@ -95,6 +96,7 @@ class TrackApp:
         atomic_insert: Any = None,
         max_batch: int = DEFAULT_MAX_BATCH,
         max_batch_body: int = DEFAULT_MAX_BATCH_BODY,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         self.batcher = batcher
         self.clock = clock
@@ -108,6 +110,7 @@ class TrackApp:
         self.atomic_insert = atomic_insert
         self.max_batch = max_batch
         self.max_batch_body = max_batch_body
+        self.rate_limiter = rate_limiter  # None: --rate-limit off, and no cost
         self._openapi = json.dumps(
             openapi_document(self.event_types, API_PREFIX, max_body), indent=1
         ).encode()
@@ -138,6 +141,8 @@ class TrackApp:
     def track(self, request: IRequest, kind: str) -> Any:
         event = self.event_types[kind]
         self.cors.annotate(request)
+        if self.rate_limiter is not None and (over := self._over_rate(request, kind, 1)) is not None:
+            return over
         try:
             body = decode_content(
                 request.getHeader(b"content-encoding"), request.content.read(), self.max_body
@@ -166,6 +171,20 @@ class TrackApp:
                        errbackArgs=(request, kind))
         return d
 
+    def _over_rate(self, request: IRequest, kind: str, count: int) -> bytes | None:
+        """429 + Retry-After if the client (after --trusted-proxy) is over
+        --rate-limit; `count` events are spent otherwise (a batch: all)."""
+        assert self.rate_limiter is not None
+        wait = self.rate_limiter.take(self._remote_ip(request), count)
+        if not wait:
+            return None
+        self.metrics.rate_limited.labels(kind).inc(count)
+        self.metrics.rejected.labels(kind, "rate_limited").inc(count)
+        seconds = retry_after(wait)
+        request.setHeader(b"Retry-After", b"%d" % seconds)
+        return json_response(request, 429, {"error": "too many events from this client", "retry_after": seconds,
+                                            "events_per_second": self.rate_limiter.rate})
+
     def _count_accepted(self, kind: str, count: int = 1) -> None:
         counter = self._accepted.get(kind)
         if counter is None:
@@ -184,6 +203,8 @@ class TrackApp:
         except BodyError as e:
             self.metrics.rejected.labels("batch", _BODY_REASONS.get(e.code, "unreadable")).inc()
             return json_response(request, e.code, {"error": e.message, **e.extra})
+        if self.rate_limiter is not None and (over := self._over_rate(request, "batch", len(items))) is not None:
+            return over
         created = self._now()
         remote_ip = self._remote_ip(request)
         groups: dict[str, tuple[list[Any], list[int]]] = {}
