@@ -111,6 +111,8 @@ def openapi_document(
                     "408": _error("The request was not received within the request timeout."),
                     "413": _error("The body is larger than the limit."),
                     "415": _error("The body is neither a form nor JSON, or not UTF-8, or an unknown encoding."),
+                    "429": _error("Not stored: this client is over --rate-limit. Retry after Retry-After.",
+                                  retry=True),
                     "503": _error("Not stored: the database cannot take it now. Retry.", retry=True),
                 },
             }

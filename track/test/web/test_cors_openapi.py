@@ -110,7 +110,7 @@ class OpenAPITests(SynchronousTestCase):
                 for f in event.fields:
                     if f.type == "string":
                         self.assertEqual(schema["properties"][f.name]["maxLength"], f.max_length)
-            self.assertEqual(set(op["responses"]), {"201", "400", "408", "413", "415", "503"})
+            self.assertEqual(set(op["responses"]), {"201", "400", "408", "413", "415", "429", "503"})
             self.assertIn("1234", op["requestBody"]["description"])
 
     def test_limits_match_the_validator(self) -> None:
