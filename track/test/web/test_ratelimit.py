@@ -140,6 +140,14 @@ class AppTests(SynchronousTestCase):
         self.assertEqual([self.user("203.0.113.1", n) for n in (10, 11)], [201, 429])
         self.assertEqual(self.stored(), [0, 1, 2, 3, 10, 50])
 
+    def test_a_forged_x_forwarded_for_does_not_dodge_the_limit(self) -> None:
+        # From a peer that is not a trusted proxy, X-Forwarded-For is not
+        # believed: every forged address shares the peer's one bucket.
+        self.app.trusted_proxies = ()
+        codes = [self.user(f"203.0.113.{n}", n) for n in range(6)]
+        self.assertEqual(codes, [201] * 4 + [429] * 2)
+        self.assertEqual(self.stored(), [0, 1, 2, 3])
+
     def test_a_batch_counts_its_events(self) -> None:
         def batch(client: str, first: int, count: int) -> int:
             events = [{"type": "user", "ProfileID": first + i, "Region": "eu"} for i in range(count)]
