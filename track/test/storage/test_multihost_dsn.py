@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
+from twisted.internet.utils import getProcessOutputAndValue
 from twisted.python import usage
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from track.run.tap import Options
 from track.storage.dsn import (
@@ -15,6 +18,7 @@ from track.storage.dsn import (
     parse_dsn,
 )
 from track.storage.mysql import MySQLDialect
+from track.test.process import TWISTD, child_env
 
 
 class MultiHostTests(SynchronousTestCase):
@@ -106,3 +110,17 @@ class TimeoutTests(SynchronousTestCase):
         dialect = MySQLDialect(parse_dsn("mysql://u@db1,db2/t?connect_timeout=1&read_timeout=2&write_timeout=3"))
         _, kwargs = dialect.pool_args()
         self.assertEqual((kwargs["connect_timeout"], kwargs["read_timeout"], kwargs["write_timeout"]), (1, 2, 3))
+
+
+class RefusedAtStartTests(TestCase):
+    async def test_twistd_exits_with_the_message_and_starts_nothing(self) -> None:
+        cwd = os.path.abspath(self.mktemp())
+        os.makedirs(cwd)
+        out, err, code = await getProcessOutputAndValue(
+            TWISTD[0], [*TWISTD[1:], "--pidfile=", "-n", "track", "--http", "tcp:0",
+                        "--dsn", "mysql://alice:hunter2@127.0.0.1:3306,bob:hunter2@127.0.0.1:3307/track"],
+            env=child_env(), path=cwd)
+        self.assertNotEqual(code, 0)
+        self.assertIn(b"--dsn: the hosts of this DSN have different users ['alice', 'bob']", out + err)
+        self.assertNotIn(b"hunter2", out + err)
+        self.assertEqual(os.listdir(cwd), [])  # no spool, nothing started
