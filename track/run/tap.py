@@ -204,7 +204,7 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
     store = Store(dialect)
 
     def database_appeared() -> Any:
-        d = store.pool.runWithConnection(migrate_and_fit, dialect)
+        d = store.run_with_connection(migrate_and_fit, dialect)
 
         def fitted_now(result: Any) -> None:
             done, fresh = result

@@ -204,6 +204,11 @@ class Store:
             hosts.worked(i)
             return result
 
+    def run_with_connection(self, work: Callable[..., _T], *args: Any) -> Deferred[_T]:
+        """`work(conn, *args)` on a pool connection to the host in use (for
+        start-up work such as migrations), its own exceptions raised."""
+        return self._run(work, *args, host=self.hosts.current if self.hosts.many else None)
+
     def hosts_health(self) -> dict[str, Any] | None:
         """The host in use and each host's state, for a multi-host DSN."""
         return self.hosts.health() if self.hosts.many else None
