@@ -28,6 +28,9 @@ log = Logger(namespace="track.store")
 # rejoined its cluster may leave it again).
 WATCH_INTERVAL = 1.0
 HEALTHY_ROUNDS = 2
+# While the preferred host is in use there is nothing to take back: the
+# others are checked less often (their state for /healthz only).
+IDLE_INTERVAL = 5.0
 Address = tuple[str, int]
 
 
@@ -113,12 +116,13 @@ class Hosts:
 
 class HostWatch:
     """Checks the hosts not in use in the background, each on a connection of
-    its own (bounded by the DSN's connect timeout), and takes back the
-    preferred host once it has been healthy and synced for HEALTHY_ROUNDS
-    checks in a row."""
+    its own (bounded by the DSN's connect timeout): every second while a
+    host earlier in the list might be taken back, every five while the
+    preferred one is in use.  Takes back the earliest host that has been
+    healthy and synced for HEALTHY_ROUNDS checks in a row."""
 
     def __init__(self, hosts: Hosts, check: Callable[[Address], None], clock: IReactorTime,
-                 interval: float = WATCH_INTERVAL,
+                 interval: float = WATCH_INTERVAL, idle_interval: float = IDLE_INTERVAL,
                  run: Callable[[Callable[[Address], None], Address], Deferred[None]] = deferToThread) -> None:
         """`check(address)` blocks, so `run` runs it off the reactor thread."""
         self.hosts = hosts
@@ -126,6 +130,7 @@ class HostWatch:
         self.run = run
         self.clock = clock
         self.interval = interval
+        self.idle_interval = idle_interval
         self._call: IDelayedCall | None = None
         self._running = False
 
@@ -142,7 +147,8 @@ class HostWatch:
 
     def _schedule(self) -> None:
         if self._running:
-            self._call = self.clock.callLater(self.interval, self._round)
+            wait = self.idle_interval if self.hosts.current == 0 else self.interval
+            self._call = self.clock.callLater(wait, self._round)
 
     def _round(self) -> None:
         self._call = None
