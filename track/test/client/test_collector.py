@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-from typing import Any
+from typing import IO, Any
 
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
@@ -23,6 +23,16 @@ WAIT = 60.0
 
 def user(n: int) -> dict[str, Any]:
     return {"ProfileID": n, "Region": "eu", "Referrer": f"r{n}"}
+
+
+def read_until(stream: IO[str], last: str) -> list[str]:
+    """The lines a child prints before `last`; fails if it exits first."""
+    lines = []
+    for line in stream:
+        if line == last:
+            return lines
+        lines.append(line.strip())
+    raise AssertionError(f"the child exited after {len(lines)} lines")
 
 
 class Producer:
@@ -101,7 +111,7 @@ class ClientCollectorTests(CollectorMixin, TestCase):
         self.addCleanup(child.kill)
         out = child.stdout
         assert out is not None
-        lines = await deferToThread(lambda: [line.strip() for line in iter(out.readline, "tracked\n")])
+        lines = await deferToThread(read_until, out, "tracked\n")
         child.kill()  # SIGKILL: no atexit, no close
         out.close()
         self.assertEqual(len(lines), 500)
