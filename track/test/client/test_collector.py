@@ -27,7 +27,7 @@ def user(n: int) -> dict[str, Any]:
 
 def read_until(stream: IO[str], last: str) -> list[str]:
     """The lines a child prints before `last`; fails if it exits first."""
-    lines = []
+    lines: list[str] = []
     for line in stream:
         if line == last:
             return lines
