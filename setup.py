@@ -25,6 +25,7 @@ setup(
         "klein>=23.5.0",
         "PyMySQL>=1.1.0",
         "prometheus_client>=0.17.0",
+        "rich>=13.0",  # the progress bar of python -m track.client import (imported only there)
     ],
     extras_require={
         "test": [

@@ -48,6 +48,7 @@ BATCH_PATH = "/api/1.0/track/batch/"
 MAX_BATCH = 1000  # the server's default --max-batch
 MAX_BATCH_BYTES = 512 * 1024  # half the server's default --max-batch-body
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
+FULL_LOG_INTERVAL = 60.0
 _EPOCH = datetime(1970, 1, 1)
 
 ErrorHandler = Callable[[dict[str, Any], dict[str, Any]], object]
@@ -276,7 +277,8 @@ class Client:
         self._flush_to = 0  # send now everything up to this sequence number
         self._limit = batch_size  # smaller after a 413
         self._closing = self._abandoned = False
-        self._full_logged = False
+        self._full_logged_at = -math.inf  # a warning at most every FULL_LOG_INTERVAL s while refusing
+        self._refused = 0
         self._connection: http.client.HTTPConnection | None = None
         self._thread = threading.Thread(target=self._run, name="track-client", daemon=True)
         self._thread.start()
@@ -305,9 +307,12 @@ class Client:
                 raise RuntimeError("this track Client is closed")
             count = len(self._queue)
             if count >= self.max_queue:
-                if not self._full_logged:
-                    log.warning("track client queue full (%d events): refusing new events until it drains", count)
-                    self._full_logged = True
+                self._refused += 1
+                now = time.monotonic()
+                if now >= self._full_logged_at + FULL_LOG_INTERVAL:
+                    log.warning("track client queue full (%d events): %d new events refused since the last warning",
+                                count, self._refused)
+                    self._full_logged_at, self._refused = now, 0
                 raise QueueFull(f"{count} events are waiting to be sent (max_queue); this one was not queued")
             self._queue.put(line)
             if count == 0:
@@ -395,8 +400,6 @@ class Client:
         """Take acknowledged and refused events off the queue; report the refused."""
         with self._cond:
             self._queue.remove(done | set(refused))
-            if len(self._queue) < self.max_queue:
-                self._full_logged = False
             self._cond.notify_all()
         lines = dict(batch)
         for seq, error in refused.items():

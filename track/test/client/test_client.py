@@ -159,6 +159,9 @@ class SendingTests(ClientTestCase):
         client.track("user", USER)
         self.assertFalse(client.flush(0.3))
         self.assertEqual(client.pending, 1)
+        with self.assertLogs("track.client", "ERROR") as logs:
+            client.close(0.1)
+        self.assertIn("closed with 1 events unsent (lost)", logs.output[-1])
 
 
 class QueueTests(ClientTestCase):
