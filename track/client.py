@@ -397,10 +397,8 @@ class Client:
                 self._cond.wait(wait)
 
     def _settle(self, batch: list[tuple[int, str]], done: set[int], refused: dict[int, dict[str, Any]]) -> None:
-        """Take acknowledged and refused events off the queue; report the refused."""
-        with self._cond:
-            self._queue.remove(done | set(refused))
-            self._cond.notify_all()
+        """Report the refused events, then take them and the acknowledged ones
+        off the queue (in that order, so a flush() returns after on_error)."""
         lines = dict(batch)
         for seq, error in refused.items():
             event = json.loads(lines[seq])
@@ -410,6 +408,9 @@ class Client:
                     self.on_error(event, error)
                 except Exception:
                     log.exception("track client: on_error raised")
+        with self._cond:
+            self._queue.remove(done | set(refused))
+            self._cond.notify_all()
 
     def _send(self, batch: list[tuple[int, str]]) -> None:
         payload = "\n".join(line for _, line in batch).encode()
