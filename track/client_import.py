@@ -149,7 +149,7 @@ def import_files(url: str, names: Sequence[str], batch_size: int = 500) -> int:
             current.append(job)
             total = None if name == "-" else os.fstat(stream.fileno()).st_size
             try:
-                with progress_bar(name, total) as advance:
+                with progress_bar(os.path.basename(name), total) as advance:
                     import_file(client, job, stream, advance)
             finally:
                 job.close()

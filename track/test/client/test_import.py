@@ -93,3 +93,43 @@ class ImportCommandTests(CollectorMixin, TestCase):
         self.assertEqual([(r["line"], set(r["reasons"]["fields"]), r["reasons"]["status"]) for r in rejected],
                          [(2, {"Message"}, 400)])
         self.assertEqual(self.stored()["UserEvent"], [message_id_for(os.path.realpath(path), 1, LINES[0])])
+
+
+def run_on_a_terminal(args: list[str], cwd: str) -> tuple[int, bytes]:
+    """Run with standard error on a pseudo-terminal: (exit status, what it drew)."""
+    master, slave = os.openpty()
+    try:
+        child = subprocess.Popen(args, env={**child_env(), "COLUMNS": "160"}, cwd=cwd,
+                                 stdout=subprocess.DEVNULL, stderr=slave)
+    finally:
+        os.close(slave)
+    drawn = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(master)
+    return child.wait(timeout=120), drawn
+
+
+class ProgressBarTests(CollectorMixin, TestCase):
+    skip = MYSQL_SKIP
+
+    async def test_a_terminal_gets_a_progress_bar(self) -> None:
+        base = await self.start_collector()
+        path = os.path.join(self.cwd, "bar.ndjson")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(LINES[0] + "\n")
+        status, drawn = await deferToThread(
+            run_on_a_terminal, [sys.executable, "-m", "track.client", "import", base, path], self.cwd)
+        self.assertEqual(status, 0, drawn)
+        self.assertIn(b"bar.ndjson", drawn)
+        self.assertIn("\u2501".encode(), drawn)  # rich's bar
+        size = len(LINES[0]) + 1
+        self.assertIn(f"{size}/{size} bytes".encode(), drawn)  # the whole file read
