@@ -240,9 +240,13 @@ def backoff(attempt: int) -> float:
 def _close_at_exit(ref: weakref.ref[Client]) -> None:
     client = ref()
     if client is not None:
-        if client.pending and client.queue_path is None:
-            log.warning("track client: sending %d events before exit; interrupt to abandon them", client.pending)
-        client.close(None if client.queue_path is None else client.timeout)
+        if client.queue_path is None:
+            if client.pending:
+                log.warning("track client: sending %d events before exit; interrupt to abandon them", client.pending)
+            client.close()
+        else:  # they are safe in the file: send while the collector answers, no longer
+            client._exiting = True
+            client.close(client.timeout)
 
 
 class Client:
@@ -277,6 +281,7 @@ class Client:
         self._flush_to = 0  # send now everything up to this sequence number
         self._limit = batch_size  # smaller after a 413
         self._closing = self._abandoned = False
+        self._exiting = False  # at exit with queue_path: stop at the first failure
         self._full_logged_at = -math.inf  # a warning at most every FULL_LOG_INTERVAL s while refusing
         self._refused = 0
         self._connection: http.client.HTTPConnection | None = None
@@ -347,7 +352,8 @@ class Client:
     def close(self, timeout: float | None = None) -> None:
         """Send what is queued (waiting at most `timeout` seconds) and stop.
         Run at exit too: without queue_path it waits as long as it takes, as
-        unsent events would be lost; with queue_path, at most `timeout`."""
+        unsent events would be lost; with queue_path, at most `timeout`
+        seconds and only while the collector answers."""
         atexit.unregister(self._exit_hook)
         with self._cond:
             self._closing = True
@@ -436,6 +442,13 @@ class Client:
                 return None
             if failure is None and status not in (408, 429) and status < 500:
                 return self._settle(batch, set(), {s: {"status": status, "error": reason} for s in seqs})
+            if self._exiting:
+                with self._cond:
+                    log.warning("track client: %d events stay in %s for the next Client (%s)",
+                                len(self._queue), self.queue_path, reason)
+                    self._abandoned = True
+                    self._cond.notify_all()
+                return None
             attempt += 1
             if self.max_retries is not None and attempt > self.max_retries:
                 error = {"status": status or None, "error": f"gave up after {attempt} attempts: {reason}"}

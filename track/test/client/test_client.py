@@ -197,6 +197,20 @@ class QueueTests(ClientTestCase):
         self.assertEqual(fake.sent_ids(), ids)
         self.assertEqual(second.pending, 0)
 
+    def test_at_exit_a_queue_path_client_leaves_what_it_cannot_send_in_the_file(self) -> None:
+        path = self.mktemp() + ".sqlite3"
+        dead = DeadPort()
+        self.addCleanup(dead.release)
+        code = ("import sys; from track.client import Client\n"
+                "c = Client(sys.argv[1], queue_path=sys.argv[2], flush_interval=60)\n"
+                "print(c.track('user', {'ProfileID': 5, 'Region': 'eu'}))\n")
+        result = subprocess.run([sys.executable, "-c", code, dead.url, path], env=child_env(), capture_output=True,
+                                text=True, timeout=WAIT, check=True)
+        self.assertIn(f"1 events stay in {path} for the next Client", result.stderr)
+        fake = self.collector()
+        self.assertTrue(self.client(fake.url, queue_path=path).flush(WAIT))
+        self.assertEqual(fake.sent_ids(), [result.stdout.strip()])
+
     def test_events_tracked_before_exit_are_sent_at_exit(self) -> None:
         fake = self.collector()
         code = ("import sys; from track.client import Client\n"
