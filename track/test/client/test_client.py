@@ -3,16 +3,18 @@ what it gives up, and what it refuses to queue."""
 
 from __future__ import annotations
 
+import email.utils
 import os
 import subprocess
 import sys
 import threading
+import time
 from decimal import Decimal
 from typing import Any
 
 from twisted.trial.unittest import TestCase
 
-from track.client import Client, InvalidEventError, QueueFull
+from track.client import BACKOFF_MAX, BACKOFF_MIN, Client, InvalidEventError, QueueFull, backoff, retry_after
 from track.fields.kinds import EVENT_TYPES
 from track.test.client.fakecollector import Answer, DeadPort, FakeCollector, stored
 from track.test.process import child_env
@@ -162,6 +164,22 @@ class SendingTests(ClientTestCase):
         with self.assertLogs("track.client", "ERROR") as logs:
             client.close(0.1)
         self.assertIn("closed with 1 events unsent (lost)", logs.output[-1])
+
+
+class DelayTests(TestCase):
+    def test_retry_after_in_seconds_or_as_a_date(self) -> None:
+        self.assertEqual(retry_after("7"), 7.0)
+        later = email.utils.formatdate(time.time() + 100, usegmt=True)
+        self.assertTrue(98 <= (retry_after(later) or 0) <= 100)
+        self.assertEqual(retry_after(email.utils.formatdate(time.time() - 100, usegmt=True)), 0.0)
+        self.assertEqual([retry_after(v) for v in (None, "", "soon", "-1")], [None] * 4)
+
+    def test_backoff_grows_from_the_least_to_the_most_with_jitter(self) -> None:
+        self.assertEqual(backoff(1), BACKOFF_MIN)
+        delays = [backoff(4) for _ in range(200)]
+        self.assertTrue(all(2.0 <= d <= 4.0 for d in delays))
+        self.assertGreater(len(set(delays)), 100)  # jittered, not in step
+        self.assertTrue(all(BACKOFF_MAX / 2 <= backoff(n) <= BACKOFF_MAX for n in (7, 20, 1000)))
 
 
 class QueueTests(ClientTestCase):
