@@ -271,7 +271,10 @@ class Client:
         self.url = url
         self._https = parts.scheme == "https"
         self._host, self._port = parts.hostname, parts.port
-        self._path = path + "/" if path.endswith("/batch") else path + BATCH_PATH
+        # The collector's base URL, its API prefix or the batch endpoint itself.
+        api = BATCH_PATH.rstrip("/").removesuffix("/batch")
+        path = path.removesuffix("/batch").removesuffix(api)
+        self._path = path + BATCH_PATH
         self.batch_size, self.flush_interval, self.max_queue = batch_size, flush_interval, max_queue
         self.gzip, self.timeout, self.queue_path = gzip, timeout, queue_path
         self.on_error, self.max_retries = on_error, max_retries

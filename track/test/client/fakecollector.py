@@ -27,6 +27,7 @@ def stored(events: list[dict[str, Any]]) -> Answer:
 @dataclass
 class Received:
     at: float  # time.monotonic() when the request was read
+    path: str
     events: list[dict[str, Any]]
     headers: dict[str, str]
 
@@ -49,7 +50,7 @@ class FakeCollector:
                     body = gzip.decompress(body)
                 events = [json.loads(line) for line in body.splitlines() if line.strip()]
                 with fake.lock:
-                    fake.requests.append(Received(time.monotonic(), events, dict(self.headers)))
+                    fake.requests.append(Received(time.monotonic(), self.path, events, dict(self.headers)))
                     status, headers, reply = fake.answer(events)
                 data = json.dumps(reply).encode()
                 self.send_response(status)

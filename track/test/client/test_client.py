@@ -146,6 +146,14 @@ class SendingTests(ClientTestCase):
         stored_ids = [e["MessageID"] for r in fake.requests if len(r.events) <= 2 for e in r.events]
         self.assertEqual(stored_ids, ids)
 
+    def test_the_url_may_be_the_base_the_api_prefix_or_the_batch_endpoint(self) -> None:
+        fake = self.collector()
+        for suffix in ("", "/", "/api/1.0/track", "/api/1.0/track/batch/", "/api/1.0/track/batch"):
+            client = self.client(fake.url + suffix)
+            client.track("user", USER)
+            self.assertTrue(client.flush(WAIT))
+            self.assertEqual(fake.requests[-1].path, "/api/1.0/track/batch/")
+
     def test_gzip_is_optional(self) -> None:
         fake = self.collector()
         for gzip in (True, False):
