@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from track.client import Client, InvalidEventError, QueueFull
+from track.client import MAX_BATCH, Client, InvalidEventError, QueueFull
 from track.fields.values import JSONNumber
 
 CHUNK = 20_000  # lines between flushes: bounds what is kept to name refused lines
@@ -168,6 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmd.add_argument("files", metavar="FILE", nargs="+", help="NDJSON files; - for standard input")
     cmd.add_argument("--batch-size", type=int, default=500, help="events per batch request (default 500)")
     args = parser.parse_args(argv)
+    if not 1 <= args.batch_size <= MAX_BATCH:
+        parser.error(f"--batch-size must be 1 to {MAX_BATCH}")
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     # Each refused line is in FILE.rejected.ndjson already: not also one log line each.
     logging.getLogger("track.client").addFilter(lambda r: not r.getMessage().startswith("track refused event"))
