@@ -76,6 +76,18 @@ class TrackTests(ClientTestCase):
                 client.track(name, {})
             self.assertEqual(set(caught.exception.fields), {f.name for f in event.fields if f.required}, name)
 
+    def test_optional_fields_of_the_tables_are_known_without_a_list_here(self) -> None:
+        fake = self.collector()
+        client = self.client(fake.url)
+        item = {"ProfileID": 1, "Region": "eu", "ItemName": "sword", "ItemType": "weapon", "IsUGC": False}
+        with self.assertRaises(InvalidEventError) as caught:
+            client.track("item", {**item, "IsRented": "maybe", "Language": "x" * 17})
+        self.assertEqual(set(caught.exception.fields), {"IsRented", "Language"})
+        client.track("item", {**item, "IsRented": True, "Language": "de"})
+        self.assertTrue(client.flush(WAIT))
+        self.assertEqual((fake.requests[-1].events[-1]["IsRented"], fake.requests[-1].events[-1]["Language"]),
+                         (True, "de"))
+
     def test_values_are_checked_as_the_server_will_read_them(self) -> None:
         fake = self.collector()
         client = self.client(fake.url)
