@@ -19,6 +19,7 @@ MessageIDs, which the server deduplicates.  Standard library only, besides
 from __future__ import annotations
 
 import atexit
+import bisect
 import email.utils
 import functools
 import gzip as gzip_codec
@@ -49,6 +50,7 @@ MAX_BATCH = 1000  # the server's default --max-batch
 MAX_BATCH_BYTES = 512 * 1024  # half the server's default --max-batch-body
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
 FULL_LOG_INTERVAL = 60.0
+MAX_GIVEN_UP = 10_000  # given-up events remembered for the next flush()
 _EPOCH = datetime(1970, 1, 1)
 
 ErrorHandler = Callable[[dict[str, Any], dict[str, Any]], object]
@@ -287,6 +289,9 @@ class Client:
         self._exiting = False  # at exit with queue_path: stop at the first failure
         self._full_logged_at = -math.inf  # a warning at most every FULL_LOG_INTERVAL s while refusing
         self._refused = 0
+        # Sequence numbers of events given up (refused, or out of retries)
+        # that no flush() has reported yet, ascending; bounded (see _settle).
+        self._given_up: list[int] = []
         self._connection: http.client.HTTPConnection | None = None
         self._thread = threading.Thread(target=self._run, name="track-client", daemon=True)
         self._thread.start()
@@ -331,16 +336,18 @@ class Client:
         return message_id
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every event tracked before this call is acknowledged (or
-        refused, and reported): True; False if `timeout` seconds pass first or
-        the client was closed with events unsent."""
+        """Wait until every event tracked before this call is acknowledged or
+        given up (refused, reported to on_error).  True only if every one of
+        them was stored; False if one was given up since the last flush() that
+        said so, if `timeout` seconds pass first, or if the client was closed
+        with events unsent."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             if not self._thread.is_alive():
-                return len(self._queue) == 0
+                return len(self._queue) == 0 and self._none_given_up(None)
             target = self._queue.newest()
             if target is None:
-                return True
+                return self._none_given_up(None)
             self._flush_to = max(self._flush_to, target)
             self._cond.notify_all()
             while (oldest := self._queue.oldest()) is not None and oldest <= target:
@@ -350,7 +357,16 @@ class Client:
                 if remaining is not None and remaining <= 0:
                     return False
                 self._cond.wait(remaining)
-            return True
+            return self._none_given_up(target)
+
+    def _none_given_up(self, upto: int | None) -> bool:
+        """Whether no event up to sequence `upto` (any, if None) was given up
+        since a flush() last said so; forgets the ones it looked at.  Called
+        with the lock held."""
+        cut = len(self._given_up) if upto is None else bisect.bisect_right(self._given_up, upto)
+        seen = self._given_up[:cut]
+        del self._given_up[:cut]
+        return not seen
 
     def close(self, timeout: float | None = None) -> None:
         """Send what is queued (waiting at most `timeout` seconds) and stop.
@@ -419,6 +435,10 @@ class Client:
                     log.exception("track client: on_error raised")
         with self._cond:
             self._queue.remove(done | set(refused))
+            for seq in refused:
+                bisect.insort(self._given_up, seq)
+            if len(self._given_up) > MAX_GIVEN_UP:  # nobody calls flush(): the newest still fail the next one
+                del self._given_up[: len(self._given_up) - MAX_GIVEN_UP]
             self._cond.notify_all()
 
     def _send(self, batch: list[tuple[int, str]]) -> None:

@@ -131,7 +131,8 @@ class SendingTests(ClientTestCase):
         gone = self.collector(lambda events: (404, {}, {"error": "not found"}))
         client = self.client(gone.url, on_error=lambda event, error: errors.append((event, error)))
         lost = client.track("user", USER)
-        self.assertTrue(client.flush(WAIT))
+        self.assertFalse(client.flush(WAIT))  # given up: not stored
+        self.assertTrue(client.flush(WAIT))  # nothing given up since
         self.assertEqual(gone.sent_ids(), [lost])
         self.assertEqual(errors, [({"type": "user", **USER, "MessageID": lost}, {"status": 404, "error": "not found"})])
 
@@ -144,7 +145,7 @@ class SendingTests(ClientTestCase):
         errors: list[tuple[dict[str, Any], dict[str, Any]]] = []
         client = self.client(fake.url, batch_size=10, on_error=lambda event, error: errors.append((event, error)))
         ids = [client.track("user", {**USER, "Referrer": "bad" if n in (1, 3) else "ok"}) for n in range(5)]
-        self.assertTrue(client.flush(WAIT))
+        self.assertFalse(client.flush(WAIT))  # two of them were refused
         self.assertEqual([r.events for r in fake.requests][1], [fake.requests[0].events[i] for i in (0, 2, 4)])
         self.assertEqual(len(fake.requests), 2)
         self.assertEqual([(e["MessageID"], err) for e, err in errors],
