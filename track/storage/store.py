@@ -210,8 +210,13 @@ class Store:
         return self._run(work, *args, host=self.hosts.current if self.hosts.many else None)
 
     def hosts_health(self) -> dict[str, Any] | None:
-        """The host in use and each host's state, for a multi-host DSN."""
-        return self.hosts.health() if self.hosts.many else None
+        """The host in use (and, for a multi-host DSN, each host's state);
+        None for a file or a UNIX socket."""
+        if self.hosts.many:
+            return self.hosts.health()
+        if self.hosts.addresses:
+            return {"database_host": self.hosts.states[0].label}
+        return None
 
     def _run(self, work: Callable[..., _T], *args: Any, host: int | None = None) -> Deferred[_T]:
         """`work(conn, *args)` on a pool thread, its exception handed back as

@@ -62,6 +62,14 @@ class FailoverTests(TestCase):
         rows = execute(mysql_dsn(), "SELECT MessageID FROM UserEvent ORDER BY MessageID")
         return [m for (m,) in rows if m in ids]
 
+    async def test_healthz_names_the_one_host_of_a_plain_dsn(self) -> None:
+        port, _ = serve(self, mysql_dsn())
+        response = await treq.get(f"http://127.0.0.1:{port}/healthz", pool=client_pool(self))
+        health = json.loads(await response.content())
+        shared = mysql_dsn()
+        self.assertEqual(health["database_host"], f"{shared.host}:{shared.port}")
+        self.assertNotIn("database_hosts", health)
+
     async def test_a_refused_first_host_moves_the_write_to_the_next(self) -> None:
         refused = f"127.0.0.1:{free_port()}"
         store = self.store(multi_dsn(refused))
