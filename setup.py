@@ -18,15 +18,16 @@ setup(
     # __init__.py of ours, or it would shadow Twisted's own plugins.
     packages=[*find_packages(include=["track", "track.*"]), "twisted.plugins"],
     include_package_data=False,
-    # The spool written by an earlier release, read by the tests.
-    package_data={"track.test": ["fixtures/*/*"],
-                  # The admin listener's live page: served by track itself.
-                  "track.admin": ["static/*"]},
+    # The spool written by an earlier release, read by the tests; the browser
+    # tracker that GET /track.js serves; the admin listener's live page.
+    package_data={"track.test": ["fixtures/*/*"], "track.web": ["static/*"], "track.admin": ["static/*"]},
     install_requires=[
         "Twisted>=25.5.0,<27",  # track/web/twistedhttp.py leans on private twisted.web.http names
         "klein>=23.5.0",
         "PyMySQL>=1.1.0",
         "prometheus_client>=0.17.0",
+        "multipart>=1.2.0",  # multipart/form-data bodies (track/web/formdata.py)
+        "rich>=13.0",  # the progress bar of python -m track.client import (imported only there)
     ],
     extras_require={
         "test": [

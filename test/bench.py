@@ -125,16 +125,16 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def serve_and_load(name: str, argv: list[str], pattern: str, args: argparse.Namespace, tmp: str,
                    script: str = "session.lua", connections: int | None = None,
-                   events_per_request: int = 1, count: bool = True, baseline: bool = False,
+                   events_per_request: int = 1, count: bool = True, tree: str | None = None,
                    watch: str | None = None) -> Result:
     """Start a server, truncate, run wrk against it, stop it, count rows.
-    `baseline`: run the checkout of --baseline instead of this one.
+    `tree`: run track from that checkout instead of this one.
     `watch`: a URL fetched every second during the run, as the live page does."""
     log = os.path.join(tmp, f"{name.split(':')[0].replace(' ', '_')}.log")
     open(log, "w").close()
     env = child_env()
-    if baseline:
-        env["PYTHONPATH"] = os.pathsep.join([os.path.abspath(args.baseline), env["PYTHONPATH"]])
+    if tree:
+        env["PYTHONPATH"] = os.pathsep.join([os.path.abspath(tree), env["PYTHONPATH"]])
     with open(log, "ab") as out:
         proc = subprocess.Popen(argv, cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT)
     watcher = Watcher(watch) if watch else None
@@ -229,16 +229,21 @@ SCENARIOS = {
         r"listening on (\d+)", a, t),
     "track": lambda a, t: serve_and_load(
         "track: single events", track_argv(a), r"track listening on http://[0-9.]+:(\d+)", a, t),
+    # The same load against an older checkout (--baseline), to compare a
+    # change with what it changes in one run: ratios, not absolute rates.
+    "base": lambda a, t: serve_and_load(
+        "base: --baseline tree", track_argv(a), r"track listening on http://[0-9.]+:(\d+)", a, t,
+        tree=a.baseline),
+    # --rate-limit on, set far above the load: the limiter's own cost.
+    "track-rl": lambda a, t: serve_and_load(
+        "track --rate-limit (unhit)", track_argv(a, "--rate-limit", "1000000000"),
+        r"track listening on http://[0-9.]+:(\d+)", a, t),
     "track-2w": lambda a, t: serve_and_load(
         "track --workers 2", track_argv(a, "--workers", "2"), r"listening on http://[0-9.]+:(\d+) with", a, t),
-    # Old against new in one run: --baseline names a checkout of the code
-    # before the change (e.g. `git worktree add /tmp/base main`).
-    "track-base": lambda a, t: serve_and_load(
-        "baseline: single events", track_argv(a), r"track listening on http://[0-9.]+:(\d+)", a, t,
-        baseline=True),
+    # `base` with --workers 2, to compare track-2w with.
     "track-2w-base": lambda a, t: serve_and_load(
         "baseline --workers 2", track_argv(a, "--workers", "2"), r"listening on http://[0-9.]+:(\d+) with", a, t,
-        baseline=True),
+        tree=a.baseline),
     # The admin page on, closed (nobody polls) and open (polled every second).
     "track-admin": lambda a, t: serve_and_load(
         "track: admin, page closed", track_argv(a, *admin_args(a)[0]), r"track listening on http://[0-9.]+:(\d+)",
@@ -255,12 +260,13 @@ SCENARIOS = {
     "overload": lambda a, t: serve_and_load(
         "track: 8x connections", track_argv(a), r"track listening on http://[0-9.]+:(\d+)", a, t,
         connections=a.connections * 8),
+    "galera": lambda a, t: galera_three(a, t),
 }
 
 
 # Scenarios --paired can run side by side: (twistd track options, old code?, poll the page?).
 PAIRABLE: dict[str, tuple[tuple[str, ...], bool, bool]] = {
-    "track-base": ((), True, False),
+    "base": ((), True, False),
     "track": ((), False, False),
     "track-admin": (("admin",), False, False),
     "track-watched": (("admin",), False, True),
@@ -323,6 +329,147 @@ def paired(names: list[str], args: argparse.Namespace, tmp: str) -> list[tuple[f
         us = [cpu[i] * 1e6 / max(results[i]["requests"], 1) for i in range(2)]
         rounds.append((first, second, us[0], us[1]))
     return rounds
+
+
+GALERA_DATABASE = "track_bench"
+_galera: list[Any] = []  # the one cluster of this run, started by the first galera round
+
+
+def galera_cluster() -> Any:
+    """A 3-node Galera cluster (track/test/galera.py) for this run, started
+    once (10-40 s, untimed) and stopped when the bench exits."""
+    if not _galera:
+        import atexit
+
+        from track.test.galera import GALERA_SKIP, GaleraCluster
+
+        if GALERA_SKIP:
+            raise RuntimeError(f"the galera scenario needs a Galera cluster: {GALERA_SKIP}")
+        base = tempfile.mkdtemp(prefix="track-bench-galera-")
+        os.chmod(base, 0o755)  # the nodes run as mysql
+        cluster = GaleraCluster(base)
+        atexit.register(shutil.rmtree, base, True)
+        atexit.register(cluster.close)  # runs first
+        cluster.start()
+        cluster.create_database(GALERA_DATABASE)
+        if prepare_database(parse_dsn(cluster.dsn(GALERA_DATABASE))) is None:
+            raise RuntimeError("cannot reach the Galera cluster")
+        _galera.append(cluster)
+    return _galera[0]
+
+
+def galera_three(args: argparse.Namespace, tmp: str) -> Result:
+    """Three track instances on a 3-node Galera cluster, each with a
+    multi-host DSN preferring its own node, each loaded by its own wrk with a
+    third of the connections, all at once.  Rates add up; p50 is the middle
+    instance's, p99 the worst; RSS and CPU cover the three twistd processes
+    (not the nodes)."""
+    cluster = galera_cluster()
+    connections = max(1, args.connections // 3)
+    procs: list[subprocess.Popen[bytes]] = []
+    ports = []
+    try:
+        for i in range(3):
+            port = free_port()
+            log = os.path.join(tmp, f"galera-{i}.log")
+            argv = [*TWISTD, "-n", "--pidfile=", "track", "--http", f"127.0.0.1:{port}",
+                    "--dsn", cluster.dsn(GALERA_DATABASE, prefer=i),
+                    "--spool-dir", os.path.join(tmp, f"galera-spool-{i}"), *args.track_arg]
+            with open(log, "wb") as out:
+                procs.append(subprocess.Popen(argv, cwd=tmp, env=child_env(), stdout=out, stderr=subprocess.STDOUT))
+            wait_for(r"track listening on http://[0-9.]+:(\d+)", log, procs[-1])
+            ports.append(port)
+
+        def load(duration: int, check: bool) -> list[str]:
+            runs = [subprocess.Popen(
+                ["wrk", f"-t{args.threads}", f"-c{connections}", f"-d{duration}s", "--latency",
+                 "-s", os.path.join(HERE, "session.lua"), f"http://127.0.0.1:{port}"],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for port in ports]
+            outs = [run.communicate(timeout=duration + 60)[0] for run in runs]
+            if check and any(run.returncode for run in runs):
+                raise RuntimeError("wrk failed against a galera instance")
+            return outs
+
+        if args.warmup:
+            load(args.warmup, check=False)
+        cluster.execute("TRUNCATE TABLE SessionEvent", database=GALERA_DATABASE)
+        pids = [pid for proc in procs for pid in (proc.pid, *children(proc.pid))]
+        cpu_before = cpu_seconds(pids)
+        outs = load(args.duration, check=True)
+        cpu = cpu_seconds(pids) - cpu_before
+        rss = sum(peak_rss_mb(pid) for pid in pids)
+    finally:
+        for proc in procs:
+            stop(proc)
+    stats = []
+    for out in outs:
+        one = json.loads(out.split("WRKJSON ", 1)[1].splitlines()[0])
+        m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        one["non_2xx"] = int(m.group(1)) if m else 0
+        stats.append(one)
+    results = [to_result("galera", one, 0.0) for one in stats]
+    requests = sum(one["requests"] for one in stats)
+    non_2xx = sum(one["non_2xx"] for one in stats)
+    p50s = sorted(r.p50_ms for r in results)
+    result = Result(name="track x3 on 3-node Galera", rps=sum(r.rps for r in results), p50_ms=p50s[1],
+                    p99_ms=max(r.p99_ms for r in results), non_2xx=non_2xx,
+                    socket_errors=sum(r.socket_errors for r in results), rss_mb=rss, cpu_s=cpu, requests=requests)
+    result.rows = cluster.execute("SELECT COUNT(*) FROM SessionEvent", database=GALERA_DATABASE)[0][0]
+    result.acked = requests - non_2xx
+    return result
+
+def client_events(client: Any, seconds: float, first: int = 0) -> int:
+    """Track session events through `client` for `seconds` (waiting when
+    its queue is full), then flush; how many were tracked."""
+    from track.client import QueueFull
+
+    end = time.monotonic() + seconds
+    n = first
+    while time.monotonic() < end:
+        try:
+            client.track("session", {"Region": "eu", "SessionID": f"c{n}", "RemoteIP": "10.0.0.1",
+                                     "SessionType": "bench"})
+        except QueueFull:
+            client.flush(0.01)
+            continue
+        n += 1
+    if not client.flush(120):
+        raise RuntimeError("the client could not flush within 120 s")
+    return n - first
+
+
+def client_load(args: argparse.Namespace, tmp: str) -> Result:
+    """One Python process (this one) tracking through track.client.Client
+    with its defaults (gzip; batches of 100 unless --client-batch-size) into
+    twistd track."""
+    from track.client import Client
+
+    log = os.path.join(tmp, "client.log")
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(track_argv(args), cwd=tmp, env=child_env(), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        port = int(wait_for(r"track listening on http://[0-9.]+:(\d+)", log, proc).group(1))
+        client = Client(f"http://127.0.0.1:{port}", batch_size=args.client_batch_size)
+        if args.warmup:
+            client_events(client, args.warmup, 10**9)
+        execute(parse_dsn(args.dsn), "TRUNCATE TABLE SessionEvent")
+        server = [proc.pid, *children(proc.pid)]
+        cpu_before = cpu_seconds(server)
+        started = time.monotonic()
+        events = client_events(client, args.duration)
+        elapsed = time.monotonic() - started
+        cpu = cpu_seconds(server) - cpu_before
+        client.close()
+        rss = peak_rss_mb(proc.pid)
+    finally:
+        stop(proc)
+    rows = execute(parse_dsn(args.dsn), "SELECT COUNT(*) FROM SessionEvent")[0][0]
+    return Result(name=f"client: batch_size={args.client_batch_size}", rps=events / elapsed, p50_ms=0.0,
+                  p99_ms=0.0, non_2xx=0, socket_errors=0, rss_mb=rss, rows=rows, acked=events, cpu_s=cpu,
+                  requests=events)
+
+
+SCENARIOS["client"] = client_load
 
 
 def build_spool(directory: str, events: int) -> None:
@@ -408,8 +555,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help=f"comma-separated, from: {', '.join(SCENARIOS)} (default floor,track)")
     p.add_argument("--spool-events", type=int, default=1_000_000,
                    help="events in the spool of the 'spool' scenario (default 1000000)")
+    p.add_argument("--client-batch-size", type=int, default=100,
+                   help="batch_size of the Client in the 'client' scenario (default 100, the Client's)")
     p.add_argument("--baseline", default=None,
-                   help="a checkout of track to run as the track-base and track-2w-base scenarios")
+                   help="another checkout of track (e.g. `git archive main | tar -x -C DIR`) for the `base` "
+                        "and `track-2w-base` scenarios and --paired, to compare against in the same run")
     p.add_argument("--paired", default=None,
                    help=f"A,B: instead of --scenarios, run two of {', '.join(PAIRABLE)} side by side "
                         "(each with its own wrk, at the same time) and print B's rate as a ratio of A's")
@@ -424,8 +574,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         pair = [n.strip() for n in args.paired.split(",")]
         if len(pair) != 2 or any(n not in PAIRABLE for n in pair):
             p.error(f"--paired takes two of {', '.join(PAIRABLE)}")
-        if "track-base" in pair and not args.baseline:
-            p.error("track-base needs --baseline")
+        if "base" in pair and not args.baseline:
+            p.error("base needs --baseline")
         prepare_database(parse_dsn(args.dsn))
         with tempfile.TemporaryDirectory(prefix="track-bench-") as tmp:
             rounds = paired(pair, args, tmp)
@@ -443,8 +593,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
         p.error(f"unknown scenario(s) {unknown}")
-    if any(n.endswith("-base") for n in names) and not args.baseline:
-        p.error("the -base scenarios need --baseline (a checkout of the code to compare with)")
+    if any(n in ("base", "track-2w-base") for n in names) and not args.baseline:
+        p.error("the base and track-2w-base scenarios need --baseline DIR")
     # The peer and the row counts need the tables before track first runs.
     if prepare_database(parse_dsn(args.dsn)) is None:
         p.error(f"cannot reach the database of --dsn {parse_dsn(args.dsn).redacted()}")
@@ -465,13 +615,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     floor = next((r.eps for n, r in zip(names, medians, strict=True) if n == "floor"), None)
     peer = next((r.eps for n, r in zip(names, medians, strict=True) if n == "peer"), None)
     print(table(medians, floor, peer))
-    for base, others in (("track-base", ("track", "track-admin", "track-watched")),
-                         ("track-2w-base", ("track-2w", "track-2w-watched"))):
-        if base not in by_name:
-            continue
-        for name in (n for n in others if n in by_name):
-            ratios = sorted(r.eps / b.eps for r, b in zip(by_name[name], by_name[base], strict=True))
-            print(f"{name} / {base}: median {ratios[len(ratios) // 2]:.3f} "
+    client = next((r.eps for n, r in zip(names, medians, strict=True) if n == "client"), None)
+    single = next((r.eps for n, r in zip(names, medians, strict=True) if n == "track"), None)
+    if client and single:
+        print(f"\nclient: one Python process through track.client.Client, {client:.0f} events/s "
+              f"= {client / single:.2f} x single events over {args.connections} wrk connections ({single:.0f}/s)")
+    base = next((r for n, r in zip(names, medians, strict=True) if n == "base"), None)
+    if base is not None:
+        print(f"\nagainst the baseline tree {args.baseline} (events/s ratio, CPU us/event ratio; "
+              "per round, then the medians'):")
+        for name, results in by_name.items():
+            if name in ("base", "floor", "peer"):
+                continue
+            rounds = ", ".join(f"{r.eps / b.eps:.3f}/{r.cpu_us_per_event / b.cpu_us_per_event:.3f}"
+                               for r, b in zip(results, by_name["base"], strict=True))
+            m = median_result(results)
+            cpu = m.cpu_us_per_event / base.cpu_us_per_event
+            print(f"  {name:<10} {rounds}  median {m.eps / base.eps:.3f}/{cpu:.3f}")
+    if "track-2w-base" in by_name:
+        for name in (n for n in ("track-2w", "track-2w-watched") if n in by_name):
+            ratios = sorted(r.eps / b.eps for r, b in zip(by_name[name], by_name["track-2w-base"], strict=True))
+            print(f"{name} / track-2w-base: median {ratios[len(ratios) // 2]:.3f} "
                   f"(each round: {', '.join(f'{x:.3f}' for x in ratios)})")
     if spool:
         batch = next((r.eps for n, r in zip(names, medians, strict=True) if n == "batch"), None)

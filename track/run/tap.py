@@ -50,6 +50,7 @@ from track.web.app import TrackApp, is_batch_path
 from track.web.batchbody import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_BODY
 from track.web.clientip import parse_networks
 from track.web.cors import CORS
+from track.web.ratelimit import RateLimiter
 from track.web.site import DEFAULT_MAX_BODY, TrackSite
 
 log = Logger(namespace="track")
@@ -90,7 +91,8 @@ class Options(usage.Options):
          "Where to serve the admin page (live events, with their contents), /metrics, /healthz and "
          "/readyz: same forms as --http, but a bare port (8081) binds 127.0.0.1 only. Default: off."],
         ["dsn", None, None,
-         "Database: mysql://user:pass@host:3306/db, the original's "
+         "Database: mysql://user:pass@host:3306/db (several hosts of a cluster: "
+         "host1:3306,host2:3306; timeouts: ?connect_timeout=3&read_timeout=5&write_timeout=5), the original's "
          "user:pass@tcp(host:3306)/db, or sqlite:///path/to/file. "
          "Default: SQLite file track.sqlite3 in the working directory."],
         ["log-level", None, "info", "debug, info, warn or error (or the original's 0, 1, -1, -2)."],
@@ -119,6 +121,9 @@ class Options(usage.Options):
          "Largest batch request body in bytes, before and after decoding; larger is 413."],
         ["max-body", None, str(DEFAULT_MAX_BODY),
          "Largest event body in bytes, before and after gzip/deflate decoding; larger is 413."],
+        ["rate-limit", None, "0",
+         "Events per second each client address may send (after --trusted-proxy), in bursts of up to "
+         "twice that; beyond it 429 + Retry-After. Per worker process with --workers. 0: off."],
     ]
 
     def opt_version(self) -> None:
@@ -177,6 +182,7 @@ class Options(usage.Options):
         self["spool-max-bytes"] = _positive_int("spool-max-bytes", str(self["spool-max-bytes"]))
         self["flush-interval"] = _non_negative_float("flush-interval", str(self["flush-interval"]))
         self["request-timeout"] = _non_negative_float("request-timeout", str(self["request-timeout"]))
+        self["rate-limit"] = _non_negative_float("rate-limit", str(self["rate-limit"]))
 
 
 def makeService(options: Options) -> IService:
@@ -225,7 +231,7 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
     store = Store(dialect)
 
     def database_appeared() -> Any:
-        d = store.pool.runWithConnection(migrate_and_fit, dialect)
+        d = store.run_with_connection(migrate_and_fit, dialect)
 
         def fitted_now(result: Any) -> None:
             done, fresh = result
@@ -283,6 +289,7 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
         max_batch=options["max-batch"],
         max_batch_body=options["max-batch-body"],
         recent=recent,
+        rate_limiter=RateLimiter(options["rate-limit"], reactor) if options["rate-limit"] else None,
     )
     site = TrackSite(
         app.resource(),

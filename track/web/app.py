@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from klein import Klein
+from klein.resource import KleinResource
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
@@ -32,7 +33,9 @@ from track.web.body import BodyError, decode_content, read_fields
 from track.web.clientip import Network, client_ip
 from track.web.cors import CORS
 from track.web.openapi import openapi_document
+from track.web.ratelimit import RateLimiter, retry_after
 from track.web.responses import json_response
+from track.web.script import SCRIPT_PATH, StaticScript
 from track.web.site import DEFAULT_MAX_BODY
 
 log = Logger(namespace="track.app")
@@ -44,6 +47,7 @@ MESSAGE_ID_HEADER = b"Track-Message-Id"
 RETRY_AFTER_SECONDS = 1
 _EPOCH = datetime(1970, 1, 1)
 _METHOD_ORDER = ["POST", "OPTIONS", "GET", "HEAD"]
+_ROUTED_METHODS = frozenset(m.encode() for m in _METHOD_ORDER)
 _BODY_REASONS = {400: "unreadable", 408: "timeout", 413: "too_large", 415: "unsupported_media_type"}
 
 
@@ -94,6 +98,7 @@ class TrackApp:
         max_batch: int = DEFAULT_MAX_BATCH,
         max_batch_body: int = DEFAULT_MAX_BATCH_BODY,
         recent: Any = None,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         self.batcher = batcher
         self.clock = clock
@@ -108,12 +113,22 @@ class TrackApp:
         self.max_batch = max_batch
         self.max_batch_body = max_batch_body
         self.recent = recent  # track.admin.recent.Recent with --admin-http: the live page's latest events
+        self._script = StaticScript()
+        self.rate_limiter = rate_limiter  # None: --rate-limit off, and no cost
         self._openapi = json.dumps(
-            openapi_document(self.event_types, API_PREFIX, max_body), indent=1
+            openapi_document(self.event_types, API_PREFIX, max_body, max_batch, max_batch_body), indent=1
         ).encode()
 
     def resource(self) -> Any:
-        return self.app.resource()
+        return CaseSensitiveMethods(self.app, self)
+
+    def unrecognized_method(self, request: IRequest) -> Any:
+        """What an unknown method gets: 405 with the path's Allow, or 404."""
+        path = request.path.decode("utf-8", "replace")
+        valid = list(self.app.url_map.bind("").allowed_methods(path))
+        if not valid:
+            return self.not_found(request, Failure(NotFound()))
+        return self.method_not_allowed(request, Failure(MethodNotAllowed(valid_methods=valid)))
 
     def _now(self) -> datetime:
         """Receive time, naive UTC, for the Created column."""
@@ -126,10 +141,24 @@ class TrackApp:
             return peer  # X-Forwarded-For is not believed: no need to read it
         return client_ip(peer, request.getHeader(b"x-forwarded-for"), self.trusted_proxies)
 
+    def _forbidden_origin(self, request: IRequest, kind: str, count: int = 1) -> bytes | None:
+        """403 for a POST from an origin --cors-origin does not allow: a form
+        or text/plain POST needs no preflight, so the browser would deliver
+        it whatever our CORS headers say."""
+        if not self.cors.refused(request):
+            return None
+        self.metrics.rejected.labels(kind, "forbidden_origin").inc(count)
+        origin = request.getHeader(b"origin").decode("latin-1")
+        return json_response(request, 403, {"error": "origin not allowed", "origin": origin})
+
     @per_kind(app, ["POST"])
     def track(self, request: IRequest, kind: str) -> Any:
         event = self.event_types[kind]
+        if (forbidden := self._forbidden_origin(request, kind)) is not None:
+            return forbidden
         self.cors.annotate(request)
+        if self.rate_limiter is not None and (over := self._over_rate(request, kind, 1)) is not None:
+            return over
         try:
             body = decode_content(
                 request.getHeader(b"content-encoding"), request.content.read(), self.max_body
@@ -158,6 +187,20 @@ class TrackApp:
                        errbackArgs=(request, kind))
         return d
 
+    def _over_rate(self, request: IRequest, kind: str, count: int) -> bytes | None:
+        """429 + Retry-After if the client (after --trusted-proxy) is over
+        --rate-limit; `count` events are spent otherwise (a batch: all)."""
+        assert self.rate_limiter is not None
+        wait = self.rate_limiter.take(self._remote_ip(request), count)
+        if not wait:
+            return None
+        self.metrics.rate_limited.labels(kind).inc(count)
+        self.metrics.rejected.labels(kind, "rate_limited").inc(count)
+        seconds = retry_after(wait)
+        request.setHeader(b"Retry-After", b"%d" % seconds)
+        return json_response(request, 429, {"error": "too many events from this client", "retry_after": seconds,
+                                            "events_per_second": self.rate_limiter.rate})
+
     def _count_accepted(self, kind: str, count: int = 1) -> None:
         counter = self._accepted.get(kind)
         if counter is None:
@@ -167,6 +210,8 @@ class TrackApp:
     @app.route(f"{API_PREFIX}/batch/", methods=["POST"], strict_slashes=False)
     def batch(self, request: IRequest) -> Any:
         """Many events in one request, stored all together or not at all."""
+        if (forbidden := self._forbidden_origin(request, "batch")) is not None:
+            return forbidden
         self.cors.annotate(request)
         try:
             body = decode_content(
@@ -176,6 +221,8 @@ class TrackApp:
         except BodyError as e:
             self.metrics.rejected.labels("batch", _BODY_REASONS.get(e.code, "unreadable")).inc()
             return json_response(request, e.code, {"error": e.message, **e.extra})
+        if self.rate_limiter is not None and (over := self._over_rate(request, "batch", len(items))) is not None:
+            return over
         created = self._now()
         remote_ip = self._remote_ip(request)
         groups: dict[str, tuple[list[Any], list[int]]] = {}
@@ -246,12 +293,17 @@ class TrackApp:
         return failure
 
     @per_kind(app, ["OPTIONS"])
-    def preflight(self, request: IRequest, kind: str) -> bytes:
+    def preflight(self, request: IRequest, kind: str = "batch") -> bytes:
         """CORS preflight: 204, with CORS headers only for allowed origins."""
         request.setResponseCode(204)
         request.setHeader(b"Allow", b"POST, OPTIONS")
         self.cors.preflight(request)
         return b""
+
+    @app.route(f"{API_PREFIX}/batch/", methods=["OPTIONS"], strict_slashes=False, endpoint="preflight_batch")
+    def preflight_batch(self, request: IRequest) -> bytes:
+        answer: bytes = self.preflight(request)
+        return answer
 
     @app.route(OPENAPI_PATH, methods=["GET"])
     def openapi(self, request: IRequest) -> bytes:
@@ -259,6 +311,11 @@ class TrackApp:
         request.setHeader(b"Content-Type", b"application/json")
         request.setHeader(b"Content-Length", b"%d" % len(self._openapi))
         return self._openapi
+
+    @app.route(SCRIPT_PATH, methods=["GET"])
+    def script(self, request: IRequest) -> bytes:
+        """The browser tracker (track/web/static/track.js)."""
+        return self._script.render(request)
 
     @app.route("/healthz", methods=["GET"])
     def healthz(self, request: IRequest) -> bytes:
@@ -327,3 +384,21 @@ class TrackApp:
     def internal_error(self, request: IRequest, failure: Failure) -> bytes:
         log.failure("unexpected error answering {uri}", failure, uri=request.uri)
         return json_response(request, 500, {"error": "internal error"})
+
+
+class CaseSensitiveMethods(KleinResource):
+    """The Klein resource, with methods matched as sent.  werkzeug upper-cases
+    the method before matching, so `post` would be taken for POST; RFC 9110
+    section 9.1 says methods are case-sensitive.  Such a method is refused as
+    any unknown one is: 405 with the path's Allow (or 404 for no such path),
+    a client mistake, not a 5xx."""
+
+    def __init__(self, app: Klein, track: TrackApp) -> None:
+        super().__init__(app)
+        self.track = track
+
+    def render(self, request: IRequest) -> Any:
+        method = request.method
+        if method in _ROUTED_METHODS or method == method.upper():
+            return super().render(request)
+        return self.track.unrecognized_method(request)
