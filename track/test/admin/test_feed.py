@@ -126,8 +126,8 @@ class FeedTests(TestCase):
         recent.watch(0.0)
         event = EVENT_TYPES["user"]
         for n in range(5):
-            row = [n, "eu", None, None, f"m-{n}", "127.0.0.1", None]
-            recent.accepted("user", row[: len(event.columns)])
+            row = tuple({"ProfileID": n, "Region": "eu", "MessageID": f"m-{n}"}.get(c) for c in event.columns)
+            recent.accepted("user", row)
         ids = [e["message_id"] for e in recent.snapshot(EVENT_TYPES)["accepted"]]
         self.assertEqual(ids, ["m-4", "m-3", "m-2"])
 
