@@ -100,6 +100,18 @@ class Recent:
         })
         self.version += 1
 
+    def refused_early(self, path: bytes, status: int, payload: Mapping[str, Any], client: Any) -> None:
+        """A request answered on its connection before it reached a route
+        (413 by Content-Length, 408, 431): no headers or body to show."""
+        kind = kind_of(path)
+        if kind is None:
+            return
+        self._rejected.append({
+            "time": time.time(), "kind": kind, "status": status, "body": json.dumps(payload).encode(),
+            "client": getattr(client, "host", None) or str(client), "user_agent": None, "request": b"",
+        })
+        self.version += 1
+
     def snapshot(self, event_types: Mapping[str, EventType]) -> dict[str, list[dict[str, Any]]]:
         """Both lists as JSON-ready dicts, newest first."""
         accepted = []

@@ -147,6 +147,9 @@ class _Channel(HTTPChannel):
         self._refused = True
         self._cancel_deadline()
         transport = self.tcp()
+        recent = self.site.recent  # the admin page's latest rejections (--admin-http)
+        if recent is not None:
+            recent.refused_early(getattr(self, "request_path", None) or b"", code, payload, transport.getPeer())
         if len(self.requests) > 1 or self.handling_request:
             # An earlier answer is still owed on this connection; a response
             # written now would overtake it, so just close.

@@ -19,6 +19,7 @@ from track.admin.shared import merge_health
 from track.fields.kinds import EVENT_TYPES
 from track.run.tap import Options, build_service
 from track.storage.prepare import prepare_database
+from track.test.rawhttp import connect, request
 from track.test.support import client_pool, dsn_text, sqlite_dsn
 
 FORM: dict[str | bytes, str | bytes] = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -80,6 +81,20 @@ class FeedTests(TestCase):
         self.assertEqual(feed["kinds"]["user"]["rejected"], 1)
         self.assertEqual(feed["status"]["health"]["database"], "up")
         self.assertEqual(len(feed["status"]["health"]["workers"]), 1)
+
+    async def test_a_body_refused_by_its_length_is_on_the_page(self) -> None:
+        """413 before the body is read (from Content-Length) is answered on
+        the connection, not by a route: the page shows it all the same."""
+        public, admin = serve_with_admin(self)
+        client = await connect(public)
+        client.send(request("/api/1.0/track/user/", b"", {"Content-Length": "999999999",
+                                                          "Content-Type": "application/x-www-form-urlencoded"}))
+        await client.closed
+        self.assertEqual(client.statuses(), [413])
+        feed = await self.get_json(admin, "/feed")
+        [rejected] = feed["rejected"]
+        self.assertEqual((rejected["kind"], rejected["status"], rejected["client"]), ("user", 413, "127.0.0.1"))
+        self.assertEqual(rejected["error"]["error"], "body too large")
 
     async def test_accepted_events_are_kept_only_while_the_page_is_open(self) -> None:
         """Closed, the page costs the request path nothing: accepted events
