@@ -48,6 +48,18 @@ class Metrics:
                                     "1 while the spool's disk takes writes, else 0.", registry=r)
         self.database_up = Gauge("track_database_up", "1 while the database takes writes, else 0.",
                                  registry=r)
+        # Counted instead of logged one line per event (see track.logs.Summaries).
+        self.accept_errors = Counter("track_accept_errors", "accept() calls that failed, by errno name.",
+                                     ["errno"], registry=r)
+        self.timed_out = Counter("track_connections_timed_out",
+                                 "Connections closed for a timeout (idle, or a request not received in time).",
+                                 registry=r)
+        self.dropped = Counter("track_connections_dropped",
+                               "Connections closed at once, by reason: max_connections (answered 503) "
+                               "or no_descriptors (accepted on the reserved descriptor and closed).",
+                               ["reason"], registry=r)
+        self.db_reconnects = Counter("track_db_reconnects",
+                                     "Pooled database connections found dropped and opened again.", registry=r)
 
     def watch(self, pending: Callable[[], float], database_up: Callable[[], bool],
               spool: Any = None) -> None:

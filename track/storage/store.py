@@ -98,6 +98,9 @@ class Store:
         kwargs.setdefault("cp_max", MYSQL_POOL_THREADS)
         self.pool = _new_pool(*args, cp_reconnect=True, cp_noisy=False, **kwargs)
         self._statements: dict[str, Statement] = {}
+        # Called on the pool thread after a dropped connection was opened
+        # again (counted and summarized, never logged once per reconnect).
+        self.on_reconnect: Callable[[], None] = lambda: None
 
     def statement(self, event: EventType) -> Statement:
         """The INSERT for `event`'s table, built once per table."""
@@ -180,6 +183,7 @@ class Store:
                     # Safe to repeat: a statement cut off before its OK is
                     # rolled back, and MessageIDs make repeats no-ops.
                     conn.reconnect()
+                    self.on_reconnect()
                     continue
                 undo()
                 if self.dialect.classify(e) is Verdict.ROW:
@@ -313,6 +317,7 @@ class Store:
                 if attempt == 2 or not self.dialect.connection_lost(e):
                     raise
                 conn.reconnect()
+                self.on_reconnect()
 
     def close(self) -> None:
         self.pool.close()

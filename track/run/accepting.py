@@ -1,0 +1,160 @@
+"""File descriptors: the limit raised at start, a default `--max-connections`
+that leaves room for the rest, and accept errors counted instead of logged.
+
+When the process runs out of descriptors, `accept()` fails with EMFILE and
+the listening socket stays readable.  Twisted's TCP port already keeps one
+reserved descriptor (`twisted.internet.tcp._reservedFD`): on EMFILE it
+releases it, accepts each waiting client and closes it at once (so clients
+fail fast instead of hanging in the backlog; the technique of libuv and
+nginx), then reserves it again.  But it logs three lines per refused client,
+and once its reserve is lost (another thread took the descriptor) it logs a
+line per reactor turn while the socket stays readable: a busy loop.
+
+`AcceptGuard` sits on the listening port: every accept error is counted in
+`track_accept_errors_total{errno}` and in one summary line per interval,
+every client closed for want of a descriptor in
+`track_connections_dropped_total{reason="no_descriptors"}`, and after an
+EMFILE (or ENFILE, ENOBUFS, ENOMEM) the port stops accepting for
+`ACCEPT_PAUSE` seconds, serving the connections already open meanwhile, then
+takes its reserve again and resumes.
+
+This module is the only one that touches Twisted's private TCP port names;
+`track/test/run/test_accepting.py` fails, naming them, if a Twisted
+release changes them.
+"""
+
+from __future__ import annotations
+
+import resource
+from collections.abc import Callable
+from typing import Any, cast
+
+from twisted.internet import tcp
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
+from twisted.logger import Logger as TwistedLogger
+
+from track.logs import Logger, Summaries
+from track.metrics import Metrics
+
+log = Logger(namespace="track.accept")
+
+ACCEPT_PAUSE = 0.5  # seconds without accepting after running out of descriptors
+# Descriptors kept for everything but client connections: stdio, log files,
+# the listening socket, the reactor's own (epoll, waker), the reserved one,
+# the database pool's connections, the spool's files, imports, workers' pipes.
+RESERVED_DESCRIPTORS = 64
+# An unlimited hard limit is raised to this (Linux's default fs.nr_open).
+UNLIMITED_CAP = 1024 * 1024
+_EXHAUSTED = frozenset({"EMFILE", "ENFILE", "ENOBUFS", "ENOMEM"})
+
+# The formats of the events twisted.internet.tcp._accept logs, per client.
+RELEASING = "EMFILE encountered; releasing reserved file descriptor."
+CLOSED = "EMFILE recovery: Closed socket from {address}"
+RESERVING = "Re-reserving EMFILE recovery file descriptor."
+COULD_NOT_ACCEPT = "Could not accept new connection ({acceptError})"
+
+
+def raise_descriptor_limit() -> tuple[int, int]:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; (before, after)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = UNLIMITED_CAP if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            return soft, soft
+        return soft, target
+    return soft, soft
+
+
+def default_max_connections(limit: int | None = None) -> int:
+    """Connections a process with `limit` descriptors (by default, its soft
+    limit now) may hold open."""
+    if limit is None:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        limit = UNLIMITED_CAP if soft == resource.RLIM_INFINITY else soft
+    return max(1, limit - RESERVED_DESCRIPTORS)
+
+
+def descriptors_at_start() -> int:
+    """Raise the limit, log the figure, and return it."""
+    before, after = raise_descriptor_limit()
+    if after > before:
+        log.info("file descriptors: soft limit raised from {before} to {after} (the hard limit)",
+                 before=before, after=after)
+    else:
+        log.info("file descriptors: limit {after}", after=after)
+    return after
+
+
+class AcceptGuard:
+    """Counts a listening port's accept errors and pauses it when the
+    process is out of descriptors (see the module's docstring)."""
+
+    def __init__(self, port: Any, clock: IReactorTime, metrics: Metrics, summaries: Summaries,
+                 pause: float = ACCEPT_PAUSE) -> None:
+        self.port = port
+        self.clock = clock
+        self.metrics = metrics
+        self.summaries = summaries
+        self.pause = pause
+        self.paused: IDelayedCall | None = None
+        self._exhausted = False
+        self._accept: Callable[[], Any] | None = None
+
+    def install(self) -> bool:
+        """Put the guard on the port; False for a port that is not one of
+        Twisted's TCP (or UNIX) ports, which is left alone."""
+        if not isinstance(self.port, tcp.Port):
+            return False
+        port: Any = self.port  # its private attributes are untyped
+        # Private `Port._logger` (a class-level Logger): Port.doRead hands
+        # the events of its accept loop to `self._logger.observer`.  An
+        # instance attribute of the same name takes its place.
+        port._logger = TwistedLogger(namespace="twisted.internet.tcp.Port", source=port,
+                                     observer=cast(ILogObserver, self._observe))
+        # Port.doRead, called by the reactor when the socket is readable:
+        # wrapped, to pause after it ran out of descriptors.
+        self._accept = port.doRead
+        port.doRead = self.doRead
+        return True
+
+    def doRead(self) -> None:
+        assert self._accept is not None
+        self._exhausted = False
+        self._accept()
+        if self._exhausted and self.paused is None and self.port.connected and not self.port.disconnecting:
+            self.port.stopReading()
+            self.paused = self.clock.callLater(self.pause, self._resume)
+
+    def _resume(self) -> None:
+        self.paused = None
+        if self.port.connected and not self.port.disconnecting:
+            # Private `tcp._reservedFD`: Twisted takes its reserve at
+            # startListening and after each use; if that failed, take it now.
+            tcp._reservedFD.reserve()  # type: ignore[no-untyped-call]
+            self.port.startReading()
+
+    def stop(self) -> None:
+        if self.paused is not None and self.paused.active():
+            self.paused.cancel()
+        self.paused = None
+
+    def _observe(self, event: dict[str, Any]) -> None:
+        what = event.get("log_format")
+        if what == RELEASING:
+            self._error("EMFILE")
+        elif what == CLOSED:
+            self.metrics.dropped.labels("no_descriptors").inc()
+            self.summaries.add("closed {n} connections at once: out of file descriptors", level=LogLevel.warn)
+        elif what == COULD_NOT_ACCEPT:
+            self._error(str(event.get("acceptError")))
+        elif what != RESERVING:
+            globalLogPublisher(event)
+
+    def _error(self, errno: str) -> None:
+        self.metrics.accept_errors.labels(errno).inc()
+        self.summaries.add(f"accept failed {{n}} times with {errno}", level=LogLevel.warn)
+        if errno in _EXHAUSTED:
+            self._exhausted = True
