@@ -2,21 +2,25 @@
 that leaves room for the rest, and accept errors counted instead of logged.
 
 When the process runs out of descriptors, `accept()` fails with EMFILE and
-the listening socket stays readable.  Twisted's TCP port already keeps one
-reserved descriptor (`twisted.internet.tcp._reservedFD`): on EMFILE it
-releases it, accepts each waiting client and closes it at once (so clients
-fail fast instead of hanging in the backlog; the technique of libuv and
-nginx), then reserves it again.  But it logs three lines per refused client,
-and once its reserve is lost (another thread took the descriptor) it logs a
-line per reactor turn while the socket stays readable: a busy loop.
+the listening socket stays readable: clients wait in the backlog, and the
+reactor calls accept again on every turn.  Twisted's TCP port keeps one
+reserved descriptor for this (`twisted.internet.tcp._reservedFD`), but it
+accepts-and-closes only as many waiting clients as its last accept round
+took, which after the first EMFILE is none, and it logs three lines per
+attempt: 6,000 lines a minute, a busy loop, and clients left hanging.
 
-`AcceptGuard` sits on the listening port: every accept error is counted in
-`track_accept_errors_total{errno}` and in one summary line per interval,
-every client closed for want of a descriptor in
-`track_connections_dropped_total{reason="no_descriptors"}`, and after an
-EMFILE (or ENFILE, ENOBUFS, ENOMEM) the port stops accepting for
-`ACCEPT_PAUSE` seconds, serving the connections already open meanwhile, then
-takes its reserve again and resumes.
+`AcceptGuard` sits on the listening port:
+
+- every accept error is counted in `track_accept_errors_total{errno}` and
+  summarized in one line per interval, never logged per attempt;
+- after an EMFILE (or ENFILE, ENOBUFS, ENOMEM) it closes its own reserved
+  descriptor, accepts each client waiting in the backlog and closes it at
+  once (bounded by DRAIN_MAX), then takes its reserve again: the waiting
+  clients fail fast instead of hanging (the technique of libuv and nginx),
+  counted in `track_connections_dropped_total{reason="no_descriptors"}`;
+- then the port stops accepting for `ACCEPT_PAUSE` seconds, serving the
+  connections already open meanwhile, and resumes: no busy loop, and a
+  client that connects meanwhile waits at most that long.
 
 This module is the only one that touches Twisted's private TCP port names;
 `track/test/run/test_accepting.py` fails, naming them, if a Twisted
@@ -25,7 +29,9 @@ release changes them.
 
 from __future__ import annotations
 
+import os
 import resource
+import socket
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -46,6 +52,7 @@ ACCEPT_PAUSE = 0.5  # seconds without accepting after running out of descriptors
 RESERVED_DESCRIPTORS = 64
 # An unlimited hard limit is raised to this (Linux's default fs.nr_open).
 UNLIMITED_CAP = 1024 * 1024
+DRAIN_MAX = 4096  # most waiting clients closed after one EMFILE (the backlog is 1024)
 _EXHAUSTED = frozenset({"EMFILE", "ENFILE", "ENOBUFS", "ENOMEM"})
 
 # The formats of the events twisted.internet.tcp._accept logs, per client.
@@ -102,6 +109,7 @@ class AcceptGuard:
         self.paused: IDelayedCall | None = None
         self._exhausted = False
         self._accept: Callable[[], Any] | None = None
+        self._reserve: int | None = None
 
     def install(self) -> bool:
         """Put the guard on the port; False for a port that is not one of
@@ -118,13 +126,44 @@ class AcceptGuard:
         # wrapped, to pause after it ran out of descriptors.
         self._accept = port.doRead
         port.doRead = self.doRead
+        self._take_reserve()
         return True
+
+    def _take_reserve(self) -> None:
+        if self._reserve is None:
+            try:
+                self._reserve = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                self._reserve = None  # out of descriptors: taken again on resume
+
+    def _drain(self) -> int:
+        """Accept each waiting client on the reserved descriptor and close
+        it at once; how many there were."""
+        if self._reserve is None:
+            return 0
+        os.close(self._reserve)
+        self._reserve = None
+        # Port.socket: the listening socket (a public attribute of Port).
+        listener: socket.socket = self.port.socket
+        closed = 0
+        try:
+            for _ in range(DRAIN_MAX):
+                try:
+                    client, _address = listener.accept()
+                except OSError:
+                    break  # EAGAIN: none left (or the descriptor went elsewhere)
+                client.close()
+                closed += 1
+        finally:
+            self._take_reserve()
+        return closed
 
     def doRead(self) -> None:
         assert self._accept is not None
         self._exhausted = False
         self._accept()
         if self._exhausted and self.paused is None and self.port.connected and not self.port.disconnecting:
+            self._dropped(self._drain())
             self.port.stopReading()
             self.paused = self.clock.callLater(self.pause, self._resume)
 
@@ -134,24 +173,32 @@ class AcceptGuard:
             # Private `tcp._reservedFD`: Twisted takes its reserve at
             # startListening and after each use; if that failed, take it now.
             tcp._reservedFD.reserve()  # type: ignore[no-untyped-call]
+            self._take_reserve()
             self.port.startReading()
 
     def stop(self) -> None:
         if self.paused is not None and self.paused.active():
             self.paused.cancel()
         self.paused = None
+        if self._reserve is not None:
+            os.close(self._reserve)
+            self._reserve = None
 
     def _observe(self, event: dict[str, Any]) -> None:
         what = event.get("log_format")
         if what == RELEASING:
             self._error("EMFILE")
         elif what == CLOSED:
-            self.metrics.dropped.labels("no_descriptors").inc()
-            self.summaries.add("closed {n} connections at once: out of file descriptors", level=LogLevel.warn)
+            self._dropped(1)
         elif what == COULD_NOT_ACCEPT:
             self._error(str(event.get("acceptError")))
         elif what != RESERVING:
             globalLogPublisher(event)
+
+    def _dropped(self, n: int) -> None:
+        if n:
+            self.metrics.dropped.labels("no_descriptors").inc(n)
+            self.summaries.add("closed {n} connections at once: out of file descriptors", n, level=LogLevel.warn)
 
     def _error(self, errno: str) -> None:
         self.metrics.accept_errors.labels(errno).inc()
