@@ -55,8 +55,9 @@ class Metrics:
                                  "Connections closed for a timeout (idle, or a request not received in time).",
                                  registry=r)
         self.dropped = Counter("track_connections_dropped",
-                               "Connections closed at once, by reason: max_connections (answered 503) "
-                               "or no_descriptors (accepted on the reserved descriptor and closed).",
+                               "Connections dropped, by reason: max_connections (answered 503 and closed), "
+                               "no_descriptors (accepted on the reserved descriptor and closed) or "
+                               "client_left (the client closed before its answer).",
                                ["reason"], registry=r)
         self.db_reconnects = Counter("track_db_reconnects",
                                      "Pooled database connections found dropped and opened again.", registry=r)

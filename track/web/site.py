@@ -231,6 +231,13 @@ class TrackRequest(server.Request):
         if self.channel.body_chunk(len(data)):
             super().handleContentChunk(data)
 
+    def connectionLost(self, reason: Failure) -> None:
+        # Counted, never logged per client: a client that left before its
+        # answer (not a connection track itself refused or closed).
+        if not self.finished and not self.channel._refused and not self.channel.site.closing:
+            self.channel.site.client_left()
+        super().connectionLost(reason)
+
 
 class TrackSite(server.Site):
     displayTracebacks = False
@@ -303,6 +310,11 @@ class TrackSite(server.Site):
             busy.factory = self
             return busy
         return super().buildProtocol(addr)
+
+    def client_left(self) -> None:
+        """Count a client that closed its connection before its answer."""
+        self.metrics.dropped.labels("client_left").inc()
+        self.summaries.add("{n} clients left before their answer")
 
     def connection_timed_out(self, what: str) -> None:
         """Count a connection closed for a timeout, and summarize it."""

@@ -3,19 +3,22 @@ logged as one line per kind per interval, never one line per event."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, cast
 
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import Clock
 from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from track.logs import SUMMARY_SECONDS, Logger, Summaries
-from track.test.process import wait_until
-from track.test.rawhttp import RawClient, connect
+from track.test.process import begin_post, wait_until
+from track.test.rawhttp import RawClient, connect, request
 from track.test.support import serve
 
 IDLE = 500
+LEAVING = 100
+PATH = "/api/1.0/track/user/"
 
 
 def capture(case: SynchronousTestCase) -> list[dict[str, Any]]:
@@ -84,3 +87,30 @@ class IdleFloodTests(TestCase):
         self.assertLessEqual(len(summary), 2)  # one per interval: the flood may straddle two
         self.assertEqual(sum(int(line.split()[2]) for line in summary), IDLE, summary)
         self.assertIn(b"track_connections_timed_out_total %d.0" % IDLE, site.metrics.render())
+
+
+class DroppedClientsTests(TestCase):
+    """Clients that send a request and leave before its answer."""
+
+    @inlineCallbacks
+    def test_clients_leaving_before_their_answer_log_nothing_per_client(self) -> Any:
+        port, site = serve(self)
+        events = capture(self)
+        for n in range(LEAVING):
+            # Its headers and half its body taken in (100 Continue), then gone.
+            post = yield Deferred.fromCoroutine(begin_post(port, PATH, f"ProfileID={n}&Region=eu".encode()))
+            post.client.abort()
+        # One more that stays: its answer comes after all the others were handled.
+        last = yield connect(port)
+        last.send(request(PATH, b"ProfileID=-1&Region=eu"))
+        yield last.closed
+        self.assertEqual(last.statuses(), [201])
+        site.summaries.flush()
+        lines = [formatEvent(e) for e in events]
+        dropped = re.search(rb'^track_connections_dropped_total\{reason="client_left"\} ([0-9.]+)$',
+                            site.metrics.render(), re.M)
+        assert dropped is not None
+        self.assertEqual(float(dropped.group(1)), LEAVING)
+        # The test's own clients log their factories; the server, the summary alone.
+        self.assertEqual([line for line in lines if not line.startswith(("Starting factory", "Stopping factory"))],
+                         [f"{LEAVING} clients left before their answer"])
