@@ -22,9 +22,10 @@ attempt: 6,000 lines a minute, a busy loop, and clients left hanging.
   connections already open meanwhile, and resumes: no busy loop, and a
   client that connects meanwhile waits at most that long.
 
-This module is the only one that touches Twisted's private TCP port names;
-`track/test/run/test_accepting.py` fails, naming them, if a Twisted
-release changes them.
+This module is the only one that touches Twisted's private TCP port names
+(`Port._logger`, and the formats of what `tcp._accept` logs);
+`track/test/run/test_accepting.py` fails, naming them, if a Twisted release
+changes them.
 """
 
 from __future__ import annotations
@@ -170,9 +171,6 @@ class AcceptGuard:
     def _resume(self) -> None:
         self.paused = None
         if self.port.connected and not self.port.disconnecting:
-            # Private `tcp._reservedFD`: Twisted takes its reserve at
-            # startListening and after each use; if that failed, take it now.
-            tcp._reservedFD.reserve()  # type: ignore[no-untyped-call]
             self._take_reserve()
             self.port.startReading()
 

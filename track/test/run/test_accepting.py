@@ -44,10 +44,6 @@ class TwistedPrivateNamesTests(SynchronousTestCase):
         self.assertIn("self._logger.observer", inspect.getsource(tcp.Port.doRead),
                       changed("tcp.Port._logger", "is no longer where doRead logs"))
 
-    def test_the_reserved_descriptor_can_be_taken_again(self) -> None:
-        self.assertTrue(callable(getattr(tcp._reservedFD, "reserve", None)),
-                        changed("tcp._reservedFD.reserve", "is gone"))
-
 
 class DescriptorLimitTests(SynchronousTestCase):
     def test_the_default_leaves_room_for_the_pool_and_the_spool(self) -> None:
