@@ -102,7 +102,7 @@ class DescriptorExhaustionTests(TestCase):
         # The idle ones time out: normal service returns.
         async def served() -> bool:
             client = await self.post(port, b"ProfileID=2&Region=eu")
-            await client.closed
+            await client.closed.addTimeout(WAIT, reactor)
             return client.statuses() == [201]
 
         for _ in range(int(WAIT / RETRY)):
@@ -153,5 +153,5 @@ class DescriptorExhaustionTests(TestCase):
         await wait_until(lambda: accepted_connections(track.pid or 0, port) == 0, "the idle ones to go",
                          timeout=WAIT)
         served = await self.post(port, b"ProfileID=4&Region=eu")
-        await served.closed
+        await served.closed.addTimeout(WAIT, reactor)
         self.assertEqual(served.statuses(), [201])

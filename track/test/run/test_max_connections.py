@@ -66,14 +66,14 @@ class MaxConnectionsTests(TestCase):
 
         # The connections already open are still served.
         idle[0].send(request(PATH, b"ProfileID=1&Region=eu"))
-        yield idle[0].closed
+        yield closed(idle[0])
         self.assertEqual(idle[0].statuses(), [201])
 
         # One went: a new connection is served again.
         yield wait_until(lambda: len(self.site.channels) == MAX - 1, "the answered connection to close")
         again = yield connect(self.port)
         again.send(request(PATH, b"ProfileID=2&Region=eu"))
-        yield again.closed
+        yield closed(again)
         self.assertEqual(again.statuses(), [201])
 
     @inlineCallbacks

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any, cast
 
+from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import Clock
 from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
@@ -17,6 +18,7 @@ from track.test.rawhttp import RawClient, connect, request
 from track.test.support import serve
 
 IDLE = 500
+WAIT = 30.0
 LEAVING = 100
 PATH = "/api/1.0/track/user/"
 
@@ -103,7 +105,7 @@ class DroppedClientsTests(TestCase):
         # One more that stays: its answer comes after all the others were handled.
         last = yield connect(port)
         last.send(request(PATH, b"ProfileID=-1&Region=eu"))
-        yield last.closed
+        yield last.closed.addTimeout(WAIT, reactor)
         self.assertEqual(last.statuses(), [201])
         site.summaries.flush()
         lines = [formatEvent(e) for e in events]
