@@ -259,6 +259,7 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
         max_connections=max_connections,
         metrics=metrics,
     )
+
     def reconnected() -> None:  # on a pool thread
         metrics.db_reconnects.inc()
         reactor.callFromThread(site.summaries.add, "reconnected to the database {n} times")
