@@ -18,13 +18,15 @@ setup(
     # __init__.py of ours, or it would shadow Twisted's own plugins.
     packages=[*find_packages(include=["track", "track.*"]), "twisted.plugins"],
     include_package_data=False,
-    # The spool written by an earlier release, read by the tests.
-    package_data={"track.test": ["fixtures/*/*"]},
+    # The spool written by an earlier release, read by the tests; the browser
+    # tracker that GET /track.js serves.
+    package_data={"track.test": ["fixtures/*/*"], "track.web": ["static/*"]},
     install_requires=[
         "Twisted>=25.5.0,<27",  # track/web/twistedhttp.py leans on private twisted.web.http names
         "klein>=23.5.0",
         "PyMySQL>=1.1.0",
         "prometheus_client>=0.17.0",
+        "multipart>=1.2.0",  # multipart/form-data bodies (track/web/formdata.py)
     ],
     extras_require={
         "test": [

@@ -70,6 +70,16 @@ REGION = Field("Region", "region", True)
 # Idempotency key: a retry with the same MessageID stores nothing new.  The
 # server assigns a UUID when the client sends none.
 MESSAGE_ID = Field("MessageID", "messageid", False, MESSAGE_ID_MAX, default=new_message_id)
+# The original's last schema added these two: every kind may say which
+# language the client runs in, and an item may be rented rather than bought.
+LANGUAGE = Field("Language", "string", False, 16)
+
+
+def _false() -> bool:
+    return False
+
+
+IS_RENTED = Field("IsRented", "bool", False, default=_false)  # the column's DEFAULT 0
 
 
 @dataclass(frozen=True)
@@ -117,6 +127,7 @@ EVENT_TYPES: dict[str, EventType] = {
                 _string("SessionType", 32),
                 _string("Message", 45, required=False),
                 Field("ProfileID", "int", False),
+                LANGUAGE,
                 MESSAGE_ID,
             ),
             remote_ip_column=False,
@@ -129,6 +140,7 @@ EVENT_TYPES: dict[str, EventType] = {
                 REGION,
                 _string("Referrer", 64, required=False),
                 _string("Message", 45, required=False),
+                LANGUAGE,
                 MESSAGE_ID,
             ),
             remote_ip_column=True,
@@ -144,6 +156,8 @@ EVENT_TYPES: dict[str, EventType] = {
                 Field("IsUGC", "bool", True),
                 Field("PriceGold", "int", False),
                 Field("PriceSilver", "int", False),
+                IS_RENTED,
+                LANGUAGE,
                 MESSAGE_ID,
             ),
             remote_ip_column=True,
@@ -159,6 +173,7 @@ EVENT_TYPES: dict[str, EventType] = {
                 Field("NetAmount", "money", True),
                 _string("PaymentProvider", 45),
                 _string("Product", 45),
+                LANGUAGE,
                 MESSAGE_ID,
             ),
             remote_ip_column=False,

@@ -96,6 +96,26 @@ def _add_message_ids(cursor: Any, dialect: Dialect) -> list[str]:
     return notes
 
 
+# Columns the original added late: a database its earlier releases made may
+# lack them, and track writes them now.
+LATE_COLUMNS = ("Language", "IsRented")
+
+
+def _add_late_columns(cursor: Any, dialect: Dialect) -> list[str]:
+    """Language on every event table and IsRented on ItemEvent, where an
+    older schema lacks them (a no-op on the original's final schema).
+
+    Safe to re-run, like _add_message_ids."""
+    notes = []
+    for table, columns in V1_TABLES.items():
+        have = dialect.column_names(cursor, table)
+        for column in columns:
+            if column.name in LATE_COLUMNS and column.name not in have:
+                cursor.execute(f"ALTER TABLE {dialect.quote(table)} ADD COLUMN {dialect.column_ddl(column)}")
+                notes.append(f"added {table}.{column.name}")
+    return notes or ["none missing"]
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -106,6 +126,7 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "event tables of the original service", _create_event_tables),
     Migration(2, "MessageID idempotency keys", _add_message_ids),
+    Migration(3, "Language and IsRented columns", _add_late_columns),
 )
 
 

@@ -33,6 +33,7 @@ from track.web.clientip import Network, client_ip
 from track.web.cors import CORS
 from track.web.openapi import openapi_document
 from track.web.responses import json_response
+from track.web.script import SCRIPT_PATH, StaticScript
 from track.web.site import DEFAULT_MAX_BODY
 
 log = Logger(namespace="track.app")
@@ -106,8 +107,9 @@ class TrackApp:
         self.atomic_insert = atomic_insert
         self.max_batch = max_batch
         self.max_batch_body = max_batch_body
+        self._script = StaticScript()
         self._openapi = json.dumps(
-            openapi_document(self.event_types, API_PREFIX, max_body), indent=1
+            openapi_document(self.event_types, API_PREFIX, max_body, max_batch, max_batch_body), indent=1
         ).encode()
 
     def resource(self) -> Any:
@@ -124,9 +126,21 @@ class TrackApp:
             return peer  # X-Forwarded-For is not believed: no need to read it
         return client_ip(peer, request.getHeader(b"x-forwarded-for"), self.trusted_proxies)
 
+    def _forbidden_origin(self, request: IRequest, kind: str, count: int = 1) -> bytes | None:
+        """403 for a POST from an origin --cors-origin does not allow: a form
+        or text/plain POST needs no preflight, so the browser would deliver
+        it whatever our CORS headers say."""
+        if not self.cors.refused(request):
+            return None
+        self.metrics.rejected.labels(kind, "forbidden_origin").inc(count)
+        origin = request.getHeader(b"origin").decode("latin-1")
+        return json_response(request, 403, {"error": "origin not allowed", "origin": origin})
+
     @per_kind(app, ["POST"])
     def track(self, request: IRequest, kind: str) -> Any:
         event = self.event_types[kind]
+        if (forbidden := self._forbidden_origin(request, kind)) is not None:
+            return forbidden
         self.cors.annotate(request)
         try:
             body = decode_content(
@@ -165,6 +179,8 @@ class TrackApp:
     @app.route(f"{API_PREFIX}/batch/", methods=["POST"], strict_slashes=False)
     def batch(self, request: IRequest) -> Any:
         """Many events in one request, stored all together or not at all."""
+        if (forbidden := self._forbidden_origin(request, "batch")) is not None:
+            return forbidden
         self.cors.annotate(request)
         try:
             body = decode_content(
@@ -241,12 +257,17 @@ class TrackApp:
         return failure
 
     @per_kind(app, ["OPTIONS"])
-    def preflight(self, request: IRequest, kind: str) -> bytes:
+    def preflight(self, request: IRequest, kind: str = "batch") -> bytes:
         """CORS preflight: 204, with CORS headers only for allowed origins."""
         request.setResponseCode(204)
         request.setHeader(b"Allow", b"POST, OPTIONS")
         self.cors.preflight(request)
         return b""
+
+    @app.route(f"{API_PREFIX}/batch/", methods=["OPTIONS"], strict_slashes=False, endpoint="preflight_batch")
+    def preflight_batch(self, request: IRequest) -> bytes:
+        answer: bytes = self.preflight(request)
+        return answer
 
     @app.route(OPENAPI_PATH, methods=["GET"])
     def openapi(self, request: IRequest) -> bytes:
@@ -254,6 +275,11 @@ class TrackApp:
         request.setHeader(b"Content-Type", b"application/json")
         request.setHeader(b"Content-Length", b"%d" % len(self._openapi))
         return self._openapi
+
+    @app.route(SCRIPT_PATH, methods=["GET"])
+    def script(self, request: IRequest) -> bytes:
+        """The browser tracker (track/web/static/track.js)."""
+        return self._script.render(request)
 
     @app.route("/healthz", methods=["GET"])
     def healthz(self, request: IRequest) -> bytes:

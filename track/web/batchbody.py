@@ -1,5 +1,6 @@
-"""Batch request bodies: `{"events": [{"type": ..., ...}, ...]}` as JSON, or
-NDJSON with one such event object per line.
+"""Batch request bodies: `{"events": [{"type": ..., ...}, ...]}` as JSON (or
+as text/plain, what `navigator.sendBeacon` sends), or NDJSON with one such
+event object per line.
 
 Only the envelope is read here; each event is then checked by the same
 field tables as a single event, so the two endpoints cannot disagree.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from track.web.body import JSON, BodyError, media_type, parse_json
+from track.web.body import JSON, TEXT, BodyError, media_type, parse_json
 
 NDJSON = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/json-lines")
 DEFAULT_MAX_BATCH = 1000
@@ -31,13 +32,13 @@ def read_batch(content_type: bytes | None, body: bytes, max_events: int) -> list
                     raise BodyError(400, f"line {number}: {e.message}") from None
                 if len(events) > max_events:
                     break
-    elif kind == JSON or kind.endswith("+json"):
+    elif kind in (JSON, TEXT) or kind.endswith("+json"):  # TEXT: a sendBeacon
         envelope = parse_json(body)
         events = envelope.get("events")  # type: ignore[assignment]
         if set(envelope) != {"events"} or not isinstance(events, list):
             raise BodyError(400, 'the JSON body must be {"events": [...]}')
     else:
-        raise BodyError(415, f"unsupported Content-Type {kind!r}: send {JSON} or {NDJSON[0]}")
+        raise BodyError(415, f"unsupported Content-Type {kind!r}: send {JSON}, {NDJSON[0]} or {TEXT} (read as JSON)")
     if not events:
         raise BodyError(400, "the batch holds no events")
     if len(events) > max_events:

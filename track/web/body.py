@@ -1,4 +1,5 @@
-"""Turning a request body into a field mapping: forms and JSON, UTF-8 only.
+"""Turning a request body into a field mapping: forms, JSON (also sent as
+text/plain, as sendBeacon does) and multipart/form-data; UTF-8 only.
 
 The result maps field names to str (form values, JSON strings), int, bool,
 None, JSONNumber (a JSON number with a fraction or exponent, kept as text),
@@ -14,21 +15,17 @@ import zlib
 from typing import Any
 
 from track.fields.values import JSONNumber
+from track.web.bodyerror import BodyError as BodyError  # raised here, caught by callers
+from track.web.formdata import parse_form_data
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
+# What navigator.sendBeacon(url, string) sends: read as JSON.  It is a
+# "simple" content type, so a browser sends it without a preflight.
+TEXT = "text/plain"
+FORM_DATA = "multipart/form-data"
 _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 _ESCAPE = re.compile(rb"%([0-9A-Fa-f]{2})")
-
-
-class BodyError(ValueError):
-    """The body cannot be read; `code` is 400 or 415."""
-
-    def __init__(self, code: int, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.extra = extra
 
 
 _MEDIA_TYPES: dict[bytes, tuple[str, str | None]] = {}
@@ -64,15 +61,18 @@ def read_fields(content_type: bytes | None, body: bytes, query: bytes = b"") -> 
     if charset is not None and charset not in ("utf-8", "utf8"):
         raise BodyError(415, f"unsupported charset {charset!r}: only UTF-8 is accepted")
     fields = parse_form(query, "query string") if query else {}
-    if kind == JSON or kind.endswith("+json"):
+    if kind == JSON or kind.endswith("+json") or (kind == TEXT and body):
         more = parse_json(body)
     elif kind in (FORM, "") or not body:
         # No Content-Type at all is read as a form, as old clients send it.
         more = parse_form(body, "body") if body else {}
+    elif kind == FORM_DATA:
+        assert content_type is not None  # kind came from it
+        more = parse_form_data(content_type, body)
     else:
         raise BodyError(
             415,
-            f"unsupported Content-Type {kind!r}: send {FORM} or {JSON}",
+            f"unsupported Content-Type {kind!r}: send {FORM}, {JSON}, {FORM_DATA} or {TEXT} (read as JSON)",
         )
     if not fields:
         return more

@@ -1,7 +1,13 @@
 """CORS for browser clients (`--cors-origin`, repeatable, `*` for any).
 
-Allowed origins get their own origin echoed back (so credentials work too);
-any other origin gets no CORS headers at all, and the browser blocks it.
+Allowed origins get their own origin echoed back; an origin listed by name
+also gets `Access-Control-Allow-Credentials: true`, which a credentialed
+request (a JSON `sendBeacon` always is one) needs.  `*` allows any origin
+but never with credentials, as the CORS standard means `*` to be.  Any other
+origin gets no CORS headers at all, and the browser blocks it; and since a
+"simple" request (a form, `no-cors`, a `text/plain` beacon) reaches the
+server whatever the browser then does with the answer, a POST from such an
+origin is refused outright (`refused`).
 """
 
 # Twisted's IRequest declares its methods without annotations, so strict mypy
@@ -33,6 +39,14 @@ class CORS:
             return None
         return origin
 
+    def refused(self, request: IRequest) -> bool:
+        """True for a request whose Origin is present and not allowed, when
+        origins are configured: it must store nothing (403)."""
+        if not self.origins or self.any:
+            return False
+        origin: bytes | None = request.getHeader(b"origin")
+        return origin is not None and origin not in self.origins
+
     def annotate(self, request: IRequest) -> bool:
         """Add CORS headers to an answer if the caller's origin is allowed."""
         if not self.origins:
@@ -42,6 +56,8 @@ class CORS:
         if origin is None:
             return False
         request.setHeader(b"Access-Control-Allow-Origin", origin)
+        if origin != b"*" and origin in self.origins:
+            request.setHeader(b"Access-Control-Allow-Credentials", b"true")
         request.setHeader(b"Access-Control-Expose-Headers", EXPOSE_HEADERS)
         return True
 

@@ -24,14 +24,41 @@ ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["error"],
     "properties": {
-        "error": {"type": "string"},
+        "error": {"type": "string", "description": "What went wrong, for a human."},
         "fields": {
             "type": "object",
             "description": "Each bad, missing or unknown field, with what is wrong with it.",
             "additionalProperties": {"type": "string"},
         },
+        "detail": {"type": "string", "description": "The database's own message, when it refused the row."},
+        "retry_after": {"type": "integer", "description": "503: seconds to wait, as Retry-After says."},
+        "max_bytes": {"type": "integer", "description": "413: the body limit."},
+        "max_events": {"type": "integer", "description": "413: the most events a batch may hold."},
+        "timeout_seconds": {"type": "number", "description": "408: the request timeout."},
+        "origin": {"type": "string", "description": "403: the Origin that --cors-origin does not allow."},
+        "events": {
+            "type": "array",
+            "description": "A refused batch: each event that was refused, by its index in the batch.",
+            "items": {"$ref": "#/components/schemas/RefusedEvent"},
+        },
     },
 }
+REFUSED_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["index"],
+    "properties": {
+        "index": {"type": "integer", "minimum": 0, "description": "The event's place in the batch, from 0."},
+        "fields": {"type": "object", "additionalProperties": {"type": "string"}},
+        "error": {"type": "string"},
+        "detail": {"type": "string"},
+    },
+}
+MESSAGE_ID_HEADER: dict[str, Any] = {
+    "description": "The event's MessageID (the client's, or one the server assigned). Sent with every "
+                   "answer once the event was read, 503 included: retrying with it never stores twice.",
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"},
+}
+RETRY_AFTER_HEADER: dict[str, Any] = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
 
 
 def _form_schema(f: Field) -> dict[str, Any]:
@@ -75,46 +102,122 @@ def _object(event: EventType, field_schema: Any) -> dict[str, Any]:
     }
 
 
-def _error(description: str, retry: bool = False) -> dict[str, Any]:
+def _error(description: str, retry: bool = False, message_id: bool = False) -> dict[str, Any]:
     response: dict[str, Any] = {
         "description": description,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
     }
+    headers = {}
+    if message_id:
+        headers["Track-Message-Id"] = {"$ref": "#/components/headers/Track-Message-Id"}
     if retry:
-        response["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
+        headers["Retry-After"] = {"$ref": "#/components/headers/Retry-After"}
+    if headers:
+        response["headers"] = headers
     return response
 
 
-def openapi_document(
-    event_types: Mapping[str, EventType], prefix: str, max_body: int
-) -> dict[str, Any]:
-    paths: dict[str, Any] = {}
-    for kind, event in event_types.items():
-        paths[f"{prefix}/{kind}/"] = {
-            "post": {
-                "operationId": f"track_{kind}",
-                "summary": f"Record one {kind} event ({event.table})",
-                "requestBody": {
-                    "required": True,
-                    "description": f"At most {max_body} bytes (after gzip/deflate decoding).",
-                    "content": {
-                        "application/x-www-form-urlencoded": {"schema": _object(event, _form_schema)},
-                        "application/json": {"schema": _object(event, _json_schema)},
-                    },
+def _errors(body_limit: str, one: bool) -> dict[str, Any]:
+    """The error answers both kinds of endpoint share."""
+    return {
+        "403": _error("The request's Origin is not one --cors-origin allows; nothing was stored."),
+        "408": _error("The request was not received within the request timeout."),
+        "413": _error(f"The body is larger than the limit ({body_limit})."),
+        "415": _error("The body is not one of the media types above, not UTF-8, or has an unknown "
+                      "Content-Encoding."),
+        "500": _error("A failure nobody expected; nothing was acknowledged. Logged; retry later.",
+                      message_id=one),
+        "503": _error("Not stored: the database cannot take it now, or too many events are waiting. "
+                      "Retry (with the same MessageIDs).", retry=True, message_id=one),
+    }
+
+
+def _single(kind: str, event: EventType, max_body: int) -> dict[str, Any]:
+    form = {"schema": _object(event, _form_schema)}
+    json_body = {"schema": _object(event, _json_schema)}
+    return {
+        "post": {
+            "operationId": f"track_{kind}",
+            "summary": f"Record one {kind} event ({event.table})",
+            "requestBody": {
+                "required": True,
+                "description": f"At most {max_body} bytes (after gzip/deflate decoding). Fields may also be "
+                               "sent in the query string. text/plain is read as JSON (what "
+                               "navigator.sendBeacon sends).",
+                "content": {
+                    "application/x-www-form-urlencoded": form,
+                    "multipart/form-data": form,
+                    "application/json": json_body,
+                    "text/plain": json_body,
                 },
-                "responses": {
-                    "201": {
-                        "description": "Stored: the event's row is committed. Empty body.",
-                        "content": {"text/plain": {"schema": {"type": "string", "maxLength": 0}}},
-                    },
-                    "400": _error("Invalid event: every bad, missing or unknown field is named."),
-                    "408": _error("The request was not received within the request timeout."),
-                    "413": _error("The body is larger than the limit."),
-                    "415": _error("The body is neither a form nor JSON, or not UTF-8, or an unknown encoding."),
-                    "503": _error("Not stored: the database cannot take it now. Retry.", retry=True),
+            },
+            "responses": {
+                "201": {
+                    "description": "Stored: the event's row is committed. Empty body.",
+                    "headers": {"Track-Message-Id": {"$ref": "#/components/headers/Track-Message-Id"}},
+                    "content": {"text/plain": {"schema": {"type": "string", "maxLength": 0}}},
                 },
-            }
+                "400": _error("Invalid event: every bad, missing or unknown field is named (or the body "
+                              "cannot be read, or the database refused the row).", message_id=True),
+                **_errors(f"{max_body} bytes", one=True),
+            },
         }
+    }
+
+
+def _typed(kind: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """A batch item: an event object that names its kind in `type`."""
+    return {**schema, "required": ["type", *schema["required"]],
+            "properties": {"type": {"type": "string", "enum": [kind]}, **schema["properties"]}}
+
+
+def _batch(event_types: Mapping[str, EventType], max_events: int, max_batch_body: int) -> dict[str, Any]:
+    kinds = list(event_types)
+    items = {"oneOf": [_typed(kind, _object(event, _json_schema)) for kind, event in event_types.items()]}
+    envelope = {"schema": {"type": "object", "additionalProperties": False, "required": ["events"],
+                           "properties": {"events": {"type": "array", "minItems": 1, "maxItems": max_events,
+                                                     "items": items}}}}
+    return {
+        "post": {
+            "operationId": "track_batch",
+            "summary": f"Record up to {max_events} events of any kinds ({', '.join(kinds)}), all or none",
+            "requestBody": {
+                "required": True,
+                "description": f"At most {max_events} events and {max_batch_body} bytes (after decoding). "
+                               '`{"events": [...]}` as JSON (or text/plain, read as JSON), or NDJSON: one '
+                               "event object a line. Each event names its kind in `type`.",
+                "content": {
+                    "application/json": envelope,
+                    "text/plain": envelope,
+                    "application/x-ndjson": {"schema": {"type": "string",
+                                                        "description": "One event object a line."}},
+                },
+            },
+            "responses": {
+                "201": {
+                    "description": "Every event is stored (committed together).",
+                    "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["stored", "message_ids"],
+                        "properties": {"stored": {"type": "integer"},
+                                       "message_ids": {"type": "array", "items": {"type": "string"},
+                                                       "description": "Each event's MessageID, in order."}},
+                    }}},
+                },
+                "400": _error("Nothing was stored: `events` names each refused event by its index (drop "
+                              "those, resend the rest), or the body cannot be read."),
+                **_errors(f"{max_batch_body} bytes or {max_events} events", one=False),
+            },
+        }
+    }
+
+
+def openapi_document(
+    event_types: Mapping[str, EventType], prefix: str, max_body: int,
+    max_batch: int = 1000, max_batch_body: int = 1024 * 1024,
+) -> dict[str, Any]:
+    paths: dict[str, Any] = {f"{prefix}/{kind}/": _single(kind, event, max_body)
+                             for kind, event in event_types.items()}
+    paths[f"{prefix}/batch/"] = _batch(event_types, max_batch, max_batch_body)
     return {
         "openapi": "3.0.3",
         "info": {
@@ -123,5 +226,8 @@ def openapi_document(
             "description": "Analytics event collector. 201 means the event is committed.",
         },
         "paths": paths,
-        "components": {"schemas": {"Error": ERROR_SCHEMA}},
+        "components": {
+            "schemas": {"Error": ERROR_SCHEMA, "RefusedEvent": REFUSED_EVENT_SCHEMA},
+            "headers": {"Track-Message-Id": MESSAGE_ID_HEADER, "Retry-After": RETRY_AFTER_HEADER},
+        },
     }

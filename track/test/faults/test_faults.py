@@ -94,7 +94,7 @@ class FaultTests(faultcase.FaultCase):
         await load.stop()
         self.check_stored_once(load, allow={201})
         versions = self.db.execute("SELECT Version FROM TrackSchemaVersion ORDER BY Version", database="track")
-        self.assertEqual(versions, [(1,), (2,)])
+        self.assertEqual(versions, [(1,), (2,), (3,)])
 
     async def test_a_torn_spool_tail_is_skipped_and_the_rest_replayed(self) -> None:
         await self.stop_db()

@@ -94,22 +94,22 @@ class FieldTypeTests(SynchronousTestCase):
 FULL = {
     "session": (
         {"Region": "eu", "SessionID": "s1", "RemoteIP": "10.0.0.1", "SessionType": "login",
-         "Message": "hello", "ProfileID": "7"},
-        ("eu", "s1", "10.0.0.1", "login", "hello", 7),
+         "Message": "hello", "ProfileID": "7", "Language": "en"},
+        ("eu", "s1", "10.0.0.1", "login", "hello", 7, "en"),
     ),
     "user": (
-        {"ProfileID": "7", "Region": "us", "Referrer": "ad", "Message": "m"},
-        (7, "us", "ad", "m"),
+        {"ProfileID": "7", "Region": "us", "Referrer": "ad", "Message": "m", "Language": "de-AT"},
+        (7, "us", "ad", "m", "de-AT"),
     ),
     "item": (
         {"ProfileID": "7", "Region": "eu", "ItemName": "sword", "ItemType": "weapon",
-         "IsUGC": "true", "PriceGold": "10", "PriceSilver": "-2"},
-        (7, "eu", "sword", "weapon", True, 10, -2),
+         "IsUGC": "true", "PriceGold": "10", "PriceSilver": "-2", "IsRented": "T", "Language": "fr"},
+        (7, "eu", "sword", "weapon", True, 10, -2, True, "fr"),
     ),
     "purchase": (
         {"ProfileID": "7", "Region": "eu", "Currency": "EUR", "GrossAmount": "9.99",
-         "NetAmount": "8", "PaymentProvider": "card", "Product": "gems"},
-        (7, "eu", "EUR", Decimal("9.99"), Decimal("8"), "card", "gems"),
+         "NetAmount": "8", "PaymentProvider": "card", "Product": "gems", "Language": "pt-BR"},
+        (7, "eu", "EUR", Decimal("9.99"), Decimal("8"), "card", "gems", "pt-BR"),
     ),
 }
 REQUIRED = {
@@ -127,6 +127,43 @@ class ParseEventTests(SynchronousTestCase):
             event = EVENT_TYPES[kind]
             self.assertEqual({f.name for f in event.fields if f.required}, required)
             self.assertEqual({f.name for f in event.fields}, set(FULL[kind][0]) | {"MessageID"})
+
+    def test_language_is_optional_and_at_most_16_characters(self) -> None:
+        for kind, (data, _) in FULL.items():
+            event = EVENT_TYPES[kind]
+            columns = event.columns
+            without = {k: v for k, v in data.items() if k != "Language"}
+            self.assertIsNone(parse_event(event, without, "", NOW)[columns.index("Language")], kind)
+            row = parse_event(event, dict(data, Language="x" * 16), "", NOW)
+            self.assertEqual(row[columns.index("Language")], "x" * 16)
+            error = self.assertRaises(InvalidEvent, parse_event, event, dict(data, Language="x" * 17), "", NOW)
+            self.assertEqual(error.fields, {"Language": "must be at most 16 characters"})
+
+    def test_empty_optional_values(self) -> None:
+        """An empty optional string is stored as given; an empty optional
+        number means not given (the README's API section says both)."""
+        event = EVENT_TYPES["user"]
+        data = dict(FULL["user"][0], Referrer="", Message="")
+        row = parse_event(event, data, "", NOW)
+        self.assertEqual((row[event.columns.index("Referrer")], row[event.columns.index("Message")]), ("", ""))
+        session = EVENT_TYPES["session"]
+        row = parse_event(session, dict(FULL["session"][0], ProfileID=""), "", NOW)
+        self.assertIsNone(row[session.columns.index("ProfileID")])
+
+    def test_is_rented_is_an_optional_bool_of_items_only_and_false_by_default(self) -> None:
+        event = EVENT_TYPES["item"]
+        index = event.columns.index("IsRented")
+        data = {k: v for k, v in FULL["item"][0].items() if k != "IsRented"}
+        self.assertIs(parse_event(event, data, "", NOW)[index], False)
+        self.assertIs(parse_event(event, dict(data, IsRented=""), "", NOW)[index], False)
+        self.assertIs(parse_event(event, dict(data, IsRented=True), "", NOW)[index], True)
+        self.assertIs(parse_event(event, dict(data, IsRented="0"), "", NOW)[index], False)
+        error = self.assertRaises(InvalidEvent, parse_event, event, dict(data, IsRented="yes"), "", NOW)
+        self.assertEqual(list(error.fields), ["IsRented"])
+        for kind in ("session", "user", "purchase"):
+            error = self.assertRaises(InvalidEvent, parse_event, EVENT_TYPES[kind],
+                                      dict(FULL[kind][0], IsRented="1"), "", NOW)
+            self.assertEqual(error.fields, {"IsRented": "unknown field"})
 
     def test_complete_events_give_their_rows(self) -> None:
         for kind, (data, expected) in FULL.items():

@@ -153,7 +153,7 @@ class StoreTestsMixin(_MixinBase):
         finally:
             conn.close()
         self.assertEqual(
-            self.select(f"SELECT Version FROM {VERSION_TABLE} ORDER BY Version"), [(1,), (2,)]
+            self.select(f"SELECT Version FROM {VERSION_TABLE} ORDER BY Version"), [(1,), (2,), (3,)]
         )
 
 
@@ -238,7 +238,7 @@ class OriginalSchemaTests(TestCase):
         )
         self.assertEqual(execute(self.dsn, "SELECT GrossAmount FROM PurchaseEvent"), [(Decimal("1.5000"),)])
         self.assertEqual(execute(self.dsn, f"SELECT Version FROM {VERSION_TABLE} ORDER BY Version"),
-                         [(1,), (2,)])
+                         [(1,), (2,), (3,)])
         self.assertEqual(execute(self.dsn, "SELECT COUNT(*) FROM SessionEvent WHERE MessageID IS NULL"), [(1,)])
         message = {f.name: f for f in event_types["session"].fields}["Message"]
         self.assertEqual((message.max_length, message.bmp_only), (45, True))

@@ -30,6 +30,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IAgentEndpointFactory, IBodyProducer, IResponse
 from zope.interface import implementer
 
+from track.fields.kinds import EVENT_TYPES
 from track.pipeline.batcher import Batcher
 from track.types import RowError, Unavailable
 from track.web.app import TrackApp
@@ -206,7 +207,7 @@ class AppTests(SynchronousTestCase):
         self.assertEqual(sorted(self.db.rows), ["ItemEvent", "PurchaseEvent", "SessionEvent", "UserEvent"])
         created = datetime(2023, 11, 14, 22, 13, 20)
         (row,) = self.db.rows["SessionEvent"]
-        self.assertEqual(row[:6] + row[7:], ("eu", "s1", "10.0.0.9", "login", None, 7, created))
+        self.assertEqual(row[:7] + row[8:], ("eu", "s1", "10.0.0.9", "login", None, 7, None, created))
         self.assertEqual(self.db.rows["PurchaseEvent"][0][3:5], (Decimal("9.99"), Decimal("8.5")))
 
     def test_every_answer_names_the_events_message_id(self) -> None:
@@ -215,7 +216,8 @@ class AppTests(SynchronousTestCase):
         response, _ = self.post("user/", "ProfileID=2&Region=eu")
         (assigned,) = response.headers.getRawHeaders("track-message-id")
         self.assertEqual(str(uuid.UUID(assigned)), assigned)
-        self.assertEqual([r[4] for r in self.db.rows["UserEvent"]], ["client-1", assigned])
+        index = EVENT_TYPES["user"].message_id_index
+        self.assertEqual([r[index] for r in self.db.rows["UserEvent"]], ["client-1", assigned])
         self.db.outcome = Unavailable("gone")
         response, _ = self.post("user/", "ProfileID=3&Region=eu&MessageID=retry-me")
         self.assertEqual((response.code, response.headers.getRawHeaders("track-message-id")),
@@ -313,11 +315,21 @@ class AppTests(SynchronousTestCase):
         self.assertEqual(self.db.rows, {})
 
     def test_other_content_types_are_415(self) -> None:
-        for ctype in ("text/plain", "application/xml", "multipart/form-data; boundary=x",
-                      "application/json; charset=latin-1"):
+        for ctype in ("text/csv", "application/xml", "multipart/mixed; boundary=x",
+                      "application/json; charset=latin-1", "text/plain; charset=latin-1"):
             with self.subTest(ctype=ctype):
                 response, content = self.post("user/", "ProfileID=1&Region=eu", {"Content-Type": ctype})
                 self.error(response, content, 415)
+
+    def test_what_browsers_send_text_plain_json_and_form_data(self) -> None:
+        response, content = self.post("user/", '{"ProfileID": 5, "Region": "eu", "Language": "fi"}',
+                                      {"Content-Type": "text/plain;charset=UTF-8"})
+        self.assertEqual(response.code, 201, content)
+        body = (b'--XyZ\r\nContent-Disposition: form-data; name="ProfileID"\r\n\r\n6\r\n'
+                b'--XyZ\r\nContent-Disposition: form-data; name="Region"\r\n\r\neu\r\n--XyZ--\r\n')
+        response, content = self.post("user/", body, {"Content-Type": "multipart/form-data; boundary=XyZ"})
+        self.assertEqual(response.code, 201, content)
+        self.assertEqual([r[:2] + r[4:5] for r in self.db.rows["UserEvent"]], [(5, "eu", "fi"), (6, "eu", None)])
 
     def test_missing_content_type_is_read_as_a_form(self) -> None:
         response, content = self.post("user/", "ProfileID=1&Region=eu&Referrer=no-type", None)

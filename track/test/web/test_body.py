@@ -62,3 +62,51 @@ class ContentTypeTests(SynchronousTestCase):
         latin1 = self.assertRaises(BodyError, read_fields, b"application/json; charset=latin-1", b"{}")
         self.assertEqual(latin1.code, 415)
         self.assertEqual(self.assertRaises(BodyError, read_fields, b"text/csv", b"a,b").code, 415)
+
+
+def form_data(*parts: tuple[str, bytes], boundary: str = "b0undary", filename: str | None = None) -> bytes:
+    """A multipart/form-data body as a browser's FormData sends it."""
+    out = b""
+    for name, value in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        out += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + value + b"\r\n"
+    return out + f"--{boundary}--\r\n".encode()
+
+
+MULTIPART = b"multipart/form-data; boundary=b0undary"
+
+
+class BrowserBodyTests(SynchronousTestCase):
+    """What browsers send: sendBeacon's text/plain, and FormData."""
+
+    def test_text_plain_is_read_as_json(self) -> None:
+        self.assertEqual(read_fields(b"text/plain;charset=UTF-8", b'{"ProfileID": 1, "Region": "eu"}'),
+                         {"ProfileID": 1, "Region": "eu"})
+        self.assertEqual(self.assertRaises(BodyError, read_fields, b"text/plain", b"ProfileID=1").code, 400)
+        latin1 = self.assertRaises(BodyError, read_fields, b"text/plain; charset=latin-1", b"{}")
+        self.assertEqual(latin1.code, 415)
+
+    def test_form_data_is_read_as_a_form(self) -> None:
+        body = form_data(("ProfileID", b"1"), ("Region", b"eu"), ("Message", "h\u00e9 \U0001f600\r\n&=".encode()))
+        self.assertEqual(read_fields(MULTIPART, body, b"Language=de"),
+                         {"Language": "de", "ProfileID": "1", "Region": "eu", "Message": "h\u00e9 \U0001f600\r\n&="})
+        self.assertEqual(read_fields(b'multipart/form-data; boundary="b0undary"', form_data(("A", b""))), {"A": ""})
+
+    def test_broken_form_data_is_refused_with_the_reason(self) -> None:
+        cases = {
+            "no boundary": (b"multipart/form-data", form_data(("a", b"1")), 400, None),
+            "truncated": (MULTIPART, form_data(("a", b"1"))[:-12], 400, None),
+            "other boundary": (MULTIPART, form_data(("a", b"1"), boundary="other"), 400, None),
+            "a name twice": (MULTIPART, form_data(("a", b"1"), ("a", b"2")), 400, {"a": "given more than once"}),
+            "a file": (MULTIPART, form_data(("a", b"1"), filename="blob"), 400,
+                       {"a": "must be a text field, not a file"}),
+            "bad UTF-8": (MULTIPART, form_data(("a", b"\xff")), 400, None),
+            "a name in the query too": (MULTIPART, form_data(("a", b"1")), 400, {"a": "given more than once"}),
+        }
+        for case, (ctype, body, code, fields) in cases.items():
+            with self.subTest(case=case):
+                error = self.assertRaises(BodyError, read_fields, ctype, body,
+                                          b"a=0" if case.endswith("query too") else b"")
+                self.assertEqual(error.code, code, error.message)
+                if fields:
+                    self.assertEqual(error.extra, {"fields": fields})

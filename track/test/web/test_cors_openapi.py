@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -15,25 +16,35 @@ from track.web.app import TrackApp
 from track.web.cors import CORS
 
 URL = "http://track.test/api/1.0/track/user/"
+BATCH_URL = "http://track.test/api/1.0/track/batch"
 CORS_HEADERS = ("access-control-allow-origin", "access-control-allow-methods",
                 "access-control-allow-headers", "access-control-max-age",
-                "access-control-expose-headers")
+                "access-control-expose-headers", "access-control-allow-credentials")
 
 
 class CORSTests(SynchronousTestCase):
     def make(self, *origins: str) -> Any:
         clock = Clock()
-        app = TrackApp(Batcher(Database().insert, clock), clock, cors=CORS(origins))
+        self.db = Database()
+        app = TrackApp(Batcher(self.db.insert, clock), clock, cors=CORS(origins),
+                       atomic_insert=self.atomic_insert)
         self.treq = stub_treq(app.resource())
         self.clock = clock
 
-    def request(self, method: str, origin: str | None, **headers: str) -> Any:
-        if origin:
-            headers["Origin"] = origin
+    def atomic_insert(self, work: list[tuple[Any, list[Any]]]) -> Any:
+        for event, rows in work:
+            self.db.insert(event, rows)
+        return succeed([])
+
+    def request(self, method: str, origin: str | None, url: str = URL, data: bytes | None = None,
+                headers: dict[str, str] | None = None) -> Any:
         sent: HeaderDict = {}
-        sent.update(headers)
-        d = self.treq.request(method, URL, headers=sent,
-                              data=b"ProfileID=1&Region=eu" if method == "POST" else None)
+        sent.update(headers or {})
+        if origin:
+            sent["Origin"] = origin
+        if data is None and method == "POST":
+            data = b"ProfileID=1&Region=eu"
+        d = self.treq.request(method, url, headers=sent, data=data)
         self.treq.flush()
         self.clock.advance(0)
         self.treq.flush()
@@ -46,7 +57,7 @@ class CORSTests(SynchronousTestCase):
     def test_preflight_from_an_allowed_origin(self) -> None:
         self.make("https://game.example", "https://web.example")
         response = self.request("OPTIONS", "https://web.example",
-                                **{"Access-Control-Request-Method": "POST",
+                                headers={"Access-Control-Request-Method": "POST",
                                    "Access-Control-Request-Headers": "content-type, x-client"})
         self.assertEqual(response.code, 204)
         headers = self.cors_headers(response)
@@ -58,7 +69,7 @@ class CORSTests(SynchronousTestCase):
     def test_answers_to_an_allowed_origin_carry_allow_origin(self) -> None:
         self.make("https://game.example")
         response = self.request("POST", "https://game.example",
-                                **{"Content-Type": "application/x-www-form-urlencoded"})
+                                headers={"Content-Type": "application/x-www-form-urlencoded"})
         self.assertEqual(response.code, 201)
         self.assertEqual(self.cors_headers(response)["access-control-allow-origin"], ["https://game.example"])
 
@@ -66,14 +77,72 @@ class CORSTests(SynchronousTestCase):
         self.make("https://game.example")
         for method in ("OPTIONS", "POST"):
             response = self.request(method, "https://evil.example",
-                                    **{"Content-Type": "application/x-www-form-urlencoded"})
+                                    headers={"Content-Type": "application/x-www-form-urlencoded"})
             self.assertEqual(self.cors_headers(response), {}, method)
         self.assertEqual(self.request("OPTIONS", "https://evil.example").code, 204)
 
-    def test_star_allows_any_origin(self) -> None:
+    def test_star_allows_any_origin_but_never_with_credentials(self) -> None:
         self.make("*")
-        response = self.request("OPTIONS", "https://anything.example")
-        self.assertEqual(self.cors_headers(response)["access-control-allow-origin"], ["https://anything.example"])
+        for method in ("OPTIONS", "POST"):
+            response = self.request(method, "https://anything.example")
+            headers = self.cors_headers(response)
+            self.assertEqual(headers["access-control-allow-origin"], ["https://anything.example"])
+            self.assertNotIn("access-control-allow-credentials", headers)
+        self.assertEqual(response.code, 201)
+        self.assertNotIn("access-control-allow-credentials", self.cors_headers(self.request("POST", "*")))
+
+    def test_a_named_origin_may_send_credentials(self) -> None:
+        # A JSON sendBeacon is always credentialed: its preflight needs this.
+        self.make("*", "https://game.example")
+        for method in ("OPTIONS", "POST"):
+            headers = self.cors_headers(self.request(method, "https://game.example"))
+            self.assertEqual(headers["access-control-allow-credentials"], ["true"], method)
+            self.assertEqual(headers["access-control-allow-origin"], ["https://game.example"])
+
+    def test_the_batch_endpoint_answers_preflights(self) -> None:
+        self.make("https://game.example")
+        for url in (BATCH_URL, BATCH_URL + "/"):
+            response = self.request("OPTIONS", "https://game.example", url,
+                                    headers={"Access-Control-Request-Method": "POST",
+                                       "Access-Control-Request-Headers": "content-type"})
+            self.assertEqual(response.code, 204)
+            self.assertEqual(response.headers.getRawHeaders("allow"), ["POST, OPTIONS"])
+            headers = self.cors_headers(response)
+            self.assertEqual(headers["access-control-allow-origin"], ["https://game.example"])
+            self.assertEqual(headers["access-control-allow-headers"], ["content-type"])
+            self.assertEqual(headers["access-control-allow-credentials"], ["true"])
+
+    def test_a_post_from_an_origin_not_allowed_is_403_and_stores_nothing(self) -> None:
+        # Forms, no-cors fetches and text/plain beacons need no preflight: the
+        # browser delivers them whatever the CORS headers say.
+        self.make("https://game.example")
+        bodies = {
+            "application/x-www-form-urlencoded": b"ProfileID=1&Region=eu",
+            "text/plain": b'{"ProfileID": 1, "Region": "eu"}',
+            "multipart/form-data; boundary=x": b'--x\r\nContent-Disposition: form-data; name="ProfileID"\r\n\r\n1'
+                                               b"\r\n--x--\r\n",
+        }
+        for origin in ("https://evil.example", "null", "https://game.example.evil.example"):
+            for ctype, body in bodies.items():
+                response = self.request("POST", origin, data=body, headers={"Content-Type": ctype})
+                self.assertEqual(response.code, 403, (origin, ctype))
+                self.assertEqual(json.loads(self.successResultOf(response.content())),
+                                 {"error": "origin not allowed", "origin": origin})
+                self.assertEqual(self.cors_headers(response), {})
+            batch = b'{"events": [{"type": "user", "ProfileID": 1, "Region": "eu"}]}'
+            response = self.request("POST", origin, BATCH_URL, batch, headers={"Content-Type": "text/plain"})
+            self.assertEqual(response.code, 403)
+        self.assertEqual(self.db.rows, {})
+        response = self.request("POST", "https://game.example", BATCH_URL, batch,
+                                headers={"Content-Type": "text/plain"})
+        self.assertEqual(response.code, 201, self.successResultOf(response.content()))
+        self.assertEqual(list(self.db.rows), ["UserEvent"])
+
+    def test_requests_without_an_origin_are_not_browsers_and_pass(self) -> None:
+        self.make("https://game.example")
+        self.assertEqual(self.request("POST", None).code, 201)
+        self.make()  # no --cors-origin: no origin is refused
+        self.assertEqual(self.request("POST", "https://evil.example").code, 201)
 
     def test_without_cors_origins_nothing_is_added(self) -> None:
         self.make()
@@ -102,7 +171,8 @@ class OpenAPITests(SynchronousTestCase):
         self.assertTrue(self.doc["openapi"].startswith("3."))
         for kind, event in EVENT_TYPES.items():
             op = self.doc["paths"][f"/api/1.0/track/{kind}/"]["post"]
-            for media in ("application/x-www-form-urlencoded", "application/json"):
+            for media in ("application/x-www-form-urlencoded", "application/json", "text/plain",
+                          "multipart/form-data"):
                 schema = op["requestBody"]["content"][media]["schema"]
                 self.assertEqual(list(schema["properties"]), [f.name for f in event.fields])
                 self.assertEqual(schema["required"], [f.name for f in event.fields if f.required])
@@ -110,8 +180,30 @@ class OpenAPITests(SynchronousTestCase):
                 for f in event.fields:
                     if f.type == "string":
                         self.assertEqual(schema["properties"][f.name]["maxLength"], f.max_length)
-            self.assertEqual(set(op["responses"]), {"201", "400", "408", "413", "415", "503"})
+            self.assertEqual(set(op["responses"]), {"201", "400", "403", "408", "413", "415", "500", "503"})
             self.assertIn("1234", op["requestBody"]["description"])
+            self.assertIn("Track-Message-Id", op["responses"]["201"]["headers"])
+            self.assertEqual(set(op["responses"]["503"]["headers"]), {"Track-Message-Id", "Retry-After"})
+
+    def test_the_batch_endpoint_its_items_and_its_answers(self) -> None:
+        op = self.doc["paths"]["/api/1.0/track/batch/"]["post"]
+        self.assertEqual(set(op["requestBody"]["content"]), {"application/json", "text/plain", "application/x-ndjson"})
+        envelope = op["requestBody"]["content"]["application/json"]["schema"]
+        self.assertEqual(envelope["required"], ["events"])
+        items = envelope["properties"]["events"]["items"]["oneOf"]
+        self.assertEqual([i["properties"]["type"]["enum"] for i in items], [[k] for k in EVENT_TYPES])
+        for item, event in zip(items, EVENT_TYPES.values(), strict=True):
+            self.assertEqual(list(item["properties"])[1:], [f.name for f in event.fields])
+            self.assertEqual(item["required"], ["type", *(f.name for f in event.fields if f.required)])
+        self.assertEqual(set(op["responses"]), {"201", "400", "403", "408", "413", "415", "500", "503"})
+        self.assertEqual(op["responses"]["201"]["content"]["application/json"]["schema"]["required"],
+                         ["stored", "message_ids"])
+        self.assertIn("Retry-After", op["responses"]["503"]["headers"])
+        refused = self.doc["components"]["schemas"]["Error"]["properties"]["events"]["items"]["$ref"]
+        self.assertEqual(self.doc["components"]["schemas"][refused.rsplit("/", 1)[1]]["required"], ["index"])
+        self.assertEqual(set(self.doc["components"]["headers"]), {"Track-Message-Id", "Retry-After"})
+        for name in ("fields", "detail", "retry_after", "max_bytes", "max_events", "timeout_seconds", "origin"):
+            self.assertIn(name, self.doc["components"]["schemas"]["Error"]["properties"])
 
     def test_limits_match_the_validator(self) -> None:
         json_props = self.doc["paths"]["/api/1.0/track/purchase/"]["post"]["requestBody"]["content"][
