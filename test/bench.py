@@ -125,12 +125,16 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def serve_and_load(name: str, argv: list[str], pattern: str, args: argparse.Namespace, tmp: str,
                    script: str = "session.lua", connections: int | None = None,
-                   events_per_request: int = 1, count: bool = True) -> Result:
-    """Start a server, truncate, run wrk against it, stop it, count rows."""
+                   events_per_request: int = 1, count: bool = True, tree: str | None = None) -> Result:
+    """Start a server, truncate, run wrk against it, stop it, count rows.
+    `tree`: run track from that checkout instead of this one."""
     log = os.path.join(tmp, f"{name.split(':')[0].replace(' ', '_')}.log")
     open(log, "w").close()
+    env = child_env()
+    if tree:
+        env["PYTHONPATH"] = os.pathsep.join([os.path.abspath(tree), env["PYTHONPATH"]])
     with open(log, "ab") as out:
-        proc = subprocess.Popen(argv, cwd=tmp, env=child_env(), stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         port = int(wait_for(pattern, log, proc).group(1))
         if args.warmup:
@@ -182,6 +186,15 @@ SCENARIOS = {
         r"listening on (\d+)", a, t),
     "track": lambda a, t: serve_and_load(
         "track: single events", track_argv(a), r"track listening on http://[0-9.]+:(\d+)", a, t),
+    # The same load against an older checkout (--baseline), to compare a
+    # change with what it changes in one run: ratios, not absolute rates.
+    "base": lambda a, t: serve_and_load(
+        "base: --baseline tree", track_argv(a), r"track listening on http://[0-9.]+:(\d+)", a, t,
+        tree=a.baseline),
+    # --rate-limit on, set far above the load: the limiter's own cost.
+    "track-rl": lambda a, t: serve_and_load(
+        "track --rate-limit (unhit)", track_argv(a, "--rate-limit", "1000000000"),
+        r"track listening on http://[0-9.]+:(\d+)", a, t),
     "track-2w": lambda a, t: serve_and_load(
         "track --workers 2", track_argv(a, "--workers", "2"), r"listening on http://[0-9.]+:(\d+) with", a, t),
     "batch": lambda a, t: serve_and_load(
@@ -276,6 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help=f"comma-separated, from: {', '.join(SCENARIOS)} (default floor,track)")
     p.add_argument("--spool-events", type=int, default=1_000_000,
                    help="events in the spool of the 'spool' scenario (default 1000000)")
+    p.add_argument("--baseline", default=None,
+                   help="another checkout of track (e.g. `git archive main | tar -x -C DIR`) "
+                        "for the `base` scenario, to compare against in the same run")
     p.add_argument("--track-arg", action="append", default=[],
                    help="extra option for twistd track, e.g. --track-arg=--batch-size=100")
     args = p.parse_args(argv)
@@ -289,6 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
         p.error(f"unknown scenario(s) {unknown}")
+    if ("base" in names) != bool(args.baseline):
+        p.error("the base scenario and --baseline DIR go together")
     # The peer and the row counts need the tables before track first runs.
     if prepare_database(parse_dsn(args.dsn)) is None:
         p.error(f"cannot reach the database of --dsn {parse_dsn(args.dsn).redacted()}")
@@ -309,6 +327,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     floor = next((r.eps for n, r in zip(names, medians, strict=True) if n == "floor"), None)
     peer = next((r.eps for n, r in zip(names, medians, strict=True) if n == "peer"), None)
     print(table(medians, floor, peer))
+    base = next((r for n, r in zip(names, medians, strict=True) if n == "base"), None)
+    if base is not None:
+        print(f"\nagainst the baseline tree {args.baseline} (events/s ratio, CPU us/event ratio; "
+              "per round, then the medians'):")
+        for name, results in by_name.items():
+            if name in ("base", "floor", "peer"):
+                continue
+            rounds = ", ".join(f"{r.eps / b.eps:.3f}/{r.cpu_us_per_event / b.cpu_us_per_event:.3f}"
+                               for r, b in zip(results, by_name["base"], strict=True))
+            m = median_result(results)
+            cpu = m.cpu_us_per_event / base.cpu_us_per_event
+            print(f"  {name:<10} {rounds}  median {m.eps / base.eps:.3f}/{cpu:.3f}")
     if spool:
         batch = next((r.eps for n, r in zip(names, medians, strict=True) if n == "batch"), None)
         empty, full, rate = sorted(spool, key=lambda s: s[2])[len(spool) // 2]

@@ -33,6 +33,9 @@ class Metrics:
                                 ["type"], registry=r)
         self.rejected = Counter("track_events_rejected", "Events not accepted, by type and reason.",
                                 ["type", "reason"], registry=r)
+        self.rate_limited = Counter("track_rate_limited",
+                                    "Events answered 429 because their client was over --rate-limit, by type.",
+                                    ["type"], registry=r)
         self.batch_size = Histogram("track_batch_size", "Rows per INSERT batch.",
                                     buckets=BATCH_BUCKETS, registry=r)
         self.flush_seconds = Histogram("track_flush_seconds",

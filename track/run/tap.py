@@ -45,6 +45,7 @@ from track.web.app import TrackApp, is_batch_path
 from track.web.batchbody import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_BODY
 from track.web.clientip import parse_networks
 from track.web.cors import CORS
+from track.web.ratelimit import RateLimiter
 from track.web.site import DEFAULT_MAX_BODY, TrackSite
 
 log = Logger(namespace="track")
@@ -114,6 +115,9 @@ class Options(usage.Options):
         ["max-connections", None, None,
          "Most open client connections per process; past it a new connection is answered 503 + "
          f"Retry-After and closed. Default: the file descriptor limit less {RESERVED_DESCRIPTORS}."],
+        ["rate-limit", None, "0",
+         "Events per second each client address may send (after --trusted-proxy), in bursts of up to "
+         "twice that; beyond it 429 + Retry-After. Per worker process with --workers. 0: off."],
     ]
 
     def opt_version(self) -> None:
@@ -165,6 +169,7 @@ class Options(usage.Options):
         self["spool-max-bytes"] = _positive_int("spool-max-bytes", str(self["spool-max-bytes"]))
         self["flush-interval"] = _non_negative_float("flush-interval", str(self["flush-interval"]))
         self["request-timeout"] = _non_negative_float("request-timeout", str(self["request-timeout"]))
+        self["rate-limit"] = _non_negative_float("rate-limit", str(self["rate-limit"]))
 
 
 def makeService(options: Options) -> IService:
@@ -247,6 +252,7 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
         atomic_insert=writer.insert_atomic,
         max_batch=options["max-batch"],
         max_batch_body=options["max-batch-body"],
+        rate_limiter=RateLimiter(options["rate-limit"], reactor) if options["rate-limit"] else None,
     )
     max_connections = options["max-connections"] or default_max_connections()
     site = TrackSite(

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from klein import Klein
+from klein.resource import KleinResource
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
@@ -32,6 +33,7 @@ from track.web.body import BodyError, decode_content, read_fields
 from track.web.clientip import Network, client_ip
 from track.web.cors import CORS
 from track.web.openapi import openapi_document
+from track.web.ratelimit import RateLimiter, retry_after
 from track.web.responses import json_response
 from track.web.script import SCRIPT_PATH, StaticScript
 from track.web.site import DEFAULT_MAX_BODY
@@ -45,6 +47,7 @@ MESSAGE_ID_HEADER = b"Track-Message-Id"
 RETRY_AFTER_SECONDS = 1
 _EPOCH = datetime(1970, 1, 1)
 _METHOD_ORDER = ["POST", "OPTIONS", "GET", "HEAD"]
+_ROUTED_METHODS = frozenset(m.encode() for m in _METHOD_ORDER)
 _BODY_REASONS = {400: "unreadable", 408: "timeout", 413: "too_large", 415: "unsupported_media_type"}
 
 
@@ -94,6 +97,7 @@ class TrackApp:
         atomic_insert: Any = None,
         max_batch: int = DEFAULT_MAX_BATCH,
         max_batch_body: int = DEFAULT_MAX_BATCH_BODY,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         self.batcher = batcher
         self.clock = clock
@@ -108,12 +112,21 @@ class TrackApp:
         self.max_batch = max_batch
         self.max_batch_body = max_batch_body
         self._script = StaticScript()
+        self.rate_limiter = rate_limiter  # None: --rate-limit off, and no cost
         self._openapi = json.dumps(
             openapi_document(self.event_types, API_PREFIX, max_body, max_batch, max_batch_body), indent=1
         ).encode()
 
     def resource(self) -> Any:
-        return self.app.resource()
+        return CaseSensitiveMethods(self.app, self)
+
+    def unrecognized_method(self, request: IRequest) -> Any:
+        """What an unknown method gets: 405 with the path's Allow, or 404."""
+        path = request.path.decode("utf-8", "replace")
+        valid = list(self.app.url_map.bind("").allowed_methods(path))
+        if not valid:
+            return self.not_found(request, Failure(NotFound()))
+        return self.method_not_allowed(request, Failure(MethodNotAllowed(valid_methods=valid)))
 
     def _now(self) -> datetime:
         """Receive time, naive UTC, for the Created column."""
@@ -142,6 +155,8 @@ class TrackApp:
         if (forbidden := self._forbidden_origin(request, kind)) is not None:
             return forbidden
         self.cors.annotate(request)
+        if self.rate_limiter is not None and (over := self._over_rate(request, kind, 1)) is not None:
+            return over
         try:
             body = decode_content(
                 request.getHeader(b"content-encoding"), request.content.read(), self.max_body
@@ -170,6 +185,20 @@ class TrackApp:
                        errbackArgs=(request, kind))
         return d
 
+    def _over_rate(self, request: IRequest, kind: str, count: int) -> bytes | None:
+        """429 + Retry-After if the client (after --trusted-proxy) is over
+        --rate-limit; `count` events are spent otherwise (a batch: all)."""
+        assert self.rate_limiter is not None
+        wait = self.rate_limiter.take(self._remote_ip(request), count)
+        if not wait:
+            return None
+        self.metrics.rate_limited.labels(kind).inc(count)
+        self.metrics.rejected.labels(kind, "rate_limited").inc(count)
+        seconds = retry_after(wait)
+        request.setHeader(b"Retry-After", b"%d" % seconds)
+        return json_response(request, 429, {"error": "too many events from this client", "retry_after": seconds,
+                                            "events_per_second": self.rate_limiter.rate})
+
     def _count_accepted(self, kind: str, count: int = 1) -> None:
         counter = self._accepted.get(kind)
         if counter is None:
@@ -190,6 +219,8 @@ class TrackApp:
         except BodyError as e:
             self.metrics.rejected.labels("batch", _BODY_REASONS.get(e.code, "unreadable")).inc()
             return json_response(request, e.code, {"error": e.message, **e.extra})
+        if self.rate_limiter is not None and (over := self._over_rate(request, "batch", len(items))) is not None:
+            return over
         created = self._now()
         remote_ip = self._remote_ip(request)
         groups: dict[str, tuple[list[Any], list[int]]] = {}
@@ -346,3 +377,21 @@ class TrackApp:
     def internal_error(self, request: IRequest, failure: Failure) -> bytes:
         log.failure("unexpected error answering {uri}", failure, uri=request.uri)
         return json_response(request, 500, {"error": "internal error"})
+
+
+class CaseSensitiveMethods(KleinResource):
+    """The Klein resource, with methods matched as sent.  werkzeug upper-cases
+    the method before matching, so `post` would be taken for POST; RFC 9110
+    section 9.1 says methods are case-sensitive.  Such a method is refused as
+    any unknown one is: 405 with the path's Allow (or 404 for no such path),
+    a client mistake, not a 5xx."""
+
+    def __init__(self, app: Klein, track: TrackApp) -> None:
+        super().__init__(app)
+        self.track = track
+
+    def render(self, request: IRequest) -> Any:
+        method = request.method
+        if method in _ROUTED_METHODS or method == method.upper():
+            return super().render(request)
+        return self.track.unrecognized_method(request)

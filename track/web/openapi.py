@@ -125,6 +125,7 @@ def _errors(body_limit: str, one: bool) -> dict[str, Any]:
         "413": _error(f"The body is larger than the limit ({body_limit})."),
         "415": _error("The body is not one of the media types above, not UTF-8, or has an unknown "
                       "Content-Encoding."),
+        "429": _error("Not stored: this client is over --rate-limit. Retry after Retry-After.", retry=True),
         "500": _error("A failure nobody expected; nothing was acknowledged. Logged; retry later.",
                       message_id=one),
         "503": _error("Not stored: the database cannot take it now, or too many events are waiting. "

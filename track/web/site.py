@@ -35,6 +35,7 @@ from twisted.web import http, server
 from track.logs import Logger, Summaries
 from track.metrics import Metrics
 from track.web.responses import json_response
+from track.web.rfc9112 import BadHead, check_host, origin_form
 from track.web.twistedhttp import HTTPChannel
 
 log = Logger(namespace="track.http")
@@ -97,6 +98,15 @@ class _Channel(HTTPChannel):
     def allHeadersReceived(self) -> None:
         if self._refused:
             return
+        headers = self.requests[-1].requestHeaders
+        try:
+            check_host(self.request_version, headers.getRawHeaders(b"host"))
+            if self.request_path[:1] != b"/" and self.request_path != b"*":
+                self.request_path, authority = origin_form(self.request_path)
+                headers.setRawHeaders(b"host", [authority])  # RFC 9112 3.2.2: the target's host wins
+        except BadHead as e:
+            self.refuse(400, {"error": str(e)})
+            return
         limit = self.site.body_limit(self.request_path)
         if self.length is not None and self.length > limit:
             self.refuse(413, {"error": "body too large", "max_bytes": limit})
@@ -110,6 +120,13 @@ class _Channel(HTTPChannel):
         """Count body bytes as they arrive; False once past the limit."""
         self._body_seen += size
         if self._body_seen > self._body_limit:
+            self.refuse(413, {"error": "body too large", "max_bytes": self._body_limit})
+        return not self._refused
+
+    def chunk_announced(self, size: int) -> bool:
+        """A chunk size over what the body may still hold is refused as soon
+        as its digits say so, not after waiting for its bytes."""
+        if self._body_seen + size > self._body_limit:
             self.refuse(413, {"error": "body too large", "max_bytes": self._body_limit})
         return not self._refused
 

@@ -180,7 +180,7 @@ class OpenAPITests(SynchronousTestCase):
                 for f in event.fields:
                     if f.type == "string":
                         self.assertEqual(schema["properties"][f.name]["maxLength"], f.max_length)
-            self.assertEqual(set(op["responses"]), {"201", "400", "403", "408", "413", "415", "500", "503"})
+            self.assertEqual(set(op["responses"]), {"201", "400", "403", "408", "413", "415", "429", "500", "503"})
             self.assertIn("1234", op["requestBody"]["description"])
             self.assertIn("Track-Message-Id", op["responses"]["201"]["headers"])
             self.assertEqual(set(op["responses"]["503"]["headers"]), {"Track-Message-Id", "Retry-After"})
@@ -195,7 +195,7 @@ class OpenAPITests(SynchronousTestCase):
         for item, event in zip(items, EVENT_TYPES.values(), strict=True):
             self.assertEqual(list(item["properties"])[1:], [f.name for f in event.fields])
             self.assertEqual(item["required"], ["type", *(f.name for f in event.fields if f.required)])
-        self.assertEqual(set(op["responses"]), {"201", "400", "403", "408", "413", "415", "500", "503"})
+        self.assertEqual(set(op["responses"]), {"201", "400", "403", "408", "413", "415", "429", "500", "503"})
         self.assertEqual(op["responses"]["201"]["content"]["application/json"]["schema"]["required"],
                          ["stored", "message_ids"])
         self.assertIn("Retry-After", op["responses"]["503"]["headers"])

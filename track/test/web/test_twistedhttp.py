@@ -140,6 +140,118 @@ class BadRequestTests(SynchronousTestCase):
                 self.assertEqual(transport.value(), b"HTTP/1.1 400 Bad Request\r\n\r\n")
 
 
+class VersionTests(SynchronousTestCase):
+    """HTTPChannel._version: the request line's HTTP version, until the body is in."""
+
+    NAME = "HTTPChannel._version"
+
+    def test_the_version_is_known_when_the_headers_are_in(self) -> None:
+        channel, _ = connect(Pending())
+        channel.dataReceived(b"POST /x HTTP/1.0\r\nContent-Length: 2\r\n\r\n")
+        self.assertEqual(channel.request_version, b"HTTP/1.0", changed(self.NAME, "is gone or holds another value"))
+
+
+class BareLFTests(SynchronousTestCase):
+    """LineReceiver.delimiter (public) set to LF, and the CR of each line
+    dropped: RFC 9112 2.2's bare-LF line ends are read like CRLF ones."""
+
+    def test_a_bare_lf_request_is_the_same_request(self) -> None:
+        for eol in (b"\n", b"\r\n"):
+            with self.subTest(eol=eol):
+                resource = Pending()
+                channel, _ = connect(resource)
+                channel.dataReceived(eol.join([b"POST /x?a=1 HTTP/1.1", b"Host: t", b"X-Y:  z ",
+                                               b"Content-Length: 2", b"", b"ab"]))
+                [request] = resource.requests
+                self.assertEqual((request.method, request.uri, request.content.read()), (b"POST", b"/x?a=1", b"ab"))
+                self.assertEqual(request.requestHeaders.getRawHeaders(b"x-y"), [b"z"])
+
+    def test_a_stray_cr_is_still_refused(self) -> None:
+        channel, _ = connect(Pending())
+        channel.dataReceived(b"POST /x HTTP/1.1\r\nHost: t\r\nX-Y: a\rb\r\n\r\n")
+        self.assertEqual(channel.bad_requests, 1)
+
+
+class Announcing(Recording):
+    """Records each chunk size announced; refuses past 100."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.announced: list[int] = []
+
+    def chunk_announced(self, size: int) -> bool:
+        self.announced.append(size)
+        if size > 100:
+            assert self.transport is not None
+            self.transport.write(b"refused")
+            self.transport.loseConnection()
+            return False
+        return True
+
+
+def connect_announcing(resource: Resource) -> tuple[Announcing, StringTransport]:
+    site = server.Site(resource, reactor=Clock())
+    site.protocol = Announcing  # type: ignore[assignment]
+    channel = site.buildProtocol(PEER)
+    assert isinstance(channel, Announcing)
+    transport = StringTransport(peerAddress=PEER)
+    channel.makeConnection(transport)
+    return channel, transport
+
+
+CHUNKED_HEAD = b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+class ChunkedDecoderTests(SynchronousTestCase):
+    """HTTPChannel._transferDecoder and _ChunkedTransferDecoder (its
+    callbacks, _buffer, _dataReceived_* states), and Twisted answering a
+    _MalformedChunkedDataError with _respondToBadRequestAndDisconnect()."""
+
+    NAME = "_ChunkedTransferDecoder"
+
+    def test_twisted_chooses_its_chunked_decoder_from_the_headers(self) -> None:
+        site = server.Site(Pending(), reactor=Clock())
+        site.protocol = http.HTTPChannel  # type: ignore[assignment]  # Twisted's own HTTP/1.1 channel, not track's
+        channel = site.buildProtocol(PEER)
+        assert isinstance(channel, http.HTTPChannel)
+        channel.makeConnection(StringTransport(peerAddress=PEER))
+        channel.dataReceived(CHUNKED_HEAD)
+        decoder = channel._transferDecoder
+        self.assertIs(type(decoder), http._ChunkedTransferDecoder, changed("HTTPChannel._transferDecoder",
+                                                                           "no longer holds the chunked decoder"))
+        for name in ("dataCallback", "finishCallback", "_buffer", "_dataReceived_CHUNK_LENGTH",
+                     "_dataReceived_CRLF", "_dataReceived_TRAILER"):
+            self.assertTrue(hasattr(decoder, name), changed(f"{self.NAME}.{name}", "is gone"))
+        self.assertTrue(issubclass(http._MalformedChunkedDataError, Exception))
+
+    def test_a_chunked_body_is_decoded_as_before(self) -> None:
+        resource = Pending()
+        channel, _ = connect_announcing(resource)
+        channel.dataReceived(CHUNKED_HEAD + b"3\r\nabc\r\n2;x=1\r\nde\r\n0\r\nX-T: 1\r\n\r\n")
+        [request] = resource.requests
+        self.assertEqual(request.content.read(), b"abcde")
+        self.assertEqual(channel.announced[-3:], [3, 2, 0])
+        self.assertEqual(channel.bad_requests, 0)
+
+    def test_a_size_over_the_limit_is_refused_before_its_line_ends(self) -> None:
+        channel, transport = connect_announcing(Pending())
+        channel.dataReceived(CHUNKED_HEAD + b"F")
+        self.assertEqual(transport.value(), b"")
+        channel.dataReceived(b"F")
+        self.assertEqual(channel.announced, [15, 255])
+        self.assertTrue(transport.value().startswith(b"refused"), changed(self.NAME, "is not stopped by an exception"))
+        # Twisted's own answer to a malformed body went to our hook.
+        self.assertEqual(channel.bad_requests, 1)
+
+    def test_broken_framing_is_a_bad_request_at_once(self) -> None:
+        for body in (b"3\nabc", b"3\r\nabc\n", b"3\r\nabc\r\n0\r\nX: 1\n", b"g\r\n", b"3x", b";\r\n"):
+            with self.subTest(body=body):
+                channel, transport = connect_announcing(Pending())
+                channel.dataReceived(CHUNKED_HEAD + body)
+                self.assertEqual(channel.bad_requests, 1)
+                self.assertEqual(transport.value(), b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+
 class TimeoutLogTests(SynchronousTestCase):
     """HTTPChannel._log and the lines timeoutConnection / forceAbortClient
     log through it: replaced, to drop those per-connection lines."""
