@@ -283,6 +283,7 @@ class TimeoutLogTests(SynchronousTestCase):
                 timed_out.append(True)
 
         channel = Counting()
+        channel.callLater = Clock().callLater  # type: ignore[method-assign,assignment]  # forceAbortClient's timer
         channel.makeConnection(StringTransport(peerAddress=PEER))
         channel.timeoutConnection()
         self.assertEqual(timed_out, [True])
