@@ -27,6 +27,7 @@ setup(
         "PyMySQL>=1.1.0",
         "prometheus_client>=0.17.0",
         "multipart>=1.2.0",  # multipart/form-data bodies (track/web/formdata.py)
+        "rich>=13.0",  # the progress bar of python -m track.client import (imported only there)
     ],
     extras_require={
         "test": [

@@ -206,6 +206,60 @@ SCENARIOS = {
 }
 
 
+def client_events(client: Any, seconds: float, first: int = 0) -> int:
+    """Track session events through `client` for `seconds` (waiting when
+    its queue is full), then flush; how many were tracked."""
+    from track.client import QueueFull
+
+    end = time.monotonic() + seconds
+    n = first
+    while time.monotonic() < end:
+        try:
+            client.track("session", {"Region": "eu", "SessionID": f"c{n}", "RemoteIP": "10.0.0.1",
+                                     "SessionType": "bench"})
+        except QueueFull:
+            client.flush(0.01)
+            continue
+        n += 1
+    if not client.flush(120):
+        raise RuntimeError("the client could not flush within 120 s")
+    return n - first
+
+
+def client_load(args: argparse.Namespace, tmp: str) -> Result:
+    """One Python process (this one) tracking through track.client.Client
+    with its defaults (gzip; batches of 100 unless --client-batch-size) into
+    twistd track."""
+    from track.client import Client
+
+    log = os.path.join(tmp, "client.log")
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(track_argv(args), cwd=tmp, env=child_env(), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        port = int(wait_for(r"track listening on http://[0-9.]+:(\d+)", log, proc).group(1))
+        client = Client(f"http://127.0.0.1:{port}", batch_size=args.client_batch_size)
+        if args.warmup:
+            client_events(client, args.warmup, 10**9)
+        execute(parse_dsn(args.dsn), "TRUNCATE TABLE SessionEvent")
+        server = [proc.pid, *children(proc.pid)]
+        cpu_before = cpu_seconds(server)
+        started = time.monotonic()
+        events = client_events(client, args.duration)
+        elapsed = time.monotonic() - started
+        cpu = cpu_seconds(server) - cpu_before
+        client.close()
+        rss = peak_rss_mb(proc.pid)
+    finally:
+        stop(proc)
+    rows = execute(parse_dsn(args.dsn), "SELECT COUNT(*) FROM SessionEvent")[0][0]
+    return Result(name=f"client: batch_size={args.client_batch_size}", rps=events / elapsed, p50_ms=0.0,
+                  p99_ms=0.0, non_2xx=0, socket_errors=0, rss_mb=rss, rows=rows, acked=events, cpu_s=cpu,
+                  requests=events)
+
+
+SCENARIOS["client"] = client_load
+
+
 def build_spool(directory: str, events: int) -> None:
     """A spool of `events` session events, written by track's own Spool
     code (called synchronously here: the bench is its only thread)."""
@@ -289,6 +343,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help=f"comma-separated, from: {', '.join(SCENARIOS)} (default floor,track)")
     p.add_argument("--spool-events", type=int, default=1_000_000,
                    help="events in the spool of the 'spool' scenario (default 1000000)")
+    p.add_argument("--client-batch-size", type=int, default=100,
+                   help="batch_size of the Client in the 'client' scenario (default 100, the Client's)")
     p.add_argument("--baseline", default=None,
                    help="another checkout of track (e.g. `git archive main | tar -x -C DIR`) "
                         "for the `base` scenario, to compare against in the same run")
@@ -327,6 +383,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     floor = next((r.eps for n, r in zip(names, medians, strict=True) if n == "floor"), None)
     peer = next((r.eps for n, r in zip(names, medians, strict=True) if n == "peer"), None)
     print(table(medians, floor, peer))
+    client = next((r.eps for n, r in zip(names, medians, strict=True) if n == "client"), None)
+    single = next((r.eps for n, r in zip(names, medians, strict=True) if n == "track"), None)
+    if client and single:
+        print(f"\nclient: one Python process through track.client.Client, {client:.0f} events/s "
+              f"= {client / single:.2f} x single events over {args.connections} wrk connections ({single:.0f}/s)")
     base = next((r for n, r in zip(names, medians, strict=True) if n == "base"), None)
     if base is not None:
         print(f"\nagainst the baseline tree {args.baseline} (events/s ratio, CPU us/event ratio; "

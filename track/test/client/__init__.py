@@ -1,0 +1,1 @@
+"""Tests of the Python client (track.client) and its import command."""

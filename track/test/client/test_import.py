@@ -1,0 +1,135 @@
+"""`python -m track.client import URL FILE...` against a real collector."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import TestCase
+
+from track.client_import import message_id_for
+from track.test.client.collector import CollectorMixin
+from track.test.process import child_env
+from track.test.support import MYSQL_SKIP, ORIGINAL_MYSQL_DDL, execute
+
+LINES = [
+    '{"type": "user", "ProfileID": 1, "Region": "eu"}',
+    "",
+    '{"type": "user", "ProfileID": "one", "Region": "eu", "Colour": "red"}',
+    '{"type": "purchase", "ProfileID": 2, "Region": "eu", "Currency": "EUR", "GrossAmount": 12345678901234.5678,'
+    ' "NetAmount": 0.5, "PaymentProvider": "card", "Product": "gems", "MessageID": "mine"}',
+    "{not json",
+    '{"type": "user", "ProfileID": 1, "Region": "eu"}',  # the same as line 1, another event
+    '{"type": "session", "Region": "eu", "SessionID": "s", "RemoteIP": "10.0.0.1", "SessionType": "t"}',
+]
+
+
+def run_import(*args: str, stdin: str | None = None, cwd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "track.client", "import", *args], input=stdin, env=child_env(),
+                          capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+class ImportCommandTests(CollectorMixin, TestCase):
+    skip = MYSQL_SKIP
+
+    def write(self, name: str, lines: list[str]) -> str:
+        path = os.path.join(self.cwd, name)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        return path
+
+    def stored(self) -> dict[str, list[Any]]:
+        return {table: self.message_ids(table) for table in ("UserEvent", "PurchaseEvent", "SessionEvent")}
+
+    async def test_imports_good_lines_writes_refused_ones_and_stores_nothing_twice_when_rerun(self) -> None:
+        base = await self.start_collector()
+        path = self.write("events.ndjson", LINES)
+        result = await deferToThread(run_import, base, path, cwd=self.cwd)
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertIn(f"{path}: 7 lines, 4 events stored (or stored before), 2 refused (see {path}.rejected.ndjson)",
+                      result.stdout)
+        with open(path + ".rejected.ndjson", encoding="utf-8") as f:
+            rejected = [json.loads(line) for line in f]
+        self.assertEqual(rejected, [
+            {"line": 3, "reasons": {"ProfileID": "must be an integer", "Colour": "unknown field"}, "text": LINES[2]},
+            {"line": 5, "reasons": {"line": rejected[1]["reasons"]["line"]}, "text": "{not json"},
+        ])
+        self.assertTrue(rejected[1]["reasons"]["line"].startswith("malformed JSON"))
+        real = os.path.realpath(path)
+        expected = {
+            "UserEvent": sorted([message_id_for(real, 1, LINES[0]), message_id_for(real, 6, LINES[5])]),
+            "PurchaseEvent": ["mine"],
+            "SessionEvent": [message_id_for(real, 7, LINES[6])],
+        }
+        self.assertEqual(self.stored(), expected)
+        self.assertEqual([str(v) for v in self.rows("SELECT GrossAmount FROM PurchaseEvent")[0]],
+                         ["12345678901234.5678"])
+        again = await deferToThread(run_import, base, path, cwd=self.cwd)
+        self.assertEqual(again.returncode, 1, again.stderr)
+        self.assertEqual(self.stored(), expected)
+
+    async def test_standard_input_and_a_clean_file_exit_0(self) -> None:
+        base = await self.start_collector()
+        result = await deferToThread(run_import, base, "-", stdin=LINES[0] + "\n" + LINES[6] + "\n", cwd=self.cwd)
+        self.assertEqual((result.returncode, result.stdout),
+                         (0, "-: 2 lines, 2 events stored (or stored before), 0 refused\n"), result.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.cwd, "stdin.rejected.ndjson")))
+        self.assertEqual(self.stored(), {"UserEvent": [message_id_for("<stdin>", 1, LINES[0])], "PurchaseEvent": [],
+                                         "SessionEvent": [message_id_for("<stdin>", 2, LINES[6])]})
+
+    async def test_events_the_collector_refuses_are_written_with_their_line(self) -> None:
+        execute(self.dsn, *ORIGINAL_MYSQL_DDL)  # 3-byte utf8: the server, not the client, refuses emoji
+        base = await self.start_collector()
+        path = self.write("emoji.ndjson", [LINES[0], '{"type": "user", "ProfileID": 3, "Region": "eu", '
+                                                     '"Message": "\\ud83d\\ude00"}'])
+        result = await deferToThread(run_import, base, path, cwd=self.cwd)
+        self.assertEqual(result.returncode, 1, result.stderr)
+        with open(path + ".rejected.ndjson", encoding="utf-8") as f:
+            rejected = [json.loads(line) for line in f]
+        self.assertEqual([(r["line"], set(r["reasons"]["fields"]), r["reasons"]["status"]) for r in rejected],
+                         [(2, {"Message"}, 400)])
+        self.assertEqual(self.stored()["UserEvent"], [message_id_for(os.path.realpath(path), 1, LINES[0])])
+
+
+def run_on_a_terminal(args: list[str], cwd: str) -> tuple[int, bytes]:
+    """Run with standard error on a pseudo-terminal: (exit status, what it drew)."""
+    master, slave = os.openpty()
+    try:
+        child = subprocess.Popen(args, env={**child_env(), "COLUMNS": "160"}, cwd=cwd,
+                                 stdout=subprocess.DEVNULL, stderr=slave)
+    finally:
+        os.close(slave)
+    drawn = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(master)
+    return child.wait(timeout=120), drawn
+
+
+class ProgressBarTests(CollectorMixin, TestCase):
+    skip = MYSQL_SKIP
+
+    async def test_a_terminal_gets_a_progress_bar(self) -> None:
+        base = await self.start_collector()
+        path = os.path.join(self.cwd, "bar.ndjson")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(LINES[0] + "\n")
+        status, drawn = await deferToThread(
+            run_on_a_terminal, [sys.executable, "-m", "track.client", "import", base, path], self.cwd)
+        self.assertEqual(status, 0, drawn)
+        self.assertIn(b"bar.ndjson", drawn)
+        self.assertIn("\u2501".encode(), drawn)  # rich's bar
+        size = len(LINES[0]) + 1
+        self.assertIn(f"{size}/{size} bytes".encode(), drawn)  # the whole file read
