@@ -203,8 +203,96 @@ SCENARIOS = {
     "overload": lambda a, t: serve_and_load(
         "track: 8x connections", track_argv(a), r"track listening on http://[0-9.]+:(\d+)", a, t,
         connections=a.connections * 8),
+    "galera": lambda a, t: galera_three(a, t),
 }
 
+
+GALERA_DATABASE = "track_bench"
+_galera: list[Any] = []  # the one cluster of this run, started by the first galera round
+
+
+def galera_cluster() -> Any:
+    """A 3-node Galera cluster (track/test/galera.py) for this run, started
+    once (10-40 s, untimed) and stopped when the bench exits."""
+    if not _galera:
+        import atexit
+
+        from track.test.galera import GALERA_SKIP, GaleraCluster
+
+        if GALERA_SKIP:
+            raise RuntimeError(f"the galera scenario needs a Galera cluster: {GALERA_SKIP}")
+        base = tempfile.mkdtemp(prefix="track-bench-galera-")
+        os.chmod(base, 0o755)  # the nodes run as mysql
+        cluster = GaleraCluster(base)
+        atexit.register(shutil.rmtree, base, True)
+        atexit.register(cluster.close)  # runs first
+        cluster.start()
+        cluster.create_database(GALERA_DATABASE)
+        if prepare_database(parse_dsn(cluster.dsn(GALERA_DATABASE))) is None:
+            raise RuntimeError("cannot reach the Galera cluster")
+        _galera.append(cluster)
+    return _galera[0]
+
+
+def galera_three(args: argparse.Namespace, tmp: str) -> Result:
+    """Three track instances on a 3-node Galera cluster, each with a
+    multi-host DSN preferring its own node, each loaded by its own wrk with a
+    third of the connections, all at once.  Rates add up; p50 is the middle
+    instance's, p99 the worst; RSS and CPU cover the three twistd processes
+    (not the nodes)."""
+    cluster = galera_cluster()
+    connections = max(1, args.connections // 3)
+    procs: list[subprocess.Popen[bytes]] = []
+    ports = []
+    try:
+        for i in range(3):
+            port = free_port()
+            log = os.path.join(tmp, f"galera-{i}.log")
+            argv = [*TWISTD, "-n", "--pidfile=", "track", "--http", f"127.0.0.1:{port}",
+                    "--dsn", cluster.dsn(GALERA_DATABASE, prefer=i),
+                    "--spool-dir", os.path.join(tmp, f"galera-spool-{i}"), *args.track_arg]
+            with open(log, "wb") as out:
+                procs.append(subprocess.Popen(argv, cwd=tmp, env=child_env(), stdout=out, stderr=subprocess.STDOUT))
+            wait_for(r"track listening on http://[0-9.]+:(\d+)", log, procs[-1])
+            ports.append(port)
+
+        def load(duration: int, check: bool) -> list[str]:
+            runs = [subprocess.Popen(
+                ["wrk", f"-t{args.threads}", f"-c{connections}", f"-d{duration}s", "--latency",
+                 "-s", os.path.join(HERE, "session.lua"), f"http://127.0.0.1:{port}"],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for port in ports]
+            outs = [run.communicate(timeout=duration + 60)[0] for run in runs]
+            if check and any(run.returncode for run in runs):
+                raise RuntimeError("wrk failed against a galera instance")
+            return outs
+
+        if args.warmup:
+            load(args.warmup, check=False)
+        cluster.execute("TRUNCATE TABLE SessionEvent", database=GALERA_DATABASE)
+        pids = [pid for proc in procs for pid in (proc.pid, *children(proc.pid))]
+        cpu_before = cpu_seconds(pids)
+        outs = load(args.duration, check=True)
+        cpu = cpu_seconds(pids) - cpu_before
+        rss = sum(peak_rss_mb(pid) for pid in pids)
+    finally:
+        for proc in procs:
+            stop(proc)
+    stats = []
+    for out in outs:
+        one = json.loads(out.split("WRKJSON ", 1)[1].splitlines()[0])
+        m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        one["non_2xx"] = int(m.group(1)) if m else 0
+        stats.append(one)
+    results = [to_result("galera", one, 0.0) for one in stats]
+    requests = sum(one["requests"] for one in stats)
+    non_2xx = sum(one["non_2xx"] for one in stats)
+    p50s = sorted(r.p50_ms for r in results)
+    result = Result(name="track x3 on 3-node Galera", rps=sum(r.rps for r in results), p50_ms=p50s[1],
+                    p99_ms=max(r.p99_ms for r in results), non_2xx=non_2xx,
+                    socket_errors=sum(r.socket_errors for r in results), rss_mb=rss, cpu_s=cpu, requests=requests)
+    result.rows = cluster.execute("SELECT COUNT(*) FROM SessionEvent", database=GALERA_DATABASE)[0][0]
+    result.acked = requests - non_2xx
+    return result
 
 def client_events(client: Any, seconds: float, first: int = 0) -> int:
     """Track session events through `client` for `seconds` (waiting when

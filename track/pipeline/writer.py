@@ -211,6 +211,10 @@ class Writer:
         state: dict[str, Any] = {"status": "ok", "database": "up" if self.up else "down"}
         if not self.up and self.down_reason:
             state["database_error"] = self.down_reason
+        hosts_health = getattr(self.store, "hosts_health", None)  # a multi-host DSN's hosts
+        hosts = hosts_health() if hosts_health is not None else None
+        if hosts:
+            state.update(hosts)
         spool = self.spool
         if spool is None:
             state["spool"] = {"events": 0, "bytes": 0, "writable": False, "error": "turned off"}

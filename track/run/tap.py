@@ -83,7 +83,8 @@ class Options(usage.Options):
          "Where to listen: a port (8080), :8080, host:port, or a Twisted "
          "endpoint description (tcp:8080:interface=127.0.0.1, unix:/run/track.sock)."],
         ["dsn", None, None,
-         "Database: mysql://user:pass@host:3306/db, the original's "
+         "Database: mysql://user:pass@host:3306/db (several hosts of a cluster: "
+         "host1:3306,host2:3306; timeouts: ?connect_timeout=3&read_timeout=5&write_timeout=5), the original's "
          "user:pass@tcp(host:3306)/db, or sqlite:///path/to/file. "
          "Default: SQLite file track.sqlite3 in the working directory."],
         ["log-level", None, "info", "debug, info, warn or error (or the original's 0, 1, -1, -2)."],
@@ -210,7 +211,7 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
     store = Store(dialect)
 
     def database_appeared() -> Any:
-        d = store.pool.runWithConnection(migrate_and_fit, dialect)
+        d = store.run_with_connection(migrate_and_fit, dialect)
 
         def fitted_now(result: Any) -> None:
             done, fresh = result

@@ -3,6 +3,13 @@
 Parsing is kept apart from connecting so that a bad DSN is a usage error
 before anything starts, and so that every message about a DSN can be
 produced from a value whose password is already masked.
+
+A MySQL URL may list several hosts, as libpq and MySQL Connector/J take them:
+`mysql://user:pass@h1:3306,h2:3306,h3:3306/db`; writes go to the first that
+works (see track.storage.hosts).  The connect, read and write timeouts come
+from the query (`connect_timeout=3&read_timeout=5&write_timeout=5`, seconds;
+the Go driver's `timeout`, `readTimeout`, `writeTimeout` with units too;
+`failover_timeout`, how long a write may go round the hosts).
 """
 
 from __future__ import annotations
@@ -22,6 +29,38 @@ _SCHEME = re.compile(r"^(?:(?i:sqlite)(?=:)|[A-Za-z][A-Za-z0-9+.-]*(?=://))")
 # anything else, above all gbk, big5, sjis, cp932 or gb18030, where a
 # backslash can be the second byte of a character, is refused, not ignored.
 ACCEPTED_CHARSETS = ("utf8", "utf8mb3", "utf8mb4")
+# Seconds a connection may take to open, and a read or a write on it may
+# wait: a node that stops answering costs at most these before track moves on
+# to the next host (or the spool).
+DEFAULT_CONNECT_TIMEOUT = 3.0
+DEFAULT_READ_TIMEOUT = 5.0
+DEFAULT_WRITE_TIMEOUT = 5.0
+# With several hosts, how long a write keeps going round them (a cluster
+# refuses or stalls writes on every node for a moment while it drops a dead
+# member) before it counts as an outage: the spool, or 503.
+DEFAULT_FAILOVER_TIMEOUT = 10.0
+# Timeout parameters and the name each stands for (URL spellings, and the
+# Go driver's, which may carry a unit).
+_TIMEOUT_PARAMS = {
+    "connect_timeout": "connect", "timeout": "connect", "connectTimeout": "connect",
+    "read_timeout": "read", "readTimeout": "read",
+    "write_timeout": "write", "writeTimeout": "write",
+    "failover_timeout": "failover",
+}
+_DURATION = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(ms|s|m)?$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
+# One host of a list: a name, an IPv4 address or a bracketed IPv6 one, and a port.
+_HOST_ENTRY = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::\d+)?$")
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """A MySQL connection's timeouts, in seconds."""
+
+    connect: float = DEFAULT_CONNECT_TIMEOUT
+    read: float = DEFAULT_READ_TIMEOUT
+    write: float = DEFAULT_WRITE_TIMEOUT
+    failover: float = DEFAULT_FAILOVER_TIMEOUT
 
 
 class DSNError(ValueError):
@@ -41,6 +80,15 @@ class DSN:
     unix_socket: str | None = None
     path: str = ""
     params: Mapping[str, str] = field(default_factory=dict)
+    # Every host of the DSN, in order of preference; the first is host:port.
+    # Empty means just (host, port).
+    others: tuple[tuple[str, int], ...] = ()
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+    @property
+    def hosts(self) -> tuple[tuple[str, int], ...]:
+        """(host, port) of every host, the preferred one first."""
+        return ((self.host, self.port), *self.others)
 
     def redacted(self) -> str:
         """A printable form that never shows the password."""
@@ -50,12 +98,17 @@ class DSN:
         where = (
             f"unix({self.unix_socket})"
             if self.unix_socket
-            else f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+            else ",".join(host_label(host, port) for host, port in self.hosts)
         )
         return f"mysql://{auth}@{where}/{self.database}"
 
     def __str__(self) -> str:
         return self.redacted()
+
+
+def host_label(host: str, port: int) -> str:
+    """host:port as a DSN writes it ([v6]:port for an IPv6 address)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def parse_dsn(text: str | None) -> DSN:
@@ -93,6 +146,9 @@ def _parse_mysql_url(text: str) -> DSN:
     '#' or '@', and a parser error must never echo any part of it.
     """
     rest = text.split("://", 1)[1]
+    listed = _host_list(rest)
+    if listed is not None:
+        return listed
     userinfo, at, hostpath = rest.rpartition("@")
     if not at:
         userinfo, hostpath = "", rest
@@ -106,17 +162,60 @@ def _parse_mysql_url(text: str) -> DSN:
         raise DSNError("MySQL DSN names no database: mysql://user:pass@host:3306/DATABASE")
     if "/" in database:
         raise DSNError(f"MySQL DSN database name {database!r} contains '/'")
-    host, port = _split_host_port(hostport)
+    hosts = [_split_host_port(entry) for entry in hostport.split(",")] if "," in hostport else [
+        _split_host_port(hostport)]
+    if socket and len(hosts) > 1:
+        raise DSNError("a MySQL DSN with unix_socket names one server: leave out the other hosts")
     return DSN(
         kind="mysql",
         database=database,
-        host=host,
-        port=port,
+        host=hosts[0][0],
+        port=hosts[0][1],
+        others=tuple(hosts[1:]),
         user=unquote(user),
         password=unquote(password),
         unix_socket=socket,
         params=params,
+        timeouts=_timeouts(params),
     )
+
+
+def _host_list(rest: str) -> DSN | None:
+    """A host list whose entries carry their own user or database
+    (`u@h1:3306,v@h2:3306/db`, `h1/db1,h2/db2`, or whole URLs joined by
+    commas): the same user and database everywhere is one multi-host DSN,
+    anything else is refused.  None when `rest` is not such a list (a
+    plain host list, or a password holding a comma), for the usual parse."""
+    head, _, query = rest.partition("?")
+    if "," not in head:
+        return None
+    entries = []
+    for piece in head.split(","):
+        piece = re.sub(r"^(?i:mysql|mariadb|mysql\+pymysql)://", "", piece)
+        userinfo, at, hostpath = piece.rpartition("@")
+        hostport, slash, database = hostpath.partition("/")
+        if not _HOST_ENTRY.match(hostport) or "?" in database:
+            return None
+        entries.append((userinfo if at else None, database if slash else None, hostport))
+    if not any(u is not None for u, _, _ in entries[1:]) and not any(d is not None for _, d, _ in entries[:-1]):
+        return None  # user first, database last: the plain form
+    users = {unquote(u.partition(":")[0]) for u, _, _ in entries if u is not None}
+    databases = {unquote(d) for _, d, _ in entries if d is not None}
+    passwords = {unquote(u.partition(":")[2]) for u, _, _ in entries if u is not None}
+    if len(users) > 1 or len(databases) > 1 or len(passwords) > 1:
+        what = " and ".join(name for name, values in (("users", users), ("databases", databases))
+                            if len(values) > 1) or "passwords"
+        shown = sorted(users) if len(users) > 1 else sorted(databases) if len(databases) > 1 else []
+        raise DSNError(
+            f"the hosts of this DSN have different {what}{' ' + repr(shown) if shown else ''}: track "
+            "writes to one database through any of its hosts, so list them as one DSN with one "
+            "user and one database: mysql://user:pass@host1:3306,host2:3306,host3:3306/database"
+        )
+    userinfo = next((u for u, _, _ in entries if u is not None), "")
+    database = next((d for _, d, _ in entries if d is not None), "")
+    hosts = ",".join(hostport for _, _, hostport in entries)
+    return _parse_mysql_url(f"mysql://{userinfo}{'@' if userinfo else ''}{hosts}/{database}"
+                            + (f"?{query}" if query else ""))
 
 
 _GO_ADDR = re.compile(r"^(?P<net>[A-Za-z0-9]*)(?:\((?P<addr>[^)]*)\))?$")
@@ -154,18 +253,21 @@ def _parse_go_dsn(text: str) -> DSN:
             password=password,
             unix_socket=addr,
             params=params,
+            timeouts=_timeouts(params),
         )
     if net not in ("tcp", "tcp4", "tcp6"):
         raise DSNError(f"unsupported network {net!r} in DSN: use tcp or unix")
-    host, port = _split_host_port(addr)
+    hosts = [_split_host_port(entry) for entry in addr.split(",")]
     return DSN(
         kind="mysql",
         database=database,
-        host=host,
-        port=port,
+        host=hosts[0][0],
+        port=hosts[0][1],
+        others=tuple(hosts[1:]),
         user=user,
         password=password,
         params=params,
+        timeouts=_timeouts(params),
     )
 
 
@@ -182,6 +284,21 @@ def _params(query: str) -> dict[str, str]:
             f"database; use charset=utf8mb4 (or utf8) or leave charset out"
         )
     return params
+
+
+def _timeouts(params: Mapping[str, str]) -> Timeouts:
+    """The timeouts a DSN's query sets, the defaults for the others."""
+    chosen: dict[str, float] = {}
+    for name, value in params.items():
+        which = _TIMEOUT_PARAMS.get(name)
+        if which is None:
+            continue
+        m = _DURATION.match(value.strip())
+        seconds = float(m.group(1)) * _UNIT[m.group(2)] if m else 0.0
+        if not 0 < seconds <= 3600:
+            raise DSNError(f"{name}={value!r} in DSN: give a number of seconds above 0 (like 5 or 2.5s)")
+        chosen[which] = seconds
+    return Timeouts(**chosen)
 
 
 def _split_host_port(addr: str) -> tuple[str, int]:

@@ -8,7 +8,7 @@ cannot be stored (400 for its request alone), or anything else (a bug: 500).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pymysql
@@ -24,8 +24,11 @@ MYSQL_SESSION_INIT = (
     "SET SESSION sql_mode='STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,"
     "ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION', time_zone='+00:00'"
 )
-CONNECT_TIMEOUT = 3
-IO_TIMEOUT = 10  # a hung server fails over to the spool well within --request-timeout
+# Start-up work (migrations, which may wait for another instance's lock)
+# reads with at least this timeout.
+STARTUP_READ_TIMEOUT = 120.0
+# Errors on which start-up tries the next host of a multi-host DSN.
+_NEXT_HOST_AT_START = {1040, 1047, 1053, 1290, 1836, 2002, 2003, 2006, 2013, 2055}
 
 # What a MySQL error means, by its code.  This table is the one place that
 # decides: every write failure is classified here and nowhere else.
@@ -66,6 +69,9 @@ _MYSQL_OUTAGE = {
     2002, 2003, 2005, 2006, 2013, 2014, 2045, 2055,  # client: cannot connect, gone, lost
     4031,  # disconnected by the server for inactivity
 }
+# What a Galera node says, whatever the code (1047; 1180, an error during
+# COMMIT), when it is not part of the primary component: an outage of that node.
+_GALERA_NOT_PRIMARY = ("WSREP has not yet prepared node", "Not connected to Primary Component")
 # Errors after which the same transaction may simply be tried again.
 _MYSQL_RETRYABLE = {1205, 1213}  # lock wait timeout, deadlock
 # The connection is gone (server restarted, killed it, or timed it out).
@@ -91,9 +97,9 @@ class MySQLDialect:
             database=d.database,
             charset="utf8mb4",
             autocommit=True,
-            connect_timeout=CONNECT_TIMEOUT,
-            read_timeout=IO_TIMEOUT,
-            write_timeout=IO_TIMEOUT,
+            connect_timeout=d.timeouts.connect,
+            read_timeout=d.timeouts.read,
+            write_timeout=d.timeouts.write,
             init_command=MYSQL_SESSION_INIT,
         )
         if d.unix_socket:
@@ -102,12 +108,69 @@ class MySQLDialect:
             kw.update(host=d.host, port=d.port)
         return kw
 
-    def pool_args(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        return (self.driver,), self._connect_kwargs()
+    def hosts(self) -> list[tuple[str, int]]:
+        """The DSN's hosts, preferred first (none for a UNIX socket)."""
+        return [] if self.dsn.unix_socket else list(self.dsn.hosts)
+
+    def pool_args(
+        self, target: Callable[[], tuple[str, int]] | None = None
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The pool's connections: each checked on connect (read-only, a
+        Galera node not ready or not synced: an outage), and opened to the
+        host `target()` names when the DSN lists several."""
+        kw = self._connect_kwargs()
+        kw["on_connect"] = self.writable_on_connect
+        if target is not None:
+            kw["target"] = target
+        return (self.driver,), kw
+
+    def writable_on_connect(self, conn: Any) -> None:
+        cursor = conn.cursor()
+        try:
+            self.writable(cursor)
+        finally:
+            cursor.close()
 
     def connect(self) -> Any:
-        """A plain connection for start-up work (migrations), with transactions."""
-        return pymysql.connect(**{**self._connect_kwargs(), "autocommit": False})
+        """A plain connection for start-up work (migrations), with
+        transactions: to the first host of the DSN that takes writes."""
+        kw = {**self._connect_kwargs(), "autocommit": False}
+        kw["read_timeout"] = max(kw["read_timeout"], STARTUP_READ_TIMEOUT)
+        hosts: list[tuple[str, int] | None] = [*self.hosts()] or [None]
+        for n, address in enumerate(hosts, 1):
+            if address is not None:
+                kw.update(host=address[0], port=address[1])
+            try:
+                conn = pymysql.connect(**kw)
+                try:
+                    self.writable_on_connect(conn)
+                except BaseException:
+                    conn.close()
+                    raise
+                return conn
+            except Exception as e:
+                if n == len(hosts) or not _next_host(e):
+                    raise
+        raise AssertionError("unreachable")
+
+    def reconnect(self, conn: Any) -> None:
+        """A dropped pool connection opened again, to the same host, checked."""
+        conn.reopen()
+
+    def failover_seconds(self) -> float:
+        return self.dsn.timeouts.failover
+
+    def check_host(self, address: tuple[str, int]) -> None:
+        """Blocking: raise unless `address` takes writes now (a connection
+        of its own, bounded by the connect timeout, closed again)."""
+        kw = self._connect_kwargs()
+        kw.update(host=address[0], port=address[1], read_timeout=self.dsn.timeouts.connect,
+                  write_timeout=self.dsn.timeouts.connect)
+        conn = pymysql.connect(**kw)
+        try:
+            self.writable_on_connect(conn)
+        finally:
+            conn.close()
 
     def row_error(self, exc: BaseException) -> RowError | None:
         code = _mysql_code(exc)
@@ -125,7 +188,7 @@ class MySQLDialect:
         code = _mysql_code(exc)
         if code in _MYSQL_ROW_ERRORS:
             return Verdict.ROW
-        if code in _MYSQL_OUTAGE or "WSREP has not yet prepared node" in str(exc):
+        if code in _MYSQL_OUTAGE or any(sign in str(exc) for sign in _GALERA_NOT_PRIMARY):
             return Verdict.OUTAGE
         if isinstance(exc, (pymysql.err.InterfaceError, ConnectionError, TimeoutError)):
             return Verdict.OUTAGE  # the connection is closed or the socket failed
@@ -133,17 +196,25 @@ class MySQLDialect:
 
     def writable(self, cursor: Any) -> None:
         """Raise unless the server takes writes now: not read-only (a failover
-        in progress) and, on a Galera node, ready (part of the primary component)."""
+        in progress) and, on a Galera node, ready (part of the primary
+        component) and Synced (not joining, donor or desynced)."""
         cursor.execute("SHOW GLOBAL VARIABLES WHERE Variable_name IN ('read_only', 'wsrep_on')")
         variables = {name.lower(): str(value).upper() for name, value in cursor.fetchall()}
         if variables.get("read_only", "OFF") not in ("0", "OFF"):
             raise pymysql.err.OperationalError(1290, "the server is read-only (read_only=ON)")
         if variables.get("wsrep_on", "OFF") not in ("ON", "1"):
             return  # not a Galera node
-        cursor.execute("SHOW GLOBAL STATUS LIKE 'wsrep_ready'")
-        row = cursor.fetchone()
-        if row is None or str(row[1]).upper() != "ON":
-            raise pymysql.err.OperationalError(1047, "WSREP has not yet prepared node for application use")
+        cursor.execute("SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_ready', 'wsrep_local_state_comment')")
+        status = {name.lower(): str(value) for name, value in cursor.fetchall()}
+        if status.get("wsrep_ready", "").upper() != "ON":
+            raise pymysql.err.OperationalError(
+                1047, "WSREP has not yet prepared node for application use (wsrep_ready=OFF: not in the "
+                "primary component)")
+        state = status.get("wsrep_local_state_comment", "")
+        if state != "Synced":
+            raise pymysql.err.OperationalError(
+                1047, f"WSREP has not yet prepared node for application use (the node is {state or 'not'} "
+                "synced, wsrep_local_state_comment is not Synced)")
 
     def retryable(self, exc: BaseException) -> bool:
         return _mysql_code(exc) in _MYSQL_RETRYABLE
@@ -231,6 +302,11 @@ class MySQLDialect:
     def unlock(self, cursor: Any) -> None:
         cursor.execute("SELECT RELEASE_LOCK('track_schema_migration')")
         cursor.fetchall()
+
+
+def _next_host(exc: BaseException) -> bool:
+    """Whether start-up should try the next host after `exc`."""
+    return _mysql_code(exc) in _NEXT_HOST_AT_START or isinstance(exc, (ConnectionError, TimeoutError))
 
 
 def _mysql_code(exc: BaseException) -> int | None:

@@ -22,7 +22,7 @@ from track.storage.schema import fit_event_types, migrate
 log = Logger(namespace="track")
 
 # Client errors of the MySQL protocol that mean "not reachable right now".
-_TRANSIENT_MYSQL = {2002, 2003, 2006, 2013, 2055, 1040, 1053}
+_TRANSIENT_MYSQL = {2002, 2003, 2006, 2013, 2055, 1040, 1047, 1053}  # 1047: a Galera node not ready
 LIMITS_FILE = "column-limits.json"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -50,7 +50,21 @@ class SQLiteDialect:
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=5000")
 
-    def pool_args(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def hosts(self) -> list[tuple[str, int]]:
+        return []  # a file, not a server
+
+    def check_host(self, address: tuple[str, int]) -> None:
+        raise NotImplementedError("SQLite has no hosts")
+
+    def reconnect(self, conn: Any) -> None:
+        conn.reconnect()
+
+    def failover_seconds(self) -> float:
+        return 0.0
+
+    def pool_args(
+        self, target: Callable[[], tuple[str, int]] | None = None
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
         # One writer thread: SQLite serialises writers anyway.
         return (self.driver, self.path), dict(
             check_same_thread=False,

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import pymysql
@@ -89,10 +90,17 @@ def free_port() -> int:
 class ThrowawayMariaDB:
     """A private mariadbd in a temporary directory, with its own port and socket."""
 
-    def __init__(self, basedir: str, port: int | None = None) -> None:
+    def __init__(self, basedir: str, port: int | None = None, options: Sequence[str] = (),
+                 user: str | None = None) -> None:
         """`basedir` is a directory the test owns (e.g. `TestCase.mktemp()`);
         `port` None picks a free one, and a lost race for it is retried once
-        at the first start (later starts keep the port the test already uses)."""
+        at the first start (later starts keep the port the test already uses).
+        `options` are added to every start's command line (a Galera node's
+        wsrep settings, for example: see track.test.galera).  `user` is the
+        account mariadbd runs as (default: ours); another one gets the whole
+        basedir (and the socket's directory) before every start."""
+        self.options = tuple(options)
+        self.user = user or _user()
         self.basedir = os.path.abspath(basedir)
         os.makedirs(self.basedir, exist_ok=True)
         self.datadir = os.path.join(self.basedir, "data")
@@ -128,12 +136,13 @@ class ThrowawayMariaDB:
         """Create the system tables in basedir/data, with a passwordless
         root@127.0.0.1 (we run as root, so --user=root; 'normal' auth rather
         than the default unix_socket so TCP logins work)."""
+        self._hand_over()
         argv = [
             INSTALL_DB,
             "--no-defaults",
             f"--datadir={self.datadir}",
             f"--tmpdir={self.tmpdir}",
-            f"--user={_user()}",
+            f"--user={self.user}",
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
             *_SERVER_OPTIONS,
@@ -147,21 +156,22 @@ class ThrowawayMariaDB:
         if result.returncode != 0:
             raise RuntimeError(f"mariadb-install-db failed ({result.returncode}):\n{_text(result.stdout)}")
 
-    def start(self) -> None:
-        """Launch mariadbd and return once it accepts connections on our port."""
+    def start(self, *extra: str) -> None:
+        """Launch mariadbd and return once it accepts connections on our port.
+        `extra` options are for this start only (`--wsrep-new-cluster`)."""
         if self.running:
             return
         first = not self._started_once
         try:
-            self._start()
+            self._start(extra)
         except _BindFailed:
             if not (first and self._auto_port):
                 raise
             self.port = free_port()  # someone took our port between pick and bind
-            self._start()
+            self._start(extra)
         self._started_once = True
 
-    def _start(self) -> None:
+    def _start(self, extra: Sequence[str] = ()) -> None:
         argv = [
             MARIADBD,
             "--no-defaults",
@@ -172,10 +182,13 @@ class ThrowawayMariaDB:
             "--bind-address=127.0.0.1",
             f"--pid-file={self.pid_file}",
             f"--log-error={self.log_file}",
-            f"--user={_user()}",
+            f"--user={self.user}",
             "--max-connections=200",
             *_SERVER_OPTIONS,
+            *self.options,
+            *extra,
         ]
+        self._hand_over()
         log_start, out_start = _size(self.log_file), _size(self.out_file)
         # Own process group: a ^C at the terminal is for trial, not for the server.
         # Its stderr goes to the error log once that is open; before, to .out.
@@ -205,6 +218,12 @@ class ThrowawayMariaDB:
                     f"{self.log_file}:\n{self._log_tail(log_start)}"
                 )
             time.sleep(POLL_INTERVAL)
+
+    def _hand_over(self) -> None:
+        """Give basedir (and the socket's directory) to the account mariadbd runs as."""
+        if self.user != _user():
+            for top in filter(None, (self.basedir, self._socket_dir)):
+                _chown_tree(top, self.user)
 
     def stop(self) -> None:
         """Clean shutdown (SIGTERM), SIGKILL if it will not go. Idempotent."""
@@ -307,6 +326,16 @@ def _user() -> str:
         return pwd.getpwuid(os.geteuid()).pw_name
     except (ImportError, KeyError):
         return "root"
+
+
+def _chown_tree(top: str, user: str) -> None:
+    """Give `top` and everything in it to `user`."""
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    for root, dirs, files in os.walk(top):
+        for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+            os.lchown(name, entry.pw_uid, entry.pw_gid)
 
 
 def _size(path: str) -> int:
