@@ -92,6 +92,19 @@ class Metrics:
                                     multiprocess_mode="livemin")
         self.database_up = Gauge("track_database_up", "1 while the database takes writes, else 0.",
                                  registry=r, multiprocess_mode="livemin")
+        # Counted instead of logged one line per event (see track.logs.Summaries).
+        self.accept_errors = Counter("track_accept_errors", "accept() calls that failed, by errno name.",
+                                     ["errno"], registry=r)
+        self.timed_out = Counter("track_connections_timed_out",
+                                 "Connections closed for a timeout (idle, or a request not received in time).",
+                                 registry=r)
+        self.dropped = Counter("track_connections_dropped",
+                               "Connections dropped, by reason: max_connections (answered 503 and closed), "
+                               "no_descriptors (accepted on the reserved descriptor and closed) or "
+                               "client_left (the client closed before its answer).",
+                               ["reason"], registry=r)
+        self.db_reconnects = Counter("track_db_reconnects",
+                                     "Pooled database connections found dropped and opened again.", registry=r)
         self._readers: list[tuple[Gauge, Callable[[], float]]] = []
         self._worker_series: list[tuple[Gauge, Callable[[], float]]] = []
         if self.directory is not None:

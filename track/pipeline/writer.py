@@ -46,6 +46,7 @@ class Storage(Inserts, Protocol):
         self, groups: Sequence[tuple[EventType, Sequence[Row]]]
     ) -> Deferred[list[Refusal] | None]: ...
     def ping(self) -> Deferred[None]: ...
+    def hosts_health(self) -> dict[str, Any] | None: ...
 
 
 class Writer:
@@ -211,8 +212,7 @@ class Writer:
         state: dict[str, Any] = {"status": "ok", "database": "up" if self.up else "down"}
         if not self.up and self.down_reason:
             state["database_error"] = self.down_reason
-        hosts_health = getattr(self.store, "hosts_health", None)  # a multi-host DSN's hosts
-        hosts = hosts_health() if hosts_health is not None else None
+        hosts = self.store.hosts_health()
         if hosts:
             state.update(hosts)
         spool = self.spool

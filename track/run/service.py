@@ -44,6 +44,7 @@ from zope.interface import implementer
 from track.logs import Logger
 from track.pipeline.batcher import Batcher
 from track.pipeline.writer import Writer
+from track.run.accepting import AcceptGuard
 from track.storage.store import Store
 from track.web.site import TrackSite
 
@@ -70,14 +71,17 @@ class _AnsweringPort:
     request in progress instead of being reset when the socket closes.
     Bounded: a flood of new connections cannot hold the shutdown."""
 
-    def __init__(self, port: IListeningPort, site: TrackSite) -> None:
+    def __init__(self, port: IListeningPort, site: TrackSite, guard: AcceptGuard | None = None) -> None:
         self.port = port
         self.site = site
+        self.guard = guard
 
     def startListening(self) -> None:
         self.port.startListening()
 
     def stopListening(self) -> Deferred[None] | None:
+        if self.guard is not None:
+            self.guard.stop()
         accept = getattr(self.port, "doRead", None)  # IReadDescriptor.doRead of a listening port
         for _ in range(_MAX_ACCEPT_ROUNDS):
             before = len(self.site.channels)
@@ -94,7 +98,8 @@ class _HTTPEndpoint:
     """The `--http` endpoint as the listening service uses it: success logs
     the real address (with `tcp:0`, the port the kernel chose), failure is
     one short ListenError, and the port it gives answers the accept queue
-    before it closes."""
+    before it closes, its accept errors counted and paused when out of
+    descriptors (AcceptGuard)."""
 
     def __init__(self, endpoint: IStreamServerEndpoint, site: TrackSite) -> None:
         self.endpoint = endpoint
@@ -107,7 +112,8 @@ class _HTTPEndpoint:
     def _listening(self, port: IListeningPort) -> IListeningPort:
         self.port = port
         log.info("track listening on {address}", address=describe(port.getHost()))
-        return _AnsweringPort(port, self.site)
+        guard = AcceptGuard(port, self.site.reactor, self.site.metrics, self.site.summaries)
+        return _AnsweringPort(port, self.site, guard if guard.install() else None)
 
     @staticmethod
     def _failed(failure: Failure) -> NoReturn:

@@ -31,6 +31,7 @@ from track.pipeline.batcher import (
     Batcher,
 )
 from track.pipeline.writer import Writer
+from track.run.accepting import RESERVED_DESCRIPTORS, default_max_connections, descriptors_at_start
 from track.run.listen import admin_endpoint_description, endpoint_description, server_endpoint
 from track.run.service import TrackService
 from track.run.workers import WorkerPool
@@ -121,6 +122,9 @@ class Options(usage.Options):
          "Largest batch request body in bytes, before and after decoding; larger is 413."],
         ["max-body", None, str(DEFAULT_MAX_BODY),
          "Largest event body in bytes, before and after gzip/deflate decoding; larger is 413."],
+        ["max-connections", None, None,
+         "Most open client connections per process; past it a new connection is answered 503 + "
+         f"Retry-After and closed. Default: the file descriptor limit less {RESERVED_DESCRIPTORS}."],
         ["rate-limit", None, "0",
          "Events per second each client address may send (after --trusted-proxy), in bursts of up to "
          "twice that; beyond it 429 + Retry-After. Per worker process with --workers. 0: off."],
@@ -175,6 +179,8 @@ class Options(usage.Options):
         self["max-pending"] = _positive_int("max-pending", str(self["max-pending"]))
         self["max-body"] = _positive_int("max-body", str(self["max-body"]))
         self["max-batch"] = _positive_int("max-batch", str(self["max-batch"]))
+        if self["max-connections"] is not None:
+            self["max-connections"] = _positive_int("max-connections", str(self["max-connections"]))
         self["workers"] = _positive_int("workers", str(self["workers"]))
         if self["workers"] > 1 and not self["endpoint"].startswith("tcp"):
             raise usage.UsageError("--workers needs a TCP --http (a port or host:port)")
@@ -189,6 +195,7 @@ def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
     set_level(options["level"])
+    descriptors_at_start()
     dsn: DSN = options["parsed-dsn"]
     fitted = prepare_database(dsn)
     if fitted is None and not options["spool-dir"]:
@@ -291,6 +298,7 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
         recent=recent,
         rate_limiter=RateLimiter(options["rate-limit"], reactor) if options["rate-limit"] else None,
     )
+    max_connections = options["max-connections"] or default_max_connections()
     site = TrackSite(
         app.resource(),
         options["access-log"],
@@ -298,10 +306,19 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
         body_limit=lambda path: (
             options["max-batch-body"] if is_batch_path(path) else options["max-body"]
         ),
+        max_connections=max_connections,
+        metrics=metrics,
     )
     site.recent = recent
-    log.info("track {version} storing events in {dsn}, spool {spool}", version=__version__,
-             dsn=dsn.redacted(), spool=spool.directory if spool else "off")
+
+    def reconnected() -> None:  # on a pool thread
+        metrics.db_reconnects.inc()
+        reactor.callFromThread(site.summaries.add, "reconnected to the database {n} times")
+
+    store.on_reconnect = reconnected
+    log.info("track {version} storing events in {dsn}, spool {spool}, at most {n} connections",
+             version=__version__, dsn=dsn.redacted(), spool=spool.directory if spool else "off",
+             n=max_connections)
     return TrackService(
         options["endpoint"],
         site,

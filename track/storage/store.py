@@ -123,6 +123,9 @@ class Store:
         kwargs.setdefault("cp_max", MYSQL_POOL_THREADS)
         self.pool = _new_pool(*args, cp_reconnect=True, cp_noisy=False, **kwargs)
         self._statements: dict[str, Statement] = {}
+        # Called on the pool thread after a dropped connection was opened
+        # again (counted and summarized, never logged once per reconnect).
+        self.on_reconnect: Callable[[], None] = lambda: None
         self._watch: HostWatch | None = None
         if self.hosts.many:
             if clock is None:
@@ -278,6 +281,7 @@ class Store:
                     # Safe to repeat: a statement cut off before its OK is
                     # rolled back, and MessageIDs make repeats no-ops.
                     self.dialect.reconnect(conn)
+                    self.on_reconnect()
                     continue
                 undo()
                 if self.dialect.classify(e) is Verdict.ROW:
@@ -412,6 +416,7 @@ class Store:
                 if attempt == 2 or not self.dialect.connection_lost(e):
                     raise
                 self.dialect.reconnect(conn)
+                self.on_reconnect()
 
     def close(self) -> None:
         if self._watch is not None:

@@ -159,16 +159,18 @@ class TwistdTrack(ProcessProtocol):
     Give it `--http tcp:0:interface=127.0.0.1` and read the port from
     `ready` (see `port_of`): the kernel picks a free port when twistd binds,
     so no other process can take it between a pick and a bind.
+
+    `prefix` runs it under another command, e.g. `prlimit --nofile=512 --`.
     """
 
-    def __init__(self, args: Sequence[str], cwd: str) -> None:
+    def __init__(self, args: Sequence[str], cwd: str, prefix: Sequence[str] = ()) -> None:
         self.output = b""
         self.ready: Deferred[str] = Deferred()
         self.ended: Deferred[Exception] = Deferred()
         self.exit_reason: Exception | None = None
         self._waiting: list[Deferred[Exception]] = []
         self.transport: Any = None
-        argv = [*TWISTD, "-n", "--pidfile=", "track", *args]
+        argv = [*prefix, *TWISTD, "-n", "--pidfile=", "track", *args]
         reactor.spawnProcess(self, argv[0], argv, env=child_env(), path=cwd)
         self.ready.addTimeout(60, reactor)
 

@@ -4,10 +4,11 @@ pipelined HTTP that no well-behaved client library would produce."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import ClientFactory, Protocol, connectionDone
 from twisted.python.failure import Failure
 
@@ -34,6 +35,11 @@ class RawClient(Protocol):
     def send(self, data: bytes) -> None:
         assert self.transport is not None, "send() before connectionMade()"
         self.transport.write(data)
+
+    def abort(self) -> None:
+        """Reset the connection, if it is still open (a test's cleanup)."""
+        if self.transport is not None and not self.closed.called:
+            cast(ITCPTransport, self.transport).abortConnection()
 
     def statuses(self) -> list[int]:
         return [int(m) for m in _STATUS.findall(self.received)]

@@ -25,13 +25,15 @@ from typing import Any, cast
 from urllib.parse import unquote_to_bytes
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IDelayedCall, ITCPTransport
-from twisted.internet.protocol import connectionDone
+from twisted.internet.interfaces import IDelayedCall, IReactorTime, ITCPTransport
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import LoopingCall
+from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 from twisted.web import http, server
 
-from track.logs import Logger
+from track.logs import Logger, Summaries
+from track.metrics import Metrics
 from track.web.responses import json_response
 from track.web.rfc9112 import BadHead, check_host, origin_form
 from track.web.twistedhttp import HTTPChannel
@@ -41,15 +43,22 @@ log = Logger(namespace="track.http")
 DEFAULT_MAX_BODY = 64 * 1024
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 16 * 1024 * 1024  # dropped unread, never kept
+BUSY_LINGER_SECONDS = 1.0  # a connection answered 503 for --max-connections
+BUSY_LINGER_BYTES = 64 * 1024
 
 
-def raw_response(code: int, payload: dict[str, Any]) -> bytes:
+def raw_response(code: int, payload: dict[str, Any], headers: bytes = b"") -> bytes:
     """A complete JSON response that closes the connection, for answers given
-    before (or instead of) a Request being processed."""
+    before (or instead of) a Request being processed.  `headers`: more
+    header lines, each ending in CRLF."""
     body = json.dumps(payload).encode()
-    return b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (
-        code, http.RESPONSES.get(code, b"Error"), len(body), body,
+    return b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s" \
+        b"Connection: close\r\n\r\n%s" % (
+        code, http.RESPONSES.get(code, b"Error"), len(body), headers, body,
     )
+
+
+BUSY_RESPONSE = raw_response(503, {"error": "too many connections", "retry_after": 1}, b"Retry-After: 1\r\n")
 
 
 class _Channel(HTTPChannel):
@@ -136,7 +145,11 @@ class _Channel(HTTPChannel):
         # bytes is a bare 400; make it the JSON every other error is.
         self.refuse(400, {"error": "malformed HTTP request"})
 
+    def idle_timed_out(self) -> None:
+        self.site.connection_timed_out("timed out {n} idle connections")
+
     def timed_out(self) -> None:
+        self.site.connection_timed_out("answered 408 to {n} requests not received in time")
         self.refuse(408, {"error": "request not received in time",
                           "timeout_seconds": self.site.request_timeout})
 
@@ -187,6 +200,38 @@ class _Channel(HTTPChannel):
         self.site.channel_closed(self)
 
 
+class _Busy(Protocol):
+    """A connection over `--max-connections`: answered 503 + Retry-After at
+    once and closed.  Its side is half-closed after the answer and what the
+    client still sends is dropped for a moment (up to a budget), so the
+    client reads the answer instead of a reset; its descriptor is free
+    again when the client closes, or after BUSY_LINGER_SECONDS."""
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self.clock = clock
+        self._budget = BUSY_LINGER_BYTES
+        self._linger: IDelayedCall | None = None
+
+    def connectionMade(self) -> None:
+        transport = cast(ITCPTransport, self.transport)
+        transport.write(BUSY_RESPONSE)
+        half_close = getattr(transport, "loseWriteConnection", None)
+        if half_close is None:
+            transport.loseConnection()
+            return
+        half_close()
+        self._linger = self.clock.callLater(BUSY_LINGER_SECONDS, transport.abortConnection)
+
+    def dataReceived(self, data: bytes) -> None:
+        self._budget -= len(data)
+        if self._budget < 0:
+            cast(ITCPTransport, self.transport).abortConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._linger is not None and self._linger.active():
+            self._linger.cancel()
+
+
 class TrackRequest(server.Request):
     channel: _Channel
 
@@ -215,6 +260,13 @@ class TrackRequest(server.Request):
         if self.channel.body_chunk(len(data)):
             super().handleContentChunk(data)
 
+    def connectionLost(self, reason: Failure) -> None:
+        # Counted, never logged per client: a client that left before its
+        # answer (not a connection track itself refused or closed).
+        if not self.finished and not self.channel._refused and not self.channel.site.closing:
+            self.channel.site.client_left()
+        super().connectionLost(reason)
+
 
 class TrackSite(server.Site):
     displayTracebacks = False
@@ -232,6 +284,8 @@ class TrackSite(server.Site):
         request_timeout: float | None = 30.0,
         reactor: Any = None,
         body_limit: Callable[[bytes], int] = lambda path: DEFAULT_MAX_BODY,
+        max_connections: int | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         # track reads the raw body itself, strictly and once; Twisted's own
         # form parsing would double the work and answer bad multipart bodies
@@ -250,6 +304,9 @@ class TrackSite(server.Site):
         self.body_limit = body_limit
         self.channels: set[_Channel] = set()
         self.recent: Any = None  # track.admin.recent.Recent, with --admin-http
+        self.max_connections = max_connections
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.summaries = Summaries(log, self.reactor)
         self.closing = False
         self._sweep: LoopingCall | None = None
         self._all_closed: list[Deferred[None]] = []
@@ -268,7 +325,31 @@ class TrackSite(server.Site):
     def stopFactory(self) -> None:
         if self._sweep is not None and self._sweep.running:
             self._sweep.stop()
+        self.summaries.stop()
         super().stopFactory()
+
+    def buildProtocol(self, addr: Any) -> Any:
+        """An HTTP channel, or past `max_connections` open ones, a _Busy
+        answer: a client is told at once to come back later rather than
+        left waiting, and the process keeps descriptors for the pool, the
+        spool and the connections it serves."""
+        if self.max_connections is not None and len(self.channels) >= self.max_connections:
+            self.metrics.dropped.labels("max_connections").inc()
+            self.summaries.add("answered 503 to {n} connections over --max-connections", level=LogLevel.warn)
+            busy = _Busy(self.reactor)
+            busy.factory = self
+            return busy
+        return super().buildProtocol(addr)
+
+    def client_left(self) -> None:
+        """Count a client that closed its connection before its answer."""
+        self.metrics.dropped.labels("client_left").inc()
+        self.summaries.add("{n} clients left before their answer")
+
+    def connection_timed_out(self, what: str) -> None:
+        """Count a connection closed for a timeout, and summarize it."""
+        self.metrics.timed_out.inc()
+        self.summaries.add(what)
 
     def _expire(self, timeout: float) -> None:
         """Answer 408 to every request not fully received within the timeout."""

@@ -51,6 +51,9 @@ class Database:
     def ping(self) -> Deferred[None]:
         return fail(Unavailable("still down"))
 
+    def hosts_health(self) -> None:
+        return None  # a store with no hosts to name
+
 
 class WriterTests(TestCase):
     def setUp(self) -> None:

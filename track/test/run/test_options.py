@@ -128,6 +128,13 @@ class OtherOptionTests(SynchronousTestCase):
             with self.subTest(argv=argv):
                 self.assertRaises(usage.UsageError, parse, *argv)
 
+    def test_max_connections(self) -> None:
+        self.assertEqual(parse("--max-connections", "100")["max-connections"], 100)
+        self.assertIsNone(parse()["max-connections"])  # derived from the descriptor limit at start
+        for value in ("0", "-1", "x", "1.5"):
+            with self.subTest(value=value):
+                self.assertRaises(usage.UsageError, parse, "--max-connections", value)
+
     def test_trusted_proxies(self) -> None:
         options = parse("--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "::1")
         self.assertEqual([str(n) for n in options["proxies"]], ["10.0.0.0/8", "::1/128"])
@@ -168,7 +175,7 @@ class OtherOptionTests(SynchronousTestCase):
         """Each listed option parses (with a value where it takes one)."""
         values = {"http": "tcp:0", "dsn": "sqlite:///tmp/x.sqlite3", "log-level": "warn", "cpuprofile": "/tmp/p",
                   "trusted-proxy": "10.0.0.0/8", "cors-origin": "https://game.example", "spool-dir": "",
-                  "flush-interval": "5", "request-timeout": "5", "admin-http": "tcp:0"}
+                  "flush-interval": "5", "request-timeout": "5", "max-connections": "3", "admin-http": "tcp:0"}
         for name, (_short, _doc, default) in every_option().items():
             if name in ("help", "version"):
                 continue  # they print and exit: see test_version_prints_and_exits_zero

@@ -239,6 +239,9 @@ class DownStore:
         self.pings += 1
         return fail(Unavailable("connection refused"))
 
+    def hosts_health(self) -> None:
+        return None  # a store with no hosts to name
+
 
 class ReadOnlyStore(DownStore):
     """Answers the probe, refuses every write until `writable`."""
@@ -251,6 +254,9 @@ class ReadOnlyStore(DownStore):
     def ping(self) -> Deferred[None]:
         self.pings += 1
         return succeed(None)
+
+    def hosts_health(self) -> None:
+        return None  # a store with no hosts to name
 
 
 class ProbeTests(SynchronousTestCase):

@@ -14,12 +14,13 @@ from typing import Any
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web import http, server
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 
-from track.web.twistedhttp import HTTPChannel
+from track.web.twistedhttp import TIMEOUT_LINES, HTTPChannel
 
 PEER = IPv4Address("TCP", "127.0.0.1", 40000)
 
@@ -249,3 +250,41 @@ class ChunkedDecoderTests(SynchronousTestCase):
                 channel.dataReceived(CHUNKED_HEAD + body)
                 self.assertEqual(channel.bad_requests, 1)
                 self.assertEqual(transport.value(), b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+
+class TimeoutLogTests(SynchronousTestCase):
+    """HTTPChannel._log and the lines timeoutConnection / forceAbortClient
+    log through it: replaced, to drop those per-connection lines."""
+
+    NAME = "HTTPChannel._log"
+
+    def test_an_idle_timeout_logs_through_it_with_these_formats(self) -> None:
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)  # type: ignore[arg-type]
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)  # type: ignore[arg-type]
+        clock = Clock()
+        plain = http.HTTPChannel()
+        plain.callLater = clock.callLater  # type: ignore[method-assign,assignment]
+        plain.abortTimeout = 1
+        plain.makeConnection(StringTransport(peerAddress=PEER))
+        plain.timeoutConnection()
+        clock.advance(1)  # the connection did not go: forceAbortClient
+        formats = {e.get("log_format") for e in events if e.get("log_namespace", "").startswith("twisted.web.http")}
+        self.assertTrue(formats >= TIMEOUT_LINES, changed(self.NAME, f"no longer logs {set(TIMEOUT_LINES)}"))
+
+    def test_ours_counts_the_timeout_and_logs_none_of_those_lines(self) -> None:
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)  # type: ignore[arg-type]
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)  # type: ignore[arg-type]
+        timed_out: list[bool] = []
+
+        class Counting(HTTPChannel):
+            def idle_timed_out(self) -> None:
+                timed_out.append(True)
+
+        channel = Counting()
+        channel.callLater = Clock().callLater  # type: ignore[method-assign,assignment]  # forceAbortClient's timer
+        channel.makeConnection(StringTransport(peerAddress=PEER))
+        channel.timeoutConnection()
+        self.assertEqual(timed_out, [True])
+        self.assertEqual([e for e in events if e.get("log_format") in TIMEOUT_LINES], [])
