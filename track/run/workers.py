@@ -153,9 +153,11 @@ class WorkerPool(Service):
                  shutdown_timeout: float, feed: bool = False) -> None:
         self.count = count
         self.feed = feed  # the admin page is on: workers keep their latest events
+        # Named now (the admin listener reads it), made in startService: after
+        # twistd has dropped privileges (--uid), so the workers can write in it.
         self.state = tempfile.mkdtemp(prefix="track-workers-")
+        os.rmdir(self.state)
         self.metrics_dir = os.path.join(self.state, "metrics")
-        os.mkdir(self.metrics_dir)
         self.description = description
         self.options = options
         self.reactor = reactor
@@ -172,6 +174,8 @@ class WorkerPool(Service):
         super().privilegedStartService()  # type: ignore[no-untyped-call]
 
     def startService(self) -> None:
+        os.mkdir(self.state, 0o700)  # fails if anything took the name meanwhile
+        os.mkdir(self.metrics_dir)
         super().startService()  # type: ignore[no-untyped-call]
         for index in range(self.count):
             self._spawn(index)
