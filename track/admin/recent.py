@@ -5,11 +5,11 @@ request already built, the answer's bytes) in bounded deques: an append,
 no copy, no encoding.  The work of turning them into JSON happens in
 `snapshot`, when someone looks.
 
-Accepted events are recorded only while the page is open (`live`): even an
-append, and keeping a few hundred rows alive, measured a few percent of
-the in-memory request path, and nobody needs them unseen.  The list starts
-afresh when the page opens.  Rejections, rare and what a client developer
-comes to see, are always kept.
+Both lists are always kept (with --admin-http): an append costs about
+0.15 us (timeit), against about 165 us of CPU per event, and a page that
+opens shows the latest events at once, including one posted the moment
+before.  `live` (the page looked within WATCH_SECONDS) only decides
+whether a worker spends time writing its lists out for the parent.
 """
 
 from __future__ import annotations
@@ -54,21 +54,20 @@ class Recent:
         self._until = 0.0
 
     def watch(self, now: float) -> None:
-        """The page looked: record accepted events (afresh, if it had closed)."""
+        """The page looked: a worker writes its lists out while it keeps looking."""
         if not self.live:
-            self._accepted.clear()
-            self.version += 1
+            self.version += 1  # written out at the next report, even if nothing new came
             self.live = True
         self._until = now + WATCH_SECONDS
 
     def tick(self, now: float) -> None:
-        """Off the request path, now and then: stop recording once the page
-        has not looked for WATCH_SECONDS."""
+        """Off the request path, now and then: stop writing the lists out
+        once the page has not looked for WATCH_SECONDS."""
         if self.live and now >= self._until:
             self.live = False
 
     def accepted(self, kind: str, row: Any) -> None:
-        """On the hot path, while `live`: a 201 for one row of `kind`."""
+        """On the hot path: a 201 for one row of `kind`."""
         self._accepted.append((time.time(), kind, row))
         self.version += 1
 

@@ -172,7 +172,7 @@ class WorkerReport(Service):
                 if watched(directory, now):
                     recent.watch(now)
                 recent.tick(now)
-            # "recording": this worker keeps its accepted events for the open page.
+            # "recording": this worker writes its latest events out for the open page.
             replace_json(worker_file(directory, index),
                          {**self.shared.report(), "recording": recent is not None and recent.live})
             if recent is not None and recent.live and recent.version != self._written:

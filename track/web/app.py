@@ -272,7 +272,7 @@ class TrackApp:
         for kind, (rows, indexes) in groups.items():
             event = self.event_types[kind]
             self._count_accepted(kind, len(rows))
-            if self.recent is not None and self.recent.live:
+            if self.recent is not None:
                 for row in rows:
                     self.recent.accepted(kind, row)
             ids += [(i, row[event.message_id_index]) for i, row in zip(indexes, rows, strict=True)]
@@ -340,7 +340,7 @@ class TrackApp:
 
     def _created(self, _: None, request: IRequest, kind: str, row: Any) -> bytes:
         self._count_accepted(kind)
-        if self.recent is not None and self.recent.live:
+        if self.recent is not None:
             self.recent.accepted(kind, row)
         request.setResponseCode(201)
         request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
