@@ -105,6 +105,8 @@ class Metrics:
                                ["reason"], registry=r)
         self.db_reconnects = Counter("track_db_reconnects",
                                      "Pooled database connections found dropped and opened again.", registry=r)
+        self.db_host_switches = Counter("track_db_host_switches",
+                                        "Times writes moved to another host of a multi-host DSN.", registry=r)
         self._readers: list[tuple[Gauge, Callable[[], float]]] = []
         self._worker_series: list[tuple[Gauge, Callable[[], float]]] = []
         if self.directory is not None:

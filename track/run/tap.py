@@ -316,6 +316,7 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
         reactor.callFromThread(site.summaries.add, "reconnected to the database {n} times")
 
     store.on_reconnect = reconnected
+    store.hosts.on_switch = metrics.db_host_switches.inc
     log.info("track {version} storing events in {dsn}, spool {spool}, at most {n} connections",
              version=__version__, dsn=dsn.redacted(), spool=spool.directory if spool else "off",
              n=max_connections)

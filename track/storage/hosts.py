@@ -59,6 +59,7 @@ class Hosts:
         self.states = [HostState(host_label(*a)) for a in self.addresses]
         self.current = 0
         self.switches = 0
+        self.on_switch: Callable[[], None] = lambda: None  # counted in /metrics (track.run.tap)
 
     @property
     def many(self) -> bool:
@@ -102,6 +103,7 @@ class Hosts:
         before = self.current
         self.current = to
         self.switches += 1
+        self.on_switch()
         if self.states[before].state == "in use":
             self.states[before].state = "ready"
         self.states[to].state, self.states[to].error = "in use", ""

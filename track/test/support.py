@@ -120,7 +120,8 @@ def dsn_text(dsn: DSN) -> str:
     auth = quote(dsn.user, safe="") + (":" + quote(dsn.password, safe="") if dsn.password else "")
     if dsn.unix_socket:
         return f"mysql://{auth}@localhost/{dsn.database}?unix_socket={quote(dsn.unix_socket)}"
-    return f"mysql://{auth}@{dsn.host}:{dsn.port}/{dsn.database}"
+    hosts = ",".join(f"{host}:{port}" for host, port in dsn.hosts) or f"{dsn.host}:{dsn.port}"
+    return f"mysql://{auth}@{hosts}/{dsn.database}"
 
 
 def serve(case: TestCase, dsn: DSN | None = None, *args: str, **kwargs: Any) -> Any:

@@ -70,6 +70,17 @@ class FailoverTests(TestCase):
         self.assertEqual(health["database_host"], f"{shared.host}:{shared.port}")
         self.assertNotIn("database_hosts", health)
 
+    async def test_a_switch_is_counted_in_metrics(self) -> None:
+        refused = f"127.0.0.1:{free_port()}"
+        port, _ = serve(self, parse_dsn(multi_dsn(refused)))
+        pool = client_pool(self)
+        response = await treq.post(f"http://127.0.0.1:{port}/api/1.0/track/user/", pool=pool, headers=FORM,
+                                   data=b"ProfileID=7&Region=eu&MessageID=switch-1")
+        self.assertEqual(response.code, 201)
+        metrics = (await (await treq.get(f"http://127.0.0.1:{port}/metrics", pool=pool)).text()).splitlines()
+        self.assertIn("track_db_host_switches_total 1.0", metrics)
+        self.assertEqual(self.stored("switch-1"), ["switch-1"])
+
     async def test_a_refused_first_host_moves_the_write_to_the_next(self) -> None:
         refused = f"127.0.0.1:{free_port()}"
         store = self.store(multi_dsn(refused))
