@@ -14,6 +14,7 @@ every test; the instances are started per test.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -43,6 +44,7 @@ class GaleraTests(TestCase):
     timeout = 400
     shared: ClassVar[GaleraCluster | None] = None
     remaining: ClassVar[int] = 0
+    base: ClassVar[str] = ""
 
     def setUp(self) -> None:
         self.cluster = self._shared_cluster()
@@ -54,8 +56,12 @@ class GaleraTests(TestCase):
     @classmethod
     def _shared_cluster(cls) -> GaleraCluster:
         if cls.shared is None:
-            base = tempfile.mkdtemp(prefix="galera-", dir=os.getcwd())
-            os.chmod(base, 0o755)  # the nodes run as mysql
+            # In the system's temporary directory, not under trial's: the
+            # nodes run as mysql, which cannot reach a private working
+            # directory (CI runs trial in a `mktemp -d`, mode 0700).
+            base = tempfile.mkdtemp(prefix="track-galera-")
+            os.chmod(base, 0o755)
+            cls.base = base
             cluster = GaleraCluster(base)
             try:
                 cluster.start()
@@ -78,7 +84,8 @@ class GaleraTests(TestCase):
             cluster.heal()
             return
         cls.shared = None
-        cluster.close()  # its files stay in _trial_temp, for a post-mortem
+        cluster.close()
+        shutil.rmtree(cls.base, ignore_errors=True)
 
     async def instances(self) -> list[str]:
         """Three instances, instance i preferring node i; started one after
