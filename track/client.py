@@ -341,6 +341,7 @@ class Client:
         them was stored; False if one was given up since the last flush() that
         said so, if `timeout` seconds pass first, or if the client was closed
         with events unsent."""
+        self._not_from_on_error("flush")
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             if not self._thread.is_alive():
@@ -359,6 +360,12 @@ class Client:
                 self._cond.wait(remaining)
             return self._none_given_up(target)
 
+    def _not_from_on_error(self, what: str) -> None:
+        """on_error runs on the sending thread: waiting there for that very
+        thread to send would never end."""
+        if threading.current_thread() is self._thread:
+            raise RuntimeError(f"Client.{what}() cannot be called from on_error (it runs on the sending thread)")
+
     def _none_given_up(self, upto: int | None) -> bool:
         """Whether no event up to sequence `upto` (any, if None) was given up
         since a flush() last said so; forgets the ones it looked at.  Called
@@ -373,6 +380,7 @@ class Client:
         Run at exit too: without queue_path it waits as long as it takes, as
         unsent events would be lost; with queue_path, at most `timeout`
         seconds and only while the collector answers."""
+        self._not_from_on_error("close")
         atexit.unregister(self._exit_hook)
         with self._cond:
             self._closing = True

@@ -151,6 +151,23 @@ class SendingTests(ClientTestCase):
         self.assertEqual([(e["MessageID"], err) for e, err in errors],
                          [(ids[i], {"status": 400, "fields": {"Referrer": "no"}}) for i in (1, 3)])
 
+    def test_flush_or_close_from_on_error_is_refused_not_a_deadlock(self) -> None:
+        fake = self.collector(lambda events: (404, {}, {"error": "not found"}))
+        raised: list[str] = []
+
+        def on_error(event: dict[str, Any], error: dict[str, Any]) -> None:
+            for call in (client.flush, client.close):
+                try:
+                    call()
+                except RuntimeError as e:
+                    raised.append(str(e))
+
+        client = self.client(fake.url, on_error=on_error)
+        client.track("user", USER)
+        self.assertFalse(client.flush(WAIT))
+        self.assertEqual(len(raised), 2)
+        self.assertIn("cannot be called from on_error", raised[0])
+
     def test_a_batch_too_large_is_sent_in_smaller_ones(self) -> None:
         fake = self.collector(lambda events: (413, {}, {"error": "too many"}) if len(events) > 2 else stored(events))
         client = self.client(fake.url, batch_size=8)
