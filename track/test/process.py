@@ -88,6 +88,17 @@ def child_env() -> dict[str, str]:
     return env
 
 
+async def refused_at_start(cwd: str, dsn: str) -> tuple[int, bytes]:
+    """Run `twistd -n track --dsn DSN` in `cwd`, expecting it to refuse the
+    DSN and exit: its exit code and all it printed."""
+    from twisted.internet.utils import getProcessOutputAndValue
+
+    out, err, code = await getProcessOutputAndValue(
+        TWISTD[0], [*TWISTD[1:], "--pidfile=", "-n", "track", "--http", "tcp:0", "--dsn", dsn],
+        env=child_env(), path=cwd)
+    return code, out + err
+
+
 def children(pid: int) -> list[int]:
     """A process's child pids (none once it is gone)."""
     try:

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
-from twisted.internet.defer import inlineCallbacks
-from twisted.internet.utils import getProcessOutputAndValue
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from track.run.tap import Options
 from track.storage.dsn import DSN, DSNError, parse_dsn
-from track.test.process import TWISTD, child_env
+from track.test.process import refused_at_start
 
 # Charsets where a backslash can be the second byte of a character.
 MULTIBYTE = ("gbk", "sjis", "big5", "cp932", "gb18030")
@@ -130,15 +127,11 @@ class CharsetOptionTests(TestCase):
             options.parseOptions(["--dsn", dsn])
             self.assertEqual(options["parsed-dsn"].database, "db")
 
-    @inlineCallbacks
-    def test_twistd_exits_with_the_message(self) -> Any:
+    async def test_twistd_exits_with_the_message(self) -> None:
         cwd = os.path.abspath(self.mktemp())
         os.makedirs(cwd)
-        out, err, code = yield getProcessOutputAndValue(
-            TWISTD[0], [*TWISTD[1:], "--pidfile=", "-n", "track", "--http", "tcp:0",
-                        "--dsn", "track:hunter2@tcp(127.0.0.1:3306)/track?charset=gbk"],
-            env=child_env(), path=cwd)
+        code, output = await refused_at_start(cwd, "track:hunter2@tcp(127.0.0.1:3306)/track?charset=gbk")
         self.assertNotEqual(code, 0)
-        self.assertIn(b"--dsn: unsupported charset 'gbk' in DSN", out + err)
-        self.assertNotIn(b"hunter2", out + err)
+        self.assertIn(b"--dsn: unsupported charset 'gbk' in DSN", output)
+        self.assertNotIn(b"hunter2", output)
         self.assertEqual(os.listdir(cwd), [])  # nothing started: no spool, no database file

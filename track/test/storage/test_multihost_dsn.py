@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-from twisted.internet.utils import getProcessOutputAndValue
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -18,7 +17,7 @@ from track.storage.dsn import (
     parse_dsn,
 )
 from track.storage.mysql import MySQLDialect
-from track.test.process import TWISTD, child_env
+from track.test.process import refused_at_start
 
 
 class MultiHostTests(SynchronousTestCase):
@@ -116,11 +115,9 @@ class RefusedAtStartTests(TestCase):
     async def test_twistd_exits_with_the_message_and_starts_nothing(self) -> None:
         cwd = os.path.abspath(self.mktemp())
         os.makedirs(cwd)
-        out, err, code = await getProcessOutputAndValue(
-            TWISTD[0], [*TWISTD[1:], "--pidfile=", "-n", "track", "--http", "tcp:0",
-                        "--dsn", "mysql://alice:hunter2@127.0.0.1:3306,bob:hunter2@127.0.0.1:3307/track"],
-            env=child_env(), path=cwd)
+        code, output = await refused_at_start(
+            cwd, "mysql://alice:hunter2@127.0.0.1:3306,bob:hunter2@127.0.0.1:3307/track")
         self.assertNotEqual(code, 0)
-        self.assertIn(b"--dsn: the hosts of this DSN have different users ['alice', 'bob']", out + err)
-        self.assertNotIn(b"hunter2", out + err)
+        self.assertIn(b"--dsn: the hosts of this DSN have different users ['alice', 'bob']", output)
+        self.assertNotIn(b"hunter2", output)
         self.assertEqual(os.listdir(cwd), [])  # no spool, nothing started
