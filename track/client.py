@@ -113,7 +113,9 @@ def encode_event(kind: str, fields: Mapping[str, object]) -> tuple[str, str]:
             wire[name], seen[name] = _json_value(value)
         except ValueError as e:
             errors[name] = str(e)
-    if "MessageID" not in wire:
+    if wire.get("MessageID") in (None, ""):
+        # The collector makes up a new MessageID for a missing or empty one on
+        # every send, so a resend would be stored again: one of ours, kept.
         wire["MessageID"] = seen["MessageID"] = str(uuid.uuid4())
     try:
         parse_event(event, seen, "", _EPOCH)

@@ -90,7 +90,9 @@ def progress_bar(name: str, total: int | None) -> Iterator[Any]:
 
 
 def import_file(client: Client, job: FileImport, stream: IO[bytes], advance: Any) -> None:
-    source = "<stdin>" if job.name == "-" else os.path.realpath(job.name)
+    # The file's name, not its path: the same file imported again from
+    # another directory or machine gets the same MessageIDs.
+    source = "<stdin>" if job.name == "-" else os.path.basename(job.name)
     for number, raw in enumerate(stream, 1):
         advance(len(raw))
         job.lines = number
@@ -111,7 +113,8 @@ def import_file(client: Client, job: FileImport, stream: IO[bytes], advance: Any
             job.reject(number, text, {"line": "must be one JSON object with a \"type\""})
             continue
         kind = event.pop("type", None)
-        event.setdefault("MessageID", message_id_for(source, number, text))
+        if event.get("MessageID") in (None, ""):  # the collector would make up a new one on every run
+            event["MessageID"] = message_id_for(source, number, text)
         while True:
             try:
                 message_id = client.track(kind, event)

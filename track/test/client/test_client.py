@@ -46,10 +46,13 @@ class TrackTests(ClientTestCase):
         client = self.client(fake.url)
         mine = client.track("user", {**USER, "MessageID": "mine-1"})
         new = client.track("user", USER)
+        empty = client.track("user", {**USER, "MessageID": ""})  # the collector would make one up per send
         self.assertEqual(mine, "mine-1")
-        self.assertRegex(new, r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$")
+        uuid4 = r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$"
+        self.assertRegex(new, uuid4)
+        self.assertRegex(empty, uuid4)
         self.assertTrue(client.flush(WAIT))
-        self.assertEqual(fake.sent_ids(), [mine, new])
+        self.assertEqual(fake.sent_ids(), [mine, new, empty])
         self.assertEqual(fake.requests[0].events[1], {"type": "user", **USER, "MessageID": new})
 
     def test_a_bad_event_names_each_bad_field_and_queues_nothing(self) -> None:

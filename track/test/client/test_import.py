@@ -59,7 +59,7 @@ class ImportCommandTests(CollectorMixin, TestCase):
             {"line": 5, "reasons": {"line": rejected[1]["reasons"]["line"]}, "text": "{not json"},
         ])
         self.assertTrue(rejected[1]["reasons"]["line"].startswith("malformed JSON"))
-        real = os.path.realpath(path)
+        real = "events.ndjson"  # the file's name, not its path
         expected = {
             "UserEvent": sorted([message_id_for(real, 1, LINES[0]), message_id_for(real, 6, LINES[5])]),
             "PurchaseEvent": ["mine"],
@@ -71,6 +71,23 @@ class ImportCommandTests(CollectorMixin, TestCase):
         again = await deferToThread(run_import, base, path, cwd=self.cwd)
         self.assertEqual(again.returncode, 1, again.stderr)
         self.assertEqual(self.stored(), expected)
+
+    async def test_the_same_file_from_another_directory_and_empty_message_ids_store_nothing_twice(self) -> None:
+        """Only the file's name goes into a line's MessageID, and an empty
+        MessageID is given one too (the collector would make up a new one
+        on every run)."""
+        base = await self.start_collector()
+        lines = [LINES[0], '{"type": "user", "ProfileID": 5, "Region": "eu", "MessageID": ""}']
+        first = self.write("moved.ndjson", lines)
+        elsewhere = os.path.join(self.cwd, "elsewhere")
+        os.makedirs(elsewhere)
+        os.rename(first, os.path.join(elsewhere, "moved.ndjson"))
+        second = self.write("moved.ndjson", lines)
+        for path in (os.path.join(elsewhere, "moved.ndjson"), second, second):
+            result = await deferToThread(run_import, base, path, cwd=self.cwd)
+            self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(self.stored()["UserEvent"],
+                         sorted(message_id_for("moved.ndjson", n, line) for n, line in enumerate(lines, 1)))
 
     async def test_standard_input_and_a_clean_file_exit_0(self) -> None:
         base = await self.start_collector()
@@ -92,7 +109,7 @@ class ImportCommandTests(CollectorMixin, TestCase):
             rejected = [json.loads(line) for line in f]
         self.assertEqual([(r["line"], set(r["reasons"]["fields"]), r["reasons"]["status"]) for r in rejected],
                          [(2, {"Message"}, 400)])
-        self.assertEqual(self.stored()["UserEvent"], [message_id_for(os.path.realpath(path), 1, LINES[0])])
+        self.assertEqual(self.stored()["UserEvent"], [message_id_for("emoji.ndjson", 1, LINES[0])])
 
 
 def run_on_a_terminal(args: list[str], cwd: str) -> tuple[int, bytes]:
