@@ -21,8 +21,10 @@ from track.storage.schema import fit_event_types, migrate
 
 log = Logger(namespace="track")
 
-# Client errors of the MySQL protocol that mean "not reachable right now".
-_TRANSIENT_MYSQL = {2002, 2003, 2006, 2013, 2055, 1040, 1047, 1053}  # 1047: a Galera node not ready
+# Errors that mean "not writable right now": unreachable, a Galera node not
+# ready (1047) or not in the primary component (1180), a read-only server
+# (1290, 1836: a switchover, a replica being promoted).
+_TRANSIENT_MYSQL = {2002, 2003, 2006, 2013, 2055, 1040, 1047, 1053, 1180, 1290, 1836}
 LIMITS_FILE = "column-limits.json"
 
 

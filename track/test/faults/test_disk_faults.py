@@ -257,6 +257,25 @@ class DiskFaultTests(faultcase.FaultCase):
         self.check_stored_once(load, spooled_before_the_kill=spooled, filler_top_up_bytes=filled,
                                disk_warning_lines=len(warnings))
 
+    async def test_start_while_the_database_is_read_only(self) -> None:
+        """A server read-only at start (a switchover, a replica being
+        promoted) is an outage, not a fatal error: track starts on its
+        spool and stores everything once the server takes writes."""
+        self.db.execute("CREATE USER 'track'@'127.0.0.1' IDENTIFIED BY 'pw'")
+        self.db.execute("GRANT ALL ON track.* TO 'track'@'127.0.0.1'")
+        self.db.execute("SET GLOBAL read_only=1")
+        self.addCleanup(self.db.execute, "SET GLOBAL read_only=0")
+        await self.start_track(dsn=f"mysql://track:pw@127.0.0.1:{self.db.port}/track")
+        load = self.load()
+        await load.wait_for_acks(50)
+        self.assertEqual((await self.health())["database"], "down")
+        await deferToThread(self.db.execute, "SET GLOBAL read_only=0")
+        await wait_until(self.drained, "the spool to be replayed once the database is writable")
+        await load.wait_for_acks(len(load.acked) + 50)
+        await load.stop()
+        self.assert_no_traceback()
+        self.check_stored_once(load, allow={201})
+
     async def test_a_read_only_database_for_3_seconds_under_load_loses_nothing_and_does_not_flap(self) -> None:
         # root has SUPER and ignores read_only: track must log in as a plain user.
         self.db.execute("CREATE USER 'track'@'127.0.0.1' IDENTIFIED BY 'pw'")
