@@ -162,7 +162,7 @@ def _parse_mysql_url(text: str) -> DSN:
         raise DSNError("MySQL DSN names no database: mysql://user:pass@host:3306/DATABASE")
     if "/" in database:
         raise DSNError(f"MySQL DSN database name {database!r} contains '/'")
-    hosts = [_split_host_port(entry) for entry in hostport.split(",")] if "," in hostport else [
+    hosts = _host_entries(hostport) if "," in hostport else [
         _split_host_port(hostport)]
     if socket and len(hosts) > 1:
         raise DSNError("a MySQL DSN with unix_socket names one server: leave out the other hosts")
@@ -205,11 +205,14 @@ def _host_list(rest: str) -> DSN | None:
     if len(users) > 1 or len(databases) > 1 or len(passwords) > 1:
         what = " and ".join(name for name, values in (("users", users), ("databases", databases))
                             if len(values) > 1) or "passwords"
-        shown = sorted(users) if len(users) > 1 else sorted(databases) if len(databases) > 1 else []
+        # Databases are named; users never are: in `u:pa@ss,word@h/db` the
+        # "user" of the second entry is the tail of a password.
+        shown = sorted(databases) if len(databases) > 1 and len(users) <= 1 else []
         raise DSNError(
             f"the hosts of this DSN have different {what}{' ' + repr(shown) if shown else ''}: track "
             "writes to one database through any of its hosts, so list them as one DSN with one "
-            "user and one database: mysql://user:pass@host1:3306,host2:3306,host3:3306/database"
+            "user and one database: mysql://user:pass@host1:3306,host2:3306,host3:3306/database "
+            "(percent-encode '@' and ',' in a password: %40, %2C)"
         )
     userinfo = next((u for u, _, _ in entries if u is not None), "")
     database = next((d for _, d, _ in entries if d is not None), "")
@@ -257,7 +260,7 @@ def _parse_go_dsn(text: str) -> DSN:
         )
     if net not in ("tcp", "tcp4", "tcp6"):
         raise DSNError(f"unsupported network {net!r} in DSN: use tcp or unix")
-    hosts = [_split_host_port(entry) for entry in addr.split(",")]
+    hosts = _host_entries(addr)
     return DSN(
         kind="mysql",
         database=database,
@@ -299,6 +302,14 @@ def _timeouts(params: Mapping[str, str]) -> Timeouts:
             raise DSNError(f"{name}={value!r} in DSN: give a number of seconds above 0 (like 5 or 2.5s)")
         chosen[which] = seconds
     return Timeouts(**chosen)
+
+
+def _host_entries(hosts: str) -> list[tuple[str, int]]:
+    """A comma-separated host list; an empty entry is a mistake, not localhost."""
+    entries = hosts.split(",")
+    if len(entries) > 1 and not all(e.strip() for e in entries):
+        raise DSNError(f"empty host in the DSN's host list {hosts!r}")
+    return [_split_host_port(entry) for entry in entries]
 
 
 def _split_host_port(addr: str) -> tuple[str, int]:
