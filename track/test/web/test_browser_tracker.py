@@ -119,6 +119,18 @@ class BrowserTrackerTests(TestCase):
         warnings = [e["message"] for e in await browser.console() if e["level"] == "WARNING"]
         self.assertTrue(any("refused an event" in w and "must be an integer" in w for w in warnings), warnings)
         self.assertEqual(await browser.script("return localStorage.getItem(arguments[0])", f"track:{url}"), "[]")
+        # A value JSON cannot hold is refused by track() itself; the queue goes on.
+        result = await browser.async_script("""
+            const [url, done] = arguments;
+            const t = Track.init({url: url});
+            let refusal = null;
+            try { t.track("user", {ProfileID: 10n, Region: "eu"}); } catch (e) { refusal = e.name + ": " + e.message; }
+            const id = t.track("user", {ProfileID: 77, Region: "eu"});
+            t.flush().then(ok => done({refusal, id, ok}), e => done({refusal, error: String(e)}));
+        """, url)
+        self.assertTrue(result["refusal"].startswith("TypeError: track(kind, fields): fields must be JSON"), result)
+        self.assertIs(result.get("ok"), True, result)
+        self.assertIn(result["id"], self.message_ids())
         # The collector serves the same script, for pages that load it from there.
         response = await treq.get(f"{url}/track.js", pool=client_pool(self))
         self.assertEqual(await response.content(), SCRIPT)

@@ -148,6 +148,14 @@
     if (event.MessageID === undefined || event.MessageID === null || event.MessageID === "") {
       event.MessageID = newMessageId();
     }
+    // Queue a plain JSON copy, or refuse the event here: one value that JSON
+    // cannot hold (a BigInt, a cycle) would otherwise break every later save
+    // and send of the queue.
+    try {
+      event = JSON.parse(JSON.stringify(event));
+    } catch (e) {
+      throw new TypeError("track(kind, fields): fields must be JSON values (" + e.message + ")");
+    }
     var events = this.queue.load();
     events.push(event);
     var over = events.length - this.options.maxQueue;
