@@ -8,9 +8,10 @@ from typing import Any, cast
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.interfaces import IHalfCloseableProtocol, ITCPTransport
 from twisted.internet.protocol import ClientFactory, Protocol, connectionDone
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 _STATUS = re.compile(rb"HTTP/1\.[01] (\d{3})")
 
@@ -45,8 +46,21 @@ class RawClient(Protocol):
         return [int(m) for m in _STATUS.findall(self.received)]
 
 
-def connect(port: int) -> Deferred[RawClient]:
-    client = RawClient()
+@implementer(IHalfCloseableProtocol)
+class HalfOpenClient(RawClient):
+    """A client that keeps its side open after the server's FIN, as a
+    plain socket does until it is closed: the server's lingering close (and
+    any timer still running meanwhile) plays out in full."""
+
+    def readConnectionLost(self) -> None:
+        pass
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+
+def connect(port: int, client: RawClient | None = None) -> Deferred[RawClient]:
+    client = client or RawClient()
     factory: ClientFactory[RawClient] = ClientFactory()
     factory.protocol = lambda: client
     reactor.connectTCP("127.0.0.1", port, factory)

@@ -159,6 +159,7 @@ class _Channel(HTTPChannel):
             return
         self._refused = True
         self._cancel_deadline()
+        self.setTimeout(None)  # the idle timer must not fire while we linger: one timeout is counted once
         transport = self.tcp()
         recent = self.site.recent  # the admin page's latest rejections (--admin-http)
         if recent is not None:

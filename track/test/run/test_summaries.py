@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from track.logs import SUMMARY_SECONDS, Logger, Summaries
 from track.test.process import begin_post, wait_until
-from track.test.rawhttp import RawClient, connect, request
+from track.test.rawhttp import HalfOpenClient, RawClient, connect, request
 from track.test.support import serve
 
 IDLE = 500
@@ -89,6 +89,28 @@ class IdleFloodTests(TestCase):
         self.assertLessEqual(len(summary), 2)  # one per interval: the flood may straddle two
         self.assertEqual(sum(int(line.split()[2]) for line in summary), IDLE, summary)
         self.assertIn(b"track_connections_timed_out_total %d.0" % IDLE, site.metrics.render())
+
+
+class StalledRequestTests(TestCase):
+    @inlineCallbacks
+    def test_one_stalled_request_is_one_408_counted_once(self) -> Any:
+        """Answered 408, the connection lingers past the idle timer's
+        deadline: that timer must not count (and log) it a second time."""
+        events = capture(self)
+        port, site = serve(self, request_timeout=0.5)  # 408 at 0.5 s; the idle timer would fire at 1.5 s
+        client = yield connect(port, HalfOpenClient())  # stays open through the server's lingering close
+        self.addCleanup(client.abort)
+        client.send(b"POST " + PATH.encode() + b" HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+        # The client saw the 408 and the server's FIN; the server closes its
+        # side once its linger is over (the client never notices: it has read
+        # its end of stream already).
+        yield wait_until(lambda: client.statuses() == [408] and not site.channels, "the lingering close to end",
+                         timeout=WAIT)
+        site.summaries.flush()
+        lines = [formatEvent(e) for e in events]
+        self.assertEqual([line for line in lines if "idle connections" in line], [])
+        self.assertEqual([line for line in lines if "408" in line], ["answered 408 to 1 requests not received in time"])
+        self.assertIn(b"track_connections_timed_out_total 1.0", site.metrics.render())
 
 
 class DroppedClientsTests(TestCase):
