@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from track.fields.kinds import EventType
@@ -43,6 +43,11 @@ def kind_of(path: bytes) -> str | None:
     return path[len(API_PREFIX):].split(b"?", 1)[0].strip(b"/").decode("ascii", "replace") or None
 
 
+def _peer_host(request: Any) -> str | None:
+    client = request.getClientAddress()
+    return getattr(client, "host", None) or str(client)
+
+
 class Recent:
     """Two bounded lists, newest last; `version` counts what was added."""
 
@@ -50,8 +55,11 @@ class Recent:
         self._accepted: deque[tuple[float, str, Any]] = deque(maxlen=keep)
         self._rejected: deque[dict[str, Any]] = deque(maxlen=keep)
         self.version = 0
-        self.live = False  # the page is open: record accepted events
+        self.live = False  # the page is open: workers write their lists out
         self._until = 0.0
+        # The client's address as the app resolves it (after --trusted-proxy):
+        # TrackApp sets it; the peer's address until then.
+        self.client_of: Callable[[Any], str | None] = _peer_host
 
     def watch(self, now: float) -> None:
         """The page looked: a worker writes its lists out while it keeps looking."""
@@ -86,14 +94,13 @@ class Recent:
                 sent = content.read(BODY_BYTES)
             except (OSError, ValueError):
                 pass
-        client = request.getClientAddress()
         agent = request.getHeader(b"user-agent")
         self._rejected.append({
             "time": time.time(),
             "kind": kind,
             "status": request.code,
             "body": body,
-            "client": getattr(client, "host", None) or str(client),
+            "client": self.client_of(request),
             "user_agent": agent.decode("utf-8", "replace") if isinstance(agent, bytes) else agent,
             "request": sent,
         })

@@ -113,6 +113,8 @@ class TrackApp:
         self.max_batch = max_batch
         self.max_batch_body = max_batch_body
         self.recent = recent  # track.admin.recent.Recent with --admin-http: the live page's latest events
+        if recent is not None:
+            recent.client_of = self._remote_ip  # rejections show the client behind a trusted proxy
         self._script = StaticScript()
         self.rate_limiter = rate_limiter  # None: --rate-limit off, and no cost
         self._openapi = json.dumps(

@@ -29,13 +29,13 @@ def with_agent(agent: str) -> dict[str | bytes, str | bytes]:
     return {**FORM, "User-Agent": agent}
 
 
-def serve_with_admin(case: TestCase) -> tuple[int, int]:
-    """The whole service, as twistd wires it, with --admin-http: the public
-    port and the admin port."""
+def serve_with_admin(case: TestCase, *more: str) -> tuple[int, int]:
+    """The whole service, as twistd wires it, with --admin-http (and `more`
+    options): the public port and the admin port."""
     dsn = sqlite_dsn(case)
     options = Options()
     options.parseOptions(["--http", "tcp:0:interface=127.0.0.1", "--admin-http", "tcp:0:interface=127.0.0.1",
-                          "--dsn", dsn_text(dsn), "--spool-dir", os.path.abspath(case.mktemp())])
+                          "--dsn", dsn_text(dsn), "--spool-dir", os.path.abspath(case.mktemp()), *more])
     service = build_service(options, reactor, prepare_database(dsn))
     service.privilegedStartService()
     service.startService()
@@ -110,6 +110,16 @@ class FeedTests(TestCase):
         self.assertEqual([e["message_id"] for e in feed["accepted"]], ["before-1"])
         self.assertEqual([r["status"] for r in feed["rejected"]], [400])
         self.assertEqual(feed["kinds"]["user"]["accepted"], 1)
+
+    async def test_a_rejection_shows_the_client_behind_a_trusted_proxy(self) -> None:
+        public, admin = serve_with_admin(self, "--trusted-proxy", "127.0.0.1")
+        pool = client_pool(self)
+        url = f"http://127.0.0.1:{public}/api/1.0/track/user/"
+        headers = {**FORM, "X-Forwarded-For": "198.51.100.7"}
+        response = await treq.post(url, data=b"ProfileID=x&Region=eu", headers=headers, pool=pool)
+        await response.content()
+        feed = await self.get_json(admin, "/feed")
+        self.assertEqual([r["client"] for r in feed["rejected"]], ["198.51.100.7"])
 
     def test_recording_stops_when_the_page_stops_looking(self) -> None:
         recent = Recent()
