@@ -127,7 +127,9 @@ class TrackApp:
     def unrecognized_method(self, request: IRequest) -> Any:
         """What an unknown method gets: 405 with the path's Allow, or 404."""
         path = request.path.decode("utf-8", "replace")
-        valid = list(self.app.url_map.bind("").allowed_methods(path))
+        urls = self.app.url_map.bind("")
+        # The trailing slash is optional on every route, for this answer too.
+        valid = list(urls.allowed_methods(path) or (urls.allowed_methods(path + "/") if path[-1:] != "/" else []))
         if not valid:
             return self.not_found(request, Failure(NotFound()))
         return self.method_not_allowed(request, Failure(MethodNotAllowed(valid_methods=valid)))

@@ -153,8 +153,10 @@ class InProcessTests(StrictHTTPMixin, TestCase):
             self.assertIn("request target", body["error"])
 
     async def test_methods_are_case_sensitive(self) -> None:
-        for method in (b"post", b"Post"):
-            data = head(b"%s %s HTTP/1.1" % (method, PATH.encode()), b"Host: t", FORM.strip(), body=event(1))
+        for method, path in ((b"post", PATH.encode()), (b"Post", PATH.encode()),
+                             (b"post", PATH.encode().rstrip(b"/")),  # the trailing slash is optional
+                             (b"post", b"/api/1.0/track/batch")):
+            data = head(b"%s %s HTTP/1.1" % (method, path), b"Host: t", FORM.strip(), body=event(1))
             body = await self.refused(data, 405)
             self.assertEqual(body, {"error": "method not allowed", "allow": "POST, OPTIONS"})
             client = await self.exchange(data)
