@@ -30,11 +30,11 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import LoopingCall
 from twisted.logger import LogLevel
 from twisted.python.failure import Failure
-from twisted.web import http, server
+from twisted.web import server
 
 from track.logs import Logger, Summaries
 from track.metrics import Metrics
-from track.web.responses import json_response
+from track.web.responses import json_response, reason
 from track.web.rfc9112 import BadHead, check_host, origin_form
 from track.web.twistedhttp import HTTPChannel
 
@@ -54,7 +54,7 @@ def raw_response(code: int, payload: dict[str, Any], headers: bytes = b"") -> by
     body = json.dumps(payload).encode()
     return b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s" \
         b"Connection: close\r\n\r\n%s" % (
-        code, http.RESPONSES.get(code, b"Error"), len(body), headers, body,
+        code, reason(code), len(body), headers, body,
     )
 
 
