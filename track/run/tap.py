@@ -13,6 +13,7 @@ import time
 from typing import Any, ClassVar
 
 from twisted.application.service import IService, MultiService, Service
+from twisted.internet.threads import deferToThreadPool
 from twisted.python import usage
 
 from track import __version__
@@ -42,7 +43,7 @@ from track.storage.dsn import DSN, DSNError, parse_dsn
 from track.storage.prepare import (
     load_limits,
     log_migrations,
-    migrate_and_fit,
+    migrate_on_own_connection,
     prepare_database,
     save_limits,
 )
@@ -238,7 +239,7 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
     store = Store(dialect)
 
     def database_appeared() -> Any:
-        d = store.run_with_connection(migrate_and_fit, dialect)
+        d = deferToThreadPool(reactor, reactor.getThreadPool(), migrate_on_own_connection, dialect)
 
         def fitted_now(result: Any) -> None:
             done, fresh = result

@@ -36,6 +36,18 @@ def migrate_and_fit(conn: Any, dialect: Dialect) -> tuple[list[str], dict[str, E
     return done, event_types
 
 
+def migrate_on_own_connection(dialect: Dialect) -> tuple[list[str], dict[str, EventType]]:
+    """migrate_and_fit on a connection of its own, opened for start-up work
+    (the first host that takes writes, with a read timeout long enough for
+    an ALTER TABLE on a big table or a wait for another instance's
+    migration lock: a pool connection's few seconds would kill both)."""
+    conn = dialect.connect()
+    try:
+        return migrate_and_fit(conn, dialect)
+    finally:
+        conn.close()
+
+
 def is_transient(exc: BaseException) -> bool:
     code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
     return code in _TRANSIENT_MYSQL or isinstance(exc, (ConnectionError, TimeoutError))
@@ -56,11 +68,7 @@ def prepare_database(dsn: DSN) -> dict[str, EventType] | None:
     """
     dialect = dialect_for(dsn)
     try:
-        conn = dialect.connect()
-        try:
-            done, event_types = migrate_and_fit(conn, dialect)
-        finally:
-            conn.close()
+        done, event_types = migrate_on_own_connection(dialect)
     except Exception as e:
         message = str(e).replace(dsn.password, "***") if dsn.password else str(e)
         if is_transient(e):

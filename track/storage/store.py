@@ -207,11 +207,6 @@ class Store:
             hosts.worked(i)
             return result
 
-    def run_with_connection(self, work: Callable[..., _T], *args: Any) -> Deferred[_T]:
-        """`work(conn, *args)` on a pool connection to the host in use (for
-        start-up work such as migrations), its own exceptions raised."""
-        return self._run(work, *args, host=self.hosts.current if self.hosts.many else None)
-
     def hosts_health(self) -> dict[str, Any] | None:
         """The host in use (and, for a multi-host DSN, each host's state);
         None for a file or a UNIX socket."""
