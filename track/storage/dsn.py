@@ -162,19 +162,24 @@ def _parse_mysql_url(text: str) -> DSN:
         raise DSNError("MySQL DSN names no database: mysql://user:pass@host:3306/DATABASE")
     if "/" in database:
         raise DSNError(f"MySQL DSN database name {database!r} contains '/'")
-    hosts = _host_entries(hostport) if "," in hostport else [
-        _split_host_port(hostport)]
+    hosts = _host_entries(hostport)
     if socket and len(hosts) > 1:
         raise DSNError("a MySQL DSN with unix_socket names one server: leave out the other hosts")
+    return _mysql_dsn(database, unquote(user), unquote(password), params, hosts, socket)
+
+
+def _mysql_dsn(database: str, user: str, password: str, params: dict[str, str],
+               hosts: list[tuple[str, int]], unix_socket: str | None = None) -> DSN:
+    """A MySQL DSN of every form: its hosts in order, the first one preferred."""
     return DSN(
         kind="mysql",
         database=database,
         host=hosts[0][0],
         port=hosts[0][1],
         others=tuple(hosts[1:]),
-        user=unquote(user),
-        password=unquote(password),
-        unix_socket=socket,
+        user=user,
+        password=password,
+        unix_socket=unix_socket,
         params=params,
         timeouts=_timeouts(params),
     )
@@ -249,29 +254,10 @@ def _parse_go_dsn(text: str) -> DSN:
     if net == "unix":
         if not addr:
             raise DSNError("unix() in DSN needs a socket path")
-        return DSN(
-            kind="mysql",
-            database=database,
-            user=user,
-            password=password,
-            unix_socket=addr,
-            params=params,
-            timeouts=_timeouts(params),
-        )
+        return _mysql_dsn(database, user, password, params, [_split_host_port("")], unix_socket=addr)
     if net not in ("tcp", "tcp4", "tcp6"):
         raise DSNError(f"unsupported network {net!r} in DSN: use tcp or unix")
-    hosts = _host_entries(addr)
-    return DSN(
-        kind="mysql",
-        database=database,
-        host=hosts[0][0],
-        port=hosts[0][1],
-        others=tuple(hosts[1:]),
-        user=user,
-        password=password,
-        params=params,
-        timeouts=_timeouts(params),
-    )
+    return _mysql_dsn(database, user, password, params, _host_entries(addr))
 
 
 def _params(query: str) -> dict[str, str]:
