@@ -34,6 +34,7 @@ from track.pipeline.batcher import (
 from track.pipeline.writer import Writer
 from track.run.accepting import RESERVED_DESCRIPTORS, default_max_connections, descriptors_at_start
 from track.run.listen import admin_endpoint_description, endpoint_description, server_endpoint
+from track.run.secrets import DSN_ENV, SecretError, choose_dsn
 from track.run.service import TrackService
 from track.run.workers import WorkerPool
 from track.spool import DEFAULT_MAX_BYTES as DEFAULT_SPOOL_BYTES
@@ -97,6 +98,9 @@ class Options(usage.Options):
          "host1:3306,host2:3306; timeouts: ?connect_timeout=3&read_timeout=5&write_timeout=5), the original's "
          "user:pass@tcp(host:3306)/db, or sqlite:///path/to/file. "
          "Default: SQLite file track.sqlite3 in the working directory."],
+        ["dsn-file", None, None,
+         "Read the DSN from this file (readable by its owner only), so that its password is on no "
+         "command line; or set TRACK_DSN. --dsn itself is visible to every local user (ps)."],
         ["log-level", None, "info", "debug, info, warn or error (or the original's 0, 1, -1, -2)."],
         ["cpuprofile", None, None, "Write a cProfile dump (read it with pstats) here at shutdown."],
         ["batch-size", None, str(DEFAULT_BATCH_SIZE), "Most rows in one INSERT."],
@@ -164,9 +168,16 @@ class Options(usage.Options):
             except Exception as e:  # endpoint parsers raise all sorts
                 raise usage.UsageError(f"--admin-http {self['admin-http']!r} is not usable: {e}") from None
         try:
-            self["parsed-dsn"] = parse_dsn(self["dsn"])
+            self["dsn-text"] = choose_dsn(self["dsn"], self["dsn-file"], os.environ)
+        except SecretError as e:
+            raise usage.UsageError(f"--dsn-file: {e}") from None
+        source = "--dsn-file" if self["dsn-file"] is not None else "--dsn" if self["dsn"] is not None else DSN_ENV
+        try:
+            self["parsed-dsn"] = parse_dsn(self["dsn-text"])
         except DSNError as e:
-            raise usage.UsageError(f"--dsn: {e}") from None
+            raise usage.UsageError(f"{source}: {e}") from None
+        # A password typed on the command line: said once at start (makeService).
+        self["dsn-on-command-line"] = self["dsn"] is not None and bool(self["parsed-dsn"].password)
         try:
             self["level"] = parse_level("debug" if self["verbose"] else self["log-level"])
         except ValueError as e:
@@ -198,6 +209,10 @@ def makeService(options: Options) -> IService:
     set_level(options["level"])
     descriptors_at_start()
     dsn: DSN = options["parsed-dsn"]
+    if options["dsn-on-command-line"]:
+        log.warn("--dsn carries a password, which every local user can read (ps, /proc/PID/cmdline): "
+                 "put the DSN in a file only you can read (chmod 600) and pass --dsn-file PATH, "
+                 "or set {env}", env=DSN_ENV)
     fitted = prepare_database(dsn)
     if fitted is None and not options["spool-dir"]:
         raise SystemExit(f"track: cannot use database {dsn.redacted()}: unreachable, and no spool")
