@@ -9,6 +9,7 @@ environment.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import stat
 from collections.abc import Mapping
@@ -21,8 +22,8 @@ class SecretError(ValueError):
     """A DSN source that cannot be used; the message names the problem, never the DSN."""
 
 
-def read_dsn_file(path: str) -> str:
-    """The DSN in `path` (surrounding whitespace dropped).  Refused when
+def read_secret_file(path: str) -> str:
+    """The secret (a DSN, a token) in `path` (surrounding whitespace dropped).  Refused when
     users other than its owner may read or write it: a secret in such a
     file is no secret."""
     try:
@@ -48,7 +49,7 @@ def choose_dsn(flag: str | None, path: str | None, env: Mapping[str, str]) -> st
     if flag is not None and path is not None:
         raise SecretError("give --dsn or --dsn-file, not both")
     if path is not None:
-        return read_dsn_file(path)
+        return read_secret_file(path)
     if flag is not None:
         return flag
     return env.get(DSN_ENV) or None
@@ -65,3 +66,13 @@ def pipe_holding(text: str) -> int:
     finally:
         os.close(write)
     return read
+
+
+def is_loopback(interface: str) -> bool:
+    """Whether a listening interface is reachable from this machine only."""
+    if interface == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(interface).is_loopback
+    except ValueError:
+        return False  # "" (every interface) or a name

@@ -13,6 +13,7 @@ import time
 from typing import Any, ClassVar
 
 from twisted.application.service import IService, MultiService, Service
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.threads import deferToThreadPool
 from twisted.python import usage
 
@@ -34,9 +35,9 @@ from track.pipeline.batcher import (
 from track.pipeline.writer import Writer
 from track.run.accepting import RESERVED_DESCRIPTORS, default_max_connections, descriptors_at_start
 from track.run.listen import admin_endpoint_description, endpoint_description, server_endpoint
-from track.run.secrets import DSN_ENV, SecretError, choose_dsn
+from track.run.secrets import DSN_ENV, SecretError, choose_dsn, is_loopback, read_secret_file
 from track.run.service import TrackService
-from track.run.workers import WorkerPool
+from track.run.workers import WorkerPool, tcp_address
 from track.spool import DEFAULT_MAX_BYTES as DEFAULT_SPOOL_BYTES
 from track.spool import Spool
 from track.storage.dialect import dialect_for
@@ -93,6 +94,10 @@ class Options(usage.Options):
         ["admin-http", None, None,
          "Where to serve the admin page (live events, with their contents), /metrics, /healthz and "
          "/readyz: same forms as --http, but a bare port (8081) binds 127.0.0.1 only. Default: off."],
+        ["admin-token", None, None,
+         "Require Authorization: Bearer TOKEN on every admin request (the page asks for it once). "
+         "Visible in ps: prefer --admin-token-file."],
+        ["admin-token-file", None, None, "Read the admin token from this file (readable by its owner only)."],
         ["dsn", None, None,
          "Database: mysql://user:pass@host:3306/db (several hosts of a cluster: "
          "host1:3306,host2:3306; timeouts: ?connect_timeout=3&read_timeout=5&write_timeout=5), the original's "
@@ -144,6 +149,11 @@ class Options(usage.Options):
         """Address or CIDR of a proxy whose X-Forwarded-For is believed (repeatable)."""
         self.setdefault("trusted-proxy", []).append(value)
 
+    def opt_admin_host(self, value: str) -> None:
+        """A Host name (or name:port) the admin listener answers to besides its own address and
+        localhost, e.g. behind a reverse proxy (repeatable); any other Host gets 421."""
+        self.setdefault("admin-host", []).append(value)
+
     def opt_cors_origin(self, value: str) -> None:
         """Browser origin allowed to post (repeatable); * allows any."""
         self.setdefault("cors-origin", []).append(value)
@@ -151,6 +161,7 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         self.setdefault("trusted-proxy", [])
         self.setdefault("cors-origin", [])
+        self.setdefault("admin-host", [])
         try:
             self["endpoint"] = endpoint_description(self["http"])
             from twisted.internet import reactor
@@ -167,6 +178,7 @@ class Options(usage.Options):
                 server_endpoint(reactor, self["admin-endpoint"])
             except Exception as e:  # endpoint parsers raise all sorts
                 raise usage.UsageError(f"--admin-http {self['admin-http']!r} is not usable: {e}") from None
+        self._admin_token()
         try:
             self["dsn-text"] = choose_dsn(self["dsn"], self["dsn-file"], os.environ)
         except SecretError as e:
@@ -203,6 +215,32 @@ class Options(usage.Options):
         self["rate-limit"] = _non_negative_float("rate-limit", str(self["rate-limit"]))
 
 
+    def _admin_token(self) -> None:
+        """The admin token, from the option or its file; none is refused
+        when the admin listener is reachable from other machines."""
+        if self["admin-token"] is not None and self["admin-token-file"] is not None:
+            raise usage.UsageError("give --admin-token or --admin-token-file, not both")
+        if self["admin-token-file"] is not None:
+            try:
+                self["admin-token"] = read_secret_file(self["admin-token-file"])
+            except SecretError as e:
+                raise usage.UsageError(f"--admin-token-file: {e}") from None
+        elif self["admin-token"] is not None and not self["admin-token"].strip():
+            raise usage.UsageError("--admin-token must not be empty")
+        admin = self["admin-endpoint"]
+        if admin is None or self["admin-token"] is not None or not admin.startswith("tcp"):
+            return  # off, guarded, or a unix socket (its file mode guards it)
+        from twisted.internet import reactor
+
+        endpoint = server_endpoint(reactor, admin)
+        interface = tcp_address(endpoint)[1] if isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint)) else ""
+        if not is_loopback(interface):
+            raise usage.UsageError(
+                f"--admin-http {self['admin-http']!r} is reachable from other machines and shows event "
+                "contents: give --admin-token-file PATH (or --admin-token TOKEN), or bind a loopback "
+                "address (127.0.0.1:PORT)")
+
+
 def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
@@ -227,7 +265,8 @@ def makeService(options: Options) -> IService:
         top = MultiService()  # type: ignore[no-untyped-call]
         pool.setServiceParent(top)  # type: ignore[no-untyped-call]
         about = About(__version__, dsn.redacted(), time.time())
-        AdminService(admin, SharedView(about, pool.state, pool.metrics_dir), reactor).setServiceParent(top)  # type: ignore[no-untyped-call]
+        AdminService(admin, SharedView(about, pool.state, pool.metrics_dir), reactor,
+                     options["admin-host"], options["admin-token"]).setServiceParent(top)  # type: ignore[no-untyped-call]
         return top
     return build_service(options, reactor, fitted)
 
@@ -298,7 +337,7 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
     elif admin is not None:
         about = About(__version__, dsn.redacted(), time.time())
         extra.append(AdminService(admin, LocalView(about, metrics, writer, recent or Recent(), event_types),
-                                  reactor))
+                                  reactor, options["admin-host"], options["admin-token"]))
     app = TrackApp(
         batcher,
         reactor,

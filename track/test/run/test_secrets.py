@@ -19,6 +19,7 @@ from track.test.support import client_pool, dsn_text, execute, mysql_dsn, reset_
 
 PASSWORD = "pw-off-the-cmdline-7f3a"
 USER = "track_i23_secret"
+FORM: dict[str | bytes, str | bytes] = {"Content-Type": "application/x-www-form-urlencoded"}
 _STARTED = re.compile(rb"worker (\d) started \(pid (\d+)\)")
 
 
@@ -37,7 +38,7 @@ def parse(*argv: str, env: dict[str, str] | None = None) -> Options:
 
 class DSNSourceTests(TestCase):
     def write(self, text: str, mode: int) -> str:
-        path = os.path.abspath(self.mktemp())
+        path: str = os.path.abspath(self.mktemp())
         with open(path, "w") as f:
             f.write(text)
         os.chmod(path, mode)
@@ -129,7 +130,7 @@ class WorkersCmdlineTests(TestCase):
         for n in range(6):
             response = await treq.post(f"http://127.0.0.1:{port_of(base)}/api/1.0/track/user/",
                                        data=f"ProfileID={n}&Region=eu".encode(), pool=pool,
-                                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+                                       headers=FORM)
             self.assertEqual(response.code, 201, await response.text())
         self.assertEqual(execute(mysql_dsn(), "SELECT COUNT(*) FROM UserEvent"), [(6,)])
         self.assertNotIn(PASSWORD.encode(), self.proc.output)
