@@ -32,6 +32,7 @@ from track.web.batchbody import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_BODY, read_
 from track.web.body import BodyError, decode_content, read_fields
 from track.web.clientip import Network, client_ip
 from track.web.cors import CORS
+from track.web.health import public_health
 from track.web.openapi import openapi_document
 from track.web.ratelimit import RateLimiter, retry_after
 from track.web.responses import json_response
@@ -326,7 +327,8 @@ class TrackApp:
         """Liveness, and what a human wants to know: database up?  spool size?"""
         state = self.health.health() if self.health else {"status": "ok", "database": "up",
                                                           "spool": {"events": 0, "bytes": 0}}
-        return json_response(request, 200, state)
+        # Nothing about the inside (hosts, errors, paths): the admin /healthz has it all.
+        return json_response(request, 200, public_health(state))
 
     @app.route("/metrics", methods=["GET"])
     def prometheus(self, request: IRequest) -> bytes:
