@@ -50,6 +50,7 @@ from track.storage.prepare import (
     save_limits,
 )
 from track.storage.store import Store
+from track.web.anonymize import DEFAULT_V6_SEGMENTS, Anonymizer
 from track.web.app import TrackApp, is_batch_path
 from track.web.batchbody import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_BODY
 from track.web.clientip import parse_networks
@@ -73,6 +74,15 @@ def _non_negative_float(name: str, text: str) -> float:
         value = -1.0
     if not value >= 0 or value == float("inf"):
         raise usage.UsageError(f"--{name} must be a number >= 0, not {text!r}")
+    return value
+
+
+def _in_range(name: str, text: str | int | None, most: int) -> int | None:
+    if text is None:
+        return None
+    value = _positive_int(name, str(text))
+    if value > most:
+        raise usage.UsageError(f"--{name} must be 1 to {most}, not {text!r}")
     return value
 
 
@@ -135,6 +145,12 @@ class Options(usage.Options):
         ["max-connections", None, None,
          "Most open client connections per process; past it a new connection is answered 503 + "
          f"Retry-After and closed. Default: the file descriptor limit less {RESERVED_DESCRIPTORS}."],
+        ["anonymize-ip", None, None,
+         "Zero the last N octets (1 to 4) of every IPv4 client address before it is stored, spooled, "
+         "logged or shown. Default: off."],
+        ["anonymize-ipv6", None, None,
+         "Zero the last M 16-bit segments (1 to 8) of every IPv6 client address. "
+         f"Default: {DEFAULT_V6_SEGMENTS} when --anonymize-ip is given, else off."],
         ["rate-limit", None, "0",
          "Events per second each client address may send (after --trusted-proxy), in bursts of up to "
          "twice that; beyond it 429 + Retry-After. Per worker process with --workers. 0: off."],
@@ -213,6 +229,10 @@ class Options(usage.Options):
         self["flush-interval"] = _non_negative_float("flush-interval", str(self["flush-interval"]))
         self["request-timeout"] = _non_negative_float("request-timeout", str(self["request-timeout"]))
         self["rate-limit"] = _non_negative_float("rate-limit", str(self["rate-limit"]))
+        self["anonymize-ip"] = _in_range("anonymize-ip", self["anonymize-ip"], 4)
+        self["anonymize-ipv6"] = _in_range("anonymize-ipv6", self["anonymize-ipv6"], 8)
+        if self["anonymize-ip"] and self["anonymize-ipv6"] is None:
+            self["anonymize-ipv6"] = DEFAULT_V6_SEGMENTS
 
 
     def _admin_token(self) -> None:
@@ -352,6 +372,7 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
         max_batch_body=options["max-batch-body"],
         recent=recent,
         rate_limiter=RateLimiter(options["rate-limit"], reactor) if options["rate-limit"] else None,
+        anonymize=Anonymizer(options["anonymize-ip"] or 0, options["anonymize-ipv6"] or 0),
     )
     max_connections = options["max-connections"] or default_max_connections()
     site = TrackSite(
@@ -365,6 +386,7 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
         metrics=metrics,
     )
     site.recent = recent
+    site.logged_client = app.addresses.logged  # type: ignore[method-assign]
 
     def reconnected() -> None:  # on a pool thread
         metrics.db_reconnects.inc()

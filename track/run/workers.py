@@ -53,7 +53,8 @@ _BOOT = (
 # Options handed on to every child unchanged.
 # The DSN is not among them: it goes through a pipe (track/run/secrets.py).
 _PASSED = ("log-level", "batch-size", "min-batch", "flush-interval", "max-pending", "request-timeout",
-           "max-body", "max-batch", "max-batch-body", "spool-max-bytes", "rate-limit", "max-connections")
+           "max-body", "max-batch", "max-batch-body", "spool-max-bytes", "rate-limit", "max-connections",
+           "anonymize-ip", "anonymize-ipv6")
 
 
 def bind(description: str) -> socket.socket:

@@ -28,9 +28,10 @@ from track.logs import Logger
 from track.metrics import Metrics
 from track.pipeline.batcher import Batcher
 from track.types import InternalError, Overloaded, RowRejected, Unavailable
+from track.web.anonymize import Addresses, Anonymizer
 from track.web.batchbody import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_BODY, read_batch
 from track.web.body import BodyError, decode_content, read_fields
-from track.web.clientip import Network, client_ip
+from track.web.clientip import Network
 from track.web.cors import CORS
 from track.web.health import public_health
 from track.web.openapi import openapi_document
@@ -100,11 +101,16 @@ class TrackApp:
         max_batch_body: int = DEFAULT_MAX_BATCH_BODY,
         recent: Any = None,
         rate_limiter: RateLimiter | None = None,
+        anonymize: Anonymizer | None = None,
     ) -> None:
         self.batcher = batcher
         self.clock = clock
         self.event_types = event_types  # shared: refitted when the database appears
         self.trusted_proxies = tuple(trusted_proxies)
+        # --anonymize-ip and Track-Anonymous: applied before anything keeps an address.
+        self.addresses = Addresses(self.trusted_proxies, anonymize or Anonymizer())
+        self._remote_ip = self.addresses.stored
+        self._scrub = self.addresses.scrub
         self.cors = cors or CORS(())
         self.max_body = max_body
         self.health = health
@@ -140,12 +146,6 @@ class TrackApp:
         # Half the cost of fromtimestamp(t, timezone.utc).replace(tzinfo=None).
         return _EPOCH + timedelta(seconds=self.clock.seconds())
 
-    def _remote_ip(self, request: IRequest) -> str:
-        peer: str | None = getattr(request.getClientAddress(), "host", None)
-        if peer is not None and not self.trusted_proxies:
-            return peer  # X-Forwarded-For is not believed: no need to read it
-        return client_ip(peer, request.getHeader(b"x-forwarded-for"), self.trusted_proxies)
-
     def _forbidden_origin(self, request: IRequest, kind: str, count: int = 1) -> bytes | None:
         """403 for a POST from an origin --cors-origin does not allow: a form
         or text/plain POST needs no preflight, so the browser would deliver
@@ -172,7 +172,7 @@ class TrackApp:
                 request.getHeader(b"content-type"), body, request.uri.partition(b"?")[2]
             )
             created = self._now()
-            row = parse_event(event, fields, self._remote_ip(request), created)
+            row = self._scrub(event, parse_event(event, fields, self._remote_ip(request), created), request)
             # On every answer from here on, 503s included: a client that sent
             # no MessageID can retry with this one and never store twice.
             request.setHeader(MESSAGE_ID_HEADER, row[event.message_id_index].encode("ascii"))
@@ -196,7 +196,7 @@ class TrackApp:
         """429 + Retry-After if the client (after --trusted-proxy) is over
         --rate-limit; `count` events are spent otherwise (a batch: all)."""
         assert self.rate_limiter is not None
-        wait = self.rate_limiter.take(self._remote_ip(request), count)
+        wait = self.rate_limiter.take(self.addresses.client(request), count)
         if not wait:
             return None
         self.metrics.rate_limited.labels(kind).inc(count)
@@ -239,7 +239,7 @@ class TrackApp:
                 problems.append({"index": index, "fields": {"type": f"must be one of {', '.join(self.event_types)}"}})
                 continue
             try:
-                row = parse_event(event, item, remote_ip, created)  # "type" popped: the rest are fields
+                row = self._scrub(event, parse_event(event, item, remote_ip, created), request)  # "type" popped
             except InvalidEvent as e:
                 problems.append({"index": index, "fields": e.fields})
                 continue
