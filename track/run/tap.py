@@ -50,6 +50,7 @@ from track.storage.prepare import (
     save_limits,
 )
 from track.storage.store import Store
+from track.storage.suppression import read_ids
 from track.web.anonymize import DEFAULT_V6_SEGMENTS, Anonymizer
 from track.web.app import TrackApp, is_batch_path
 from track.web.batchbody import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_BODY
@@ -57,6 +58,7 @@ from track.web.clientip import parse_networks
 from track.web.cors import CORS
 from track.web.ratelimit import RateLimiter
 from track.web.site import DEFAULT_MAX_BODY, TrackSite
+from track.web.suppress import Suppression, SuppressionRefresh
 
 log = Logger(namespace="track")
 
@@ -291,6 +293,19 @@ def makeService(options: Options) -> IService:
     return build_service(options, reactor, fitted)
 
 
+def initial_suppression(dialect: Any) -> frozenset[int]:
+    """The suppression list at start (empty, with a warning, if unreadable)."""
+    try:
+        conn = dialect.connect()
+        try:
+            return read_ids(conn, dialect)
+        finally:
+            conn.close()
+    except Exception as e:  # the database went away since prepare_database: the refresh retries
+        log.warn("could not read the suppression list at start ({e}); retrying every 10 s", e=type(e).__name__)
+        return frozenset()
+
+
 def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None) -> TrackService:
     """The one way the parts are wired, for twistd and the tests alike:
     storage, then the pipeline (writer, spool, batcher), then the HTTP
@@ -311,6 +326,8 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
         assert spool is not None, "makeService refuses an unreachable database without a spool"
         event_types = load_limits(spool.directory)
     store = Store(dialect)
+    # forget --suppress: read now (when the database is there) and every 10 s.
+    suppression = Suppression(initial_suppression(dialect) if fitted is not None else frozenset())
 
     def database_appeared() -> Any:
         d = deferToThreadPool(reactor, reactor.getThreadPool(), migrate_on_own_connection, dialect)
@@ -348,7 +365,7 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
     admin = options["admin-endpoint"]
     recent = Recent() if admin is not None or os.environ.get(FEED_ENV) else None
     health: Any = writer
-    extra: list[Service] = []
+    extra: list[Service] = [SuppressionRefresh(suppression, store, reactor)]
     state = os.environ.get(STATE_ENV)
     if state:  # a worker of --workers N: report to the parent's directory
         shared = SharedHealth(writer, state, int(os.environ.get(WORKER_ENV, "0")), time.time())
@@ -373,6 +390,7 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
         recent=recent,
         rate_limiter=RateLimiter(options["rate-limit"], reactor) if options["rate-limit"] else None,
         anonymize=Anonymizer(options["anonymize-ip"] or 0, options["anonymize-ipv6"] or 0),
+        suppression=suppression,
     )
     max_connections = options["max-connections"] or default_max_connections()
     site = TrackSite(

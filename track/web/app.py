@@ -39,6 +39,7 @@ from track.web.ratelimit import RateLimiter, retry_after
 from track.web.responses import json_response
 from track.web.script import SCRIPT_PATH, StaticScript
 from track.web.site import DEFAULT_MAX_BODY
+from track.web.suppress import Suppression, answer_suppressed
 
 log = Logger(namespace="track.app")
 
@@ -102,7 +103,9 @@ class TrackApp:
         recent: Any = None,
         rate_limiter: RateLimiter | None = None,
         anonymize: Anonymizer | None = None,
+        suppression: Suppression | None = None,
     ) -> None:
+        self.suppression = suppression or Suppression()  # forget --suppress: answered 201, kept nowhere
         self.batcher = batcher
         self.clock = clock
         self.event_types = event_types  # shared: refitted when the database appears
@@ -176,6 +179,8 @@ class TrackApp:
             # On every answer from here on, 503s included: a client that sent
             # no MessageID can retry with this one and never store twice.
             request.setHeader(MESSAGE_ID_HEADER, row[event.message_id_index].encode("ascii"))
+            if self.suppression.holds(event, row):
+                return self._suppressed(request, kind)
             d = self.batcher.submit(event, row)
         except InvalidEvent as e:
             self.metrics.rejected.labels(kind, "invalid").inc()
@@ -232,6 +237,7 @@ class TrackApp:
         remote_ip = self._remote_ip(request)
         groups: dict[str, tuple[list[Any], list[int]]] = {}
         problems: list[dict[str, Any]] = []
+        suppressed: list[tuple[int, str, str]] = []  # index, MessageID, kind
         for index, item in enumerate(items):
             kind = item.pop("type", None) if isinstance(item, dict) else None
             event = self.event_types.get(kind) if type(kind) is str else None
@@ -243,6 +249,9 @@ class TrackApp:
             except InvalidEvent as e:
                 problems.append({"index": index, "fields": e.fields})
                 continue
+            if self.suppression.holds(event, row):
+                suppressed.append((index, row[event.message_id_index], event.name))
+                continue
             rows, indexes = groups.setdefault(event.name, ([], []))
             rows.append(row)
             indexes.append(index)
@@ -250,6 +259,8 @@ class TrackApp:
             self.metrics.rejected.labels("batch", "invalid").inc(len(items))
             return json_response(request, 400, {"error": "invalid batch: nothing was stored",
                                                  "events": problems})
+        if not groups:  # every event suppressed
+            return self._batch_done(None, request, groups, suppressed)
         work = [(self.event_types[kind], rows) for kind, (rows, _) in groups.items()]
         try:
             d = self.batcher.submit_together(lambda: self.atomic_insert(work), len(items))
@@ -257,10 +268,11 @@ class TrackApp:
             self.metrics.rejected.labels("batch", "overloaded").inc(len(items))
             return unavailable(request, "too many events are waiting to be stored")
         d.addCallbacks(self._batch_done, self._batch_failed,
-                       callbackArgs=(request, groups), errbackArgs=(len(items), request))
+                       callbackArgs=(request, groups, suppressed), errbackArgs=(len(items), request))
         return d
 
-    def _batch_done(self, refused: Any, request: IRequest, groups: dict[str, tuple[list[Any], list[int]]]) -> bytes:
+    def _batch_done(self, refused: Any, request: IRequest, groups: dict[str, tuple[list[Any], list[int]]],
+                    suppressed: list[tuple[int, str, str]]) -> bytes:
         kinds = list(groups)
         if refused:
             events: dict[int, dict[str, Any]] = {}
@@ -281,7 +293,13 @@ class TrackApp:
                 for row in rows:
                     self.recent.accepted(kind, row)
             ids += [(i, row[event.message_id_index]) for i, row in zip(indexes, rows, strict=True)]
+        for index, message_id, kind in suppressed:  # answered as stored, and kept nowhere
+            self._suppressed(request, kind)
+            ids.append((index, message_id))
         return json_response(request, 201, {"stored": len(ids), "message_ids": [m for _, m in sorted(ids)]})
+
+    def _suppressed(self, request: IRequest, kind: str) -> bytes:
+        return answer_suppressed(request, self.metrics.suppressed.labels(kind))
 
     def _batch_failed(self, failure: Failure, count: int, request: IRequest) -> bytes | Failure:
         return self._failure_answer(failure, request, "batch", count)

@@ -372,7 +372,8 @@ class TrackSite(server.Site):
                 "{client} {method} {uri} {code}",
                 client=self.logged_client(request),
                 method=request.method.decode("latin-1"),
-                uri=request.uri.decode("latin-1"),
+                # A suppressed ID's request: not its query string, which may hold the ID.
+                uri=(request.path if getattr(request, "track_suppressed", False) else request.uri).decode("latin-1"),
                 code=request.code,
             )
 
