@@ -405,6 +405,7 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
     )
     site.recent = recent
     site.logged_client = app.addresses.logged  # type: ignore[method-assign]
+    site.shown_peer = app.addresses.shown_peer  # type: ignore[method-assign]
 
     def reconnected() -> None:  # on a pool thread
         metrics.db_reconnects.inc()

@@ -99,3 +99,16 @@ class Addresses:
             return "-"
         peer = getattr(request.getClientAddress(), "host", None) or "-"  # type: ignore[no-untyped-call]
         return self.anonymize(peer) or "-" if self.anonymize.active else peer
+
+    def shown_peer(self, peer: Any) -> Any:
+        """A connection's peer as the live page may show it."""
+        if not self.anonymize.active:
+            return peer
+        return _Shown(self.anonymize(str(getattr(peer, "host", ""))) or "-")
+
+
+class _Shown:
+    """Just the `host` of an address, which is all the live page reads."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host

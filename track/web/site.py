@@ -163,7 +163,8 @@ class _Channel(HTTPChannel):
         transport = self.tcp()
         recent = self.site.recent  # the admin page's latest rejections (--admin-http)
         if recent is not None:
-            recent.refused_early(getattr(self, "request_path", None) or b"", code, payload, transport.getPeer())
+            recent.refused_early(getattr(self, "request_path", None) or b"", code, payload,
+                                 self.site.shown_peer(transport.getPeer()))
         if len(self.requests) > 1 or self.handling_request:
             # An earlier answer is still owed on this connection; a response
             # written now would overtake it, so just close.
@@ -359,6 +360,11 @@ class TrackSite(server.Site):
             since = channel._receiving_since
             if since is not None and since <= deadline:
                 channel.timed_out()
+
+    @staticmethod
+    def shown_peer(peer: Any) -> Any:
+        """The peer as the live page shows it (tap sets the anonymising one)."""
+        return peer
 
     @staticmethod
     def logged_client(request: Any) -> str:

@@ -13,8 +13,10 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from track.run.tap import Options
+from track.test.admin.test_feed import serve_with_admin
 from track.test.mariadb import MYSQL_SKIP
 from track.test.process import wait_until
+from track.test.rawhttp import connect, request
 from track.test.support import admin_port, client_pool, execute, reset_mysql, serve
 from track.web.anonymize import Anonymizer
 
@@ -136,3 +138,22 @@ class StoredTests(TestCase):
         await response.content()
         self.assertEqual(response.code, 201)
         self.assertEqual(execute(dsn, "SELECT RemoteIP FROM UserEvent"), [("203.0.0.0",)])
+
+
+class LivePageTests(TestCase):
+    async def test_requests_refused_on_the_connection_show_the_anonymised_peer(self) -> None:
+        """413 by Content-Length, answered before any route: the live page's
+        client is anonymised too; a rejection by a route likewise."""
+        public, admin = serve_with_admin(self, "--anonymize-ip", "1")
+        client = await connect(public)
+        client.send(request("/api/1.0/track/user/", b"", {"Content-Length": "999999999",
+                                                          "Content-Type": "application/x-www-form-urlencoded"}))
+        await client.closed
+        self.assertEqual(client.statuses(), [413])
+        response = await treq.post(f"http://127.0.0.1:{public}/api/1.0/track/user/", data=b"ProfileID=x",
+                                   headers=FORM, pool=client_pool(self))
+        self.assertEqual(response.code, 400)
+        await response.content()
+        feed = await (await treq.get(f"http://127.0.0.1:{admin}/feed", pool=client_pool(self))).json()
+        self.assertEqual([(r["status"], r["client"]) for r in feed["rejected"]],
+                         [(400, "127.0.0.0"), (413, "127.0.0.0")])
