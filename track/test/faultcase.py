@@ -230,7 +230,7 @@ class FaultCase(TestCase):
         pool = HTTPConnectionPool(reactor, persistent=False)
         # The admin listener's: the public one names no host and no error.
         assert self.proc is not None
-        response = await treq.get(f"{self.proc.admin_base}/healthz", pool=pool, timeout=10)
+        response = await treq.get(f"{await self.proc.admin()}/healthz", pool=pool, timeout=10)
         body = await response.json()
         return body
 

@@ -216,6 +216,12 @@ class TwistdTrack(ProcessProtocol):
             raise AssertionError("no admin listener in the output (start it with ADMIN_ANY_PORT)")
         return str(found[-1].decode())
 
+    async def admin(self, timeout: float = EXIT_TIMEOUT) -> str:
+        """admin_base, once the admin listener has logged where it is (it
+        may start listening just after the public one)."""
+        await wait_until(lambda: bool(_ADMIN.search(self.output)), "the admin listener", timeout)
+        return self.admin_base
+
     @property
     def pid(self) -> int | None:
         """The process id while it runs; None once it has exited."""

@@ -101,7 +101,7 @@ class GaleraTests(TestCase):
             self.addCleanup(proc.stop)
             bases.append(await proc.ready)
             # /healthz with every detail (hosts) is the admin listener's.
-            self.admin[bases[-1]] = proc.admin_base
+            self.admin[bases[-1]] = await proc.admin()
         return bases
 
     @staticmethod
