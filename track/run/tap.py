@@ -50,7 +50,6 @@ from track.storage.prepare import (
     save_limits,
 )
 from track.storage.store import Store
-from track.storage.suppression import read_ids
 from track.web.anonymize import DEFAULT_V6_SEGMENTS, Anonymizer
 from track.web.app import TrackApp, is_batch_path
 from track.web.batchbody import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_BODY
@@ -58,7 +57,7 @@ from track.web.clientip import parse_networks
 from track.web.cors import CORS
 from track.web.ratelimit import RateLimiter
 from track.web.site import DEFAULT_MAX_BODY, TrackSite
-from track.web.suppress import Suppression, SuppressionRefresh
+from track.web.suppress import Suppression, SuppressionRefresh, initial_suppression
 
 log = Logger(namespace="track")
 
@@ -236,7 +235,6 @@ class Options(usage.Options):
         if self["anonymize-ip"] and self["anonymize-ipv6"] is None:
             self["anonymize-ipv6"] = DEFAULT_V6_SEGMENTS
 
-
     def _admin_token(self) -> None:
         """The admin token, from the option or its file; none is refused
         when the admin listener is reachable from other machines."""
@@ -291,19 +289,6 @@ def makeService(options: Options) -> IService:
                      options["admin-host"], options["admin-token"]).setServiceParent(top)  # type: ignore[no-untyped-call]
         return top
     return build_service(options, reactor, fitted)
-
-
-def initial_suppression(dialect: Any) -> frozenset[int]:
-    """The suppression list at start (empty, with a warning, if unreadable)."""
-    try:
-        conn = dialect.connect()
-        try:
-            return read_ids(conn, dialect)
-        finally:
-            conn.close()
-    except Exception as e:  # the database went away since prepare_database: the refresh retries
-        log.warn("could not read the suppression list at start ({e}); retrying every 10 s", e=type(e).__name__)
-        return frozenset()
 
 
 def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None) -> TrackService:

@@ -40,6 +40,19 @@ def answer_suppressed(request: Any, counter: Any) -> bytes:
     return b""
 
 
+def initial_suppression(dialect: Any) -> frozenset[int]:
+    """The suppression list at start (empty, with a warning, if unreadable)."""
+    try:
+        conn = dialect.connect()
+        try:
+            return read_ids(conn, dialect)
+        finally:
+            conn.close()
+    except Exception as e:  # the database went away since prepare_database: the refresh retries
+        log.warn("could not read the suppression list at start ({e}); retrying every 10 s", e=type(e).__name__)
+        return frozenset()
+
+
 class SuppressionRefresh(Service):
     """Reads the table again every `interval` seconds on the store's pool;
     while the database is down the last set stays."""
