@@ -71,6 +71,9 @@ class Metrics:
         self.rate_limited = Counter("track_rate_limited",
                                     "Events answered 429 because their client was over --rate-limit, by type.",
                                     ["type"], registry=r)
+        self.suppressed = Counter("track_suppressed_events",
+                                  "Events of a suppressed ProfileID (forget --suppress): answered 201, not stored.",
+                                  ["type"], registry=r)
         self.batch_size = Histogram("track_batch_size", "Rows per INSERT batch.",
                                     buckets=BATCH_BUCKETS, registry=r)
         self.flush_seconds = Histogram("track_flush_seconds",

@@ -14,7 +14,9 @@ from importlib import resources
 from typing import Any
 
 from klein import Klein
+from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
+from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from track.admin.history import SAMPLE_SECONDS, History
 from track.admin.recent import KEEP
@@ -26,10 +28,9 @@ _STATIC = {
     "/": ("index.html", b"text/html; charset=utf-8"),
     "/admin.css": ("admin.css", b"text/css; charset=utf-8"),
     "/admin.js": ("admin.js", b"text/javascript; charset=utf-8"),
+    "/auth.js": ("auth.js", b"text/javascript; charset=utf-8"),
     "/favicon.svg": ("favicon.svg", b"image/svg+xml"),
 }
-# The page runs only its own script and styles, and talks only to this listener.
-_CSP = b"default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'"
 
 
 def _static(name: str) -> bytes:
@@ -57,12 +58,12 @@ class AdminApp:
     @app.route("/", methods=["GET"])
     @app.route("/admin.css", methods=["GET"])
     @app.route("/admin.js", methods=["GET"])
+    @app.route("/auth.js", methods=["GET"])
     @app.route("/favicon.svg", methods=["GET"])
     def static(self, request: IRequest) -> bytes:
         body, kind = self.files[request.path.decode("ascii")]
         request.setHeader(b"Content-Type", kind)
-        request.setHeader(b"Content-Security-Policy", _CSP)
-        request.setHeader(b"X-Content-Type-Options", b"nosniff")
+        # Content-Security-Policy, nosniff and the rest: track/admin/guard.py, on every answer.
         request.setHeader(b"Cache-Control", b"no-cache")
         return body
 
@@ -100,3 +101,15 @@ class AdminApp:
     def readyz(self, request: IRequest) -> bytes:
         ready = self.view.ready()
         return self._json(request, 200 if ready else 503, {"ready": ready})
+
+    @app.handle_errors(NotFound)
+    def not_found(self, request: IRequest, failure: Failure) -> bytes:
+        return self._json(request, 404, {"error": "not found"})
+
+    @app.handle_errors(MethodNotAllowed)
+    def method_not_allowed(self, request: IRequest, failure: Failure) -> bytes:
+        error = failure.value
+        assert isinstance(error, MethodNotAllowed)  # the only exception this handler is registered for
+        allowed = ", ".join(sorted(error.valid_methods or ["GET"]))
+        request.setHeader(b"Allow", allowed.encode("ascii"))
+        return self._json(request, 405, {"error": "method not allowed", "allow": allowed})

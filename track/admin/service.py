@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from twisted.application import strports
@@ -11,6 +12,7 @@ from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStrea
 from twisted.web.server import Site
 from zope.interface import implementer
 
+from track.admin.guard import Guard
 from track.admin.history import History
 from track.admin.page import AdminApp
 from track.admin.views import View
@@ -43,11 +45,13 @@ class _Logged:
 class AdminService(MultiService):
     """The sampler, then the listener (stopped first)."""
 
-    def __init__(self, description: str, view: View, clock: Any) -> None:
+    def __init__(self, description: str, view: View, clock: Any, hosts: Collection[str] = (),
+                 token: str | None = None) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.history = History(view.counts, clock, tick=view.tick)
         self.app = AdminApp(view, self.history)
-        site = Site(self.app.resource(), reactor=clock)  # type: ignore[no-untyped-call]
+        guarded = Guard(self.app.resource(), hosts, token, public_paths=self.app.files)
+        site = Site(guarded, reactor=clock)  # type: ignore[no-untyped-call]
         site.noisy = False
         site.log = lambda request: None  # type: ignore[method-assign]  # the page polls every second
         listening = strports.service(description, site, clock)

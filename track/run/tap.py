@@ -13,6 +13,7 @@ import time
 from typing import Any, ClassVar
 
 from twisted.application.service import IService, MultiService, Service
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.threads import deferToThreadPool
 from twisted.python import usage
 
@@ -34,8 +35,9 @@ from track.pipeline.batcher import (
 from track.pipeline.writer import Writer
 from track.run.accepting import RESERVED_DESCRIPTORS, default_max_connections, descriptors_at_start
 from track.run.listen import admin_endpoint_description, endpoint_description, server_endpoint
+from track.run.secrets import DSN_ENV, SecretError, choose_dsn, is_loopback, read_secret_file
 from track.run.service import TrackService
-from track.run.workers import WorkerPool
+from track.run.workers import WorkerPool, tcp_address
 from track.spool import DEFAULT_MAX_BYTES as DEFAULT_SPOOL_BYTES
 from track.spool import Spool
 from track.storage.dialect import dialect_for
@@ -48,12 +50,14 @@ from track.storage.prepare import (
     save_limits,
 )
 from track.storage.store import Store
+from track.web.anonymize import DEFAULT_V6_SEGMENTS, Anonymizer
 from track.web.app import TrackApp, is_batch_path
 from track.web.batchbody import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_BODY
 from track.web.clientip import parse_networks
 from track.web.cors import CORS
 from track.web.ratelimit import RateLimiter
 from track.web.site import DEFAULT_MAX_BODY, TrackSite
+from track.web.suppress import Suppression, SuppressionRefresh, initial_suppression
 
 log = Logger(namespace="track")
 
@@ -71,6 +75,15 @@ def _non_negative_float(name: str, text: str) -> float:
         value = -1.0
     if not value >= 0 or value == float("inf"):
         raise usage.UsageError(f"--{name} must be a number >= 0, not {text!r}")
+    return value
+
+
+def _in_range(name: str, text: str | int | None, most: int) -> int | None:
+    if text is None:
+        return None
+    value = _positive_int(name, str(text))
+    if value > most:
+        raise usage.UsageError(f"--{name} must be 1 to {most}, not {text!r}")
     return value
 
 
@@ -92,11 +105,18 @@ class Options(usage.Options):
         ["admin-http", None, None,
          "Where to serve the admin page (live events, with their contents), /metrics, /healthz and "
          "/readyz: same forms as --http, but a bare port (8081) binds 127.0.0.1 only. Default: off."],
+        ["admin-token", None, None,
+         "Require Authorization: Bearer TOKEN on every admin request (the page asks for it once). "
+         "Visible in ps: prefer --admin-token-file."],
+        ["admin-token-file", None, None, "Read the admin token from this file (readable by its owner only)."],
         ["dsn", None, None,
          "Database: mysql://user:pass@host:3306/db (several hosts of a cluster: "
          "host1:3306,host2:3306; timeouts: ?connect_timeout=3&read_timeout=5&write_timeout=5), the original's "
          "user:pass@tcp(host:3306)/db, or sqlite:///path/to/file. "
          "Default: SQLite file track.sqlite3 in the working directory."],
+        ["dsn-file", None, None,
+         "Read the DSN from this file (readable by its owner only), so that its password is on no "
+         "command line; or set TRACK_DSN. --dsn itself is visible to every local user (ps)."],
         ["log-level", None, "info", "debug, info, warn or error (or the original's 0, 1, -1, -2)."],
         ["cpuprofile", None, None, "Write a cProfile dump (read it with pstats) here at shutdown."],
         ["batch-size", None, str(DEFAULT_BATCH_SIZE), "Most rows in one INSERT."],
@@ -126,6 +146,12 @@ class Options(usage.Options):
         ["max-connections", None, None,
          "Most open client connections per process; past it a new connection is answered 503 + "
          f"Retry-After and closed. Default: the file descriptor limit less {RESERVED_DESCRIPTORS}."],
+        ["anonymize-ip", None, None,
+         "Zero the last N octets (1 to 4) of every IPv4 client address before it is stored, spooled, "
+         "logged or shown. Default: off."],
+        ["anonymize-ipv6", None, None,
+         "Zero the last M 16-bit segments (1 to 8) of every IPv6 client address. "
+         f"Default: {DEFAULT_V6_SEGMENTS} when --anonymize-ip is given, else off."],
         ["rate-limit", None, "0",
          "Events per second each client address may send (after --trusted-proxy), in bursts of up to "
          "twice that; beyond it 429 + Retry-After. Per worker process with --workers. 0: off."],
@@ -140,6 +166,11 @@ class Options(usage.Options):
         """Address or CIDR of a proxy whose X-Forwarded-For is believed (repeatable)."""
         self.setdefault("trusted-proxy", []).append(value)
 
+    def opt_admin_host(self, value: str) -> None:
+        """A Host name (or name:port) the admin listener answers to besides its own address and
+        localhost, e.g. behind a reverse proxy (repeatable); any other Host gets 421."""
+        self.setdefault("admin-host", []).append(value)
+
     def opt_cors_origin(self, value: str) -> None:
         """Browser origin allowed to post (repeatable); * allows any."""
         self.setdefault("cors-origin", []).append(value)
@@ -147,6 +178,7 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         self.setdefault("trusted-proxy", [])
         self.setdefault("cors-origin", [])
+        self.setdefault("admin-host", [])
         try:
             self["endpoint"] = endpoint_description(self["http"])
             from twisted.internet import reactor
@@ -163,10 +195,18 @@ class Options(usage.Options):
                 server_endpoint(reactor, self["admin-endpoint"])
             except Exception as e:  # endpoint parsers raise all sorts
                 raise usage.UsageError(f"--admin-http {self['admin-http']!r} is not usable: {e}") from None
+        self._admin_token()
         try:
-            self["parsed-dsn"] = parse_dsn(self["dsn"])
+            self["dsn-text"] = choose_dsn(self["dsn"], self["dsn-file"], os.environ)
+        except SecretError as e:
+            raise usage.UsageError(f"--dsn-file: {e}") from None
+        source = "--dsn-file" if self["dsn-file"] is not None else "--dsn" if self["dsn"] is not None else DSN_ENV
+        try:
+            self["parsed-dsn"] = parse_dsn(self["dsn-text"])
         except DSNError as e:
-            raise usage.UsageError(f"--dsn: {e}") from None
+            raise usage.UsageError(f"{source}: {e}") from None
+        # A password typed on the command line: said once at start (makeService).
+        self["dsn-on-command-line"] = self["dsn"] is not None and bool(self["parsed-dsn"].password)
         try:
             self["level"] = parse_level("debug" if self["verbose"] else self["log-level"])
         except ValueError as e:
@@ -190,6 +230,35 @@ class Options(usage.Options):
         self["flush-interval"] = _non_negative_float("flush-interval", str(self["flush-interval"]))
         self["request-timeout"] = _non_negative_float("request-timeout", str(self["request-timeout"]))
         self["rate-limit"] = _non_negative_float("rate-limit", str(self["rate-limit"]))
+        self["anonymize-ip"] = _in_range("anonymize-ip", self["anonymize-ip"], 4)
+        self["anonymize-ipv6"] = _in_range("anonymize-ipv6", self["anonymize-ipv6"], 8)
+        if self["anonymize-ip"] and self["anonymize-ipv6"] is None:
+            self["anonymize-ipv6"] = DEFAULT_V6_SEGMENTS
+
+    def _admin_token(self) -> None:
+        """The admin token, from the option or its file; none is refused
+        when the admin listener is reachable from other machines."""
+        if self["admin-token"] is not None and self["admin-token-file"] is not None:
+            raise usage.UsageError("give --admin-token or --admin-token-file, not both")
+        if self["admin-token-file"] is not None:
+            try:
+                self["admin-token"] = read_secret_file(self["admin-token-file"])
+            except SecretError as e:
+                raise usage.UsageError(f"--admin-token-file: {e}") from None
+        elif self["admin-token"] is not None and not self["admin-token"].strip():
+            raise usage.UsageError("--admin-token must not be empty")
+        admin = self["admin-endpoint"]
+        if admin is None or self["admin-token"] is not None or not admin.startswith("tcp"):
+            return  # off, guarded, or a unix socket (its file mode guards it)
+        from twisted.internet import reactor
+
+        endpoint = server_endpoint(reactor, admin)
+        interface = tcp_address(endpoint)[1] if isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint)) else ""
+        if not is_loopback(interface):
+            raise usage.UsageError(
+                f"--admin-http {self['admin-http']!r} is reachable from other machines and shows event "
+                "contents: give --admin-token-file PATH (or --admin-token TOKEN), or bind a loopback "
+                "address (127.0.0.1:PORT)")
 
 
 def makeService(options: Options) -> IService:
@@ -198,6 +267,10 @@ def makeService(options: Options) -> IService:
     set_level(options["level"])
     descriptors_at_start()
     dsn: DSN = options["parsed-dsn"]
+    if options["dsn-on-command-line"]:
+        log.warn("--dsn carries a password, which every local user can read (ps, /proc/PID/cmdline): "
+                 "put the DSN in a file only you can read (chmod 600) and pass --dsn-file PATH, "
+                 "or set {env}", env=DSN_ENV)
     fitted = prepare_database(dsn)
     if fitted is None and not options["spool-dir"]:
         raise SystemExit(f"track: cannot use database {dsn.redacted()}: unreachable, and no spool")
@@ -212,7 +285,8 @@ def makeService(options: Options) -> IService:
         top = MultiService()  # type: ignore[no-untyped-call]
         pool.setServiceParent(top)  # type: ignore[no-untyped-call]
         about = About(__version__, dsn.redacted(), time.time())
-        AdminService(admin, SharedView(about, pool.state, pool.metrics_dir), reactor).setServiceParent(top)  # type: ignore[no-untyped-call]
+        AdminService(admin, SharedView(about, pool.state, pool.metrics_dir), reactor,
+                     options["admin-host"], options["admin-token"]).setServiceParent(top)  # type: ignore[no-untyped-call]
         return top
     return build_service(options, reactor, fitted)
 
@@ -237,6 +311,8 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
         assert spool is not None, "makeService refuses an unreachable database without a spool"
         event_types = load_limits(spool.directory)
     store = Store(dialect)
+    # forget --suppress: read now (when the database is there) and every 10 s.
+    suppression = Suppression(initial_suppression(dialect) if fitted is not None else frozenset())
 
     def database_appeared() -> Any:
         d = deferToThreadPool(reactor, reactor.getThreadPool(), migrate_on_own_connection, dialect)
@@ -274,7 +350,7 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
     admin = options["admin-endpoint"]
     recent = Recent() if admin is not None or os.environ.get(FEED_ENV) else None
     health: Any = writer
-    extra: list[Service] = []
+    extra: list[Service] = [SuppressionRefresh(suppression, store, reactor)]
     state = os.environ.get(STATE_ENV)
     if state:  # a worker of --workers N: report to the parent's directory
         shared = SharedHealth(writer, state, int(os.environ.get(WORKER_ENV, "0")), time.time())
@@ -283,7 +359,7 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
     elif admin is not None:
         about = About(__version__, dsn.redacted(), time.time())
         extra.append(AdminService(admin, LocalView(about, metrics, writer, recent or Recent(), event_types),
-                                  reactor))
+                                  reactor, options["admin-host"], options["admin-token"]))
     app = TrackApp(
         batcher,
         reactor,
@@ -298,6 +374,8 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
         max_batch_body=options["max-batch-body"],
         recent=recent,
         rate_limiter=RateLimiter(options["rate-limit"], reactor) if options["rate-limit"] else None,
+        anonymize=Anonymizer(options["anonymize-ip"] or 0, options["anonymize-ipv6"] or 0),
+        suppression=suppression,
     )
     max_connections = options["max-connections"] or default_max_connections()
     site = TrackSite(
@@ -311,6 +389,8 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
         metrics=metrics,
     )
     site.recent = recent
+    site.logged_client = app.addresses.logged  # type: ignore[method-assign]
+    site.shown_peer = app.addresses.shown_peer  # type: ignore[method-assign]
 
     def reconnected() -> None:  # on a pool thread
         metrics.db_reconnects.inc()

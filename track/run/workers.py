@@ -36,6 +36,7 @@ from track.admin.shared import FEED_ENV, STATE_ENV, remove_worker
 from track.logs import Logger
 from track.metrics import MULTIPROC_ENV, WORKER_ENV
 from track.run.listen import server_endpoint
+from track.run.secrets import DSN_ENV, WORKER_DSN_FD, pipe_holding
 
 log = Logger(namespace="track.workers")
 
@@ -50,8 +51,10 @@ _BOOT = (
     "from twisted.scripts.twistd import run; run()"
 )
 # Options handed on to every child unchanged.
-_PASSED = ("dsn", "log-level", "batch-size", "min-batch", "flush-interval", "max-pending", "request-timeout",
-           "max-body", "max-batch", "max-batch-body", "spool-max-bytes", "rate-limit", "max-connections")
+# The DSN is not among them: it goes through a pipe (track/run/secrets.py).
+_PASSED = ("log-level", "batch-size", "min-batch", "flush-interval", "max-pending", "request-timeout",
+           "max-body", "max-batch", "max-batch-body", "spool-max-bytes", "rate-limit", "max-connections",
+           "anonymize-ip", "anonymize-ipv6")
 
 
 def bind(description: str) -> socket.socket:
@@ -89,6 +92,8 @@ def child_argv(options: Any, index: int) -> list[str]:
     args += [f"--cors-origin={o}" for o in options["cors-origin"]]
     args += ["--verbose"] if options["verbose"] else []
     args += ["--access-log"] if options["access-log"] else []
+    if options["dsn-text"] is not None:
+        args.append(f"--dsn-file=/dev/fd/{WORKER_DSN_FD}")
     if options["cpuprofile"]:
         args.append(f"--cpuprofile={options['cpuprofile']}.{index}")
     spool = os.path.join(options["spool-dir"], f"worker-{index}") if options["spool-dir"] else ""
@@ -185,12 +190,21 @@ class WorkerPool(Service):
         child = _Child(self, index, self.reactor.seconds())
         argv = child_argv(self.options, index)
         # Unbuffered, so each log line reaches the parent when it is written.
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", MULTIPROC_ENV: self.metrics_dir,
-               WORKER_ENV: str(index), STATE_ENV: self.state}
+        # Not TRACK_DSN: the DSN goes through a pipe.
+        env = {**{k: v for k, v in os.environ.items() if k != DSN_ENV}, "PYTHONUNBUFFERED": "1",
+               MULTIPROC_ENV: self.metrics_dir, WORKER_ENV: str(index), STATE_ENV: self.state}
         if self.feed:
             env[FEED_ENV] = "1"
-        self.reactor.spawnProcess(child, argv[0], argv, env=env,
-                                  childFDs={0: "w", 1: "r", 2: "r", LISTEN_FD: self.sock.fileno()})
+        fds: dict[int, int | str] = {0: "w", 1: "r", 2: "r", LISTEN_FD: self.sock.fileno()}
+        dsn = self.options["dsn-text"]
+        pipe = None if dsn is None else pipe_holding(dsn)  # the DSN, in a pipe only this child gets
+        if pipe is not None:
+            fds[WORKER_DSN_FD] = pipe
+        try:
+            self.reactor.spawnProcess(child, argv[0], argv, env=env, childFDs=fds)
+        finally:
+            if pipe is not None:
+                os.close(pipe)
         child.pid = child.process.pid
         self.children[index] = child
         log.info("worker {i} started (pid {pid})", i=index, pid=child.process.pid)

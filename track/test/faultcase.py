@@ -32,7 +32,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
 from track.test.mariadb import MARIADBD_SKIP, ThrowawayMariaDB, throwaway_mariadb
-from track.test.process import TwistdTrack, port_of
+from track.test.process import ADMIN_ANY_PORT, TwistdTrack, port_of
 
 CLIENTS = 8
 MAX_REQUESTS = 20_000  # bound on every load loop
@@ -184,7 +184,7 @@ class FaultCase(TestCase):
             args += ["--spool-dir", self.spool_arg]
         for attempt in range(1, BIND_ATTEMPTS + 1):
             http = ANY_PORT if self.port is None else f"tcp:{self.port}:interface=127.0.0.1"
-            proc = self.proc = TwistdTrack([*args, "--http", http, *extra], self.cwd)
+            proc = self.proc = TwistdTrack([*args, "--http", http, *ADMIN_ANY_PORT, *extra], self.cwd)
             self.procs.append(proc)
             self.addCleanup(proc.stop)
             try:
@@ -228,7 +228,9 @@ class FaultCase(TestCase):
 
     async def health(self) -> Any:
         pool = HTTPConnectionPool(reactor, persistent=False)
-        response = await treq.get(f"{self.base}/healthz", pool=pool, timeout=10)
+        # The admin listener's: the public one names no host and no error.
+        assert self.proc is not None
+        response = await treq.get(f"{await self.proc.admin()}/healthz", pool=pool, timeout=10)
         body = await response.json()
         return body
 

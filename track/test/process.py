@@ -22,6 +22,8 @@ from track.test.rawhttp import RawClient, connect, request
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(track.__file__)))
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 _LISTENING = re.compile(rb"track listening on (http://[0-9.]+:[0-9]+)")
+_ADMIN = re.compile(rb"admin page on (http://[0-9.]+:[0-9]+)/")
+ADMIN_ANY_PORT = ("--admin-http", "tcp:0:interface=127.0.0.1")  # what admin_base reads
 EXIT_TIMEOUT = 60.0  # the longest a stopped twistd may take to exit
 
 
@@ -204,6 +206,21 @@ class TwistdTrack(ProcessProtocol):
             if not d.called:  # not timed out already
                 d.callback(exit_reason)
         self.ended.callback(exit_reason)
+
+    @property
+    def admin_base(self) -> str:
+        """The admin listener's base URL (started with ADMIN_ANY_PORT), as
+        it logged it: where /healthz shows every detail."""
+        found = _ADMIN.findall(self.output)
+        if not found:
+            raise AssertionError("no admin listener in the output (start it with ADMIN_ANY_PORT)")
+        return str(found[-1].decode())
+
+    async def admin(self, timeout: float = EXIT_TIMEOUT) -> str:
+        """admin_base, once the admin listener has logged where it is (it
+        may start listening just after the public one)."""
+        await wait_until(lambda: bool(_ADMIN.search(self.output)), "the admin listener", timeout)
+        return self.admin_base
 
     @property
     def pid(self) -> int | None:

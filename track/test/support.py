@@ -152,7 +152,18 @@ def serve(case: TestCase, dsn: DSN | None = None, *args: str, **kwargs: Any) -> 
     service.privilegedStartService()
     service.startService()
     case.addCleanup(service.stopService)
+    case.served = service  # type: ignore[attr-defined]  # for admin_port
     return service.port.getHost().port, service.site
+
+
+def admin_port(case: TestCase) -> int:
+    """The port of the admin listener of what `serve` (with
+    admin_http="tcp:0:interface=127.0.0.1") started last."""
+    from track.admin.service import AdminService
+
+    admin = next(s for s in case.served if isinstance(s, AdminService))  # type: ignore[attr-defined]
+    port: int = admin.port.getHost().port
+    return port
 
 
 def client_pool(case: TestCase) -> Any:

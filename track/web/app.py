@@ -28,15 +28,18 @@ from track.logs import Logger
 from track.metrics import Metrics
 from track.pipeline.batcher import Batcher
 from track.types import InternalError, Overloaded, RowRejected, Unavailable
+from track.web.anonymize import Addresses, Anonymizer
 from track.web.batchbody import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_BODY, read_batch
 from track.web.body import BodyError, decode_content, read_fields
-from track.web.clientip import Network, client_ip
+from track.web.clientip import Network
 from track.web.cors import CORS
+from track.web.health import public_health
 from track.web.openapi import openapi_document
 from track.web.ratelimit import RateLimiter, retry_after
 from track.web.responses import json_response
 from track.web.script import SCRIPT_PATH, StaticScript
 from track.web.site import DEFAULT_MAX_BODY
+from track.web.suppress import Suppression, answer_suppressed
 
 log = Logger(namespace="track.app")
 
@@ -99,11 +102,18 @@ class TrackApp:
         max_batch_body: int = DEFAULT_MAX_BATCH_BODY,
         recent: Any = None,
         rate_limiter: RateLimiter | None = None,
+        anonymize: Anonymizer | None = None,
+        suppression: Suppression | None = None,
     ) -> None:
+        self.suppression = suppression or Suppression()  # forget --suppress: answered 201, kept nowhere
         self.batcher = batcher
         self.clock = clock
         self.event_types = event_types  # shared: refitted when the database appears
         self.trusted_proxies = tuple(trusted_proxies)
+        # --anonymize-ip and Track-Anonymous: applied before anything keeps an address.
+        self.addresses = Addresses(self.trusted_proxies, anonymize or Anonymizer())
+        self._remote_ip = self.addresses.stored
+        self._scrub = self.addresses.scrub
         self.cors = cors or CORS(())
         self.max_body = max_body
         self.health = health
@@ -139,12 +149,6 @@ class TrackApp:
         # Half the cost of fromtimestamp(t, timezone.utc).replace(tzinfo=None).
         return _EPOCH + timedelta(seconds=self.clock.seconds())
 
-    def _remote_ip(self, request: IRequest) -> str:
-        peer: str | None = getattr(request.getClientAddress(), "host", None)
-        if peer is not None and not self.trusted_proxies:
-            return peer  # X-Forwarded-For is not believed: no need to read it
-        return client_ip(peer, request.getHeader(b"x-forwarded-for"), self.trusted_proxies)
-
     def _forbidden_origin(self, request: IRequest, kind: str, count: int = 1) -> bytes | None:
         """403 for a POST from an origin --cors-origin does not allow: a form
         or text/plain POST needs no preflight, so the browser would deliver
@@ -171,10 +175,12 @@ class TrackApp:
                 request.getHeader(b"content-type"), body, request.uri.partition(b"?")[2]
             )
             created = self._now()
-            row = parse_event(event, fields, self._remote_ip(request), created)
+            row = self._scrub(event, parse_event(event, fields, self._remote_ip(request), created), request)
             # On every answer from here on, 503s included: a client that sent
             # no MessageID can retry with this one and never store twice.
             request.setHeader(MESSAGE_ID_HEADER, row[event.message_id_index].encode("ascii"))
+            if self.suppression.holds(event, row):
+                return self._suppressed(request, kind)
             d = self.batcher.submit(event, row)
         except InvalidEvent as e:
             self.metrics.rejected.labels(kind, "invalid").inc()
@@ -195,7 +201,7 @@ class TrackApp:
         """429 + Retry-After if the client (after --trusted-proxy) is over
         --rate-limit; `count` events are spent otherwise (a batch: all)."""
         assert self.rate_limiter is not None
-        wait = self.rate_limiter.take(self._remote_ip(request), count)
+        wait = self.rate_limiter.take(self.addresses.client(request), count)
         if not wait:
             return None
         self.metrics.rate_limited.labels(kind).inc(count)
@@ -231,6 +237,7 @@ class TrackApp:
         remote_ip = self._remote_ip(request)
         groups: dict[str, tuple[list[Any], list[int]]] = {}
         problems: list[dict[str, Any]] = []
+        suppressed: list[tuple[int, str, str]] = []  # index, MessageID, kind
         for index, item in enumerate(items):
             kind = item.pop("type", None) if isinstance(item, dict) else None
             event = self.event_types.get(kind) if type(kind) is str else None
@@ -238,9 +245,12 @@ class TrackApp:
                 problems.append({"index": index, "fields": {"type": f"must be one of {', '.join(self.event_types)}"}})
                 continue
             try:
-                row = parse_event(event, item, remote_ip, created)  # "type" popped: the rest are fields
+                row = self._scrub(event, parse_event(event, item, remote_ip, created), request)  # "type" popped
             except InvalidEvent as e:
                 problems.append({"index": index, "fields": e.fields})
+                continue
+            if self.suppression.holds(event, row):
+                suppressed.append((index, row[event.message_id_index], event.name))
                 continue
             rows, indexes = groups.setdefault(event.name, ([], []))
             rows.append(row)
@@ -249,6 +259,8 @@ class TrackApp:
             self.metrics.rejected.labels("batch", "invalid").inc(len(items))
             return json_response(request, 400, {"error": "invalid batch: nothing was stored",
                                                  "events": problems})
+        if not groups:  # every event suppressed
+            return self._batch_done(None, request, groups, suppressed)
         work = [(self.event_types[kind], rows) for kind, (rows, _) in groups.items()]
         try:
             d = self.batcher.submit_together(lambda: self.atomic_insert(work), len(items))
@@ -256,10 +268,11 @@ class TrackApp:
             self.metrics.rejected.labels("batch", "overloaded").inc(len(items))
             return unavailable(request, "too many events are waiting to be stored")
         d.addCallbacks(self._batch_done, self._batch_failed,
-                       callbackArgs=(request, groups), errbackArgs=(len(items), request))
+                       callbackArgs=(request, groups, suppressed), errbackArgs=(len(items), request))
         return d
 
-    def _batch_done(self, refused: Any, request: IRequest, groups: dict[str, tuple[list[Any], list[int]]]) -> bytes:
+    def _batch_done(self, refused: Any, request: IRequest, groups: dict[str, tuple[list[Any], list[int]]],
+                    suppressed: list[tuple[int, str, str]]) -> bytes:
         kinds = list(groups)
         if refused:
             events: dict[int, dict[str, Any]] = {}
@@ -280,7 +293,13 @@ class TrackApp:
                 for row in rows:
                     self.recent.accepted(kind, row)
             ids += [(i, row[event.message_id_index]) for i, row in zip(indexes, rows, strict=True)]
+        for index, message_id, kind in suppressed:  # answered as stored, and kept nowhere
+            self._suppressed(request, kind)
+            ids.append((index, message_id))
         return json_response(request, 201, {"stored": len(ids), "message_ids": [m for _, m in sorted(ids)]})
+
+    def _suppressed(self, request: IRequest, kind: str) -> bytes:
+        return answer_suppressed(request, self.metrics.suppressed.labels(kind))
 
     def _batch_failed(self, failure: Failure, count: int, request: IRequest) -> bytes | Failure:
         return self._failure_answer(failure, request, "batch", count)
@@ -326,7 +345,8 @@ class TrackApp:
         """Liveness, and what a human wants to know: database up?  spool size?"""
         state = self.health.health() if self.health else {"status": "ok", "database": "up",
                                                           "spool": {"events": 0, "bytes": 0}}
-        return json_response(request, 200, state)
+        # Nothing about the inside (hosts, errors, paths): the admin /healthz has it all.
+        return json_response(request, 200, public_health(state))
 
     @app.route("/metrics", methods=["GET"])
     def prometheus(self, request: IRequest) -> bytes:

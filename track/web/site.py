@@ -163,7 +163,8 @@ class _Channel(HTTPChannel):
         transport = self.tcp()
         recent = self.site.recent  # the admin page's latest rejections (--admin-http)
         if recent is not None:
-            recent.refused_early(getattr(self, "request_path", None) or b"", code, payload, transport.getPeer())
+            recent.refused_early(getattr(self, "request_path", None) or b"", code, payload,
+                                 self.site.shown_peer(transport.getPeer()))
         if len(self.requests) > 1 or self.handling_request:
             # An earlier answer is still owed on this connection; a response
             # written now would overtake it, so just close.
@@ -360,14 +361,25 @@ class TrackSite(server.Site):
             if since is not None and since <= deadline:
                 channel.timed_out()
 
+    @staticmethod
+    def shown_peer(peer: Any) -> Any:
+        """The peer as the live page shows it (tap sets the anonymising one)."""
+        return peer
+
+    @staticmethod
+    def logged_client(request: Any) -> str:
+        """The client an access log line names (tap sets the anonymising one)."""
+        return getattr(request.getClientAddress(), "host", "-")
+
     def log(self, request: Any) -> None:
         # The original kept no access log; a line per event is a real cost.
         if self.access_log:
             log.info(
                 "{client} {method} {uri} {code}",
-                client=getattr(request.getClientAddress(), "host", "-"),
+                client=self.logged_client(request),
                 method=request.method.decode("latin-1"),
-                uri=request.uri.decode("latin-1"),
+                # A suppressed ID's request: not its query string, which may hold the ID.
+                uri=(request.path if getattr(request, "track_suppressed", False) else request.uri).decode("latin-1"),
                 code=request.code,
             )
 

@@ -29,7 +29,7 @@ from twisted.web.client import HTTPConnectionPool
 
 from track.test.cluster.load import FORM, PATH, HealthLog, Load, get_health, in_order
 from track.test.galera import GALERA_SKIP, GaleraCluster, GaleraNode
-from track.test.process import TwistdTrack, wait_until
+from track.test.process import ADMIN_ANY_PORT, TwistdTrack, wait_until
 
 DATABASE = "track"
 # Short timeouts: a hung node costs a write at most these seconds.
@@ -91,14 +91,17 @@ class GaleraTests(TestCase):
         """Three instances, instance i preferring node i; started one after
         another, so that the first one creates the tables."""
         bases = []
+        self.admin: dict[str, str] = {}
         for i in range(len(self.cluster.nodes)):
             cwd = os.path.abspath(self.mktemp())
             os.makedirs(cwd)
             proc = TwistdTrack(["--dsn", self.cluster.dsn(DATABASE, prefer=i) + DSN_OPTIONS,
-                                "--http", "tcp:0:interface=127.0.0.1"], cwd)
+                                "--http", "tcp:0:interface=127.0.0.1", *ADMIN_ANY_PORT], cwd)
             self.addCleanup(self._keep_log, proc, cwd)
             self.addCleanup(proc.stop)
             bases.append(await proc.ready)
+            # /healthz with every detail (hosts) is the admin listener's.
+            self.admin[bases[-1]] = await proc.admin()
         return bases
 
     @staticmethod
@@ -129,7 +132,7 @@ class GaleraTests(TestCase):
         for base in bases:  # anything spooled is replayed first (bounded)
             clock: Any = reactor
             deadline = clock.seconds() + 60
-            while (await get_health(base, self.pool))["spool"]["events"]:
+            while (await get_health(self.admin[base], self.pool))["spool"]["events"]:
                 self.assertLess(clock.seconds(), deadline, f"{base}: spool not replayed in 60 s")
                 await deferLater(clock, 0.2, lambda: None)
         stored = await deferToThread(self.stored, prefix)
@@ -146,7 +149,8 @@ class GaleraTests(TestCase):
         three nodes at once), many times in parallel: 201 everywhere, one row."""
         bases = await self.instances()
         for i, base in enumerate(bases):
-            self.assertEqual((await get_health(base, self.pool))["database_host"], self.cluster.nodes[i].label)
+            health = await get_health(self.admin[base], self.pool)
+            self.assertEqual(health["database_host"], self.cluster.nodes[i].label)
         ids = [f"same-{k}" for k in range(60)]
 
         async def post(base: str, message_id: str) -> int:
@@ -173,7 +177,7 @@ class GaleraTests(TestCase):
         node = self.cluster.nodes[0]
         bases = await self.instances()
         loads = await self.loads(bases, prefix)
-        health = HealthLog(bases[0], self.pool)
+        health = HealthLog(self.admin[bases[0]], self.pool)
         self.addCleanup(health.stop)
         await deferToThread(brk, node)
         broken_at = len(loads[0].acked)
@@ -181,7 +185,7 @@ class GaleraTests(TestCase):
                          "201s from the instance whose node is broken", 120)
         # Those events are in the cluster already, not in the spool.
         during = loads[0].acked[broken_at:]
-        now = await get_health(bases[0], self.pool)
+        now = await get_health(self.admin[bases[0]], self.pool)
         self.assertNotEqual(now["database_host"], node.label)
         self.assertIn({"host": node.label, "state": "down"},
                       [{k: h[k] for k in ("host", "state")} for h in now["database_hosts"]])

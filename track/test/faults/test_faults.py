@@ -241,7 +241,14 @@ class FaultTests(faultcase.FaultCase):
         held = {os.path.basename(d): {os.path.basename(p): os.path.getsize(p) for p in spool_segments(d)}
                 for d in dirs}
         print(f"\nspool segments (bytes) while the database is down: {held}")
-        for _ in range(4):  # each on its own connection, so either worker may answer
+        # The admin listener's /healthz (the parent's, from the workers'
+        # reports, written twice a second): down once both have reported it.
+        async def reported_down() -> bool:
+            body = await self.health()
+            return bool(body["database"] == "down")
+
+        await wait_until(reported_down, "the workers to report the database down")
+        for _ in range(4):
             body = await self.health()
             self.assertEqual((body["status"], body["database"]), ("ok", "down"), body)
             self.assertGreater(body["spool"]["events"], 0, body)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import io
+import os
 import re
 import sys
 from typing import Any, cast
@@ -168,14 +169,21 @@ class OtherOptionTests(SynchronousTestCase):
                 if default is not None:
                     self.assertIn(f"{' '.join(doc.split())} [default: {default}]", flat)
         # And nothing in --help that Options does not accept.
-        listed = {m.group(1) for m in map(re.compile(r" {2,6}(?:-\w, )?--([a-z][a-z-]*)").match, lines) if m}
+        listed = {m.group(1) for m in map(re.compile(r" {2,6}(?:-\w, )?--([a-z][a-z0-9-]*)").match, lines) if m}
         self.assertEqual(listed, set(options))
 
     def test_every_option_in_help_is_accepted(self) -> None:
         """Each listed option parses (with a value where it takes one)."""
         values = {"http": "tcp:0", "dsn": "sqlite:///tmp/x.sqlite3", "log-level": "warn", "cpuprofile": "/tmp/p",
                   "trusted-proxy": "10.0.0.0/8", "cors-origin": "https://game.example", "spool-dir": "",
-                  "flush-interval": "5", "request-timeout": "5", "max-connections": "3", "admin-http": "tcp:0"}
+                  "flush-interval": "5", "request-timeout": "5", "max-connections": "3",
+                  "admin-http": "tcp:0:interface=127.0.0.1", "admin-token": "tok", "admin-host": "admin.example",
+                  "anonymize-ip": "2", "anonymize-ipv6": "3"}
+        for name, secret in (("dsn-file", "sqlite:///tmp/x.sqlite3"), ("admin-token-file", "token")):
+            values[name] = os.path.abspath(self.mktemp())
+            with open(values[name], "w") as f:
+                f.write(secret)
+            os.chmod(values[name], 0o600)
         for name, (_short, _doc, default) in every_option().items():
             if name in ("help", "version"):
                 continue  # they print and exit: see test_version_prints_and_exits_zero

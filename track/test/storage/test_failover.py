@@ -23,7 +23,7 @@ from track.storage.dsn import parse_dsn
 from track.storage.hosts import HEALTHY_ROUNDS, IDLE_INTERVAL, Address, Hosts, HostWatch
 from track.storage.store import Store
 from track.test.mariadb import MYSQL_SKIP, free_port
-from track.test.support import client_pool, create_schema, execute, mysql_dsn, reset_mysql, serve
+from track.test.support import admin_port, client_pool, create_schema, execute, mysql_dsn, reset_mysql, serve
 
 USER = EVENT_TYPES["user"]
 FORM: dict[str | bytes, str | bytes] = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -63,12 +63,17 @@ class FailoverTests(TestCase):
         return [m for (m,) in rows if m in ids]
 
     async def test_healthz_names_the_one_host_of_a_plain_dsn(self) -> None:
-        port, _ = serve(self, mysql_dsn())
-        response = await treq.get(f"http://127.0.0.1:{port}/healthz", pool=client_pool(self))
+        """On the admin listener; the public /healthz names no host."""
+        port, _ = serve(self, mysql_dsn(), admin_http="tcp:0:interface=127.0.0.1")
+        response = await treq.get(f"http://127.0.0.1:{admin_port(self)}/healthz", pool=client_pool(self))
         health = json.loads(await response.content())
         shared = mysql_dsn()
         self.assertEqual(health["database_host"], f"{shared.host}:{shared.port}")
         self.assertNotIn("database_hosts", health)
+        response = await treq.get(f"http://127.0.0.1:{port}/healthz", pool=client_pool(self))
+        public = await response.content()
+        self.assertEqual(json.loads(public)["database"], "up")
+        self.assertNotIn(shared.host.encode(), public)
 
     async def test_a_switch_is_counted_in_metrics(self) -> None:
         refused = f"127.0.0.1:{free_port()}"
@@ -116,14 +121,14 @@ class FailoverTests(TestCase):
     async def test_the_service_answers_201_from_the_second_host_and_healthz_names_it(self) -> None:
         refused = f"127.0.0.1:{free_port()}"
         text = multi_dsn(refused)
-        port, _ = serve(self, parse_dsn(text), "--dsn", text)
+        port, _ = serve(self, parse_dsn(text), "--dsn", text, admin_http="tcp:0:interface=127.0.0.1")
         pool = client_pool(self)
         response = await treq.post(f"http://127.0.0.1:{port}/api/1.0/track/user/",
                                    data=b"ProfileID=1&Region=eu&MessageID=svc-1", headers=FORM, pool=pool)
         await response.content()
         self.assertEqual(response.code, 201)
         self.assertEqual(self.stored("svc-1"), ["svc-1"])
-        response = await treq.get(f"http://127.0.0.1:{port}/healthz", pool=pool)
+        response = await treq.get(f"http://127.0.0.1:{admin_port(self)}/healthz", pool=pool)
         health = json.loads(await response.content())
         shared = mysql_dsn()
         self.assertEqual((health["database"], health["spool"]["events"]), ("up", 0))

@@ -395,7 +395,7 @@ class AppTests(SynchronousTestCase):
         self.assertEqual([r[-2] for r in self.db.rows["UserEvent"]], ["127.0.0.1", "203.0.113.5"])
 
     def test_untrusted_peers_cannot_spoof_their_address(self) -> None:
-        self.app.trusted_proxies = ()
+        self.app.addresses.trusted_proxies = ()
         d = self.treq.post(f"{URL}/user/", data=b"ProfileID=2&Region=eu",
                            headers={**FORM, "X-Forwarded-For": "203.0.113.5"})
         self.finish(d)

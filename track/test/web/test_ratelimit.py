@@ -143,7 +143,7 @@ class AppTests(SynchronousTestCase):
     def test_a_forged_x_forwarded_for_does_not_dodge_the_limit(self) -> None:
         # From a peer that is not a trusted proxy, X-Forwarded-For is not
         # believed: every forged address shares the peer's one bucket.
-        self.app.trusted_proxies = ()
+        self.app.addresses.trusted_proxies = ()
         codes = [self.user(f"203.0.113.{n}", n) for n in range(6)]
         self.assertEqual(codes, [201] * 4 + [429] * 2)
         self.assertEqual(self.stored(), [0, 1, 2, 3])

@@ -1,0 +1,1 @@
+"""Privacy at rest: forgetting one user's events, and suppressing them."""
