@@ -23,7 +23,9 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from track.fields.kinds import EVENT_TYPES, EventType, InvalidEvent, parse_event
+from track.fields.eventtime import SENT_AT, SENT_AT_HEADER, EventTime, sent_at_of
+from track.fields.kinds import EVENT_TYPES, EventType, InvalidEvent
+from track.fields.tables import KindTables
 from track.logs import Logger
 from track.metrics import Metrics
 from track.pipeline.batcher import Batcher
@@ -99,10 +101,13 @@ class TrackApp:
         max_batch_body: int = DEFAULT_MAX_BATCH_BODY,
         recent: Any = None,
         rate_limiter: RateLimiter | None = None,
+        event_time: EventTime | None = None,
     ) -> None:
         self.batcher = batcher
         self.clock = clock
-        self.event_types = event_types  # shared: refitted when the database appears
+        # Shared with the writer: refitted in place when the database appears.
+        self.event_types = event_types if isinstance(event_types, KindTables) else KindTables(event_types)
+        self.event_time = event_time or EventTime()
         self.trusted_proxies = tuple(trusted_proxies)
         self.cors = cors or CORS(())
         self.max_body = max_body
@@ -117,9 +122,14 @@ class TrackApp:
             recent.client_of = self._remote_ip  # rejections show the client behind a trusted proxy
         self._script = StaticScript()
         self.rate_limiter = rate_limiter  # None: --rate-limit off, and no cost
-        self._openapi = json.dumps(
-            openapi_document(self.event_types, API_PREFIX, max_body, max_batch, max_batch_body), indent=1
-        ).encode()
+        self._openapi = b""
+        self.event_types.subscribe(self._document)
+        self._document(self.event_types)
+
+    def _document(self, event_types: Mapping[str, EventType]) -> None:
+        """(Re)build the OpenAPI document, as the field limits are now."""
+        self._openapi = json.dumps(openapi_document(
+            event_types, API_PREFIX, self.max_body, self.max_batch, self.max_batch_body), indent=1).encode()
 
     def resource(self) -> Any:
         return CaseSensitiveMethods(self.app, self)
@@ -170,8 +180,8 @@ class TrackApp:
             fields = read_fields(
                 request.getHeader(b"content-type"), body, request.uri.partition(b"?")[2]
             )
-            created = self._now()
-            row = parse_event(event, fields, self._remote_ip(request), created)
+            row = self.event_time.parse(event, fields, self._remote_ip(request), self._now(),
+                                        sent_at_of(request.getHeader(SENT_AT_HEADER)))
             # On every answer from here on, 503s included: a client that sent
             # no MessageID can retry with this one and never store twice.
             request.setHeader(MESSAGE_ID_HEADER, row[event.message_id_index].encode("ascii"))
@@ -221,7 +231,11 @@ class TrackApp:
             body = decode_content(
                 request.getHeader(b"content-encoding"), request.content.read(), self.max_batch_body
             )
-            items = read_batch(request.getHeader(b"content-type"), body, self.max_batch)
+            items, envelope = read_batch(request.getHeader(b"content-type"), body, self.max_batch)
+            sent_at = self._batch_sent_at(request, envelope)
+        except InvalidEvent as e:
+            self.metrics.rejected.labels("batch", "invalid").inc(len(items))
+            return json_response(request, 400, {"error": "invalid batch: nothing was stored", "fields": e.fields})
         except BodyError as e:
             self.metrics.rejected.labels("batch", _BODY_REASONS.get(e.code, "unreadable")).inc()
             return json_response(request, e.code, {"error": e.message, **e.extra})
@@ -238,7 +252,7 @@ class TrackApp:
                 problems.append({"index": index, "fields": {"type": f"must be one of {', '.join(self.event_types)}"}})
                 continue
             try:
-                row = parse_event(event, item, remote_ip, created)  # "type" popped: the rest are fields
+                row = self.event_time.parse(event, item, remote_ip, created, sent_at)  # "type" popped
             except InvalidEvent as e:
                 problems.append({"index": index, "fields": e.fields})
                 continue
@@ -258,6 +272,18 @@ class TrackApp:
         d.addCallbacks(self._batch_done, self._batch_failed,
                        callbackArgs=(request, groups), errbackArgs=(len(items), request))
         return d
+
+    @staticmethod
+    def _batch_sent_at(request: IRequest, envelope: dict[str, Any]) -> int | None:
+        """SentAt from the header or the JSON body (sendBeacon sets no headers), not both."""
+        header = request.getHeader(SENT_AT_HEADER)
+        if SENT_AT not in envelope:
+            return sent_at_of(header)
+        if header is not None:
+            raise InvalidEvent({SENT_AT: "given both as the Track-Sent-At header and in the body"})
+        if envelope[SENT_AT] is None:
+            raise InvalidEvent({SENT_AT: "must not be null"})
+        return sent_at_of(envelope[SENT_AT])
 
     def _batch_done(self, refused: Any, request: IRequest, groups: dict[str, tuple[list[Any], list[int]]]) -> bytes:
         kinds = list(groups)
