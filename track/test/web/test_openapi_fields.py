@@ -25,7 +25,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from track.fields.kinds import EVENT_TYPES
 from track.fields.tables import KindTables
 from track.pipeline.batcher import Batcher
-from track.test.web.test_app import Database, stub_treq
+from track.test.web.test_app import Database, HeaderDict, stub_treq
 from track.web.app import TrackApp
 
 API = "http://track.test/api/1.0"
@@ -147,7 +147,8 @@ class DocumentHoldsTests(SynchronousTestCase):
                 body, content_type, path = '{"events": [{' + ", ".join(members) + "}]}", JSON, "batch"
             else:
                 body, content_type, path = "{" + ", ".join(members) + "}", JSON, kind
-        d = self.treq.post(f"{API}/track/{path}/", data=body.encode(), headers={"Content-Type": content_type})
+        headers: HeaderDict = {"Content-Type": content_type}
+        d = self.treq.post(f"{API}/track/{path}/", data=body.encode(), headers=headers)
         self.treq.flush()
         self.clock.advance(0)
         self.treq.flush()
