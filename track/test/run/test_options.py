@@ -137,9 +137,9 @@ class OtherOptionTests(SynchronousTestCase):
         argv = child_argv(options, 0)
         self.assertIn("--max-clock-skew=30.0", argv)
         self.assertIn("--max-event-age=86400.5", argv)
-        for argv in (("--max-clock-skew", "-1"), ("--max-event-age", "x"), ("--max-event-age", "inf")):
-            with self.subTest(argv=argv):
-                self.assertRaises(usage.UsageError, parse, *argv)
+        for bad in (("--max-clock-skew", "-1"), ("--max-event-age", "x"), ("--max-event-age", "inf")):
+            with self.subTest(argv=bad):
+                self.assertRaises(usage.UsageError, parse, *bad)
 
     def test_max_connections(self) -> None:
         self.assertEqual(parse("--max-connections", "100")["max-connections"], 100)
