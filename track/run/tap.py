@@ -22,6 +22,8 @@ from track.admin.recent import Recent
 from track.admin.service import AdminService
 from track.admin.shared import FEED_ENV, STATE_ENV, SharedHealth, WorkerReport
 from track.admin.views import About, LocalView, SharedView
+from track.fields.eventtime import DEFAULT_MAX_CLOCK_SKEW, DEFAULT_MAX_EVENT_AGE, EventTime
+from track.fields.tables import KindTables
 from track.logs import Logger, parse_level, set_level
 from track.metrics import WORKER_ENV, Metrics
 from track.pipeline.batcher import (
@@ -155,6 +157,11 @@ class Options(usage.Options):
         ["rate-limit", None, "0",
          "Events per second each client address may send (after --trusted-proxy), in bursts of up to "
          "twice that; beyond it 429 + Retry-After. Per worker process with --workers. 0: off."],
+        ["max-clock-skew", None, f"{DEFAULT_MAX_CLOCK_SKEW:g}",
+         "Seconds an event's time (its Timestamp, corrected by the request's SentAt) may be ahead of "
+         "the server's clock; further ahead is 400."],
+        ["max-event-age", None, f"{DEFAULT_MAX_EVENT_AGE:g}",
+         "Seconds an event's time may lie in the past (default 30 days); older is 400."],
     ]
 
     def opt_version(self) -> None:
@@ -234,6 +241,8 @@ class Options(usage.Options):
         self["anonymize-ipv6"] = _in_range("anonymize-ipv6", self["anonymize-ipv6"], 8)
         if self["anonymize-ip"] and self["anonymize-ipv6"] is None:
             self["anonymize-ipv6"] = DEFAULT_V6_SEGMENTS
+        self["max-clock-skew"] = _non_negative_float("max-clock-skew", str(self["max-clock-skew"]))
+        self["max-event-age"] = _non_negative_float("max-event-age", str(self["max-event-age"]))
 
     def _admin_token(self) -> None:
         """The admin token, from the option or its file; none is refused
@@ -304,12 +313,17 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
         if fitted is not None:
             save_limits(spool.directory, fitted)
     # One dict, shared by the validator and the spool's replay, refitted in
-    # place if the database first appears after start-up.
+    # place if the database first appears after start-up (its subscribers,
+    # such as the OpenAPI document, are told).
     if fitted:
-        event_types = fitted
+        tables = fitted
     else:
         assert spool is not None, "makeService refuses an unreachable database without a spool"
-        event_types = load_limits(spool.directory)
+        tables = load_limits(spool.directory)
+    event_types = KindTables(tables)
+    if spool is not None:  # the limits to validate with if the next start finds no database
+        directory = spool.directory
+        event_types.subscribe(lambda refitted: save_limits(directory, dict(refitted)))
     store = Store(dialect)
     # forget --suppress: read now (when the database is there) and every 10 s.
     suppression = Suppression(initial_suppression(dialect) if fitted is not None else frozenset())
@@ -320,9 +334,7 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
         def fitted_now(result: Any) -> None:
             done, fresh = result
             log_migrations(dsn, done)
-            event_types.update(fresh)
-            if spool is not None:
-                save_limits(spool.directory, fresh)
+            event_types.refit(fresh)  # its subscribers: the OpenAPI document, the saved limits
 
         return d.addCallback(fitted_now)
 
@@ -376,6 +388,7 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
         rate_limiter=RateLimiter(options["rate-limit"], reactor) if options["rate-limit"] else None,
         anonymize=Anonymizer(options["anonymize-ip"] or 0, options["anonymize-ipv6"] or 0),
         suppression=suppression,
+        event_time=EventTime(options["max-clock-skew"], options["max-event-age"]),
     )
     max_connections = options["max-connections"] or default_max_connections()
     site = TrackSite(

@@ -54,7 +54,7 @@ _BOOT = (
 # The DSN is not among them: it goes through a pipe (track/run/secrets.py).
 _PASSED = ("log-level", "batch-size", "min-batch", "flush-interval", "max-pending", "request-timeout",
            "max-body", "max-batch", "max-batch-body", "spool-max-bytes", "rate-limit", "max-connections",
-           "anonymize-ip", "anonymize-ipv6")
+           "anonymize-ip", "anonymize-ipv6", "max-clock-skew", "max-event-age")
 
 
 def bind(description: str) -> socket.socket:

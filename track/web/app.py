@@ -23,7 +23,9 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from track.fields.kinds import EVENT_TYPES, EventType, InvalidEvent, parse_event
+from track.fields.eventtime import SENT_AT_HEADER, EventTime, batch_sent_at, sent_at_of
+from track.fields.kinds import EVENT_TYPES, EventType, InvalidEvent
+from track.fields.tables import KindTables
 from track.logs import Logger
 from track.metrics import Metrics
 from track.pipeline.batcher import Batcher
@@ -104,11 +106,14 @@ class TrackApp:
         rate_limiter: RateLimiter | None = None,
         anonymize: Anonymizer | None = None,
         suppression: Suppression | None = None,
+        event_time: EventTime | None = None,
     ) -> None:
         self.suppression = suppression or Suppression()  # forget --suppress: answered 201, kept nowhere
         self.batcher = batcher
         self.clock = clock
-        self.event_types = event_types  # shared: refitted when the database appears
+        # Shared with the writer: refitted in place when the database appears.
+        self.event_types = event_types if isinstance(event_types, KindTables) else KindTables(event_types)
+        self.event_time = event_time or EventTime()
         self.trusted_proxies = tuple(trusted_proxies)
         # --anonymize-ip and Track-Anonymous: applied before anything keeps an address.
         self.addresses = Addresses(self.trusted_proxies, anonymize or Anonymizer())
@@ -127,9 +132,14 @@ class TrackApp:
             recent.client_of = self._remote_ip  # rejections show the client behind a trusted proxy
         self._script = StaticScript()
         self.rate_limiter = rate_limiter  # None: --rate-limit off, and no cost
-        self._openapi = json.dumps(
-            openapi_document(self.event_types, API_PREFIX, max_body, max_batch, max_batch_body), indent=1
-        ).encode()
+        self._openapi = b""
+        self.event_types.subscribe(self._document)
+        self._document(self.event_types)
+
+    def _document(self, event_types: Mapping[str, EventType]) -> None:
+        """(Re)build the OpenAPI document, as the field limits are now."""
+        self._openapi = json.dumps(openapi_document(
+            event_types, API_PREFIX, self.max_body, self.max_batch, self.max_batch_body), indent=1).encode()
 
     def resource(self) -> Any:
         return CaseSensitiveMethods(self.app, self)
@@ -175,7 +185,8 @@ class TrackApp:
                 request.getHeader(b"content-type"), body, request.uri.partition(b"?")[2]
             )
             created = self._now()
-            row = self._scrub(event, parse_event(event, fields, self._remote_ip(request), created), request)
+            row = self._scrub(event, self.event_time.parse(event, fields, self._remote_ip(request), created,
+                                                            sent_at_of(request.getHeader(SENT_AT_HEADER))), request)
             # On every answer from here on, 503s included: a client that sent
             # no MessageID can retry with this one and never store twice.
             request.setHeader(MESSAGE_ID_HEADER, row[event.message_id_index].encode("ascii"))
@@ -227,7 +238,11 @@ class TrackApp:
             body = decode_content(
                 request.getHeader(b"content-encoding"), request.content.read(), self.max_batch_body
             )
-            items = read_batch(request.getHeader(b"content-type"), body, self.max_batch)
+            items, envelope = read_batch(request.getHeader(b"content-type"), body, self.max_batch)
+            sent_at = batch_sent_at(request.getHeader(SENT_AT_HEADER), envelope)
+        except InvalidEvent as e:
+            self.metrics.rejected.labels("batch", "invalid").inc(len(items))
+            return json_response(request, 400, {"error": "invalid batch: nothing was stored", "fields": e.fields})
         except BodyError as e:
             self.metrics.rejected.labels("batch", _BODY_REASONS.get(e.code, "unreadable")).inc()
             return json_response(request, e.code, {"error": e.message, **e.extra})
@@ -245,7 +260,8 @@ class TrackApp:
                 problems.append({"index": index, "fields": {"type": f"must be one of {', '.join(self.event_types)}"}})
                 continue
             try:
-                row = self._scrub(event, parse_event(event, item, remote_ip, created), request)  # "type" popped
+                # item no longer holds "type" (popped above)
+                row = self._scrub(event, self.event_time.parse(event, item, remote_ip, created, sent_at), request)
             except InvalidEvent as e:
                 problems.append({"index": index, "fields": e.fields})
                 continue

@@ -17,8 +17,10 @@ DEFAULT_MAX_BATCH = 1000
 DEFAULT_MAX_BATCH_BODY = 1024 * 1024
 
 
-def read_batch(content_type: bytes | None, body: bytes, max_events: int) -> list[Any]:
-    """The list of event objects (not yet validated), or a BodyError."""
+def read_batch(content_type: bytes | None, body: bytes, max_events: int) -> tuple[list[Any], dict[str, Any]]:
+    """The list of event objects (not yet validated) and the JSON envelope's
+    other fields (its "SentAt", if given), or a BodyError."""
+    envelope: dict[str, Any] = {}
     kind, charset = media_type(content_type)
     if charset is not None and charset not in ("utf-8", "utf8"):
         raise BodyError(415, f"unsupported charset {charset!r}: only UTF-8 is accepted")
@@ -34,8 +36,8 @@ def read_batch(content_type: bytes | None, body: bytes, max_events: int) -> list
                     break
     elif kind in (JSON, TEXT) or kind.endswith("+json"):  # TEXT: a sendBeacon
         envelope = parse_json(body)
-        events = envelope.get("events")  # type: ignore[assignment]
-        if set(envelope) != {"events"} or not isinstance(events, list):
+        events = envelope.pop("events", None)
+        if not isinstance(events, list) or not set(envelope) <= {"SentAt"}:
             raise BodyError(400, 'the JSON body must be {"events": [...]}')
     else:
         raise BodyError(415, f"unsupported Content-Type {kind!r}: send {JSON}, {NDJSON[0]} or {TEXT} (read as JSON)")
@@ -43,4 +45,4 @@ def read_batch(content_type: bytes | None, body: bytes, max_events: int) -> list
         raise BodyError(400, "the batch holds no events")
     if len(events) > max_events:
         raise BodyError(413, f"more than {max_events} events in one batch", max_events=max_events)
-    return events
+    return events, envelope

@@ -1,0 +1,157 @@
+"""Event time: when an event happened, by the client's clock, turned into
+the `Created` the server stores.
+
+A client may stamp each event (`Timestamp`) and each request (`SentAt`,
+when it was sent).  Their difference is how long the event waited on the
+client, which does not depend on the client's clock being right; so
+Created = receive time - (SentAt - Timestamp).  Without SentAt, Created is
+the Timestamp itself; without Timestamp, the receive time, as ever.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from track.fields.kinds import EventType, InvalidEvent, parse_event
+from track.fields.values import Invalid
+
+TIMESTAMP = "Timestamp"
+SENT_AT = "SentAt"
+SENT_AT_HEADER = b"Track-Sent-At"
+DEFAULT_MAX_CLOCK_SKEW = 600.0  # seconds
+DEFAULT_MAX_EVENT_AGE = 30 * 24 * 3600.0  # seconds
+
+EPOCH_MS_DIGITS = 16  # ~317,000 years: far past any window, and cheap to parse
+# RFC 3339 date-time with a zone, exactly as parse_time takes it: years 0001
+# to 9999 (Python's datetime), each month's days, February 29 in leap years.
+_YEAR = "([1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])"
+_LEAP = "([0-9]{2}(0[48]|[2468][048]|[13579][26])|([2468][048]|[13579][26]|0[48])00)"
+_DATE = (f"({_YEAR}-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
+         f"|02-(0[1-9]|1[0-9]|2[0-8]))|{_LEAP}-02-29)")
+RFC3339_BODY = (
+    _DATE + r"[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
+)
+EPOCH_MS_BODY = f"[0-9]{{1,{EPOCH_MS_DIGITS}}}"
+_RFC3339_RE = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
+    r"(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))"
+)
+_EPOCH_MS_RE = re.compile(EPOCH_MS_BODY)
+_FULL_RE = re.compile(RFC3339_BODY)
+_EPOCH = datetime(1970, 1, 1)
+_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
+_FORMS = "RFC 3339 with a zone (2026-12-07T15:04:05Z) or epoch milliseconds"
+
+
+def parse_time(value: object) -> int:
+    """A Timestamp or SentAt as microseconds since the epoch (UTC)."""
+    if type(value) is int:  # not bool
+        if not 0 <= value < 10**EPOCH_MS_DIGITS:
+            raise Invalid(f"must be {_FORMS}: {EPOCH_MS_DIGITS} digits at most")
+        return value * 1000
+    if type(value) is not str or not value.isascii():
+        raise Invalid(f"must be {_FORMS}")
+    if _EPOCH_MS_RE.fullmatch(value):
+        return int(value) * 1000
+    m = _RFC3339_RE.fullmatch(value)
+    if m is None or not _FULL_RE.fullmatch(value):
+        raise Invalid(f"must be {_FORMS}")
+    year, month, day, hour, minute, second, fraction, sign, zone_h, zone_m = m.groups()
+    try:
+        when = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second),
+                        tzinfo=UTC)
+    except ValueError as e:  # 2026-02-30
+        raise Invalid(f"must be {_FORMS}: {e}") from None
+    micros = (when - _EPOCH_UTC) // timedelta(microseconds=1)
+    if fraction:
+        micros += int((fraction + "00000")[:6])  # finer than a microsecond: cut, as the column would
+    if sign:
+        offset = (int(zone_h) * 60 + int(zone_m)) * 60_000_000
+        micros += -offset if sign == "+" else offset
+    return micros
+
+
+def _seconds(value: float) -> str:
+    return str(int(value)) if value == int(value) else str(value)
+
+
+@dataclass(frozen=True)
+class EventTime:
+    """How far from the receive time an event's time may be."""
+
+    max_clock_skew: float = DEFAULT_MAX_CLOCK_SKEW
+    max_event_age: float = DEFAULT_MAX_EVENT_AGE
+
+    def created(self, stamp: object, sent_at: int | None, now: datetime) -> datetime:
+        """The Created of an event stamped `stamp` (a Timestamp value, not
+        yet parsed), in a request sent at `sent_at` (parsed) and received
+        `now` (naive UTC).  Invalid names what is wrong with the Timestamp."""
+        stamp_us = parse_time(stamp)
+        now_us = (now - _EPOCH) // timedelta(microseconds=1)
+        # How long ago it happened, checked as an integer first: a far-off
+        # value cannot overflow a datetime.
+        age_us = now_us - stamp_us if sent_at is None else sent_at - stamp_us
+        if age_us < -self.max_clock_skew * 1e6:
+            raise Invalid(f"is more than {_seconds(self.max_clock_skew)} seconds in the future (--max-clock-skew)")
+        if age_us > self.max_event_age * 1e6:
+            raise Invalid(f"is older than {_seconds(self.max_event_age)} seconds (--max-event-age)")
+        try:
+            if sent_at is None:
+                return _EPOCH + timedelta(microseconds=stamp_us)
+            return now - timedelta(microseconds=age_us)
+        except OverflowError:  # past year 9999 or before year 1, with a window that wide
+            raise Invalid("is out of range (years 1 to 9999)") from None
+
+    def parse(self, event: EventType, data: dict[str, object], remote_ip: str, now: datetime,
+              sent_at: int | None) -> tuple[Any, ...]:
+        """parse_event for an event that may carry a Timestamp (taken out of
+        `data`): every bad field named at once, the Timestamp's too."""
+        if TIMESTAMP not in data:
+            return parse_event(event, data, remote_ip, now)
+        stamp = data.pop(TIMESTAMP)
+        problem = None
+        created = now
+        if stamp is None:
+            problem = "must not be null"
+        elif not (stamp == "" and type(stamp) is str):  # an empty form value: not given
+            try:
+                created = self.created(stamp, sent_at, now)
+            except Invalid as e:
+                problem = str(e)
+        try:
+            row = parse_event(event, data, remote_ip, created)
+        except InvalidEvent as e:
+            if problem is not None:
+                e.fields[TIMESTAMP] = problem
+            raise
+        if problem is not None:
+            raise InvalidEvent({TIMESTAMP: problem})
+        return row
+
+
+def sent_at_of(value: object) -> int | None:
+    """A request's SentAt (header bytes, or the batch body's value), parsed;
+    None when not given.  InvalidEvent naming SentAt when unusable."""
+    if value is None or value == b"" or value == "":
+        return None
+    try:
+        if isinstance(value, bytes):
+            return parse_time(value.decode("latin-1"))
+        return parse_time(value)
+    except Invalid as e:
+        raise InvalidEvent({SENT_AT: str(e)}) from None
+
+
+def batch_sent_at(header: bytes | None, envelope: dict[str, object]) -> int | None:
+    """A batch's SentAt: the header's, or the JSON body's (a sendBeacon sets
+    no headers), never both."""
+    if SENT_AT not in envelope:
+        return sent_at_of(header)
+    if header is not None:
+        raise InvalidEvent({SENT_AT: "given both as the Track-Sent-At header and in the body"})
+    if envelope[SENT_AT] is None:
+        raise InvalidEvent({SENT_AT: "must not be null"})
+    return sent_at_of(envelope[SENT_AT])
