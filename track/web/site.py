@@ -188,9 +188,16 @@ class _Channel(HTTPChannel):
         request being received (if its headers got that far): a script can
         read a 413 or a 408 only with them, and would otherwise take it for
         a network error and send the same request again."""
+        if not self.site.cors.origins:
+            return b""
         request = self.requests[-1] if self.requests else None
         origins = request.requestHeaders.getRawHeaders(b"origin") if request is not None else None
-        return b"".join(b"%s: %s\r\n" % header for header in self.site.cors.headers(origins[0] if origins else None))
+        origin = origins[0] if origins else None
+        if origin is None:  # the line before the one refused (431) is still held back
+            name, _, value = self.pending_header.partition(b":")
+            if name.strip().lower() == b"origin":
+                origin = value.strip()
+        return b"".join(b"%s: %s\r\n" % header for header in self.site.cors.headers(origin))
 
     def tcp(self) -> ITCPTransport:
         """The connection's transport, to abort or half-close it.
