@@ -130,9 +130,10 @@ class ForeignTests(SynchronousTestCase):
                (b"http://a.example", b"A.example:80"), (b"http://127.0.0.1:8080", b"127.0.0.1:8080")]
         for origin, host in own:
             self.assertFalse(cors.foreign(origin, host), (origin, host))
-        foreign: list[tuple[bytes, bytes | None]] = [(b"http://b.example", b"a.example"), (b"https://a.example", b"a.example:80"),
-                   (b"http://127.0.0.1:8081", b"127.0.0.1:8080"), (b"null", b"a.example"), (b"http://a", None)]
-        for origin, host in foreign:
-            self.assertTrue(cors.foreign(origin, host), (origin, host))
+        foreign: list[tuple[bytes, bytes | None]] = [
+            (b"http://b.example", b"a.example"), (b"https://a.example", b"a.example:80"),
+            (b"http://127.0.0.1:8081", b"127.0.0.1:8080"), (b"null", b"a.example"), (b"http://a", None)]
+        for other, at in foreign:
+            self.assertTrue(cors.foreign(other, at), (other, at))
         self.assertFalse(cors.foreign(None, b"a.example"))
         self.assertFalse(CORS(["*"]).foreign(b"http://b.example", b"a.example"))
