@@ -27,9 +27,11 @@ PER_WINDOW = 1000
 # arguments[3] events at 100 a second; window.done once all are tracked.
 # arguments[4]: this window's beacons are lost (sendBeacon takes them and
 # drops them), so its queue can only arrive through another window.
+# arguments[5]: the page has no Web Locks API (older browsers).
 STREAM = """
-const [url, w, startAt, count, loseBeacon] = arguments;
+const [url, w, startAt, count, loseBeacon, noLocks] = arguments;
 if (loseBeacon) navigator.sendBeacon = () => true;
+if (noLocks) Object.defineProperty(navigator, "locks", {value: undefined});
 window.t = Track.init({url: url});
 window.ids = [];
 window.done = false;
@@ -48,7 +50,7 @@ const check = () => {
   if (!window.done) return setTimeout(check, 20);
   const key = t.id ? "track:" + url + ":q:" + t.id : "track:" + url;  // track.js 1: one key for all tabs
   const queued = JSON.parse(localStorage.getItem(key) || "[]");
-  done({ids: window.ids, queued: queued.length});
+  done({ids: window.ids, queued: queued.length, locks: !!t.locks});
 };
 check();
 """
@@ -90,10 +92,21 @@ class BrowserTabsTests(TestCase):
         self.assertEqual(await browser.script("return typeof Track"), "object")
 
     async def test_four_windows_one_closed_mid_stream_store_every_event_exactly_once(self) -> None:
+        await self.windows_one_closed(WINDOWS, PER_WINDOW, locks=True)
+
+    async def test_without_web_locks_a_closed_windows_queue_is_claimed_all_the_same(self) -> None:
+        await self.windows_one_closed(2, 300, locks=False)
+
+    async def windows_one_closed(self, windows: int, per_window: int, locks: bool) -> None:
+        """`windows` windows of one origin track `per_window` events each
+        at 100 a second, started together; the last is closed as soon as
+        its last event is tracked, while the others still stream: its last
+        events are unsent, its beacon is lost, and only another window can
+        send them.  Every event is stored exactly once."""
         url, _ = self.collector()
         browser = await Chromium.start(self)
         handles = []
-        for w in range(WINDOWS):
+        for w in range(windows):
             if w:
                 await browser.run(lambda d: d.switch_to.new_window("window"))
             await self.open_shop(browser)
@@ -101,11 +114,8 @@ class BrowserTabsTests(TestCase):
         start_at = int(time.time() * 1000) + 1500
         for w, handle in enumerate(handles):
             await browser.run(lambda d, h=handle: d.switch_to.window(h))
-            await browser.script(STREAM, url, w, start_at, PER_WINDOW, w == WINDOWS - 1)
+            await browser.script(STREAM, url, w, start_at, per_window, w == windows - 1, not locks)
 
-        # The last window is closed as soon as its last event is tracked,
-        # while the others still stream: its last events are unsent, its
-        # beacon is lost, and only another window can send them.
         def close_when_done(driver: Any) -> Any:
             driver.switch_to.window(handles[-1])
             driver.set_script_timeout(120)
@@ -115,20 +125,52 @@ class BrowserTabsTests(TestCase):
             return result
 
         closed = await browser.run(close_when_done)
-        self.assertEqual(len(closed["ids"]), PER_WINDOW)
+        self.assertEqual(len(closed["ids"]), per_window)
+        self.assertIs(closed["locks"], locks)
         self.assertGreater(closed["queued"], 0, "the closed window had sent everything: nothing left to claim")
         tracked = list(closed["ids"])
         for handle in handles[:-1]:
             await browser.run(lambda d, h=handle: d.switch_to.window(h))
             result = await browser.async_script(WHEN_DONE, url, timeout=120)
-            self.assertEqual(len(result["ids"]), PER_WINDOW)
+            self.assertEqual(len(result["ids"]), per_window)
             tracked += result["ids"]
             self.assertIs(await browser.async_script("t.flush().then(arguments[0])", timeout=120), True)
-        self.assertEqual(len(set(tracked)), WINDOWS * PER_WINDOW)
-        await wait_until(lambda: self.stored() >= WINDOWS * PER_WINDOW, "every window's events", 120)
-        self.assertEqual(self.message_ids(), sorted(tracked))  # exactly 4,000: none lost, none twice
+        self.assertEqual(len(set(tracked)), windows * per_window)
+        await wait_until(lambda: self.stored() >= windows * per_window, "every window's events", 120)
+        self.assertEqual(self.message_ids(), sorted(tracked))  # none lost, none twice
         # The closed window's queue was claimed and sent; no queue is left.
         await wait_until_async(lambda: browser.script(QUEUES, url), lambda q: q == {}, "every queue empty", 60)
+
+    async def test_a_duplicated_tab_takes_a_new_id_and_a_reload_keeps_its_own(self) -> None:
+        url, _ = self.collector()
+        browser = await Chromium.start(self)
+        await self.open_shop(browser)
+        ready = ("window.t = Track.init({url: arguments[0], flushInterval: 600000});"
+                 "t.ready.then(() => arguments[1](t.id))")
+        first = await browser.async_script(ready, url)
+        # Events queued, then the page reloaded with its beacon lost: the
+        # reloaded page keeps the tab's id and sends its queue.
+        ids = await browser.script("navigator.sendBeacon = () => true;"
+                                   "return [1, 2, 3].map(n => t.track('user', {ProfileID: n, Region: 'eu'}))")
+        # A window opened by this one gets a copy of its sessionStorage (as a
+        # duplicated tab does): the same tab id, while this page lives.
+        opener = await browser.run(lambda d: d.current_window_handle)
+        await browser.script("window.open(location.href)")
+        await wait_until_async(lambda: browser.run(lambda d: len(d.window_handles)), lambda n: n == 2, "the window", 30)
+        other = [h for h in await browser.run(lambda d: d.window_handles) if h != opener][0]
+        await browser.run(lambda d: d.switch_to.window(other))
+        await wait_until_async(lambda: browser.script("return typeof Track"), lambda t: t == "object", "track.js", 30)
+        copied = await browser.script("return sessionStorage.getItem(arguments[0])", f"track:{url}:tab")
+        self.assertEqual(copied, first)
+        second = await browser.async_script(ready, url)
+        self.assertNotEqual(second, first)
+        self.assertEqual(await browser.script("return sessionStorage.getItem(arguments[0])", f"track:{url}:tab"),
+                         second)
+        await browser.run(lambda d: d.switch_to.window(opener))
+        await browser.run(lambda d: d.refresh())
+        self.assertEqual(await browser.async_script(ready, url), first)
+        self.assertIs(await browser.async_script("t.flush().then(arguments[0])", timeout=60), True)
+        self.assertEqual(self.message_ids(), sorted(ids))
 
     async def test_an_early_413_halves_the_batch_and_every_event_is_stored(self) -> None:
         # 50 events are ~7 kB: over --max-batch-body, refused by the site
