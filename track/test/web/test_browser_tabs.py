@@ -157,7 +157,7 @@ class BrowserTabsTests(TestCase):
         opener = await browser.run(lambda d: d.current_window_handle)
         await browser.script("window.open(location.href)")
         await wait_until_async(lambda: browser.run(lambda d: len(d.window_handles)), lambda n: n == 2, "the window", 30)
-        other = [h for h in await browser.run(lambda d: d.window_handles) if h != opener][0]
+        (other,) = [h for h in await browser.run(lambda d: d.window_handles) if h != opener]
         await browser.run(lambda d: d.switch_to.window(other))
         await wait_until_async(lambda: browser.script("return typeof Track"), lambda t: t == "object", "track.js", 30)
         copied = await browser.script("return sessionStorage.getItem(arguments[0])", f"track:{url}:tab")
