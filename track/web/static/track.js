@@ -197,7 +197,7 @@
     var hold = function (lock) {
       if (!lock) return null;
       self.adopt(id);
-      return new Promise(function (release) { self.release = release; });  // held until the page goes
+      return new Promise(function () {});  // held until the page goes
     };
     this.locks.request(name, {ifAvailable: true}, function (lock) {
       if (lock) return hold(lock);
@@ -581,8 +581,9 @@
     if (root.navigator && root.navigator.onLine === false) return;
     var self = this;
     this.probing = true;
-    fetch(this.endpoint, {method: "POST", mode: "no-cors", credentials: "omit", body: "",
-                          headers: {"Content-Type": "text/plain;charset=UTF-8"}})
+    // A GET of the collector's script: it stores nothing and counts nothing;
+    // any answer at all (even a 404 from a proxy) means it is reachable.
+    fetch(this.url + "/track.js", {mode: "no-cors", credentials: "omit", cache: "no-store"})
       .then(function () { self.unreadable(); }, function () { /* really unreachable */ })
       .then(function () { self.probing = false; });
   };
