@@ -45,7 +45,7 @@ def allows(schema: dict[str, Any], value: Any) -> bool:
         return sum(allows(s, value) for s in schema["oneOf"]) == 1
     kind = schema["type"]
     if kind == "string":
-        if type(value) is not str:
+        if type(value) is not str or (schema.get("x-bmp-only") and any(c > "\uffff" for c in value)):
             return False
         return (len(value) <= schema.get("maxLength", len(value)) and len(value) >= schema.get("minLength", 0)
                 and ("pattern" not in schema or re.fullmatch(schema["pattern"], value) is not None)
@@ -254,6 +254,20 @@ class DocumentHoldsTests(SynchronousTestCase):
                 with self.subTest(name=name, value=value):
                     self.assertFalse(allows(schema, value))
                     self.check(kind, "form", name, value, allowed=False)
+
+    def test_a_3_byte_utf8_column_is_marked(self) -> None:
+        """On the original's utf8 columns, emoji are refused, and the document says so."""
+        tables = KindTables(EVENT_TYPES)
+        tables.refit({"user": EVENT_TYPES["user"].with_string_limits({"Message": (45, True)})})
+        self.treq = stub_treq(TrackApp(Batcher(self.db.insert, self.clock, flush_interval=0), self.clock,
+                                       tables).resource())
+        self.doc = self.get_document()
+        rule = self.schema("user", "form")["properties"]["Message"]
+        self.assertIs(rule["x-bmp-only"], True)
+        self.assertNotIn("x-bmp-only", self.schema("user", "form")["properties"]["Referrer"])
+        for value, allowed in (("h\u00e9llo \u2603", True), ("h\u00e9llo \U0001f600", False)):
+            self.assertEqual(allows(rule, value), allowed)
+            self.check("user", "form", "Message", value, allowed)
 
     def test_message_id_is_not_given_the_region_pattern(self) -> None:
         for kind in EVENT_TYPES:
