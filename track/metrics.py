@@ -106,6 +106,9 @@ class Metrics:
                                "no_descriptors (accepted on the reserved descriptor and closed) or "
                                "client_left (the client closed before its answer).",
                                ["reason"], registry=r)
+        self.cors_unconfigured = Counter("track_cors_unconfigured",
+                                         "POSTs from a page of another origin while no --cors-origin is set "
+                                         "(the browser hides every answer from such a page).", registry=r)
         self.db_reconnects = Counter("track_db_reconnects",
                                      "Pooled database connections found dropped and opened again.", registry=r)
         self.db_host_switches = Counter("track_db_host_switches",

@@ -372,12 +372,13 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
         about = About(__version__, dsn.redacted(), time.time())
         extra.append(AdminService(admin, LocalView(about, metrics, writer, recent or Recent(), event_types),
                                   reactor, options["admin-host"], options["admin-token"]))
+    cors = CORS(options["cors-origin"])
     app = TrackApp(
         batcher,
         reactor,
         event_types,
         options["proxies"],
-        CORS(options["cors-origin"]),
+        cors,
         options["max-body"],
         health=health,
         metrics=metrics,
@@ -400,6 +401,7 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
         ),
         max_connections=max_connections,
         metrics=metrics,
+        cors=cors,
     )
     site.recent = recent
     site.logged_client = app.addresses.logged  # type: ignore[method-assign]

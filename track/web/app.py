@@ -423,6 +423,7 @@ class TrackApp:
     @app.handle_errors(Exception)
     def internal_error(self, request: IRequest, failure: Failure) -> bytes:
         log.failure("unexpected error answering {uri}", failure, uri=request.uri)
+        self.cors.annotate(request)
         return json_response(request, 500, {"error": "internal error"})
 
 

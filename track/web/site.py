@@ -34,6 +34,7 @@ from twisted.web import server
 
 from track.logs import Logger, Summaries
 from track.metrics import Metrics
+from track.web.cors import CORS
 from track.web.responses import json_response, reason
 from track.web.rfc9112 import BadHead, check_host, origin_form
 from track.web.twistedhttp import HTTPChannel
@@ -170,7 +171,7 @@ class _Channel(HTTPChannel):
             # written now would overtake it, so just close.
             transport.abortConnection()
             return
-        transport.write(raw_response(code, payload))
+        transport.write(raw_response(code, payload, self.cors_lines()))
         # Lingering close: send our side's FIN after the answer, keep reading
         # (and dropping) for a moment, then close.  Closing with unread input
         # would make the kernel reset the connection, and the client could
@@ -182,6 +183,22 @@ class _Channel(HTTPChannel):
             return
         half_close()
         self._linger = self.callLater(LINGER_SECONDS, transport.loseConnection)
+
+    def cors_lines(self) -> bytes:
+        """The CORS header lines for an early answer, from the Origin of the
+        request being received (if its headers got that far): a script can
+        read a 413 or a 408 only with them, and would otherwise take it for
+        a network error and send the same request again."""
+        if not self.site.cors.origins:
+            return b""
+        request = self.requests[-1] if self.requests else None
+        origins = request.requestHeaders.getRawHeaders(b"origin") if request is not None else None
+        origin = origins[0] if origins else None
+        if origin is None:  # the line before the one refused (431) is still held back
+            name, _, value = self.pending_header.partition(b":")
+            if name.strip().lower() == b"origin":
+                origin = value.strip()
+        return b"".join(b"%s: %s\r\n" % header for header in self.site.cors.headers(origin))
 
     def tcp(self) -> ITCPTransport:
         """The connection's transport, to abort or half-close it.
@@ -244,9 +261,12 @@ class TrackRequest(server.Request):
             if b"%" in self.path or not self.path.isascii():
                 unquote_to_bytes(self.path.decode("ascii")).decode("utf-8")
         except UnicodeDecodeError:
+            self.channel.site.cors.annotate(self)
             self.write(json_response(self, 400, {"error": "the URL is not valid UTF-8"}))
             self.finish()
             return
+        if self.method == b"POST":
+            self.channel.site.check_origin(self)
         super().process()
 
     def write(self, data: bytes) -> None:
@@ -288,6 +308,7 @@ class TrackSite(server.Site):
         body_limit: Callable[[bytes], int] = lambda path: DEFAULT_MAX_BODY,
         max_connections: int | None = None,
         metrics: Metrics | None = None,
+        cors: CORS | None = None,
     ) -> None:
         # track reads the raw body itself, strictly and once; Twisted's own
         # form parsing would double the work and answer bad multipart bodies
@@ -308,6 +329,7 @@ class TrackSite(server.Site):
         self.recent: Any = None  # track.admin.recent.Recent, with --admin-http
         self.max_connections = max_connections
         self.metrics = metrics if metrics is not None else Metrics()
+        self.cors = cors if cors is not None else CORS(())
         self.summaries = Summaries(log, self.reactor)
         self.closing = False
         self._sweep: LoopingCall | None = None
@@ -342,6 +364,24 @@ class TrackSite(server.Site):
             busy.factory = self
             return busy
         return super().buildProtocol(addr)
+
+    def check_origin(self, request: TrackRequest) -> None:
+        """Count (and summarize) a POST from a page of another origin while
+        no --cors-origin is set: its events may be stored, but the browser
+        hides every answer, so the page sends them again and again."""
+        if self.cors.origins:
+            return
+        headers = request.requestHeaders
+        origins = headers.getRawHeaders(b"origin")
+        if origins is None:
+            return
+        hosts = headers.getRawHeaders(b"host")
+        if self.cors.foreign(origins[0], hosts[0] if hosts else None):
+            self.metrics.cors_unconfigured.inc()
+            self.summaries.add("{n} POSTs came from pages of another origin, but no --cors-origin is set: the "
+                               "browser hides every answer from those pages, so they send their events again "
+                               "and again (start track with --cors-origin and the pages' origin)",
+                               level=LogLevel.warn)
 
     def client_left(self) -> None:
         """Count a client that closed its connection before its answer."""

@@ -5,7 +5,8 @@ request's bytes arrive, before Twisted has buffered its body:
 
 - tell whether the channel is still answering an earlier request,
 - read (and rewrite, for an absolute-form target) the request's target and
-  read its HTTP version once its headers are in,
+  read its HTTP version once its headers are in, and read the last header
+  line received while the next one is still arriving,
 - answer a malformed request in JSON instead of a bare 400,
 - refuse a chunked body whose announced chunk size is over the limit, or
   whose framing has a bare LF, as soon as that is known instead of waiting
@@ -105,6 +106,16 @@ class HTTPChannel(http.HTTPChannel):
         """b"HTTP/1.1" or b"HTTP/1.0" (Twisted refuses any other), from the
         request line, like `request_path`.  Private `HTTPChannel._version`."""
         return self._version
+
+    @property
+    def pending_header(self) -> bytes:
+        """The last header line received, which Twisted holds back until
+        the next line shows whether it continues (an obsolete folded
+        line); b"" if none.  Private `HTTPChannel.__header` (name-mangled):
+        a request refused on its next line (one too long: 431) would
+        otherwise lose it, and with it an Origin its answer must name."""
+        header: bytes = getattr(self, "_HTTPChannel__header", b"")
+        return header
 
     def allHeadersReceived(self) -> None:
         # Private `HTTPChannel._transferDecoder` and `_ChunkedTransferDecoder`:

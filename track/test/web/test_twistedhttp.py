@@ -151,6 +151,19 @@ class VersionTests(SynchronousTestCase):
         self.assertEqual(channel.request_version, b"HTTP/1.0", changed(self.NAME, "is gone or holds another value"))
 
 
+class PendingHeaderTests(SynchronousTestCase):
+    """HTTPChannel.__header: the last header line, held until the next line."""
+
+    NAME = "HTTPChannel.__header"
+
+    def test_the_last_header_line_is_held_until_the_next(self) -> None:
+        channel, _ = connect(Pending())
+        channel.dataReceived(b"POST /x HTTP/1.1\r\nHost: a\r\nOrigin: https://o.example\r\nX-Lo")
+        self.assertEqual(channel.pending_header, b"Origin: https://o.example",
+                         changed(self.NAME, "is gone or holds another value"))
+        self.assertIsNone(channel.requests[-1].requestHeaders.getRawHeaders(b"origin"))
+
+
 class BareLFTests(SynchronousTestCase):
     """LineReceiver.delimiter (public) set to LF, and the CR of each line
     dropped: RFC 9112 2.2's bare-LF line ends are read like CRLF ones."""

@@ -4,15 +4,27 @@
  *   const id = t.track("user", {ProfileID: 42, Region: "eu"});  // its MessageID
  *   await t.flush();  // true once every event tracked before is stored (or refused)
  *
- * Events wait in localStorage (so a reload, a closed tab or being offline
- * loses none) and go out in batches to /api/1.0/track/batch/ with fetch
- * (keepalive).  When the page is hidden or left, whatever is still queued is
- * handed to navigator.sendBeacon as text/plain JSON.  An event keeps its
- * MessageID through every retry, and the collector stores a MessageID once,
- * so sending again is always safe: events stay queued until a 201 says they
- * are stored.  Transport errors, 408, 429 and 5xx are retried with
- * exponential backoff and jitter (Retry-After honoured); an event the
- * collector refuses (a 4xx naming it) is dropped with console.warn.
+ * Each tab keeps its own queue, in memory and in localStorage under a key of
+ * its own (its tab id, kept in sessionStorage, so a reload keeps it).  A tab
+ * writes only its own key, so tabs never overwrite each other's events.  A
+ * live tab holds a Web Lock named for its id and writes a heartbeat every
+ * second; a tab whose heartbeat stopped (closed, crashed, or gone before its
+ * queue was sent) has its queue claimed by another tab of the site, or by the
+ * next visit: the claimer takes the dead tab's lock (so two tabs cannot
+ * claim one queue, and a live tab's queue is never claimed), moves the
+ * events into its own queue and sends them with the same MessageIDs.
+ * Without the Web Locks API, a queue whose heartbeat is older than
+ * `staleAfter` is claimed without a lock: two tabs may then both send it,
+ * and a tab that was only asleep still sends what it holds in memory; the
+ * collector stores a MessageID once, so that costs requests, never a
+ * duplicate row.
+ *
+ * Batches go to /api/1.0/track/batch/ with fetch (keepalive); when the page
+ * is hidden or left, what is queued is handed to navigator.sendBeacon.  An
+ * event keeps its MessageID through every retry and stays queued until a
+ * 201 says it is stored.  Each event carries `Timestamp` (epoch ms, set by
+ * track()) and each request `SentAt`, so the collector stores when the event
+ * happened even if it is sent days later.
  * This file has no tie to the collector that serves it: bundle your own copy.
  */
 (function (root, factory) {
@@ -31,12 +43,17 @@
     batchSize: 50,          // events per request
     maxBytes: 60000,        // bytes per request: keepalive and sendBeacon allow 64 KiB
     flushInterval: 1000,    // ms from the first queued event to its send
-    maxQueue: 1000,         // queued events kept; past it the oldest is dropped (with a warning)
+    maxQueue: 1000,         // this tab's queued events; when full, track() drops the oldest (with a warning)
     minBackoff: 500,        // ms before the first retry, doubling ...
     maxBackoff: 30000,      // ... up to this
-    storageKey: null        // localStorage key; default "track:" + url
+    minRetryAfter: 500,     // ms: a Retry-After below this (0, a past date) is raised to it
+    heartbeat: 1000,        // ms between a tab's heartbeats (and its look for abandoned queues)
+    staleAfter: 5000,       // ms without a heartbeat before a tab's queue is abandoned
+    storageKey: null        // prefix of the localStorage keys; default "track:" + url
   };
   var RETRYABLE = {408: true, 429: true};
+  var ENVELOPE_BYTES = 40;  // {"SentAt":1234567890123,"events":[]}
+  var live = {};            // prefix -> true for trackers of this page, which share its tab id
 
   function warn() {
     if (root.console && root.console.warn) {
@@ -44,7 +61,7 @@
     }
   }
 
-  function newMessageId() {
+  function newId() {
     var c = root.crypto;
     if (c && typeof c.randomUUID === "function") {
       return c.randomUUID();
@@ -67,46 +84,40 @@
     return typeof TextEncoder !== "undefined" ? new TextEncoder().encode(text).length : text.length * 3;
   }
 
-  // The queue lives in localStorage and is read before and written after
-  // every change, never cached: other tabs of the same site share it.
-  function Queue(key) {
-    this.key = key;
-    this.memory = [];
+  function now() {
+    return new Date().getTime();
+  }
+
+  /** A Web Storage area, or null when the browser blocks it. */
+  function storageArea(name) {
     try {
-      this.storage = root.localStorage;
-      this.storage.setItem(key + ":probe", "1");
-      this.storage.removeItem(key + ":probe");
+      var area = root[name];
+      area.setItem("track:probe", "1");
+      area.removeItem("track:probe");
+      return area;
     } catch (e) {
-      this.storage = null;  // blocked (privacy settings): this page's memory only
+      return null;
     }
   }
-  Queue.prototype.load = function () {
-    if (!this.storage) return this.memory.slice();
+
+  function readJSON(area, key) {
     try {
-      var value = JSON.parse(this.storage.getItem(this.key) || "[]");
-      return Array.isArray(value) ? value : [];
+      return JSON.parse(area.getItem(key) || "null");
     } catch (e) {
-      return [];
+      return null;
     }
-  };
-  Queue.prototype.save = function (events) {
-    if (this.storage) {
-      try {
-        this.storage.setItem(this.key, JSON.stringify(events));
-        return;
-      } catch (e) {
-        warn("track: localStorage refused the queue; keeping it in this page only", e);
-        this.storage = null;
-      }
+  }
+
+  /** Seconds (or an HTTP date) of a Retry-After, as ms; NaN if absent. */
+  function retryAfterMs(header, answer) {
+    if (header) {
+      if (/^\s*\d+\s*$/.test(header)) return parseInt(header, 10) * 1000;
+      var date = Date.parse(header);
+      if (!isNaN(date)) return date - now();
     }
-    this.memory = events.slice();
-  };
-  Queue.prototype.remove = function (ids) {
-    if (!ids.length) return;
-    var gone = {};
-    ids.forEach(function (id) { gone[id] = true; });
-    this.save(this.load().filter(function (e) { return !gone[e.MessageID]; }));
-  };
+    if (answer && typeof answer.retry_after === "number") return answer.retry_after * 1000;
+    return NaN;
+  }
 
   function Tracker(options) {
     if (!options || typeof options.url !== "string" || !options.url) {
@@ -117,23 +128,242 @@
     this.options = o;
     this.url = options.url.replace(/\/+$/, "");
     this.endpoint = this.url + BATCH_PATH;
-    this.queue = new Queue(o.storageKey || "track:" + this.url);
+    this.prefix = o.storageKey || "track:" + this.url;
+    this.events = [];       // this tab's queue: the truth; its localStorage key is a copy for the next visit
+    this.id = null;         // this tab's id, once this page owns it
+    this.doc = newId();     // this page's own id, in its heartbeats
+    this.since = now();
     this.sending = null;    // the Promise of the send loop while it runs
     this.timer = null;
-    this.failures = 0;
-    this.limit = o.batchSize;  // lowered after a 413, and to 1 to find a refused event
+    this.failures = 0;      // failed sends since the last 201
+    this.limit = o.batchSize;    // halved after a 413, and 1 to find a refused event
+    this.ceiling = o.batchSize;  // the limit never grows past the size last refused (413)
+    this.byteCeiling = o.maxBytes;
+    this.warnedCors = false;
+    this.claiming = {};
+    this.local = storageArea("localStorage");
+    this.session = storageArea("sessionStorage");
+    this.locks = root.navigator && root.navigator.locks && typeof root.navigator.locks.request === "function"
+      ? root.navigator.locks : null;
     var self = this;
+    this.ready = new Promise(function (resolve) { self.settled = resolve; });
     if (root.addEventListener) {
-      root.addEventListener("pagehide", function () { self.beacon(); });
+      root.addEventListener("pagehide", function () { self.leave(); });
+      root.addEventListener("pageshow", function (e) { if (e.persisted) self.back(); });
       root.addEventListener("online", function () { self.schedule(0); });
+      root.addEventListener("storage", function (e) { self.changed(e); });
       if (root.document) {
         root.document.addEventListener("visibilitychange", function () {
           if (root.document.visibilityState === "hidden") self.beacon();
         });
       }
     }
-    if (this.queue.load().length) this.schedule(0);  // left over from an earlier visit
+    this.start();
   }
+
+  // ---- the tab: its id, its lock, its heartbeat, and claiming the abandoned
+
+  Tracker.prototype.key = function (what, id) { return this.prefix + ":" + what + ":" + id; };
+
+  Tracker.prototype.start = function () {
+    if (!this.local) {  // no localStorage: this page's memory only, nothing to share or claim
+      this.id = newId();
+      this.settled();
+      return;
+    }
+    var id = this.session ? this.session.getItem(this.prefix + ":tab") : null;
+    // A second tracker for this collector in this page: the tab's id is taken.
+    if (!id || live[this.prefix]) id = newId();
+    live[this.prefix] = true;
+    this.own(id, true);
+  };
+
+  /** Make `id` this page's, then adopt what its queue holds.  With Web
+   * Locks: hold the id's lock for the page's life.  A lock held by another
+   * page is a reload's predecessor (released in a moment) or a duplicated
+   * tab (sessionStorage is copied with it: the id is live elsewhere): wait
+   * a little, then take a new id. */
+  Tracker.prototype.own = function (id, mayWait) {
+    var self = this;
+    if (!this.locks) {
+      var beat = readJSON(this.local, this.key("hb", id));
+      if (beat && beat.doc !== this.doc && !beat.gone && now() - beat.t < this.options.staleAfter) {
+        id = newId();  // a live heartbeat under our id: a duplicated tab
+      }
+      this.adopt(id);
+      return;
+    }
+    var name = this.key("lock", id);
+    var hold = function (lock) {
+      if (!lock) return null;
+      self.adopt(id);
+      return new Promise(function () {});  // held until the page goes
+    };
+    this.locks.request(name, {ifAvailable: true}, function (lock) {
+      if (lock) return hold(lock);
+      if (!mayWait || typeof AbortController === "undefined") {
+        self.own(newId(), false);
+        return null;
+      }
+      var abort = new AbortController();
+      var timer = setTimeout(function () { abort.abort(); }, 2 * self.options.heartbeat);
+      self.locks.request(name, {signal: abort.signal}, function (l) {
+        clearTimeout(timer);
+        return hold(l);
+      }).catch(function () {
+        if (self.id === null) self.own(newId(), false);  // still held: a duplicated tab
+      });
+      return null;
+    }).catch(function (e) {
+      warn("track: the Web Locks API failed; this tab's queue is kept without a lock", e);
+      self.locks = null;
+      self.own(id, false);
+    });
+  };
+
+  Tracker.prototype.adopt = function (id) {
+    this.id = id;
+    if (this.session) {
+      try { this.session.setItem(this.prefix + ":tab", id); } catch (e) { /* best effort */ }
+    }
+    var left = readJSON(this.local, this.key("q", id));  // a reload's (or an earlier visit's) queue
+    this.merge(Array.isArray(left) ? left : [], true);
+    this.save();
+    this.beat();
+    var self = this;
+    this.pulse = setInterval(function () { self.beat(); self.scan(); }, this.options.heartbeat);
+    this.scan();
+    this.settled();
+    if (this.events.length) this.schedule(0);
+  };
+
+  /** Add events not queued yet (by MessageID): before this tab's own, or after. */
+  Tracker.prototype.merge = function (events, before) {
+    var queued = {};
+    this.events.forEach(function (e) { queued[e.MessageID] = true; });
+    var fresh = events.filter(function (e) { return e && typeof e === "object" && !queued[e.MessageID]; });
+    this.events = before ? fresh.concat(this.events) : this.events.concat(fresh);
+    return fresh.length;
+  };
+
+  /** Copy the queue to this tab's key: what the next visit (or another tab) finds if this one dies. */
+  Tracker.prototype.save = function () {
+    if (!this.local || this.id === null) return;
+    var key = this.key("q", this.id);
+    try {
+      if (this.events.length) this.local.setItem(key, JSON.stringify(this.events));
+      else this.local.removeItem(key);
+    } catch (e) {
+      warn("track: localStorage refused the queue; keeping it in this page only", e);
+      this.local = null;
+    }
+  };
+
+  Tracker.prototype.beat = function () {
+    if (!this.local || this.id === null) return;
+    var key = this.key("hb", this.id);
+    if (!this.locks) {
+      // Without locks, a duplicated tab shows as a second live heartbeat
+      // under our id: the younger page takes a new id.
+      var other = readJSON(this.local, key);
+      if (other && other.doc !== this.doc && !other.gone && now() - other.t < this.options.staleAfter &&
+          (other.since < this.since || (other.since === this.since && other.doc < this.doc))) {
+        this.renew();
+        return;
+      }
+    }
+    try {
+      this.local.setItem(key, JSON.stringify({t: now(), doc: this.doc, since: this.since}));
+    } catch (e) { /* full: the queue's own save warns */ }
+  };
+
+  /** Take a new id (a duplicated tab without Web Locks); the old key stays its first owner's. */
+  Tracker.prototype.renew = function () {
+    clearInterval(this.pulse);
+    this.adopt(newId());
+  };
+
+  /** Look for queues of other tabs whose heartbeat stopped, and claim them. */
+  Tracker.prototype.scan = function () {
+    if (!this.local || this.id === null) return;
+    var mark = this.prefix + ":q:";
+    var found = [];
+    try {
+      for (var i = 0; i < this.local.length; i++) {
+        var key = this.local.key(i);
+        if (key && key.indexOf(mark) === 0 && key !== mark + this.id) found.push(key.slice(mark.length));
+      }
+    } catch (e) {
+      return;
+    }
+    var self = this;
+    found.forEach(function (id) {
+      var beat = readJSON(self.local, self.key("hb", id));
+      if (!beat || beat.gone || now() - beat.t > self.options.staleAfter) self.claim(id);
+    });
+    // A queue left by track.js 1 (one key shared by every tab).
+    if (this.local.getItem(this.prefix) !== null) this.claim(null);
+  };
+
+  Tracker.prototype.claim = function (id) {
+    var name = id === null ? this.prefix + ":legacy" : this.key("lock", id);
+    if (this.claiming[name]) return;
+    var self = this;
+    if (!this.locks) {
+      this.take(id);
+      return;
+    }
+    this.claiming[name] = true;
+    this.locks.request(name, {ifAvailable: true}, function (lock) {
+      if (lock) self.take(id);  // the owner is gone: nobody else can hold this lock now
+    }).then(function () { delete self.claiming[name]; }, function () { delete self.claiming[name]; });
+  };
+
+  /** Move a dead tab's queue into this one's: first saved here, then removed there. */
+  Tracker.prototype.take = function (id) {
+    var key = id === null ? this.prefix : this.key("q", id);
+    var events = readJSON(this.local, key);
+    var added = this.merge(Array.isArray(events) ? events : [], false);
+    this.save();
+    if (!this.local) return;
+    this.local.removeItem(key);
+    if (id !== null) this.local.removeItem(this.key("hb", id));
+    if (added) this.schedule(0);
+  };
+
+  /** Another page changed localStorage. */
+  Tracker.prototype.changed = function (e) {
+    if (!this.local || this.id === null || (e.storageArea && e.storageArea !== this.local)) return;
+    if (e.key === this.key("q", this.id) && e.newValue === null && this.events.length) {
+      this.save();  // claimed while this page slept (no Web Locks): its memory still holds the queue
+    } else if (e.key === this.key("hb", this.id) && !this.locks) {
+      this.beat();  // another page writes our heartbeat: a duplicated tab
+    } else if (e.key && e.key.indexOf(this.prefix + ":hb:") === 0 && e.newValue && e.newValue.indexOf('"gone"') > 0) {
+      this.scan();  // a tab just left: its queue may be claimed now
+    }
+  };
+
+  /** The page goes away (or into the back/forward cache). */
+  Tracker.prototype.leave = function () {
+    this.beacon();
+    if (!this.local || this.id === null) return;
+    try {
+      if (this.events.length) {
+        this.local.setItem(this.key("hb", this.id), JSON.stringify({t: now(), doc: this.doc, gone: true}));
+      } else {
+        this.local.removeItem(this.key("hb", this.id));
+      }
+    } catch (e) { /* nothing more to do on the way out */ }
+  };
+
+  /** Back from the back/forward cache: this page's queue may have been claimed meanwhile. */
+  Tracker.prototype.back = function () {
+    this.save();
+    this.beat();
+    if (this.events.length) this.schedule(0);
+  };
+
+  // ---- tracking and sending
 
   /** Queue one event; returns its MessageID (the one in `fields`, or a new UUID). */
   Tracker.prototype.track = function (kind, fields) {
@@ -146,7 +376,10 @@
       if (Object.prototype.hasOwnProperty.call(fields, name) && name !== "type") event[name] = fields[name];
     }
     if (event.MessageID === undefined || event.MessageID === null || event.MessageID === "") {
-      event.MessageID = newMessageId();
+      event.MessageID = newId();
+    }
+    if (event.Timestamp === undefined || event.Timestamp === null) {
+      event.Timestamp = now();  // when it happened, by this clock; the collector corrects it with SentAt
     }
     // Queue a plain JSON copy, or refuse the event here: one value that JSON
     // cannot hold (a BigInt, a cycle) would otherwise break every later save
@@ -156,34 +389,34 @@
     } catch (e) {
       throw new TypeError("track(kind, fields): fields must be JSON values (" + e.message + ")");
     }
-    var events = this.queue.load();
-    events.push(event);
-    var over = events.length - this.options.maxQueue;
-    if (over > 0) {
-      warn("track: the queue holds " + this.options.maxQueue + " events; dropped the oldest " + over,
-        events.slice(0, over));
-      events = events.slice(over);
+    if (this.events.length >= this.options.maxQueue) {
+      warn("track: the queue holds " + this.events.length + " events; dropped the oldest", this.events[0]);
+      this.events.shift();
     }
-    this.queue.save(events);
-    this.schedule(events.length >= this.options.batchSize ? 0 : this.options.flushInterval);
+    this.events.push(event);
+    this.save();
+    this.schedule(this.events.length >= this.options.batchSize ? 0 : this.options.flushInterval);
     return event.MessageID;
   };
 
   /** Send everything queued now.  Resolves true once every event tracked
-   * before the call is stored (or refused and dropped), false if the
-   * collector could not be reached: those stay queued and are retried. */
+   * before the call (and every event this tab claimed) is stored (or
+   * refused and dropped), false if the collector could not be reached:
+   * those stay queued and are retried. */
   Tracker.prototype.flush = function () {
     var self = this;
-    var wanted = this.queue.load().map(function (e) { return e.MessageID; });
-    function left() {
-      var queued = {};
-      self.queue.load().forEach(function (e) { queued[e.MessageID] = true; });
-      return wanted.some(function (id) { return queued[id]; });
-    }
-    function step() {
-      return self.run().then(function (ok) { return ok ? (left() ? step() : true) : false; });
-    }
-    return step();
+    return this.ready.then(function () {
+      var wanted = self.events.map(function (e) { return e.MessageID; });
+      function left() {
+        var queued = {};
+        self.events.forEach(function (e) { queued[e.MessageID] = true; });
+        return wanted.some(function (id) { return queued[id]; });
+      }
+      function step() {
+        return self.run().then(function (ok) { return ok ? (left() ? step() : true) : false; });
+      }
+      return step();
+    });
   };
 
   Tracker.prototype.schedule = function (delay) {
@@ -206,48 +439,55 @@
       if (!batch.length) return Promise.resolve(true);
       return self.send(batch).then(function (delay) {
         if (delay === 0) return loop();
-        self.failures += 1;
         self.sending = null;
         self.schedule(delay);
         return false;
       });
     }
     this.sending = loop().then(function (ok) {
-      if (ok) { self.sending = null; self.failures = 0; }
+      if (ok) self.sending = null;
       return ok;
     }, function (error) {
       self.sending = null;
       warn("track: unexpected error while sending", error);
-      self.schedule(self.backoff(0));
+      self.schedule(self.backoff(NaN));
       return false;
     });
     return this.sending;
   };
 
   Tracker.prototype.nextBatch = function () {
-    var events = this.queue.load();
+    var events = this.events;
     var batch = [];
-    var bytes = 14;  // {"events":[]}
-    for (var i = 0; i < events.length && batch.length < this.limit; i++) {
+    var bytes = ENVELOPE_BYTES;
+    var limit = Math.min(this.limit, this.ceiling);
+    for (var i = 0; i < events.length && batch.length < limit; i++) {
       var size = byteLength(JSON.stringify(events[i])) + 1;
-      if (batch.length && bytes + size > this.options.maxBytes) break;
+      if (batch.length && bytes + size > this.byteCeiling) break;
       batch.push(events[i]);
       bytes += size;
     }
     return batch;
   };
 
-  Tracker.prototype.backoff = function (retryAfterSeconds) {
+  /** ms before the next try: the collector's Retry-After (at least
+   * minRetryAfter) when it sent one, else exponential backoff; with
+   * jitter either way, so many pages do not retry in step. */
+  Tracker.prototype.backoff = function (retryAfter) {
     var o = this.options;
-    var base = Math.min(o.maxBackoff, o.minBackoff * Math.pow(2, this.failures));
-    var delay = base / 2 + Math.random() * base / 2;  // jitter: many pages must not retry in step
-    return Math.max(delay, (retryAfterSeconds || 0) * 1000);
+    this.failures += 1;
+    if (!isNaN(retryAfter)) {
+      var wait = Math.max(o.minRetryAfter, retryAfter);
+      return wait + Math.random() * wait / 4;
+    }
+    var base = Math.min(o.maxBackoff, o.minBackoff * Math.pow(2, this.failures - 1));
+    return base / 2 + Math.random() * base / 2;
   };
 
   /** One request; resolves 0 to go on at once, or the ms to wait before a retry. */
   Tracker.prototype.send = function (batch) {
     var self = this;
-    var body = JSON.stringify({events: batch});
+    var body = JSON.stringify({SentAt: now(), events: batch});
     var ids = batch.map(function (e) { return e.MessageID; });
     var init = {
       method: "POST",
@@ -260,20 +500,50 @@
     };
     return fetch(this.endpoint, init).then(function (response) {
       var status = response.status;
+      if (response.type === "opaque" || status === 0) {
+        self.unreadable();
+        return self.backoff(NaN);
+      }
       if (status === 201) {
-        self.queue.remove(ids);
-        if (self.limit < self.options.batchSize) self.limit = Math.min(self.options.batchSize, self.limit * 2);
+        self.remove(ids);
+        self.failures = 0;
+        self.limit = Math.min(self.ceiling, self.limit * 2);
         return 0;
       }
-      if (RETRYABLE[status] || status >= 500) {
-        return self.backoff(parseInt(response.headers.get("Retry-After"), 10) || 0);
-      }
       return response.json().catch(function () { return null; }).then(function (answer) {
+        if (RETRYABLE[status] || status >= 500) {
+          return self.backoff(retryAfterMs(response.headers.get("Retry-After"), answer));
+        }
+        if (status === 413) return self.tooLarge(batch, byteLength(body), answer);
         return self.refused(batch, status, answer);
       });
     }, function () {
-      return self.backoff(0);  // offline, collector down, or an answer CORS hides
+      // Offline, the collector down, or an answer the browser hid (CORS).
+      self.probe();
+      return self.backoff(NaN);
     });
+  };
+
+  Tracker.prototype.remove = function (ids) {
+    if (!ids.length) return;
+    var gone = {};
+    ids.forEach(function (id) { gone[id] = true; });
+    this.events = this.events.filter(function (e) { return !gone[e.MessageID]; });
+    this.save();
+  };
+
+  /** A 413, from the batch route or from a limit checked before it: the
+   * batch is halved, and the limit never grows back past what was refused
+   * (nor past the limits the answer names). */
+  Tracker.prototype.tooLarge = function (batch, bytes, answer) {
+    if (batch.length === 1) return this.refused(batch, 413, answer);
+    var named = answer && typeof answer === "object" ? answer : {};
+    this.ceiling = Math.max(1, Math.min(this.ceiling, batch.length - 1,
+      typeof named.max_events === "number" ? named.max_events : Infinity));
+    this.byteCeiling = Math.max(256, Math.min(this.byteCeiling, bytes - 1,
+      typeof named.max_bytes === "number" ? named.max_bytes : Infinity));
+    this.limit = Math.max(1, Math.floor(batch.length / 2));
+    return 0;
   };
 
   /** A 4xx: drop exactly the events it names, and go on with the rest. */
@@ -290,36 +560,62 @@
     });
     if (!drop.length) {
       if (batch.length > 1) {
-        // Nothing named (413: too big; or a refusal of the whole body): go
-        // one event at a time until the one at fault is found.
-        this.limit = status === 413 ? Math.max(1, Math.floor(batch.length / 2)) : 1;
+        // Nothing named (a refusal of the whole body): go one event at a
+        // time until the one at fault is found.
+        this.limit = 1;
         return 0;
       }
       drop.push(batch[0].MessageID);
       warn("track: the collector refused an event (HTTP " + status + ": " + JSON.stringify(answer) +
         "); dropped it", batch[0]);
     }
-    this.queue.remove(drop);
+    this.remove(drop);
     return 0;
+  };
+
+  /** A send failed without an answer.  Ask again without CORS: if the
+   * collector answers that, it is up and the browser hides its answers
+   * from this page, which only the collector's --cors-origin can change. */
+  Tracker.prototype.probe = function () {
+    if (this.warnedCors || this.probing || typeof fetch !== "function") return;
+    if (root.navigator && root.navigator.onLine === false) return;
+    var self = this;
+    this.probing = true;
+    // A GET of the collector's script: it stores nothing and counts nothing;
+    // any answer at all (even a 404 from a proxy) means it is reachable.
+    fetch(this.url + "/track.js", {mode: "no-cors", credentials: "omit", cache: "no-store"})
+      .then(function () { self.unreadable(); }, function () { /* really unreachable */ })
+      .then(function () { self.probing = false; });
+  };
+
+  Tracker.prototype.unreadable = function () {
+    if (this.warnedCors) return;
+    this.warnedCors = true;
+    var origin = root.location && root.location.origin ? root.location.origin : "this page's origin";
+    warn("track: the collector at " + this.url + " answers, but the browser hides its answers from this page " +
+      "(CORS), so no event can be seen stored and the queue is sent again and again: start the collector with " +
+      "--cors-origin " + origin);
   };
 
   /** The page is going away (or hidden): hand what is queued to the
    * browser, which sends it even after the page is gone.  The events stay
    * queued until a 201 is seen, so a beacon that never arrives is sent again
-   * on the next visit; one that did arrive is not stored twice. */
+   * (by this tab, by the one that claims its queue, or on the next visit);
+   * one that did arrive is not stored twice. */
   Tracker.prototype.beacon = function () {
     var nav = root.navigator;
     if (!nav || typeof nav.sendBeacon !== "function") return;
-    var events = this.queue.load();
+    var events = this.events;
     var chunk = [];
-    var bytes = 14;
+    var bytes = ENVELOPE_BYTES;
     for (var i = 0; i <= events.length; i++) {
       var size = i < events.length ? byteLength(JSON.stringify(events[i])) + 1 : 0;
-      if (chunk.length && (i === events.length || bytes + size > this.options.maxBytes)) {
+      if (chunk.length && (i === events.length || bytes + size > this.byteCeiling ||
+                           chunk.length >= this.ceiling)) {
         // A string body goes as text/plain;charset=UTF-8: no preflight.
-        if (!nav.sendBeacon(this.endpoint, JSON.stringify({events: chunk}))) return;  // over the quota
+        if (!nav.sendBeacon(this.endpoint, JSON.stringify({SentAt: now(), events: chunk}))) return;  // quota
         chunk = [];
-        bytes = 14;
+        bytes = ENVELOPE_BYTES;
       }
       if (i < events.length) {
         chunk.push(events[i]);
@@ -332,6 +628,6 @@
     /** A tracker sending to the collector at `options.url`. */
     init: function (options) { return new Tracker(options); },
     Tracker: Tracker,
-    version: "1"
+    version: "2"
   };
 });
