@@ -11,7 +11,7 @@ from typing import Any
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from track.client_import import message_id_for
+from track.client.importer import message_id_for
 from track.test.client.collector import CollectorMixin
 from track.test.process import child_env
 from track.test.support import MYSQL_SKIP, ORIGINAL_MYSQL_DDL, execute
