@@ -25,11 +25,14 @@ DEFAULT_MAX_CLOCK_SKEW = 600.0  # seconds
 DEFAULT_MAX_EVENT_AGE = 30 * 24 * 3600.0  # seconds
 
 EPOCH_MS_DIGITS = 16  # ~317,000 years: far past any window, and cheap to parse
-# RFC 3339 date-time with a zone, fields in their ranges (a day past its
-# month's end is the one thing left to the parser).
+# RFC 3339 date-time with a zone, exactly as parse_time takes it: years 0001
+# to 9999 (Python's datetime), each month's days, February 29 in leap years.
+_YEAR = "([1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])"
+_LEAP = "([0-9]{2}(0[48]|[2468][048]|[13579][26])|([2468][048]|[13579][26]|0[48])00)"
+_DATE = (f"({_YEAR}-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
+         f"|02-(0[1-9]|1[0-9]|2[0-8]))|{_LEAP}-02-29)")
 RFC3339_BODY = (
-    r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
-    r"(\.[0-9]{1,9})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
+    _DATE + r"[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
 )
 EPOCH_MS_BODY = f"[0-9]{{1,{EPOCH_MS_DIGITS}}}"
 _RFC3339_RE = re.compile(
@@ -95,9 +98,12 @@ class EventTime:
             raise Invalid(f"is more than {_seconds(self.max_clock_skew)} seconds in the future (--max-clock-skew)")
         if age_us > self.max_event_age * 1e6:
             raise Invalid(f"is older than {_seconds(self.max_event_age)} seconds (--max-event-age)")
-        if sent_at is None:
-            return _EPOCH + timedelta(microseconds=stamp_us)
-        return now - timedelta(microseconds=age_us)
+        try:
+            if sent_at is None:
+                return _EPOCH + timedelta(microseconds=stamp_us)
+            return now - timedelta(microseconds=age_us)
+        except OverflowError:  # past year 9999 or before year 1, with a window that wide
+            raise Invalid("is out of range (years 1 to 9999)") from None
 
     def parse(self, event: EventType, data: dict[str, object], remote_ip: str, now: datetime,
               sent_at: int | None) -> tuple[Any, ...]:

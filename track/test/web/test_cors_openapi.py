@@ -174,7 +174,7 @@ class OpenAPITests(SynchronousTestCase):
             for media in ("application/x-www-form-urlencoded", "application/json", "text/plain",
                           "multipart/form-data"):
                 schema = op["requestBody"]["content"][media]["schema"]
-                self.assertEqual(list(schema["properties"]), [f.name for f in event.fields])
+                self.assertEqual(list(schema["properties"]), [*(f.name for f in event.fields), "Timestamp"])
                 self.assertEqual(schema["required"], [f.name for f in event.fields if f.required])
                 self.assertIs(schema["additionalProperties"], False)
                 for f in event.fields:
@@ -193,7 +193,7 @@ class OpenAPITests(SynchronousTestCase):
         items = envelope["properties"]["events"]["items"]["oneOf"]
         self.assertEqual([i["properties"]["type"]["enum"] for i in items], [[k] for k in EVENT_TYPES])
         for item, event in zip(items, EVENT_TYPES.values(), strict=True):
-            self.assertEqual(list(item["properties"])[1:], [f.name for f in event.fields])
+            self.assertEqual(list(item["properties"])[1:], [*(f.name for f in event.fields), "Timestamp"])
             self.assertEqual(item["required"], ["type", *(f.name for f in event.fields if f.required)])
         self.assertEqual(set(op["responses"]), {"201", "400", "403", "408", "413", "415", "429", "500", "503"})
         self.assertEqual(op["responses"]["201"]["content"]["application/json"]["schema"]["required"],
