@@ -68,9 +68,14 @@ def _close_at_exit(ref: weakref.ref[Client]) -> None:
     if client is None:
         return
     if client.queue_path is None and not _terminated:
-        if client.pending:
-            log.warning("track client: sending %d events before exit; interrupt to abandon them", client.pending)
-        client.close()
+        try:
+            if client.pending:
+                log.warning("track client: sending %d events before exit; interrupt to abandon them",
+                            client.pending)
+            client.close()
+        except KeyboardInterrupt:
+            if not client._queue_closed:  # interrupted before close() could say so
+                client._abandon("interrupted")
     else:  # safe in the file, or the process was told to stop: send while the collector answers, no longer
         client._exiting = True
         client.close(client.timeout)
@@ -103,6 +108,7 @@ class Client:
         self._queue: Queue = SQLiteQueue(queue_path) if queue_path else MemoryQueue()
         self._fresh_state()
         self._closing = False
+        self._in_child = False  # a forked child's copy
         global _fork_hook
         if not _fork_hook:
             os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -130,6 +136,7 @@ class Client:
         self._flush_to = 0  # send now everything up to this sequence number
         self._limit = self.batch_size  # smaller after a 413
         self._abandoned = False
+        self._queue_closed = False
         self._exiting = False  # at exit with queue_path: stop at the first failure
         self._last_error = ""
         self.stored = 0  # events the collector acknowledged
@@ -152,9 +159,7 @@ class Client:
         self._queue = MemoryQueue()
         self.queue_path = None
         self._fresh_state()
-        util = sys.modules.get("multiprocessing.util")
-        if util is not None:  # multiprocessing's children leave by os._exit, past atexit
-            util.Finalize(self, _close_at_exit, args=(weakref.ref(self),), exitpriority=100)
+        self._in_child = True
 
     def __enter__(self) -> Client:
         return self
@@ -248,6 +253,11 @@ class Client:
 
     def _start(self) -> None:
         """The sending threads (with the lock held)."""
+        util = sys.modules.get("multiprocessing.util")
+        if self._in_child and util is not None:
+            # multiprocessing's children leave by os._exit, past atexit, and
+            # forget finalizers made before their target runs: one made now.
+            util.Finalize(self, _close_at_exit, args=(weakref.ref(self),), exitpriority=100)
         for number in range(self.connections):
             connection = Connection(self._endpoint, self.timeout)
             thread = threading.Thread(target=self._run, args=(connection,), name=f"track-client-{number}",
@@ -313,11 +323,11 @@ class Client:
         answers."""
         self._not_from_on_error("close")
         atexit.unregister(self._exit_hook)
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
+            with self._cond:
+                self._closing = True
+                self._cond.notify_all()
             for thread in self._threads:
                 thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         except BaseException:  # KeyboardInterrupt: what is unsent is reported, then it goes on
@@ -331,14 +341,17 @@ class Client:
                 if left:  # the threads stopped at a failure (at exit with queue_path)
                     self._report(left, self._last_error or "not sent")
                 self._queue.close()
+                self._queue_closed = True
 
     def _abandon(self, why: str) -> None:
-        """Stop sending; the queue (and queue_path's lock) is released now,
+        """Once only.  Stop sending; the queue (and queue_path's lock) is released now,
         even if a sending thread still waits for an answer: what it gets is
         no longer taken off the queue (in the file, it is sent again by the
         next Client, and the collector stores it once)."""
         with self._cond:
-            self._abandoned = True
+            if self._abandoned and self._queue_closed:
+                return
+            self._abandoned = self._queue_closed = True
             self._cond.notify_all()
             self._report(len(self._queue), why)
             self._queue.close()
