@@ -17,6 +17,7 @@ here (the collector still checks it; a refusal then reaches `on_error`).
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
@@ -140,15 +141,35 @@ def _check(schema: Mapping[str, Any], value: object) -> str | None:
 
 
 def _compile(schema: Mapping[str, Any]) -> Check:
-    """A fast check for the common case (a short ASCII string), else the full one."""
-    if schema.get("type") == "string" and set(schema) <= {"type", "maxLength", "minLength", "description"}:
-        most, least = schema.get("maxLength", float("inf")), schema.get("minLength", 0)
+    """A fast check for the common cases (a string, an integer), the full
+    one for anything else and to say why."""
+    kind = schema.get("type")
+    if kind == "string" and set(schema) <= {"type", "maxLength", "minLength", "pattern", "description"}:
+        most, least = schema.get("maxLength", math.inf), schema.get("minLength", 0)
+        pattern = re.compile(_anchored(schema["pattern"])) if "pattern" in schema else None
 
         def string(value: object) -> str | None:
-            if type(value) is str and least <= len(value) <= most:
+            if type(value) is str and least <= len(value) <= most and (pattern is None or pattern.search(value)):
                 return None
             return _check_one(schema, value)
         return string
+    if "oneOf" in schema:
+        fast = [(a["type"], _compile(a)) for a in schema["oneOf"] if a.get("type") in ("string", "integer")]
+
+        def one_of(value: object) -> str | None:
+            for type_name, check in fast:
+                if _type_ok(type_name, value) and check(value) is None:
+                    return None
+            return _check(schema, value)
+        return one_of
+    if kind == "integer" and set(schema) <= {"type", "minimum", "maximum", "description"}:
+        low, high = schema.get("minimum", -math.inf), schema.get("maximum", math.inf)
+
+        def integer(value: object) -> str | None:
+            if type(value) is int and low <= value <= high:
+                return None
+            return _check_one(schema, value)
+        return integer
     return lambda value: _check(schema, value)
 
 

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from track.client.events import InvalidEventError, line, now_ms, prepare
+from track.client.events import InvalidEventError, line, now_ms, prepare, renew_message_ids
 from track.client.queue import MemoryQueue, Queue, SQLiteQueue
 from track.client.rules import Rules, builtin_rules, rules_from_openapi
 from track.client.transport import Connection, Endpoint, fetch_document, retry_delay
@@ -50,6 +50,7 @@ _fork_hook = False  # registered with the first Client
 
 
 def _after_fork_in_child() -> None:
+    renew_message_ids()  # the parent's prefix is the parent's
     for client in list(_clients):
         client._forked()
 

@@ -48,9 +48,10 @@ class TrackTests(ClientTestCase):
         new = client.track("user", USER)
         empty = client.track("user", {**USER, "MessageID": ""})  # the collector would make one up per send
         self.assertEqual(mine, "mine-1")
-        uuid4 = r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$"
-        self.assertRegex(new, uuid4)
-        self.assertRegex(empty, uuid4)
+        made = r"^[0-9a-f]{32}-[0-9a-f]+$"  # a random UUID for the process, and a counter
+        self.assertRegex(new, made)
+        self.assertRegex(empty, made)
+        self.assertNotEqual(new, empty)
         self.assertTrue(client.flush(WAIT))
         self.assertEqual(fake.sent_ids(), [mine, new, empty])
         sent = fake.requests[0].events[1]
