@@ -14,6 +14,7 @@ from twisted.trial.unittest import TestCase
 
 from track.client.importer import message_id_for
 from track.test.client.collector import CollectorMixin
+from track.test.client.fakecollector import DeadPort
 from track.test.process import child_env
 from track.test.support import MYSQL_SKIP, ORIGINAL_MYSQL_DDL, execute
 
@@ -206,3 +207,43 @@ class ProgressBarTests(CollectorMixin, TestCase):
         self.assertEqual(status, 0, drawn)
         self.assertIn(b"bar.ndjson", drawn)
         self.assertIn(b"1 stored", drawn)  # events the collector acknowledged, not bytes read
+
+    async def test_while_the_collector_is_down_the_bar_says_so_and_logs_print_above_it(self) -> None:
+        dead = DeadPort()
+        path = os.path.join(self.cwd, "later.ndjson")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(LINES[0] + "\n")
+        master, slave = os.openpty()
+        child = subprocess.Popen([sys.executable, "-m", "track.client", "import", dead.url, path],
+                                 env={**child_env(), "COLUMNS": "200"}, cwd=self.cwd, stdout=subprocess.DEVNULL,
+                                 stderr=slave)
+        os.close(slave)
+        self.addCleanup(child.kill)
+        drawn = bytearray()
+
+        def read_until(what: bytes) -> None:
+            while what not in drawn:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    return
+                if not chunk:
+                    return
+                drawn.extend(chunk)
+
+        try:
+            await deferToThread(read_until, b"waiting for the collector: [Errno 111] Connection refused")
+            self.assertIn(b"0 stored", drawn)
+            dead.release()
+            await self.start_collector(dead.port)
+            await deferToThread(read_until, b"1 stored")
+            self.assertEqual(await deferToThread(child.wait, 60), 0)
+            await deferToThread(read_until, b"\xff")  # the rest, to the end
+        finally:
+            os.close(master)
+        # Each warning is a line of its own, started after the bar's line was cleared: never inside it.
+        warnings = [line for line in bytes(drawn).split(b"\n") if b"events not sent" in line]
+        self.assertTrue(warnings)
+        for line in warnings:
+            self.assertNotIn(b"stored", line.split(b"track client:")[0].split(b"\x1b[2K")[-1])
+        self.assertEqual(self.message_ids("UserEvent"), [message_id_for("later.ndjson", 1, LINES[0])])
