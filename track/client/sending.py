@@ -239,7 +239,7 @@ class Client:
             if untaken == 0:
                 self._waiting_since = time.monotonic()
                 self._cond.notify_all()
-            elif untaken + 1 == self._limit:
+            elif (untaken + 1) % self._limit == 0:  # another batch is ready: a waiting thread takes it
                 self._cond.notify_all()
         return message_id
 
