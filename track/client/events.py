@@ -27,6 +27,9 @@ class InvalidEventError(ValueError):
         self.kind = kind
         self.fields = dict(fields)
 
+    def __reduce__(self) -> tuple[type[InvalidEventError], tuple[object, dict[str, str]]]:
+        return InvalidEventError, (self.kind, self.fields)  # pickled into a multiprocessing parent
+
     def __str__(self) -> str:
         return f"invalid {self.kind} event: " + "; ".join(f"{k}: {v}" for k, v in self.fields.items())
 

@@ -331,8 +331,8 @@ class Client:
                 self._cond.notify_all()
             for thread in self._threads:
                 thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-        except BaseException:  # KeyboardInterrupt: what is unsent is reported, then it goes on
-            self._abandon("interrupted")
+        except BaseException:  # KeyboardInterrupt (or SIGTERM): what is unsent is reported, then it goes on
+            self._abandon("SIGTERM" if _terminated else "interrupted")
             raise
         if self._alive():
             self._abandon(f"not sent within {timeout} s" + (f": {self._last_error}" if self._last_error else ""))
@@ -363,7 +363,8 @@ class Client:
         if self.queue_path:
             log.warning("track client: %d events stay in %s for the next Client (%s)", count, self.queue_path, why)
         else:
-            log.warning("track client: %d events lost: closed before the collector stored them (%s)", count, why)
+            log.warning("track client: %d events lost: not acknowledged by the collector before close (%s)",
+                        count, why)
 
     # The sending threads.
 

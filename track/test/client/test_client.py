@@ -209,7 +209,7 @@ class SendingTests(ClientTestCase):
         self.assertEqual(client.pending, 1)
         with self.assertLogs("track.client", "WARNING") as logs:
             client.close(0.1)
-        self.assertIn("1 events lost: closed before the collector stored them", logs.output[-1])
+        self.assertIn("1 events lost: not acknowledged by the collector before close", logs.output[-1])
 
 
 class DelayTests(TestCase):

@@ -123,7 +123,7 @@ class ReportTests(TestCase):
         self.assertEqual(child.returncode, 128 + signal.SIGTERM)
         lost = [line for line in err.splitlines() if "events lost" in line]
         self.assertEqual(len(lost), 1, err)
-        self.assertIn("500 events lost: closed before the collector stored them", lost[0])
+        self.assertIn("500 events lost: not acknowledged by the collector before close", lost[0])
 
     def test_sigterm_with_queue_path_reports_the_events_left_in_it(self) -> None:
         path = os.path.abspath(self.mktemp()) + ".sqlite3"
@@ -142,7 +142,7 @@ class ReportTests(TestCase):
                 break
         child.send_signal(signal.SIGINT)  # abandon them
         _, err = child.communicate(timeout=WAIT)
-        self.assertIn("500 events lost: closed before the collector stored them (interrupted)", err)
+        self.assertIn("500 events lost: not acknowledged by the collector before close (interrupted)", err)
 
     def test_close_reports_the_events_lost(self) -> None:
         dead = DeadPort()
@@ -153,7 +153,7 @@ class ReportTests(TestCase):
         with self.assertLogs("track.client", "WARNING") as logs:
             client.close(0.2)
         self.assertEqual([r.getMessage() for r in logs.records if "lost" in r.getMessage()],
-                         ["track client: 7 events lost: closed before the collector stored them "
+                         ["track client: 7 events lost: not acknowledged by the collector before close "
                           "(not sent within 0.2 s: [Errno 111] Connection refused)"])
 
 
