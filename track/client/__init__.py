@@ -20,9 +20,17 @@ and nothing from the server's packages: the package can be vendored as is
 from track.client.events import InvalidEventError, JSONNumber
 from track.client.queue import MemoryQueue, QueueInUse, SQLiteQueue
 from track.client.sending import MAX_BATCH, MAX_BATCH_BYTES, Client, ErrorHandler, QueueFull
-from track.client.transport import BACKOFF_MAX, BACKOFF_MIN, RETRY_AFTER_MIN, backoff, retry_after, retry_delay
+from track.client.transport import (
+    BACKOFF_MAX,
+    BACKOFF_MIN,
+    RETRY_AFTER_MIN,
+    Endpoint,
+    backoff,
+    retry_after,
+    retry_delay,
+)
 
-BATCH_PATH = "/api/1.0/track/batch/"
+BATCH_PATH = Endpoint.BATCH_PATH
 
 __all__ = [
     "BACKOFF_MAX", "BACKOFF_MIN", "BATCH_PATH", "MAX_BATCH", "MAX_BATCH_BYTES", "RETRY_AFTER_MIN", "Client",

@@ -18,6 +18,8 @@ from track.client import BACKOFF_MAX, BACKOFF_MIN, Client, InvalidEventError, Qu
 from track.fields.kinds import EVENT_TYPES
 from track.test.client.fakecollector import Answer, DeadPort, FakeCollector, stored
 from track.test.process import child_env
+from track.web.app import API_PREFIX
+from track.web.openapi import openapi_document
 
 USER = {"ProfileID": 1, "Region": "eu"}
 WAIT = 30.0  # the longest a flush in these tests may take
@@ -58,6 +60,8 @@ class TrackTests(ClientTestCase):
         stamp = sent.pop("Timestamp")  # when track() was called, in epoch milliseconds
         self.assertEqual(sent, {"type": "user", **USER, "MessageID": new})
         self.assertLess(abs(stamp - time.time() * 1000), 60_000)
+        sent_at = int(fake.requests[0].headers["Track-Sent-At"])  # when the request was sent
+        self.assertTrue(stamp <= sent_at <= time.time() * 1000)
 
     def test_a_bad_event_names_each_bad_field_and_queues_nothing(self) -> None:
         fake = self.collector()
@@ -111,6 +115,32 @@ class TrackTests(ClientTestCase):
         self.assertTrue(client.flush(WAIT))
         sent = fake.requests[-1].events[-1]
         self.assertEqual((sent["GrossAmount"], sent["NetAmount"]), ("12345678901234.5678", 8.395))
+
+
+class RulesTests(ClientTestCase):
+    def test_the_collectors_rules_are_fetched_once_and_followed(self) -> None:
+        fake = self.collector()
+        widened = {k: e.with_string_limits({"Referrer": (100, False)}) for k, e in EVENT_TYPES.items()}
+        fake.document = openapi_document(widened, API_PREFIX, 1024 * 1024)
+        client = self.client(fake.url + "/api/1.0/track/")
+        ids = [client.track("user", {**USER, "Referrer": "r" * 100}) for _ in range(3)]  # the snapshot says 64
+        with self.assertRaises(InvalidEventError) as caught:
+            client.track("user", {**USER, "Referrer": "r" * 101})
+        self.assertEqual(caught.exception.fields, {"Referrer": "must be at most 100 characters"})
+        ids += [client.track("user", {**USER, "Referrer": "r" * 100}) for _ in range(3)]
+        self.assertTrue(client.flush(WAIT))
+        self.assertEqual(fake.sent_ids(), ids)
+        self.assertEqual(fake.gets, ["/api/1.0/openapi.json"])  # once
+
+    def test_without_the_document_the_built_in_rules_are_used(self) -> None:
+        fake = self.collector()  # GET answers 404
+        client = self.client(fake.url)
+        ok = client.track("user", {**USER, "Referrer": "r" * 64})
+        with self.assertRaises(InvalidEventError):
+            client.track("user", {**USER, "Referrer": "r" * 65})
+        self.assertTrue(client.flush(WAIT))
+        self.assertEqual(fake.sent_ids(), [ok])
+        self.assertEqual(fake.gets, ["/api/1.0/openapi.json"])  # not again at every refusal
 
 
 class SendingTests(ClientTestCase):
