@@ -143,3 +143,15 @@ def sent_at_of(value: object) -> int | None:
         return parse_time(value)
     except Invalid as e:
         raise InvalidEvent({SENT_AT: str(e)}) from None
+
+
+def batch_sent_at(header: bytes | None, envelope: dict[str, object]) -> int | None:
+    """A batch's SentAt: the header's, or the JSON body's (a sendBeacon sets
+    no headers), never both."""
+    if SENT_AT not in envelope:
+        return sent_at_of(header)
+    if header is not None:
+        raise InvalidEvent({SENT_AT: "given both as the Track-Sent-At header and in the body"})
+    if envelope[SENT_AT] is None:
+        raise InvalidEvent({SENT_AT: "must not be null"})
+    return sent_at_of(envelope[SENT_AT])

@@ -247,6 +247,9 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
         assert spool is not None, "makeService refuses an unreachable database without a spool"
         tables = load_limits(spool.directory)
     event_types = KindTables(tables)
+    if spool is not None:  # the limits to validate with if the next start finds no database
+        directory = spool.directory
+        event_types.subscribe(lambda refitted: save_limits(directory, dict(refitted)))
     store = Store(dialect)
 
     def database_appeared() -> Any:
@@ -255,9 +258,7 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
         def fitted_now(result: Any) -> None:
             done, fresh = result
             log_migrations(dsn, done)
-            event_types.refit(fresh)
-            if spool is not None:
-                save_limits(spool.directory, fresh)
+            event_types.refit(fresh)  # its subscribers: the OpenAPI document, the saved limits
 
         return d.addCallback(fitted_now)
 

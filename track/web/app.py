@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from track.fields.eventtime import SENT_AT, SENT_AT_HEADER, EventTime, sent_at_of
+from track.fields.eventtime import SENT_AT_HEADER, EventTime, batch_sent_at, sent_at_of
 from track.fields.kinds import EVENT_TYPES, EventType, InvalidEvent
 from track.fields.tables import KindTables
 from track.logs import Logger
@@ -232,7 +232,7 @@ class TrackApp:
                 request.getHeader(b"content-encoding"), request.content.read(), self.max_batch_body
             )
             items, envelope = read_batch(request.getHeader(b"content-type"), body, self.max_batch)
-            sent_at = self._batch_sent_at(request, envelope)
+            sent_at = batch_sent_at(request.getHeader(SENT_AT_HEADER), envelope)
         except InvalidEvent as e:
             self.metrics.rejected.labels("batch", "invalid").inc(len(items))
             return json_response(request, 400, {"error": "invalid batch: nothing was stored", "fields": e.fields})
@@ -272,18 +272,6 @@ class TrackApp:
         d.addCallbacks(self._batch_done, self._batch_failed,
                        callbackArgs=(request, groups), errbackArgs=(len(items), request))
         return d
-
-    @staticmethod
-    def _batch_sent_at(request: IRequest, envelope: dict[str, Any]) -> int | None:
-        """SentAt from the header or the JSON body (sendBeacon sets no headers), not both."""
-        header = request.getHeader(SENT_AT_HEADER)
-        if SENT_AT not in envelope:
-            return sent_at_of(header)
-        if header is not None:
-            raise InvalidEvent({SENT_AT: "given both as the Track-Sent-At header and in the body"})
-        if envelope[SENT_AT] is None:
-            raise InvalidEvent({SENT_AT: "must not be null"})
-        return sent_at_of(envelope[SENT_AT])
 
     def _batch_done(self, refused: Any, request: IRequest, groups: dict[str, tuple[list[Any], list[int]]]) -> bytes:
         kinds = list(groups)

@@ -18,7 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from track import __version__
 from track.run.listen import endpoint_description
 from track.run.tap import Options
-from track.run.workers import bind
+from track.run.workers import bind, child_argv
 
 
 def parse(*argv: str) -> Options:
@@ -127,6 +127,19 @@ class OtherOptionTests(SynchronousTestCase):
                      ("--flush-interval", "nan"), ("--max-pending", "1.5")):
             with self.subTest(argv=argv):
                 self.assertRaises(usage.UsageError, parse, *argv)
+
+    def test_event_time_window(self) -> None:
+        """--max-clock-skew and --max-event-age: seconds, default 10 minutes
+        and 30 days, and every --workers child gets them."""
+        self.assertEqual((parse()["max-clock-skew"], parse()["max-event-age"]), (600.0, 2592000.0))
+        options = parse("--max-clock-skew", "30", "--max-event-age", "86400.5")
+        self.assertEqual((options["max-clock-skew"], options["max-event-age"]), (30.0, 86400.5))
+        argv = child_argv(options, 0)
+        self.assertIn("--max-clock-skew=30.0", argv)
+        self.assertIn("--max-event-age=86400.5", argv)
+        for bad in (("--max-clock-skew", "-1"), ("--max-event-age", "x"), ("--max-event-age", "inf")):
+            with self.subTest(argv=bad):
+                self.assertRaises(usage.UsageError, parse, *bad)
 
     def test_max_connections(self) -> None:
         self.assertEqual(parse("--max-connections", "100")["max-connections"], 100)

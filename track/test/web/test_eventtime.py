@@ -12,8 +12,11 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from track.fields.eventtime import EventTime, parse_time
+from track.fields.kinds import EVENT_TYPES
 from track.fields.values import Invalid
 from track.pipeline.batcher import Batcher
+from track.spool import decode, encode, parse_segment
+from track.spool.records import SEGMENT_MAGIC
 from track.test.web.test_app import FORM, JSON, URL, Database, HeaderDict, stub_treq
 from track.web.app import TrackApp
 
@@ -139,3 +142,13 @@ class EventTimeTests(SynchronousTestCase):
     def test_an_empty_form_timestamp_means_not_given(self) -> None:
         self.assertEqual(self.post("user/", f"{USER}&Timestamp="), (201, None))
         self.assertEqual(self.created(), [NOW])
+
+    def test_a_spool_record_keeps_the_event_time_to_the_microsecond(self) -> None:
+        """What an outage spools is what the replay inserts: Created included."""
+        self.db.outcome = None
+        headers: HeaderDict = {**FORM, "Track-Sent-At": "2023-11-14T21:13:20.5Z"}
+        self.assertEqual(self.post("user/", f"{USER}&Timestamp=2023-11-14T21:13:10.123456Z", headers)[0], 201)
+        (row,) = self.db.rows["UserEvent"]
+        self.assertEqual(row[-1], NOW - timedelta(seconds=10, microseconds=376544))
+        segment = parse_segment(SEGMENT_MAGIC + encode(EVENT_TYPES["user"], row))
+        self.assertEqual(decode(segment.payloads[0], EVENT_TYPES), (EVENT_TYPES["user"], row))

@@ -45,7 +45,7 @@ def allows(schema: dict[str, Any], value: Any) -> bool:
         return sum(allows(s, value) for s in schema["oneOf"]) == 1
     kind = schema["type"]
     if kind == "string":
-        if type(value) is not str:
+        if type(value) is not str or (schema.get("x-bmp-only") and any(c > "\uffff" for c in value)):
             return False
         return (len(value) <= schema.get("maxLength", len(value)) and len(value) >= schema.get("minLength", 0)
                 and ("pattern" not in schema or re.fullmatch(schema["pattern"], value) is not None)
@@ -190,6 +190,46 @@ class DocumentHoldsTests(SynchronousTestCase):
         assume(not allows(properties[name], value))
         self.check(kind, media, name, value, allowed=False)
 
+    @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.data())
+    def test_sent_at_as_the_document_says(self, data: st.DataObject) -> None:
+        """Track-Sent-At (any POST) and a batch body's SentAt: allowed is
+        taken, forbidden is a 400 naming SentAt."""
+        in_body = data.draw(st.booleans())
+        if in_body:
+            batch = self.doc["paths"]["/api/1.0/track/batch/"]["post"]["requestBody"]["content"][JSON]["schema"]
+            schema = batch["properties"]["SentAt"]
+        else:
+            (parameter,) = self.doc["paths"]["/api/1.0/track/user/"]["post"]["parameters"]
+            self.assertEqual((parameter["name"], parameter["in"]), ("Track-Sent-At", "header"))
+            schema = parameter["schema"]
+        allowed = data.draw(st.booleans())
+        if allowed:
+            value = data.draw(values_of(schema))
+        else:
+            value = data.draw(ANYTHING)
+            assume(not allows(schema, value) and (in_body or type(value) is str))
+            # A header value is visible ASCII (RFC 9110), else the HTTP layer refuses it first.
+            assume(in_body or (value.strip() == value and all(" " <= c <= "~" for c in value)))
+        if in_body:
+            body = '{"SentAt": ' + as_json(value) + ', "events": [{"type": "user", "ProfileID": 1, "Region": "eu"}]}'
+            headers: HeaderDict = {"Content-Type": JSON}
+            path = "batch"
+        else:
+            body, path = "ProfileID=1&Region=eu", "user"
+            headers = {"Content-Type": FORM, "Track-Sent-At": value.encode("utf-8")}
+        d = self.treq.post(f"{API}/track/{path}/", data=body.encode(), headers=headers)
+        self.treq.flush()
+        self.clock.advance(0)
+        self.treq.flush()
+        response = self.successResultOf(d)
+        answer = self.successResultOf(response.content())
+        if allowed:
+            self.assertEqual(response.code, 201, f"SentAt={value!r}: {answer!r}")
+        else:
+            self.assertEqual((response.code, list(json.loads(answer).get("fields", {}))), (400, ["SentAt"]),
+                             f"SentAt={value!r}: {answer!r}")
+
     def test_edges_of_every_rule(self) -> None:
         """The values a random search rarely hits, each way."""
         cases = [
@@ -214,6 +254,20 @@ class DocumentHoldsTests(SynchronousTestCase):
                 with self.subTest(name=name, value=value):
                     self.assertFalse(allows(schema, value))
                     self.check(kind, "form", name, value, allowed=False)
+
+    def test_a_3_byte_utf8_column_is_marked(self) -> None:
+        """On the original's utf8 columns, emoji are refused, and the document says so."""
+        tables = KindTables(EVENT_TYPES)
+        tables.refit({"user": EVENT_TYPES["user"].with_string_limits({"Message": (45, True)})})
+        self.treq = stub_treq(TrackApp(Batcher(self.db.insert, self.clock, flush_interval=0), self.clock,
+                                       tables).resource())
+        self.doc = self.get_document()
+        rule = self.schema("user", "form")["properties"]["Message"]
+        self.assertIs(rule["x-bmp-only"], True)
+        self.assertNotIn("x-bmp-only", self.schema("user", "form")["properties"]["Referrer"])
+        for value, allowed in (("h\u00e9llo \u2603", True), ("h\u00e9llo \U0001f600", False)):
+            self.assertEqual(allows(rule, value), allowed)
+            self.check("user", "form", "Message", value, allowed)
 
     def test_message_id_is_not_given_the_region_pattern(self) -> None:
         for kind in EVENT_TYPES:
