@@ -10,7 +10,8 @@ what the server generates.
 
 Only the part of JSON Schema the document uses is understood: `type`,
 `enum`, `pattern`, `minLength`/`maxLength`, `minimum`/`maximum` (and their
-exclusive forms), `multipleOf` and `oneOf`.  Anything else is not checked
+exclusive forms), `multipleOf` and `oneOf`, and the document's own
+`x-bmp-only` (a 3-byte utf8 column: no emoji).  Anything else is not checked
 here (the collector still checks it; a refusal then reaches `on_error`).
 """
 
@@ -95,6 +96,9 @@ def _check_one(schema: Mapping[str, Any], value: object) -> str | None:
             return f"must be at least {schema['minLength']} characters"
         if "pattern" in schema and not re.search(_anchored(schema["pattern"]), value):
             return schema.get("description") or f"must match {schema['pattern']}"
+        if schema.get("x-bmp-only") and not value.isascii() and any(ord(c) > 0xFFFF for c in value):
+            return ("contains characters outside the Basic Multilingual Plane (such as emoji), "
+                    "which this database column (3-byte utf8) cannot store")
     number = _decimal(value) if kind in ("integer", "number") else None
     if kind is not None and number is not None:
         low, high = schema.get("minimum"), schema.get("maximum")
@@ -144,12 +148,14 @@ def _compile(schema: Mapping[str, Any]) -> Check:
     """A fast check for the common cases (a string, an integer), the full
     one for anything else and to say why."""
     kind = schema.get("type")
-    if kind == "string" and set(schema) <= {"type", "maxLength", "minLength", "pattern", "description"}:
+    if kind == "string" and set(schema) <= {"type", "maxLength", "minLength", "pattern", "description", "x-bmp-only"}:
         most, least = schema.get("maxLength", math.inf), schema.get("minLength", 0)
         pattern = re.compile(_anchored(schema["pattern"])) if "pattern" in schema else None
+        any_plane = not schema.get("x-bmp-only")
 
         def string(value: object) -> str | None:
-            if type(value) is str and least <= len(value) <= most and (pattern is None or pattern.search(value)):
+            if (type(value) is str and least <= len(value) <= most and (pattern is None or pattern.search(value))
+                    and (any_plane or value.isascii())):
                 return None
             return _check_one(schema, value)
         return string

@@ -16,7 +16,7 @@ from track.client.importer import message_id_for
 from track.test.client.collector import CollectorMixin
 from track.test.client.fakecollector import DeadPort
 from track.test.process import child_env
-from track.test.support import MYSQL_SKIP, ORIGINAL_MYSQL_DDL, execute
+from track.test.support import MYSQL_SKIP
 
 LINES = [
     '{"type": "user", "ProfileID": 1, "Region": "eu"}',
@@ -158,17 +158,17 @@ class ImportCommandTests(CollectorMixin, TestCase):
             self.assertLess(abs(stored[profile] - when), timedelta(seconds=5), (profile, stored[profile], when))
 
     async def test_events_the_collector_refuses_are_written_with_their_line(self) -> None:
-        execute(self.dsn, *ORIGINAL_MYSQL_DDL)  # 3-byte utf8: the server, not the client, refuses emoji
+        """A Timestamp older than --max-event-age: only the collector knows its window."""
         base = await self.start_collector()
-        path = self.write("emoji.ndjson", [LINES[0], '{"type": "user", "ProfileID": 3, "Region": "eu", '
-                                                     '"Message": "\\ud83d\\ude00"}'])
+        path = self.write("old.ndjson", [LINES[0], '{"type": "user", "ProfileID": 3, "Region": "eu", '
+                                                   '"Timestamp": "2000-01-01T00:00:00Z"}'])
         result = await deferToThread(run_import, base, path, cwd=self.cwd)
         self.assertEqual(result.returncode, 1, result.stderr)
         with open(path + ".rejected.ndjson", encoding="utf-8") as f:
             rejected = [json.loads(line) for line in f]
         self.assertEqual([(r["line"], set(r["reasons"]["fields"]), r["reasons"]["status"]) for r in rejected],
-                         [(2, {"Message"}, 400)])
-        self.assertEqual(self.stored()["UserEvent"], [message_id_for("emoji.ndjson", 1, LINES[0])])
+                         [(2, {"Timestamp"}, 400)])
+        self.assertEqual(self.stored()["UserEvent"], [message_id_for("old.ndjson", 1, LINES[0])])
 
 
 def run_on_a_terminal(args: list[str], cwd: str) -> tuple[int, bytes]:
