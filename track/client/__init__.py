@@ -17,9 +17,10 @@ and nothing from the server's packages: the package can be vendored as is
 `track.client.importer`).
 """
 
+from track.client.delivery import MAX_BATCH_BYTES, ErrorHandler
 from track.client.events import InvalidEventError, JSONNumber
 from track.client.queue import MemoryQueue, QueueInUse, SQLiteQueue
-from track.client.sending import MAX_BATCH, MAX_BATCH_BYTES, Client, ErrorHandler, QueueFull
+from track.client.sending import MAX_BATCH, Client, QueueFull
 from track.client.transport import (
     BACKOFF_MAX,
     BACKOFF_MIN,

@@ -1,14 +1,12 @@
-"""The Client: queues events and sends them in batches from background
-threads, each with a kept-alive connection, retrying outages with the same
-MessageIDs (which the collector deduplicates)."""
+"""The Client: checks and queues events, and lives through forks, SIGTERM
+and the exit; its background threads (track.client.delivery) send the
+queue in batches, each thread on a kept-alive connection."""
 
 from __future__ import annotations
 
 import atexit
 import bisect
 import functools
-import gzip as gzip_codec
-import json
 import logging
 import math
 import os
@@ -17,25 +15,21 @@ import sys
 import threading
 import time
 import weakref
-from collections import deque
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
 
+from track.client.delivery import Delivery, ErrorHandler
 from track.client.events import InvalidEventError, line, now_ms, prepare, renew_message_ids
 from track.client.queue import MemoryQueue, Queue, SQLiteQueue
 from track.client.rules import Rules, builtin_rules, rules_from_openapi
-from track.client.transport import Connection, Endpoint, fetch_document, retry_delay
+from track.client.transport import Connection, Endpoint, fetch_document
 
 log = logging.getLogger("track.client")
 
 MAX_BATCH = 1000  # the server's default --max-batch
-MAX_BATCH_BYTES = 512 * 1024  # half the server's default --max-batch-body
 FULL_LOG_INTERVAL = 60.0
-MAX_GIVEN_UP = 10_000  # given-up events remembered for the next flush()
 RULES_RETRY = 60.0  # seconds between tries to fetch the collector's document
 CONNECTIONS = 3  # batches in flight at once: the collector works on one while the next is sent
 
-ErrorHandler = Callable[[dict[str, Any], dict[str, Any]], object]
 
 
 class QueueFull(RuntimeError):
@@ -82,7 +76,7 @@ def _close_at_exit(ref: weakref.ref[Client]) -> None:
         client.close(client.timeout)
 
 
-class Client:
+class Client(Delivery):
     """Queues events and sends them in batches from background threads.
 
     `on_error(event, error)` is called (from a sending thread) for each event
@@ -365,156 +359,3 @@ class Client:
         else:
             log.warning("track client: %d events lost: not acknowledged by the collector before close (%s)",
                         count, why)
-
-    # The sending threads.
-
-    def _run(self, connection: Connection) -> None:
-        try:
-            while (batch := self._next_batch()) is not None:
-                self._deliver(connection, batch)
-        except Exception:
-            log.exception("track client: a sending thread failed; its events stay queued")
-        finally:
-            connection.close()
-            with self._cond:
-                self._cond.notify_all()
-
-    def _next_batch(self) -> list[tuple[int, str]] | None:
-        """The next events to send, once there are enough, or they have
-        waited flush_interval, or a flush or close wants them; None to stop."""
-        if not self._rules_from_collector:
-            self._fetch_rules()  # once, before the first send, outside the lock
-        with self._cond:
-            while True:
-                if self._abandoned:
-                    return None
-                queue = self._queue
-                untaken = len(queue) - self._in_flight
-                if untaken <= 0:
-                    if self._closing:
-                        return None
-                    self._cond.wait()
-                    continue
-                wait = self._waiting_since + self.flush_interval - time.monotonic()
-                if self._closing or untaken >= self._limit or wait <= 0 or self._flush_to > queue.taken:
-                    batch = queue.take(self._limit)
-                    self._in_flight += len(batch)
-                    if untaken > len(batch):
-                        self._waiting_since = time.monotonic()
-                    return batch
-                self._cond.wait(wait)
-
-    def _settle(self, batch: list[tuple[int, str]], done: bool, refused: dict[int, dict[str, Any]]) -> None:
-        """Report the refused events, then take them (and the whole batch, if
-        `done`) off the queue: in that order, so a flush() returns after on_error."""
-        lines = dict(batch)
-        for seq, error in refused.items():
-            event = json.loads(lines[seq])
-            log.error("track refused event %s (%s): %s", event.get("MessageID"), event.get("type"), error)
-            if self.on_error is not None:
-                try:
-                    self.on_error(event, error)
-                except Exception:
-                    log.exception("track client: on_error raised")
-        settled = set(lines) if done else set(refused)
-        with self._cond:
-            if self._abandoned:  # the queue is closed
-                return
-            if done:
-                self.stored += len(settled)
-                self.failing = None
-            self._queue.remove(settled)
-            self._in_flight -= len(settled)
-            for seq in refused:
-                bisect.insort(self._given_up, seq)
-            if len(self._given_up) > MAX_GIVEN_UP:  # nobody calls flush(): the newest still fail the next one
-                del self._given_up[: len(self._given_up) - MAX_GIVEN_UP]
-            self._cond.notify_all()
-
-    def _payload(self, batch: list[tuple[int, str]]) -> tuple[list[tuple[int, str]], bytes]:
-        """As much of `batch` as fits MAX_BATCH_BYTES, and its body."""
-        payload = "\n".join(text for _, text in batch).encode()
-        while len(payload) > MAX_BATCH_BYTES and len(batch) > 1:
-            batch = batch[: len(batch) // 2]
-            payload = "\n".join(text for _, text in batch).encode()
-        if self.gzip:
-            payload = gzip_codec.compress(payload, compresslevel=1)
-        return batch, payload
-
-    def _deliver(self, connection: Connection, taken: list[tuple[int, str]]) -> None:
-        """Send the events this thread took until each is stored or given up
-        (or the client is abandoned): split on a 413, the rest again after a 400."""
-        parts = deque([taken])
-        headers = {"Content-Type": "application/x-ndjson", "User-Agent": "track-client"}
-        if self.gzip:
-            headers["Content-Encoding"] = "gzip"
-        while parts:
-            whole = parts.popleft()
-            batch, payload = self._payload(whole)
-            if len(batch) < len(whole):  # too many bytes: the rest next
-                parts.appendleft(whole[len(batch):])
-            attempt = 0
-            while True:
-                headers["Track-Sent-At"] = str(now_ms())
-                status, answered, body, failure = connection.request("POST", self._endpoint.batch_path, payload,
-                                                                     headers)
-                seqs = [seq for seq, _ in batch]
-                if failure is None and 200 <= status < 300:
-                    self._settle(batch, True, {})
-                    break
-                answer = _json_object(body)
-                reason = str(answer.get("error") or failure or f"HTTP {status}")
-                if status == 400 and (named := _refused_indexes(answer, len(batch))):
-                    # Nothing of the batch was stored: the named events go, the
-                    # rest are sent again (same MessageIDs).
-                    self._settle(batch, False, {seqs[i]: {"status": 400, **e} for i, e in named.items()})
-                    rest = [item for i, item in enumerate(batch) if i not in named]
-                    if rest:
-                        parts.appendleft(rest)
-                    break
-                if status == 413 and len(batch) > 1:
-                    half = max(1, len(batch) // 2)
-                    with self._cond:
-                        self._limit = min(self._limit, half)
-                    parts.extendleft([batch[half:], batch[:half]])
-                    break
-                if failure is None and status not in (408, 429) and status < 500:
-                    self._settle(batch, False, {s: {"status": status, "error": reason} for s in seqs})
-                    break
-                self._last_error = self.failing = reason
-                if self._exiting:  # at exit: what is not sent stays (in the file) and is reported by close()
-                    with self._cond:
-                        self._abandoned = True
-                        self._cond.notify_all()
-                    return
-                attempt += 1
-                if self.max_retries is not None and attempt > self.max_retries:
-                    error = {"status": status or None, "error": f"gave up after {attempt} attempts: {reason}"}
-                    self._settle(batch, False, dict.fromkeys(seqs, error))
-                    break
-                delay = retry_delay(answered.get("Retry-After") if answered else None, attempt)
-                log.warning("track client: %d events not sent (%s); retrying in %.1f s", len(batch), reason, delay)
-                with self._cond:
-                    end = time.monotonic() + delay
-                    while not self._abandoned and (left := end - time.monotonic()) > 0:
-                        self._cond.wait(left)
-                    if self._abandoned:
-                        return
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        value = json.loads(body)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _refused_indexes(answer: dict[str, Any], size: int) -> dict[int, dict[str, Any]]:
-    """The batch's 400 names its bad events by index: index -> reason."""
-    named: dict[int, dict[str, Any]] = {}
-    for entry in answer.get("events") or ():
-        if isinstance(entry, dict) and type(entry.get("index")) is int and 0 <= entry["index"] < size:
-            named[entry["index"]] = {k: v for k, v in entry.items() if k != "index"}
-    return named
-
