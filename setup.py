@@ -20,7 +20,9 @@ setup(
     include_package_data=False,
     # The spool written by an earlier release, read by the tests; the browser
     # tracker that GET /track.js serves; the admin listener's live page.
-    package_data={"track.test": ["fixtures/*/*"], "track.web": ["static/*"], "track.admin": ["static/*"]},
+    # The client's py.typed and its snapshot of the collector's field rules.
+    package_data={"track.test": ["fixtures/*/*"], "track.web": ["static/*"], "track.admin": ["static/*"],
+                  "track.client": ["py.typed", "rules.json"]},
     install_requires=[
         "Twisted>=25.5.0,<27",  # track/web/twistedhttp.py leans on private twisted.web.http names
         "klein>=23.5.0",

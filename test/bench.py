@@ -620,6 +620,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if client and single:
         print(f"\nclient: one Python process through track.client.Client, {client:.0f} events/s "
               f"= {client / single:.2f} x single events over {args.connections} wrk connections ({single:.0f}/s)")
+    batch = next((r.eps for n, r in zip(names, medians, strict=True) if n == "batch"), None)
+    if client and batch:
+        ratios = sorted(c.eps / b.eps for c, b in zip(by_name["client"], by_name["batch"], strict=True))
+        print(f"\nclient / batch: median {ratios[len(ratios) // 2]:.2f} over {len(ratios)} rounds "
+              f"(each: {', '.join(f'{r:.2f}' for r in ratios)}): one Python process with the Client's defaults "
+              f"(median {client:.0f} events/s) against batches of 100 prebuilt for wrk over {args.connections} "
+              f"connections (median {batch:.0f} events/s)")
     base = next((r for n, r in zip(names, medians, strict=True) if n == "base"), None)
     if base is not None:
         print(f"\nagainst the baseline tree {args.baseline} (events/s ratio, CPU us/event ratio; "

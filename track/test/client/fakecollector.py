@@ -38,6 +38,8 @@ class FakeCollector:
     def __init__(self, answer: Callable[[list[dict[str, Any]]], Answer] = stored) -> None:
         self.answer = answer
         self.requests: list[Received] = []
+        self.document: dict[str, Any] | None = None  # what GET answers (any path); None: 404
+        self.gets: list[str] = []  # the paths of the GETs received
         self.lock = threading.Lock()
         fake = self
 
@@ -56,6 +58,17 @@ class FakeCollector:
                 self.send_response(status)
                 for name, value in {"Content-Type": "application/json", **headers}.items():
                     self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                with fake.lock:
+                    fake.gets.append(self.path)
+                    document = fake.document
+                data = json.dumps(document).encode() if document is not None else b'{"error": "not found"}'
+                self.send_response(200 if document is not None else 404)
+                self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

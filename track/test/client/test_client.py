@@ -18,6 +18,8 @@ from track.client import BACKOFF_MAX, BACKOFF_MIN, Client, InvalidEventError, Qu
 from track.fields.kinds import EVENT_TYPES
 from track.test.client.fakecollector import Answer, DeadPort, FakeCollector, stored
 from track.test.process import child_env
+from track.web.app import API_PREFIX
+from track.web.openapi import openapi_document
 
 USER = {"ProfileID": 1, "Region": "eu"}
 WAIT = 30.0  # the longest a flush in these tests may take
@@ -48,12 +50,18 @@ class TrackTests(ClientTestCase):
         new = client.track("user", USER)
         empty = client.track("user", {**USER, "MessageID": ""})  # the collector would make one up per send
         self.assertEqual(mine, "mine-1")
-        uuid4 = r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$"
-        self.assertRegex(new, uuid4)
-        self.assertRegex(empty, uuid4)
+        made = r"^[0-9a-f]{32}-[0-9a-f]+$"  # a random UUID for the process, and a counter
+        self.assertRegex(new, made)
+        self.assertRegex(empty, made)
+        self.assertNotEqual(new, empty)
         self.assertTrue(client.flush(WAIT))
         self.assertEqual(fake.sent_ids(), [mine, new, empty])
-        self.assertEqual(fake.requests[0].events[1], {"type": "user", **USER, "MessageID": new})
+        sent = fake.requests[0].events[1]
+        stamp = sent.pop("Timestamp")  # when track() was called, in epoch milliseconds
+        self.assertEqual(sent, {"type": "user", **USER, "MessageID": new})
+        self.assertLess(abs(stamp - time.time() * 1000), 60_000)
+        sent_at = int(fake.requests[0].headers["Track-Sent-At"])  # when the request was sent
+        self.assertTrue(stamp <= sent_at <= time.time() * 1000)
 
     def test_a_bad_event_names_each_bad_field_and_queues_nothing(self) -> None:
         fake = self.collector()
@@ -109,6 +117,32 @@ class TrackTests(ClientTestCase):
         self.assertEqual((sent["GrossAmount"], sent["NetAmount"]), ("12345678901234.5678", 8.395))
 
 
+class RulesTests(ClientTestCase):
+    def test_the_collectors_rules_are_fetched_once_and_followed(self) -> None:
+        fake = self.collector()
+        widened = {k: e.with_string_limits({"Referrer": (100, False)}) for k, e in EVENT_TYPES.items()}
+        fake.document = openapi_document(widened, API_PREFIX, 1024 * 1024)
+        client = self.client(fake.url + "/api/1.0/track/")
+        ids = [client.track("user", {**USER, "Referrer": "r" * 100}) for _ in range(3)]  # the snapshot says 64
+        with self.assertRaises(InvalidEventError) as caught:
+            client.track("user", {**USER, "Referrer": "r" * 101})
+        self.assertEqual(caught.exception.fields, {"Referrer": "must be at most 100 characters"})
+        ids += [client.track("user", {**USER, "Referrer": "r" * 100}) for _ in range(3)]
+        self.assertTrue(client.flush(WAIT))
+        self.assertEqual(fake.sent_ids(), ids)
+        self.assertEqual(fake.gets, ["/api/1.0/openapi.json"])  # once
+
+    def test_without_the_document_the_built_in_rules_are_used(self) -> None:
+        fake = self.collector()  # GET answers 404
+        client = self.client(fake.url)
+        ok = client.track("user", {**USER, "Referrer": "r" * 64})
+        with self.assertRaises(InvalidEventError):
+            client.track("user", {**USER, "Referrer": "r" * 65})
+        self.assertTrue(client.flush(WAIT))
+        self.assertEqual(fake.sent_ids(), [ok])
+        self.assertEqual(fake.gets, ["/api/1.0/openapi.json"])  # not again at every refusal
+
+
 class SendingTests(ClientTestCase):
     def test_503_is_retried_after_retry_after_with_the_same_message_ids(self) -> None:
         answers = iter([(503, {"Retry-After": "2"}, {"error": "the database cannot take events right now"})])
@@ -137,7 +171,8 @@ class SendingTests(ClientTestCase):
         self.assertFalse(client.flush(WAIT))  # given up: not stored
         self.assertTrue(client.flush(WAIT))  # nothing given up since
         self.assertEqual(gone.sent_ids(), [lost])
-        self.assertEqual(errors, [({"type": "user", **USER, "MessageID": lost}, {"status": 404, "error": "not found"})])
+        self.assertEqual([({k: v for k, v in e.items() if k != "Timestamp"}, err) for e, err in errors],
+                         [({"type": "user", **USER, "MessageID": lost}, {"status": 404, "error": "not found"})])
 
     def test_a_400_removes_exactly_the_events_it_names_and_resends_the_rest(self) -> None:
         def answer(events: list[dict[str, Any]]) -> Answer:
@@ -202,9 +237,9 @@ class SendingTests(ClientTestCase):
         client.track("user", USER)
         self.assertFalse(client.flush(0.3))
         self.assertEqual(client.pending, 1)
-        with self.assertLogs("track.client", "ERROR") as logs:
+        with self.assertLogs("track.client", "WARNING") as logs:
             client.close(0.1)
-        self.assertIn("closed with 1 events unsent (lost)", logs.output[-1])
+        self.assertIn("1 events lost: not acknowledged by the collector before close", logs.output[-1])
 
 
 class DelayTests(TestCase):
@@ -239,7 +274,7 @@ class QueueTests(ClientTestCase):
         self.assertIn("queue full", logs.output[0])
         release.set()
         self.assertTrue(client.flush(WAIT))
-        self.assertEqual(fake.sent_ids(), ids)
+        self.assertEqual(sorted(fake.sent_ids()), sorted(ids))  # on several connections: in any order
 
     def test_queue_path_keeps_events_for_the_next_client(self) -> None:
         path = self.mktemp() + ".sqlite3"
@@ -247,8 +282,9 @@ class QueueTests(ClientTestCase):
         self.addCleanup(dead.release)
         first = Client(dead.url, queue_path=path)
         ids = [first.track("user", {**USER, "ProfileID": n}) for n in range(3)]
-        with self.assertLogs("track.client", "ERROR"):
+        with self.assertLogs("track.client", "WARNING") as logs:
             first.close(timeout=0.2)
+        self.assertIn(f"3 events stay in {path} for the next Client", logs.output[-1])
         fake = self.collector()
         second = self.client(fake.url, queue_path=path)
         self.assertEqual(second.pending, 3)
@@ -283,15 +319,18 @@ class QueueTests(ClientTestCase):
 class VendoringTests(TestCase):
     def test_the_client_imports_without_twisted_or_klein(self) -> None:
         code = ("import sys\n"
-                "for name in ('twisted', 'klein', 'treq', 'pymysql', 'prometheus_client', 'werkzeug', 'rich'):\n"
+                "for name in ('twisted', 'klein', 'treq', 'pymysql', 'prometheus_client', 'werkzeug', 'rich',\n"
+                "             'track.fields', 'track.web', 'track.storage', 'track.run', 'track.spool'):\n"
                 "    sys.modules[name] = None  # any import of them now fails\n"
                 "from track.client import Client\n"
-                "Client('http://127.0.0.1:9').close()\n"
-                "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] == 'track')))\n")
+                "import track.client.importer\n"
+                "c = Client('http://127.0.0.1:9')\n"
+                "c.encode('user', {'ProfileID': 1, 'Region': 'eu', 'Referrer': 'r' * 64})\n"
+                "c.close()\n"
+                "print(' '.join(sorted(m for m, v in sys.modules.items() if m.split('.')[0] == 'track' and v)))\n")
         result = subprocess.run([sys.executable, "-c", code], env={**child_env(), "PYTHONWARNINGS": "ignore"},
                                 capture_output=True, text=True, timeout=WAIT, cwd=os.getcwd())
         self.assertEqual(result.returncode, 0, result.stderr)
         modules = result.stdout.split()
-        self.assertIn("track.fields.kinds", modules)
-        others = [m for m in modules if m not in ("track", "track.client") and not m.startswith("track.fields")]
+        others = [m for m in modules if m != "track" and not m.startswith("track.client")]
         self.assertEqual(others, [])

@@ -4,6 +4,8 @@ Each test asserts the rows: every event tracked is stored exactly once."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import threading
@@ -12,11 +14,12 @@ from typing import IO, Any
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from track.client import Client, QueueFull
+from track.client import Client, InvalidEventError, QueueFull
+from track.client.importer import message_id_for
 from track.test.client.collector import CollectorMixin
 from track.test.client.fakecollector import DeadPort
 from track.test.process import child_env, port_of, wait_until
-from track.test.support import MYSQL_SKIP, ORIGINAL_MYSQL_DDL, execute
+from track.test.support import MYSQL_SKIP, ORIGINAL_MYSQL_DDL, create_schema, execute
 
 WAIT = 60.0
 
@@ -122,12 +125,47 @@ class ClientCollectorTests(CollectorMixin, TestCase):
         self.assertEqual(self.message_ids("UserEvent"), sorted(lines))
 
     async def test_an_event_the_collector_refuses_is_reported_and_the_rest_of_its_batch_stored(self) -> None:
-        execute(self.dsn, *ORIGINAL_MYSQL_DDL)  # 3-byte utf8 columns: no emoji, which only the server knows
+        """A Timestamp older than --max-event-age: only the collector knows its window."""
         base = await self.start_collector()
         errors: list[tuple[dict[str, Any], dict[str, Any]]] = []
         client = self.client(base, on_error=lambda event, error: errors.append((event, error)))
-        ids = [client.track("user", {**user(n), "Message": "\U0001f600" if n == 2 else "plain"}) for n in range(5)]
+        old = {"Timestamp": "2000-01-01T00:00:00Z"}
+        ids = [client.track("user", {**user(n), **(old if n == 2 else {})}) for n in range(5)]
         self.assertFalse(await deferToThread(client.flush, WAIT))  # one was refused
         self.assertEqual(self.message_ids("UserEvent"), sorted(ids[:2] + ids[3:]))
         self.assertEqual([(e["MessageID"], set(error["fields"]), error["status"]) for e, error in errors],
-                         [(ids[2], {"Message"}, 400)])
+                         [(ids[2], {"Timestamp"}, 400)])
+
+    async def test_a_3_byte_utf8_column_refuses_emoji_in_the_client_once_it_has_the_document(self) -> None:
+        execute(self.dsn, *ORIGINAL_MYSQL_DDL)  # 3-byte utf8 columns: marked x-bmp-only in the document
+        base = await self.start_collector()
+        client = self.client(base)
+        client.track("user", user(1))
+        self.assertTrue(await deferToThread(client.flush, WAIT))  # the document was fetched before that batch
+        with self.assertRaises(InvalidEventError) as caught:
+            client.track("user", {**user(2), "Message": "\U0001f600"})
+        self.assertIn("outside the Basic Multilingual Plane", caught.exception.fields["Message"])
+
+    async def test_a_widened_column_is_honoured_by_the_client_and_the_import(self) -> None:
+        """The client learns the collector's rules: a Referrer of 100
+        characters, refused by the built-in rules (64), goes through once
+        the column is VARCHAR(255)."""
+        create_schema(self.dsn)
+        execute(self.dsn, "ALTER TABLE UserEvent MODIFY Referrer VARCHAR(255)")
+        base = await self.start_collector()
+        long = "r" * 100
+        client = self.client(base)
+        sent = client.track("user", {"ProfileID": 1, "Region": "eu", "Referrer": long})
+        self.assertTrue(await deferToThread(client.flush, WAIT))
+        with self.assertRaises(InvalidEventError) as caught:
+            client.track("user", {"ProfileID": 1, "Region": "eu", "Referrer": "r" * 256})
+        self.assertEqual(caught.exception.fields, {"Referrer": "must be at most 255 characters"})
+        line = json.dumps({"type": "user", "ProfileID": 2, "Region": "eu", "Referrer": long})
+        path = os.path.join(self.cwd, "long.ndjson")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(line + "\n")
+        result = await deferToThread(subprocess.run, [sys.executable, "-m", "track.client", "import", base, path],
+                                     env=child_env(), capture_output=True, text=True, timeout=WAIT)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertEqual(sorted(self.rows("SELECT MessageID, Referrer FROM UserEvent")),
+                         sorted([(sent, long), (message_id_for("long.ndjson", 1, line), long)]))

@@ -6,15 +6,17 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from track.client_import import message_id_for
+from track.client.importer import message_id_for
 from track.test.client.collector import CollectorMixin
+from track.test.client.fakecollector import DeadPort
 from track.test.process import child_env
-from track.test.support import MYSQL_SKIP, ORIGINAL_MYSQL_DDL, execute
+from track.test.support import MYSQL_SKIP
 
 LINES = [
     '{"type": "user", "ProfileID": 1, "Region": "eu"}',
@@ -91,25 +93,82 @@ class ImportCommandTests(CollectorMixin, TestCase):
 
     async def test_standard_input_and_a_clean_file_exit_0(self) -> None:
         base = await self.start_collector()
-        result = await deferToThread(run_import, base, "-", stdin=LINES[0] + "\n" + LINES[6] + "\n", cwd=self.cwd)
+        result = await deferToThread(run_import, base, "-", "--source", "day1", stdin=LINES[0] + "\n" + LINES[6] + "\n",
+                                     cwd=self.cwd)
         self.assertEqual((result.returncode, result.stdout),
                          (0, "-: 2 lines, 2 events stored (or stored before), 0 refused\n"), result.stderr)
         self.assertFalse(os.path.exists(os.path.join(self.cwd, "stdin.rejected.ndjson")))
-        self.assertEqual(self.stored(), {"UserEvent": [message_id_for("<stdin>", 1, LINES[0])], "PurchaseEvent": [],
-                                         "SessionEvent": [message_id_for("<stdin>", 2, LINES[6])]})
+        self.assertEqual(self.stored(), {"UserEvent": [message_id_for("day1", 1, LINES[0])], "PurchaseEvent": [],
+                                         "SessionEvent": [message_id_for("day1", 2, LINES[6])]})
+
+    async def test_two_different_stdin_imports_store_every_line(self) -> None:
+        """The same text at the same line number of two streams: two events
+        (their MessageIDs derive from --source), each stored once."""
+        base = await self.start_collector()
+        day1 = LINES[0] + "\n" + '{"type": "user", "ProfileID": 7, "Region": "eu"}\n'
+        day2 = LINES[0] + "\n" + '{"type": "user", "ProfileID": 8, "Region": "eu"}\n'
+        for name, text in (("day1.ndjson.gz", day1), ("day2.ndjson.gz", day2), ("day1.ndjson.gz", day1)):
+            result = await deferToThread(run_import, base, "-", "--source", name, stdin=text, cwd=self.cwd)
+            self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(self.rows("SELECT COUNT(*), COUNT(DISTINCT MessageID) FROM UserEvent")[0], (4, 4))
+        self.assertEqual(sorted(r[0] for r in self.rows("SELECT ProfileID FROM UserEvent")), [1, 1, 7, 8])
+
+    async def test_standard_input_without_source_is_a_usage_error(self) -> None:
+        result = await deferToThread(run_import, "http://127.0.0.1:9", "-", stdin=LINES[0], cwd=self.cwd)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("--source", result.stderr)
+
+    async def test_an_unreadable_file_is_reported_and_the_others_imported(self) -> None:
+        base = await self.start_collector()
+        good = self.write("good.ndjson", [LINES[0]])
+        other = self.write("other.ndjson", [LINES[6]])
+        missing = os.path.join(self.cwd, "nosuch.ndjson")
+        result = await deferToThread(run_import, base, missing, good, self.cwd, other, cwd=self.cwd)
+        self.assertEqual(result.returncode, 2, result.stderr)  # the worst of all files
+        self.assertIn(f"cannot read {missing}: No such file or directory; skipped", result.stderr)
+        self.assertIn(f"cannot read {self.cwd}: Is a directory", result.stderr)
+        self.assertIn(f"{good}: 1 lines, 1 events stored", result.stdout)
+        self.assertEqual(self.stored()["UserEvent"], [message_id_for("good.ndjson", 1, LINES[0])])
+        self.assertEqual(self.stored()["SessionEvent"], [message_id_for("other.ndjson", 1, LINES[6])])
+
+    async def test_a_utf8_byte_order_mark_is_accepted(self) -> None:
+        base = await self.start_collector()
+        path = os.path.join(self.cwd, "bom.ndjson")
+        with open(path, "w", encoding="utf-8-sig") as f:
+            f.write(LINES[0] + "\n")
+        result = await deferToThread(run_import, base, path, cwd=self.cwd)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertEqual(self.stored()["UserEvent"], [message_id_for("bom.ndjson", 1, LINES[0])])
+
+    async def test_created_or_timestamp_of_a_line_is_the_events_time(self) -> None:
+        base = await self.start_collector()
+        day = datetime.now(UTC).replace(tzinfo=None, microsecond=0) - timedelta(days=3)
+        lines = [
+            f'{{"type": "user", "ProfileID": 1, "Region": "eu", "Created": "{day:%Y-%m-%d %H:%M:%S}"}}',
+            f'{{"type": "user", "ProfileID": 2, "Region": "eu", "Created": "{day:%Y-%m-%dT%H:%M:%S}+02:00"}}',
+            f'{{"type": "user", "ProfileID": 3, "Region": "eu", "Created": "2000-01-01 00:00:00",'
+            f' "Timestamp": "{day:%Y-%m-%dT%H:%M:%S}.250Z"}}',
+        ]
+        result = await deferToThread(run_import, base, self.write("old.ndjson", lines), cwd=self.cwd)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        stored = dict(self.rows("SELECT ProfileID, Created FROM UserEvent"))
+        expected = {1: day, 2: day - timedelta(hours=2), 3: day + timedelta(milliseconds=250)}
+        for profile, when in expected.items():
+            # Created = receive time - (SentAt - Timestamp): the time of the line, give or take the trip
+            self.assertLess(abs(stored[profile] - when), timedelta(seconds=5), (profile, stored[profile], when))
 
     async def test_events_the_collector_refuses_are_written_with_their_line(self) -> None:
-        execute(self.dsn, *ORIGINAL_MYSQL_DDL)  # 3-byte utf8: the server, not the client, refuses emoji
+        """A Timestamp older than --max-event-age: only the collector knows its window."""
         base = await self.start_collector()
-        path = self.write("emoji.ndjson", [LINES[0], '{"type": "user", "ProfileID": 3, "Region": "eu", '
-                                                     '"Message": "\\ud83d\\ude00"}'])
+        path = self.write("old.ndjson", [LINES[0], '{"type": "user", "ProfileID": 3, "Region": "eu", '
+                                                   '"Timestamp": "2000-01-01T00:00:00Z"}'])
         result = await deferToThread(run_import, base, path, cwd=self.cwd)
         self.assertEqual(result.returncode, 1, result.stderr)
         with open(path + ".rejected.ndjson", encoding="utf-8") as f:
             rejected = [json.loads(line) for line in f]
         self.assertEqual([(r["line"], set(r["reasons"]["fields"]), r["reasons"]["status"]) for r in rejected],
-                         [(2, {"Message"}, 400)])
-        self.assertEqual(self.stored()["UserEvent"], [message_id_for("emoji.ndjson", 1, LINES[0])])
+                         [(2, {"Timestamp"}, 400)])
+        self.assertEqual(self.stored()["UserEvent"], [message_id_for("old.ndjson", 1, LINES[0])])
 
 
 def run_on_a_terminal(args: list[str], cwd: str) -> tuple[int, bytes]:
@@ -147,6 +206,44 @@ class ProgressBarTests(CollectorMixin, TestCase):
             run_on_a_terminal, [sys.executable, "-m", "track.client", "import", base, path], self.cwd)
         self.assertEqual(status, 0, drawn)
         self.assertIn(b"bar.ndjson", drawn)
-        self.assertIn("\u2501".encode(), drawn)  # rich's bar
-        size = len(LINES[0]) + 1
-        self.assertIn(f"{size}/{size} bytes".encode(), drawn)  # the whole file read
+        self.assertIn(b"1 stored", drawn)  # events the collector acknowledged, not bytes read
+
+    async def test_while_the_collector_is_down_the_bar_says_so_and_logs_print_above_it(self) -> None:
+        dead = DeadPort()
+        path = os.path.join(self.cwd, "later.ndjson")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(LINES[0] + "\n")
+        master, slave = os.openpty()
+        child = subprocess.Popen([sys.executable, "-m", "track.client", "import", dead.url, path],
+                                 env={**child_env(), "COLUMNS": "200"}, cwd=self.cwd, stdout=subprocess.DEVNULL,
+                                 stderr=slave)
+        os.close(slave)
+        self.addCleanup(child.kill)
+        drawn = bytearray()
+
+        def read_until(what: bytes) -> None:
+            while what not in drawn:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    return
+                if not chunk:
+                    return
+                drawn.extend(chunk)
+
+        try:
+            await deferToThread(read_until, b"waiting for the collector: [Errno 111] Connection refused")
+            self.assertIn(b"0 stored", drawn)
+            dead.release()
+            await self.start_collector(dead.port)
+            await deferToThread(read_until, b"1 stored")
+            self.assertEqual(await deferToThread(child.wait, 60), 0)
+            await deferToThread(read_until, b"\xff")  # the rest, to the end
+        finally:
+            os.close(master)
+        # Each warning is a line of its own, started after the bar's line was cleared: never inside it.
+        warnings = [line for line in bytes(drawn).split(b"\n") if b"events not sent" in line]
+        self.assertTrue(warnings)
+        for line in warnings:
+            self.assertNotIn(b"stored", line.split(b"track client:")[0].split(b"\x1b[2K")[-1])
+        self.assertEqual(self.message_ids("UserEvent"), [message_id_for("later.ndjson", 1, LINES[0])])
