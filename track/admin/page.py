@@ -18,7 +18,7 @@ from twisted.web.iweb import IRequest
 
 from track.admin.history import SAMPLE_SECONDS, History
 from track.admin.recent import KEEP
-from track.admin.views import View, uptime
+from track.admin.views import BATCH_REQUESTS, View, by_reason, uptime
 from track.metrics import CONTENT_TYPE
 
 POLL_MS = 1000
@@ -73,7 +73,9 @@ class AdminApp:
         health = self.view.health()
         recent = self.view.recent()
         counts = self.view.counts()
+        batches = counts.pop(BATCH_REQUESTS, {})
         rates = self.history.rates()
+        rates.pop(BATCH_REQUESTS, None)
         kinds = sorted(set(counts) | set(rates))
         return self._json(request, 200, {
             "now": time.time(),
@@ -81,8 +83,11 @@ class AdminApp:
             "sample_seconds": SAMPLE_SECONDS,
             "status": {"version": about.version, "uptime": uptime(about), "dsn": about.dsn,
                        "ready": self.view.ready(), "health": health},
-            "kinds": {k: {**counts.get(k, {"accepted": 0, "rejected": 0}),
+            "kinds": {k: {"accepted": counts.get(k, {}).get("accepted", 0),
+                          "rejected": counts.get(k, {}).get("rejected", 0),
                           "rates": rates.get(k, {"accepted": [], "rejected": []})} for k in kinds},
+            "reasons": by_reason(counts),
+            "batch_requests": {"accepted": batches.get("accepted", 0), "rejected": batches.get("rejected", 0)},
             "accepted": recent["accepted"][:KEEP],
             "rejected": recent["rejected"][:KEEP],
         })

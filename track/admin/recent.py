@@ -21,11 +21,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from track.fields.kinds import EventType
+from track.web.eventpath import path_kind
 
 KEEP = 300  # entries of each list, per process
 WATCH_SECONDS = 5.0  # the page counts as open this long after its last look
 BODY_BYTES = 1024  # of a rejected request's body
-API_PREFIX = b"/api/1.0/track/"
 
 
 def _plain(value: Any) -> Any:
@@ -37,10 +37,9 @@ def _plain(value: Any) -> Any:
 
 
 def kind_of(path: bytes) -> str | None:
-    """The event kind an API path names (`session`, ..., `batch`), else None."""
-    if not path.startswith(API_PREFIX):
-        return None
-    return path[len(API_PREFIX):].split(b"?", 1)[0].strip(b"/").decode("ascii", "replace") or None
+    """The event kind an API path names (`session`, ..., `batch`, or
+    `other`), else None: the label it is counted under in /metrics."""
+    return path_kind(path)
 
 
 def _peer_host(request: Any) -> str | None:
@@ -106,12 +105,11 @@ class Recent:
         })
         self.version += 1
 
-    def refused_early(self, path: bytes, status: int, payload: Mapping[str, Any], client: Any) -> None:
+    def refused_early(self, kind: str, status: int, payload: Mapping[str, Any], client: Any) -> None:
         """A request answered on its connection before it reached a route
-        (413 by Content-Length, 408, 431): no headers or body to show."""
-        kind = kind_of(path)
-        if kind is None:
-            return
+        (413 by Content-Length, 408, 431): no headers or body to show.
+        Every one is shown (and counted), under `other` if its path names
+        no kind."""
         self._rejected.append({
             "time": time.time(), "kind": kind, "status": status, "body": json.dumps(payload).encode(),
             "client": getattr(client, "host", None) or str(client), "user_agent": None, "request": b"",

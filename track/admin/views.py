@@ -27,21 +27,45 @@ class About:
     started: float
 
 
+BATCH_REQUESTS = "batch requests"  # a key of Counts that names no kind: the batch requests themselves
+REASON = "rejected:"  # Counts[kind][REASON + reason]: the rejected, by reason
+
+
 def counts(families: Iterable[Metric]) -> Counts:
-    """Accepted and rejected events per kind, from the metric families."""
+    """Accepted and rejected events per kind (and rejected by reason), and
+    batch requests under BATCH_REQUESTS, from the metric families."""
     result: Counts = {}
-    wanted = {"track_events_accepted": "accepted", "track_events_rejected": "rejected"}
     for family in families:
-        column = wanted.get(family.name)
-        if column is None:
+        if family.name not in ("track_events_accepted", "track_events_rejected", "track_batch_requests"):
             continue
         for sample in family.samples:
             if not sample.name.endswith("_total"):
                 continue
-            kind = sample.labels.get("type", "?")
+            if family.name == "track_batch_requests":
+                kind = BATCH_REQUESTS
+                reason = sample.labels.get("result", "?")
+                column = "accepted" if reason == "accepted" else "rejected"
+            else:
+                kind = sample.labels.get("type", "?")
+                column = "accepted" if family.name == "track_events_accepted" else "rejected"
+                reason = sample.labels.get("reason", "?")
             entry = result.setdefault(kind, {"accepted": 0.0, "rejected": 0.0})
             entry[column] += sample.value
+            if column == "rejected":
+                entry[REASON + reason] = entry.get(REASON + reason, 0.0) + sample.value
     return result
+
+
+def by_reason(counted: Counts) -> dict[str, float]:
+    """Rejected events by reason, over every kind (not batch requests)."""
+    reasons: dict[str, float] = {}
+    for kind, entry in counted.items():
+        if kind == BATCH_REQUESTS:
+            continue
+        for key, value in entry.items():
+            if key.startswith(REASON):
+                reasons[key[len(REASON):]] = reasons.get(key[len(REASON):], 0.0) + value
+    return reasons
 
 
 class View(Protocol):

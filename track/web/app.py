@@ -32,6 +32,7 @@ from track.web.batchbody import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_BODY, read_
 from track.web.body import BodyError, decode_content, read_fields
 from track.web.clientip import Network, client_ip
 from track.web.cors import CORS
+from track.web.eventpath import path_kind
 from track.web.openapi import openapi_document
 from track.web.ratelimit import RateLimiter, retry_after
 from track.web.responses import json_response
@@ -74,6 +75,11 @@ def unavailable(request: IRequest, reason: str) -> bytes:
     """503 + Retry-After: nothing was stored, so retrying is safe."""
     request.setHeader(b"Retry-After", str(RETRY_AFTER_SECONDS).encode())
     return json_response(request, 503, {"error": reason, "retry_after": RETRY_AFTER_SECONDS})
+
+
+def _grouped(groups: Mapping[str, tuple[list[Any], list[int]]]) -> dict[str, int]:
+    """A batch's parsed events, counted by kind."""
+    return {kind: len(rows) for kind, (rows, _) in groups.items()}
 
 
 class TrackApp:
@@ -145,6 +151,13 @@ class TrackApp:
             return peer  # X-Forwarded-For is not believed: no need to read it
         return client_ip(peer, request.getHeader(b"x-forwarded-for"), self.trusted_proxies)
 
+    def _count_routed(self, request: IRequest, reason: str) -> None:
+        """A refusal the routes give an event path without parsing an event
+        (404, 405, an unexpected 500): counted, as the admin page shows it."""
+        kind = path_kind(request.path)
+        if kind is not None:
+            self.metrics.rejected.labels(kind, reason).inc()
+
     def _forbidden_origin(self, request: IRequest, kind: str, count: int = 1) -> bytes | None:
         """403 for a POST from an origin --cors-origin does not allow: a form
         or text/plain POST needs no preflight, so the browser would deliver
@@ -152,6 +165,8 @@ class TrackApp:
         if not self.cors.refused(request):
             return None
         self.metrics.rejected.labels(kind, "forbidden_origin").inc(count)
+        if kind == "batch":
+            self.metrics.batch_requests.labels("forbidden_origin").inc()
         origin = request.getHeader(b"origin").decode("latin-1")
         return json_response(request, 403, {"error": "origin not allowed", "origin": origin})
 
@@ -161,7 +176,9 @@ class TrackApp:
         if (forbidden := self._forbidden_origin(request, kind)) is not None:
             return forbidden
         self.cors.annotate(request)
-        if self.rate_limiter is not None and (over := self._over_rate(request, kind, 1)) is not None:
+        if self.rate_limiter is not None and (over := self._over_rate(request, 1)) is not None:
+            self.metrics.rate_limited.labels(kind).inc()
+            self.metrics.rejected.labels(kind, "rate_limited").inc()
             return over
         try:
             body = decode_content(
@@ -191,15 +208,13 @@ class TrackApp:
                        errbackArgs=(request, kind))
         return d
 
-    def _over_rate(self, request: IRequest, kind: str, count: int) -> bytes | None:
+    def _over_rate(self, request: IRequest, count: int) -> bytes | None:
         """429 + Retry-After if the client (after --trusted-proxy) is over
         --rate-limit; `count` events are spent otherwise (a batch: all)."""
         assert self.rate_limiter is not None
         wait = self.rate_limiter.take(self._remote_ip(request), count)
         if not wait:
             return None
-        self.metrics.rate_limited.labels(kind).inc(count)
-        self.metrics.rejected.labels(kind, "rate_limited").inc(count)
         seconds = retry_after(wait)
         request.setHeader(b"Retry-After", b"%d" % seconds)
         return json_response(request, 429, {"error": "too many events from this client", "retry_after": seconds,
@@ -223,40 +238,51 @@ class TrackApp:
             )
             items = read_batch(request.getHeader(b"content-type"), body, self.max_batch)
         except BodyError as e:
-            self.metrics.rejected.labels("batch", _BODY_REASONS.get(e.code, "unreadable")).inc()
+            # Its events cannot be read: the request counts once, as "batch".
+            self._batch_refused({"batch": 1}, _BODY_REASONS.get(e.code, "unreadable"))
             return json_response(request, e.code, {"error": e.message, **e.extra})
-        if self.rate_limiter is not None and (over := self._over_rate(request, "batch", len(items))) is not None:
+        if self.rate_limiter is not None and (over := self._over_rate(request, len(items))) is not None:
+            kinds = self._kinds_of(items)
+            for name, count in kinds.items():
+                self.metrics.rate_limited.labels(name).inc(count)
+            self._batch_refused(kinds, "rate_limited")
             return over
         created = self._now()
         remote_ip = self._remote_ip(request)
         groups: dict[str, tuple[list[Any], list[int]]] = {}
         problems: list[dict[str, Any]] = []
+        problem_kinds: list[str] = []
         for index, item in enumerate(items):
             kind = item.pop("type", None) if isinstance(item, dict) else None
             event = self.event_types.get(kind) if type(kind) is str else None
             if event is None:
                 problems.append({"index": index, "fields": {"type": f"must be one of {', '.join(self.event_types)}"}})
+                problem_kinds.append("batch")
                 continue
             try:
                 row = parse_event(event, item, remote_ip, created)  # "type" popped: the rest are fields
             except InvalidEvent as e:
                 problems.append({"index": index, "fields": e.fields})
+                problem_kinds.append(event.name)
                 continue
             rows, indexes = groups.setdefault(event.name, ([], []))
             rows.append(row)
             indexes.append(index)
         if problems:
-            self.metrics.rejected.labels("batch", "invalid").inc(len(items))
+            kinds = _grouped(groups)
+            for kind in problem_kinds:
+                kinds[kind] = kinds.get(kind, 0) + 1
+            self._batch_refused(kinds, "invalid")
             return json_response(request, 400, {"error": "invalid batch: nothing was stored",
                                                  "events": problems})
         work = [(self.event_types[kind], rows) for kind, (rows, _) in groups.items()]
         try:
             d = self.batcher.submit_together(lambda: self.atomic_insert(work), len(items))
         except Overloaded:
-            self.metrics.rejected.labels("batch", "overloaded").inc(len(items))
+            self._batch_refused(_grouped(groups), "overloaded")
             return unavailable(request, "too many events are waiting to be stored")
         d.addCallbacks(self._batch_done, self._batch_failed,
-                       callbackArgs=(request, groups), errbackArgs=(len(items), request))
+                       callbackArgs=(request, groups), errbackArgs=(groups, request))
         return d
 
     def _batch_done(self, refused: Any, request: IRequest, groups: dict[str, tuple[list[Any], list[int]]]) -> bytes:
@@ -269,10 +295,11 @@ class TrackApp:
                     entry.setdefault("fields", {})[error.column] = error.reason
                 else:
                     entry.update(error="refused by the database", detail=error.detail)
-            self.metrics.rejected.labels("batch", "refused_by_database").inc(sum(len(g[0]) for g in groups.values()))
+            self._batch_refused(_grouped(groups), "refused_by_database")
             return json_response(request, 400, {"error": "invalid batch: nothing was stored",
                                                  "events": [{"index": i, **e} for i, e in sorted(events.items())]})
         ids: list[tuple[int, str]] = []
+        self.metrics.batch_requests.labels("accepted").inc()
         for kind, (rows, indexes) in groups.items():
             event = self.event_types[kind]
             self._count_accepted(kind, len(rows))
@@ -282,19 +309,43 @@ class TrackApp:
             ids += [(i, row[event.message_id_index]) for i, row in zip(indexes, rows, strict=True)]
         return json_response(request, 201, {"stored": len(ids), "message_ids": [m for _, m in sorted(ids)]})
 
-    def _batch_failed(self, failure: Failure, count: int, request: IRequest) -> bytes | Failure:
-        return self._failure_answer(failure, request, "batch", count)
+    def _batch_failed(self, failure: Failure, groups: dict[str, tuple[list[Any], list[int]]],
+                      request: IRequest) -> bytes | Failure:
+        return self._failure_answer(failure, request, _grouped(groups), batch=True)
 
-    def _failure_answer(self, failure: Failure, request: IRequest, kind: str, count: int = 1) -> bytes | Failure:
+    def _batch_refused(self, kinds: Mapping[str, int], reason: str) -> None:
+        """A refused batch: each of its events under its own kind (one
+        whose type names none, as "batch"), and the request once."""
+        for kind, count in kinds.items():
+            self.metrics.rejected.labels(kind, reason).inc(count)
+        self.metrics.batch_requests.labels(reason).inc()
+
+    def _kinds_of(self, items: Sequence[Any]) -> dict[str, int]:
+        kinds: dict[str, int] = {}
+        for item in items:
+            kind = item.get("type") if isinstance(item, dict) else None
+            name = kind if type(kind) is str and kind in self.event_types else "batch"
+            kinds[name] = kinds.get(name, 0) + 1
+        return kinds
+
+    def _failure_answer(self, failure: Failure, request: IRequest, kinds: Mapping[str, int],
+                        batch: bool = False) -> bytes | Failure:
         """503 for an outage, 500 for a failure the store already logged;
         anything else goes on to internal_error."""
         if failure.check(Unavailable):
-            self.metrics.rejected.labels(kind, "unavailable").inc(count)
+            reason = "unavailable"
+        elif failure.check(InternalError):
+            reason = "internal_error"
+        else:
+            return failure
+        if batch:
+            self._batch_refused(kinds, reason)
+        else:
+            for kind, count in kinds.items():
+                self.metrics.rejected.labels(kind, reason).inc(count)
+        if reason == "unavailable":
             return unavailable(request, "the database cannot take events right now")
-        if failure.check(InternalError):
-            self.metrics.rejected.labels(kind, "internal_error").inc(count)
-            return json_response(request, 500, {"error": "internal error"})
-        return failure
+        return json_response(request, 500, {"error": "internal error"})
 
     @per_kind(app, ["OPTIONS"])
     def preflight(self, request: IRequest, kind: str = "batch") -> bytes:
@@ -361,11 +412,12 @@ class TrackApp:
             else:  # a trigger's SIGNAL or a CHECK constraint: its message says why
                 body = {"error": "refused by the database", "detail": error.detail}
             return json_response(request, 400, body)
-        return self._failure_answer(failure, request, kind)
+        return self._failure_answer(failure, request, {kind: 1})
 
     @app.handle_errors(NotFound)
     def not_found(self, request: IRequest, failure: Failure) -> bytes:
         self.cors.annotate(request)
+        self._count_routed(request, "not_found")
         return json_response(
             request,
             404,
@@ -377,6 +429,7 @@ class TrackApp:
         self.cors.annotate(request)
         error = failure.value
         assert isinstance(error, MethodNotAllowed)  # the only exception this handler is registered for
+        self._count_routed(request, "method_not_allowed")
         valid = set(error.valid_methods or ["POST"])
         allowed = ", ".join(sorted(valid, key=_METHOD_ORDER.index))
         request.setHeader(b"Allow", allowed.encode())
@@ -387,6 +440,7 @@ class TrackApp:
     @app.handle_errors(Exception)
     def internal_error(self, request: IRequest, failure: Failure) -> bytes:
         log.failure("unexpected error answering {uri}", failure, uri=request.uri)
+        self._count_routed(request, "internal_error")
         return json_response(request, 500, {"error": "internal error"})
 
 
