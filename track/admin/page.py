@@ -17,11 +17,12 @@ from klein import Klein
 from twisted.web.iweb import IRequest
 
 from track.admin.history import SAMPLE_SECONDS, History
-from track.admin.recent import KEEP
+from track.admin.query import BadQuery, Query
 from track.admin.views import BATCH_REQUESTS, View, by_reason, uptime
 from track.metrics import CONTENT_TYPE
 
 POLL_MS = 1000
+SHOWN = 100  # entries of each list in a poll of /feed: the newest, or the newest that match
 _STATIC = {
     "/": ("index.html", b"text/html; charset=utf-8"),
     "/admin.css": ("admin.css", b"text/css; charset=utf-8"),
@@ -66,12 +67,27 @@ class AdminApp:
         request.setHeader(b"Cache-Control", b"no-cache")
         return body
 
+    def _query(self, request: IRequest) -> Query | bytes:
+        try:
+            return Query.from_args(request.args)
+        except BadQuery as e:
+            return self._json(request, 400, {"error": str(e)})
+
+    def _events(self, query: Query, limit: int | None) -> dict[str, Any]:
+        """What matches, over everything held: a filter reads every entry,
+        the plain page only the newest `limit` of each list."""
+        return query.apply(self.view.recent(None if query.filtered else limit), limit)
+
     @app.route("/feed", methods=["GET"])
     def feed(self, request: IRequest) -> bytes:
-        """Everything the page shows, in one answer: it polls this."""
+        """Everything the page shows, in one answer: it polls this, with its
+        search and filters (as /feed/events takes them)."""
+        query = self._query(request)
+        if isinstance(query, bytes):
+            return query
         about = self.view.about
         health = self.view.health()
-        recent = self.view.recent()
+        events = self._events(query, SHOWN)
         counts = self.view.counts()
         batches = counts.pop(BATCH_REQUESTS, {})
         rates = self.history.rates()
@@ -81,6 +97,8 @@ class AdminApp:
             "now": time.time(),
             "poll_ms": POLL_MS,
             "sample_seconds": SAMPLE_SECONDS,
+            "keep": self.view.keep(),
+            "shown": SHOWN,
             "status": {"version": about.version, "uptime": uptime(about), "dsn": about.dsn,
                        "ready": self.view.ready(), "health": health},
             "kinds": {k: {"accepted": counts.get(k, {}).get("accepted", 0),
@@ -88,9 +106,27 @@ class AdminApp:
                           "rates": rates.get(k, {"accepted": [], "rejected": []})} for k in kinds},
             "reasons": by_reason(counts),
             "batch_requests": {"accepted": batches.get("accepted", 0), "rejected": batches.get("rejected", 0)},
-            "accepted": recent["accepted"][:KEEP],
-            "rejected": recent["rejected"][:KEEP],
+            **events,
         })
+
+    @app.route("/feed/events", methods=["GET"])
+    def events(self, request: IRequest) -> bytes:
+        """The query API, for a team's integration tests: `kind`, `status`
+        (accepted or rejected), `q` (text in any value, or `Field=value`),
+        `since` (Unix seconds), `limit`; the lists as the page has them."""
+        query = self._query(request)
+        if isinstance(query, bytes):
+            return query
+        limit: int | None = None
+        if request.args.get(b"limit"):
+            try:
+                limit = int(request.args[b"limit"][-1])
+            except ValueError:
+                limit = -1
+            if limit < 0:
+                return self._json(request, 400, {"error": "limit must be a whole number, 0 or more"})
+        return self._json(request, 200, {"now": time.time(), "keep": self.view.keep(),
+                                         **self._events(query, limit)})
 
     @app.route("/metrics", methods=["GET"])
     def metrics(self, request: IRequest) -> bytes:

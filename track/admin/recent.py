@@ -18,12 +18,13 @@ import json
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from itertools import islice
 from typing import Any
 
 from track.fields.kinds import EventType
 from track.web.eventpath import path_kind
 
-KEEP = 300  # entries of each list, per process
+KEEP = 1000  # entries of each list, per process (--admin-keep)
 WATCH_SECONDS = 5.0  # the page counts as open this long after its last look
 BODY_BYTES = 1024  # of a rejected request's body
 
@@ -51,6 +52,7 @@ class Recent:
     """Two bounded lists, newest last; `version` counts what was added."""
 
     def __init__(self, keep: int = KEEP) -> None:
+        self.keep = keep
         self._accepted: deque[tuple[float, str, Any]] = deque(maxlen=keep)
         self._rejected: deque[dict[str, Any]] = deque(maxlen=keep)
         self.version = 0
@@ -116,17 +118,22 @@ class Recent:
         })
         self.version += 1
 
-    def snapshot(self, event_types: Mapping[str, EventType]) -> dict[str, list[dict[str, Any]]]:
-        """Both lists as JSON-ready dicts, newest first."""
+    def held(self) -> dict[str, int]:
+        return {"accepted": len(self._accepted), "rejected": len(self._rejected)}
+
+    def snapshot(self, event_types: Mapping[str, EventType],
+                 limit: int | None = None) -> dict[str, list[dict[str, Any]]]:
+        """Both lists as JSON-ready dicts, newest first (the newest `limit`
+        of each: only those are turned into dicts)."""
         accepted = []
-        for when, kind, row in reversed(self._accepted):
+        for when, kind, row in islice(reversed(self._accepted), limit):
             event = event_types.get(kind)
             columns = event.columns if event is not None else tuple(f"{i}" for i in range(len(row)))
             fields = {name: _plain(value) for name, value in zip(columns, row, strict=False)}
             accepted.append({"time": when, "kind": kind, "message_id": fields.pop("MessageID", None),
                              "fields": fields})
         rejected = []
-        for entry in reversed(self._rejected):
+        for entry in islice(reversed(self._rejected), limit):
             try:
                 error: Any = json.loads(entry["body"])
             except ValueError:

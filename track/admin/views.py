@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from prometheus_client.metrics_core import Metric
 
-from track.admin.recent import Recent
+from track.admin.recent import KEEP, Recent
 from track.admin.shared import merge_health, read_all, touch_watching
 from track.fields.kinds import EventType
 from track.metrics import Metrics, collect_directory, render_directory
@@ -75,7 +75,10 @@ class View(Protocol):
     def ready(self) -> bool: ...
     def metrics(self) -> bytes: ...
     def counts(self) -> Counts: ...
-    def recent(self) -> dict[str, list[dict[str, Any]]]: ...
+    def recent(self, limit: int | None = None) -> dict[str, Any]:
+        """The latest events, newest first (`limit` of each list, or all),
+        and under "held" how many of each are held."""
+    def keep(self) -> int: ...
     def tick(self) -> None: ...
 
 
@@ -107,9 +110,12 @@ class LocalView:
     def counts(self) -> Counts:
         return counts(self._metrics.collect())
 
-    def recent(self) -> dict[str, list[dict[str, Any]]]:
+    def recent(self, limit: int | None = None) -> dict[str, Any]:
         self._recent.watch(time.time())
-        return self._recent.snapshot(self._event_types)
+        return {**self._recent.snapshot(self._event_types, limit), "held": self._recent.held()}
+
+    def keep(self) -> int:
+        return self._recent.keep
 
     def tick(self) -> None:
         self._recent.tick(time.time())
@@ -118,10 +124,14 @@ class LocalView:
 class SharedView:
     """`--workers N`, in the parent: every worker's files, merged."""
 
-    def __init__(self, about: About, directory: str, metrics_directory: str) -> None:
+    def __init__(self, about: About, directory: str, metrics_directory: str, keep: int = KEEP) -> None:
         self.about = about
         self.directory = directory
         self.metrics_directory = metrics_directory
+        self._keep = keep  # per list, in each worker
+
+    def keep(self) -> int:
+        return self._keep
 
     def _reports(self) -> list[dict[str, Any]]:
         return sorted(read_all(self.directory, "worker-"), key=lambda r: int(r["worker"]))
@@ -142,8 +152,9 @@ class SharedView:
     def tick(self) -> None:
         """Each worker notices the page itself (see shared.WorkerReport)."""
 
-    def recent(self) -> dict[str, list[dict[str, Any]]]:
-        """Every worker's latest, merged newest first, each marked with its worker."""
+    def recent(self, limit: int | None = None) -> dict[str, Any]:
+        """Every worker's latest, merged newest first, each marked with its
+        worker (each worker writes all it holds: `limit` is the caller's)."""
         touch_watching(self.directory)  # the workers start (or keep) reporting theirs
         merged: dict[str, list[dict[str, Any]]] = {"accepted": [], "rejected": []}
         for snapshot in read_all(self.directory, "recent-"):
@@ -151,7 +162,8 @@ class SharedView:
                 entries.extend({**e, "worker": snapshot.get("worker")} for e in snapshot.get(name, []))
         for entries in merged.values():
             entries.sort(key=lambda e: e["time"], reverse=True)
-        return merged
+        return {**{name: entries[:limit] for name, entries in merged.items()},
+                "held": {name: len(entries) for name, entries in merged.items()}}
 
 
 def uptime(about: About) -> float:

@@ -10,6 +10,7 @@ from typing import Any
 import treq
 from twisted.internet import reactor
 from twisted.internet.task import Clock
+from twisted.python.usage import UsageError
 from twisted.trial.unittest import TestCase
 
 from track.admin.history import History
@@ -198,3 +199,10 @@ class AdminOptionsTests(TestCase):
         self.assertEqual(self.parse("--admin-http", "0.0.0.0:8081")["admin-endpoint"],
                          "tcp:8081:backlog=1024:interface=0.0.0.0")
         self.assertEqual(self.parse("--admin-http", "unix:/tmp/a.sock")["admin-endpoint"], "unix:/tmp/a.sock")
+
+    def test_admin_keep_defaults_to_1000_and_reaches_the_workers(self) -> None:
+        from track.run.workers import child_argv
+
+        self.assertEqual(self.parse()["admin-keep"], 1000)
+        self.assertIn("--admin-keep=50", child_argv(self.parse("--admin-keep", "50"), 0))
+        self.assertRaises(UsageError, self.parse, "--admin-keep", "0")
