@@ -124,11 +124,13 @@ class LocalView:
 class SharedView:
     """`--workers N`, in the parent: every worker's files, merged."""
 
-    def __init__(self, about: About, directory: str, metrics_directory: str, keep: int = KEEP) -> None:
+    def __init__(self, about: About, directory: str, metrics_directory: str, keep: int = KEEP,
+                 restarts: Mapping[int, tuple[int, float]] | None = None) -> None:
         self.about = about
         self.directory = directory
         self.metrics_directory = metrics_directory
         self._keep = keep  # per list, in each worker
+        self._restarts = restarts if restarts is not None else {}  # WorkerPool.restarts, live
 
     def keep(self) -> int:
         return self._keep
@@ -137,7 +139,11 @@ class SharedView:
         return sorted(read_all(self.directory, "worker-"), key=lambda r: int(r["worker"]))
 
     def health(self) -> dict[str, Any]:
-        return merge_health(self._reports())
+        merged = merge_health(self._reports())
+        for worker in merged.get("workers", []):
+            count, last = self._restarts.get(int(worker["worker"]), (0, None))
+            worker["restarts"], worker["restarted"] = count, last
+        return merged
 
     def ready(self) -> bool:
         reports = self._reports()

@@ -216,7 +216,7 @@ def makeService(options: Options) -> IService:
         top = MultiService()  # type: ignore[no-untyped-call]
         pool.setServiceParent(top)  # type: ignore[no-untyped-call]
         about = About(__version__, dsn.redacted(), time.time())
-        view = SharedView(about, pool.state, pool.metrics_dir, options["admin-keep"])
+        view = SharedView(about, pool.state, pool.metrics_dir, options["admin-keep"], pool.restarts)
         AdminService(admin, view, reactor).setServiceParent(top)  # type: ignore[no-untyped-call]
         return top
     return build_service(options, reactor, fitted)

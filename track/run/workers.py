@@ -20,6 +20,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import time
 from typing import Any
 
 from prometheus_client.multiprocess import mark_process_dead
@@ -165,6 +166,10 @@ class WorkerPool(Service):
         self.children: dict[int, _Child] = {}
         self.sock: socket.socket | None = None
         self._delay = {i: RESTART_FIRST for i in range(count)}
+        # Per worker index: how many times it was started again, and when
+        # last (Unix time), for the admin page.
+        self.restarts: dict[int, tuple[int, float]] = {}
+        self._spawned: set[int] = set()
 
     def privilegedStartService(self) -> None:
         self.sock = bind(self.description)
@@ -193,6 +198,9 @@ class WorkerPool(Service):
                                   childFDs={0: "w", 1: "r", 2: "r", LISTEN_FD: self.sock.fileno()})
         child.pid = child.process.pid
         self.children[index] = child
+        if index in self._spawned:
+            self.restarts[index] = (self.restarts.get(index, (0, 0.0))[0] + 1, time.time())
+        self._spawned.add(index)
         log.info("worker {i} started (pid {pid})", i=index, pid=child.process.pid)
 
     def child_ended(self, child: _Child, reason: Failure) -> None:
