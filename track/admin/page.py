@@ -16,7 +16,7 @@ from typing import Any
 from klein import Klein
 from twisted.web.iweb import IRequest
 
-from track.admin.history import SAMPLE_SECONDS, History
+from track.admin.history import SAMPLE_SECONDS, WINDOWS, History
 from track.admin.query import BadQuery, Query
 from track.admin.views import BATCH_REQUESTS, View, by_reason, uptime
 from track.metrics import CONTENT_TYPE
@@ -78,6 +78,18 @@ class AdminApp:
         the plain page only the newest `limit` of each list."""
         return query.apply(self.view.recent(None if query.filtered else limit), limit)
 
+    def _window(self, request: IRequest) -> int | None:
+        """The graphs' window, in seconds (the page's "last 5 minutes",
+        "last hour"); None if it is not one of WINDOWS."""
+        values = request.args.get(b"window")
+        if not values:
+            return WINDOWS[0]
+        try:
+            window = int(values[-1])
+        except ValueError:
+            return None
+        return window if window in WINDOWS else None
+
     @app.route("/feed", methods=["GET"])
     def feed(self, request: IRequest) -> bytes:
         """Everything the page shows, in one answer: it polls this, with its
@@ -90,9 +102,12 @@ class AdminApp:
         events = self._events(query, SHOWN)
         counts = self.view.counts()
         batches = counts.pop(BATCH_REQUESTS, {})
-        rates = self.history.rates()
-        rates.pop(BATCH_REQUESTS, None)
-        kinds = sorted(set(counts) | set(rates))
+        window = self._window(request)
+        if window is None:
+            return self._json(request, 400, {"error": f"window must be one of {', '.join(map(str, WINDOWS))}"})
+        rates = self.history.rates(window)
+        rates["kinds"].pop(BATCH_REQUESTS, None)
+        kinds = sorted(set(counts) | set(rates["kinds"]))
         return self._json(request, 200, {
             "now": time.time(),
             "poll_ms": POLL_MS,
@@ -102,8 +117,8 @@ class AdminApp:
             "status": {"version": about.version, "uptime": uptime(about), "dsn": about.dsn,
                        "ready": self.view.ready(), "health": health},
             "kinds": {k: {"accepted": counts.get(k, {}).get("accepted", 0),
-                          "rejected": counts.get(k, {}).get("rejected", 0),
-                          "rates": rates.get(k, {"accepted": [], "rejected": []})} for k in kinds},
+                          "rejected": counts.get(k, {}).get("rejected", 0)} for k in kinds},
+            "rates": rates,
             "reasons": by_reason(counts),
             "batch_requests": {"accepted": batches.get("accepted", 0), "rejected": batches.get("rejected", 0)},
             **events,

@@ -72,9 +72,11 @@ class QueryAPITests(TestCase):
     async def test_a_parameter_it_cannot_use_is_a_400_naming_it(self) -> None:
         _, admin = serve_with_admin(self)
         for path, word in (("/feed/events?status=maybe", "status"), ("/feed/events?since=yesterday", "since"),
-                           ("/feed/events?limit=-1", "limit"), ("/feed?status=nope", "status")):
+                           ("/feed/events?limit=-1", "limit"), ("/feed?status=nope", "status"),
+                           ("/feed?window=60", "window")):
             answer = await self.get(admin, path, 400)
             self.assertIn(word, answer["error"])
+        self.assertEqual((await self.get(admin, "/feed?window=3600"))["rates"]["window"], 3600)
 
 
 ENTRY: dict[str, Any] = {"time": 10.0, "kind": "user", "message_id": "m-1",
