@@ -90,6 +90,17 @@ class AdminApp:
             return None
         return window if window in WINDOWS else None
 
+    def _limit(self, request: IRequest) -> int | bool | None:
+        """`limit`: a count, False when not given, None when unusable."""
+        values = request.args.get(b"limit")
+        if not values:
+            return False
+        try:
+            limit = int(values[-1])
+        except ValueError:
+            return None
+        return limit if limit >= 0 else None
+
     @app.route("/feed", methods=["GET"])
     def feed(self, request: IRequest) -> bytes:
         """Everything the page shows, in one answer: it polls this, with its
@@ -97,9 +108,12 @@ class AdminApp:
         query = self._query(request)
         if isinstance(query, bytes):
             return query
+        shown = self._limit(request)
+        if shown is None:
+            return self._json(request, 400, {"error": "limit must be a whole number, 0 or more"})
         about = self.view.about
         health = self.view.health()
-        events = self._events(query, SHOWN)
+        events = self._events(query, min(shown if shown is not False else SHOWN, self.view.keep()))
         counts = self.view.counts()
         batches = counts.pop(BATCH_REQUESTS, {})
         window = self._window(request)
@@ -132,16 +146,11 @@ class AdminApp:
         query = self._query(request)
         if isinstance(query, bytes):
             return query
-        limit: int | None = None
-        if request.args.get(b"limit"):
-            try:
-                limit = int(request.args[b"limit"][-1])
-            except ValueError:
-                limit = -1
-            if limit < 0:
-                return self._json(request, 400, {"error": "limit must be a whole number, 0 or more"})
+        limit = self._limit(request)
+        if limit is None:
+            return self._json(request, 400, {"error": "limit must be a whole number, 0 or more"})
         return self._json(request, 200, {"now": time.time(), "keep": self.view.keep(),
-                                         **self._events(query, limit)})
+                                         **self._events(query, None if limit is False else limit)})
 
     @app.route("/metrics", methods=["GET"])
     def metrics(self, request: IRequest) -> bytes:
