@@ -14,15 +14,18 @@ from importlib import resources
 from typing import Any
 
 from klein import Klein
+from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 from twisted.web.iweb import IRequest
 
 from track.admin.history import SAMPLE_SECONDS, WINDOWS, History
 from track.admin.query import BadQuery, Query
+from track.admin.recent import SHOWN
 from track.admin.views import BATCH_REQUESTS, View, by_reason, uptime
 from track.metrics import CONTENT_TYPE
 
 POLL_MS = 1000
-SHOWN = 100  # entries of each list in a poll of /feed: the newest, or the newest that match
+SETTLE_SECONDS = 2.0  # workers report twice a second
 _STATIC = {
     "/": ("index.html", b"text/html; charset=utf-8"),
     "/admin.css": ("admin.css", b"text/css; charset=utf-8"),
@@ -40,9 +43,10 @@ def _static(name: str) -> bytes:
 class AdminApp:
     app = Klein()
 
-    def __init__(self, view: View, history: History) -> None:
+    def __init__(self, view: View, history: History, clock: Any) -> None:
         self.view = view
         self.history = history
+        self.clock = clock
         self.files = {path: (_static(name), kind) for path, (name, kind) in _STATIC.items()}
 
     def resource(self) -> Any:
@@ -73,10 +77,17 @@ class AdminApp:
         except BadQuery as e:
             return self._json(request, 400, {"error": str(e)})
 
-    def _events(self, query: Query, limit: int | None) -> dict[str, Any]:
+    async def _events(self, query: Query, limit: int | None) -> dict[str, Any]:
         """What matches, over everything held: a filter reads every entry,
-        the plain page only the newest `limit` of each list."""
-        return query.apply(self.view.recent(None if query.filtered else limit), limit)
+        the plain page only the newest `limit` of each list.  With workers,
+        a question they were not answering yet waits (up to SETTLE_SECONDS)
+        for each to write out what it holds."""
+        asked = None if query.filtered else limit
+        for _ in range(int(SETTLE_SECONDS / 0.05)):
+            if self.view.settled(asked):
+                break
+            await deferLater(self.clock, 0.05, lambda: None)
+        return query.apply(self.view.recent(asked), limit)
 
     def _window(self, request: IRequest) -> int | None:
         """The graphs' window, in seconds (the page's "last 5 minutes",
@@ -102,7 +113,10 @@ class AdminApp:
         return limit if limit >= 0 else None
 
     @app.route("/feed", methods=["GET"])
-    def feed(self, request: IRequest) -> bytes:
+    def feed(self, request: IRequest) -> Deferred[bytes]:
+        return Deferred.fromCoroutine(self._feed(request))
+
+    async def _feed(self, request: IRequest) -> bytes:
         """Everything the page shows, in one answer: it polls this, with its
         search and filters (as /feed/events takes them)."""
         query = self._query(request)
@@ -113,7 +127,7 @@ class AdminApp:
             return self._json(request, 400, {"error": "limit must be a whole number, 0 or more"})
         about = self.view.about
         health = self.view.health()
-        events = self._events(query, min(shown if shown is not False else SHOWN, self.view.keep()))
+        events = await self._events(query, min(shown if shown is not False else SHOWN, self.view.keep()))
         counts = self.view.counts()
         batches = counts.pop(BATCH_REQUESTS, {})
         window = self._window(request)
@@ -139,7 +153,10 @@ class AdminApp:
         })
 
     @app.route("/feed/events", methods=["GET"])
-    def events(self, request: IRequest) -> bytes:
+    def events(self, request: IRequest) -> Deferred[bytes]:
+        return Deferred.fromCoroutine(self._events_answer(request))
+
+    async def _events_answer(self, request: IRequest) -> bytes:
         """The query API, for a team's integration tests: `kind`, `status`
         (accepted or rejected), `q` (text in any value, or `Field=value`),
         `since` (Unix seconds), `limit`; the lists as the page has them."""
@@ -150,7 +167,7 @@ class AdminApp:
         if limit is None:
             return self._json(request, 400, {"error": "limit must be a whole number, 0 or more"})
         return self._json(request, 200, {"now": time.time(), "keep": self.view.keep(),
-                                         **self._events(query, None if limit is False else limit)})
+                                         **(await self._events(query, None if limit is False else limit))})
 
     @app.route("/metrics", methods=["GET"])
     def metrics(self, request: IRequest) -> bytes:

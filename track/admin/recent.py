@@ -25,6 +25,7 @@ from track.fields.kinds import EventType
 from track.web.eventpath import path_kind
 
 KEEP = 1000  # entries of each list, per process (--admin-keep)
+SHOWN = 100  # entries of each list the page shows unless asked for more
 WATCH_SECONDS = 5.0  # the page counts as open this long after its last look
 BODY_BYTES = 1024  # of a rejected request's body
 

@@ -46,7 +46,7 @@ class AdminService(MultiService):
     def __init__(self, description: str, view: View, clock: Any) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.history = History(view.counts, clock, tick=view.tick)
-        self.app = AdminApp(view, self.history)
+        self.app = AdminApp(view, self.history, clock)
         site = Site(self.app.resource(), reactor=clock)  # type: ignore[no-untyped-call]
         site.noisy = False
         site.log = lambda request: None  # type: ignore[method-assign]  # the page polls every second

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from prometheus_client.metrics_core import Metric
 
-from track.admin.recent import KEEP, Recent
+from track.admin.recent import KEEP, SHOWN, WATCH_SECONDS, Recent
 from track.admin.shared import merge_health, read_all, touch_watching
 from track.fields.kinds import EventType
 from track.metrics import Metrics, collect_directory, render_directory
@@ -79,6 +79,9 @@ class View(Protocol):
         """The latest events, newest first (`limit` of each list, or all),
         and under "held" how many of each are held."""
     def keep(self) -> int: ...
+    def settled(self, limit: int | None) -> bool:
+        """What recent(limit) answers is all there is to answer (with
+        workers: each has written out what it holds since it was asked)."""
     def tick(self) -> None: ...
 
 
@@ -117,6 +120,9 @@ class LocalView:
     def keep(self) -> int:
         return self._recent.keep
 
+    def settled(self, limit: int | None) -> bool:
+        return True
+
     def tick(self) -> None:
         self._recent.tick(time.time())
 
@@ -131,6 +137,10 @@ class SharedView:
         self.metrics_directory = metrics_directory
         self._keep = keep  # per list, in each worker
         self._restarts = restarts if restarts is not None else {}  # WorkerPool.restarts, live
+        # When the page (False) and a search (True) began asking, to know
+        # when every worker has answered since.
+        self._asked: dict[bool, float] = {}
+        self._last_ask: dict[bool, float] = {}
 
     def keep(self) -> int:
         return self._keep
@@ -158,18 +168,39 @@ class SharedView:
     def tick(self) -> None:
         """Each worker notices the page itself (see shared.WorkerReport)."""
 
+    def _everything(self, limit: int | None) -> bool:
+        return limit is None or limit > SHOWN
+
+    def _ask(self, everything: bool) -> None:
+        now = time.time()
+        for kind in {everything, False}:
+            if now - self._last_ask.get(kind, 0.0) >= WATCH_SECONDS:
+                self._asked[kind] = now  # a new question: the workers were not writing this out
+            self._last_ask[kind] = now
+        touch_watching(self.directory, everything)  # the workers start (or keep) reporting theirs
+
+    def settled(self, limit: int | None) -> bool:
+        everything = self._everything(limit)
+        self._ask(everything)
+        asked = self._asked[everything]
+        reports = self._reports()
+        return all((r.get("holding") == "all" if everything else r.get("recording"))
+                   and float(r.get("reported") or 0.0) > asked for r in reports)
+
     def recent(self, limit: int | None = None) -> dict[str, Any]:
         """Every worker's latest, merged newest first, each marked with its
-        worker (each worker writes all it holds: `limit` is the caller's)."""
-        touch_watching(self.directory)  # the workers start (or keep) reporting theirs
+        worker (each writes its newest SHOWN, or all it holds while asked
+        for more than that)."""
+        self._ask(self._everything(limit))
         merged: dict[str, list[dict[str, Any]]] = {"accepted": [], "rejected": []}
+        held = {"accepted": 0, "rejected": 0}
         for snapshot in read_all(self.directory, "recent-"):
             for name, entries in merged.items():
                 entries.extend({**e, "worker": snapshot.get("worker")} for e in snapshot.get(name, []))
+                held[name] += int(snapshot.get("held", {}).get(name, len(snapshot.get(name, []))))
         for entries in merged.values():
             entries.sort(key=lambda e: e["time"], reverse=True)
-        return {**{name: entries[:limit] for name, entries in merged.items()},
-                "held": {name: len(entries) for name, entries in merged.items()}}
+        return {**{name: entries[:limit] for name, entries in merged.items()}, "held": held}
 
 
 def uptime(about: About) -> float:

@@ -148,3 +148,22 @@ class WorkersNumbersTests(TestCase):
         metrics = await self.get(public, "/metrics")
         self.assertEqual(samples(metrics, "track_spool_events"), {(): 30.0})
         self.assertEqual(samples(metrics, "track_database_up"), {(): 0.0})
+
+    async def test_the_query_api_answers_for_every_worker_with_the_page_closed(self) -> None:
+        """No page open, so no worker was writing its events out: the first
+        GET /feed/events waits until each has, and finds every event, older
+        than the newest 100 of each worker included."""
+        if MYSQL_SKIP:
+            self.skipTest(MYSQL_SKIP)
+        reset_mysql()
+        public, admin = await self.start(MYSQL_DSN_TEXT)
+        for n in range(250):
+            await self.post(public, n)
+        found = json.loads(await self.get(admin, "/feed/events?status=accepted"))
+        self.assertEqual(sorted(e["message_id"] for e in found["accepted"]), sorted(f"agg-{n}" for n in range(250)))
+        self.assertEqual({e["worker"] for e in found["accepted"]}, {0, 1})
+        self.assertEqual(found["held"]["accepted"], 250)
+        one = json.loads(await self.get(admin, "/feed/events?q=MessageID=agg-3"))
+        self.assertEqual([e["message_id"] for e in one["accepted"]], ["agg-3"])
+        page = json.loads(await self.get(admin, "/feed"))  # the page: each worker's newest 100
+        self.assertEqual((len(page["accepted"]), page["held"]["accepted"]), (100, 250))
