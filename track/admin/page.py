@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
@@ -71,9 +72,11 @@ class AdminApp:
         request.setHeader(b"Cache-Control", b"no-cache")
         return body
 
-    def _query(self, request: IRequest) -> Query | bytes:
+    def _query(self, request: IRequest) -> tuple[Query, int | None, int] | bytes:
+        """The query, `limit` (None: not given) and the graphs' window; or
+        the 400 that names what cannot be used."""
         try:
-            return Query.from_args(request.args)
+            return Query.from_args(request.args), _limit(request.args), _window(request.args)
         except BadQuery as e:
             return self._json(request, 400, {"error": str(e)})
 
@@ -89,29 +92,6 @@ class AdminApp:
             await deferLater(self.clock, 0.05, lambda: None)
         return query.apply(self.view.recent(asked), limit)
 
-    def _window(self, request: IRequest) -> int | None:
-        """The graphs' window, in seconds (the page's "last 5 minutes",
-        "last hour"); None if it is not one of WINDOWS."""
-        values = request.args.get(b"window")
-        if not values:
-            return WINDOWS[0]
-        try:
-            window = int(values[-1])
-        except ValueError:
-            return None
-        return window if window in WINDOWS else None
-
-    def _limit(self, request: IRequest) -> int | bool | None:
-        """`limit`: a count, False when not given, None when unusable."""
-        values = request.args.get(b"limit")
-        if not values:
-            return False
-        try:
-            limit = int(values[-1])
-        except ValueError:
-            return None
-        return limit if limit >= 0 else None
-
     @app.route("/feed", methods=["GET"])
     def feed(self, request: IRequest) -> Deferred[bytes]:
         return Deferred.fromCoroutine(self._feed(request))
@@ -119,20 +99,15 @@ class AdminApp:
     async def _feed(self, request: IRequest) -> bytes:
         """Everything the page shows, in one answer: it polls this, with its
         search and filters (as /feed/events takes them)."""
-        query = self._query(request)
-        if isinstance(query, bytes):
-            return query
-        shown = self._limit(request)
-        if shown is None:
-            return self._json(request, 400, {"error": "limit must be a whole number, 0 or more"})
+        asked = self._query(request)
+        if isinstance(asked, bytes):
+            return asked
+        query, shown, window = asked
+        events = await self._events(query, min(SHOWN if shown is None else shown, self.view.keep()))
         about = self.view.about
         health = self.view.health()
-        events = await self._events(query, min(shown if shown is not False else SHOWN, self.view.keep()))
         counts = self.view.counts()
         batches = counts.pop(BATCH_REQUESTS, {})
-        window = self._window(request)
-        if window is None:
-            return self._json(request, 400, {"error": f"window must be one of {', '.join(map(str, WINDOWS))}"})
         rates = self.history.rates(window)
         rates["kinds"].pop(BATCH_REQUESTS, None)
         kinds = sorted(set(counts) | set(rates["kinds"]))
@@ -160,14 +135,12 @@ class AdminApp:
         """The query API, for a team's integration tests: `kind`, `status`
         (accepted or rejected), `q` (text in any value, or `Field=value`),
         `since` (Unix seconds), `limit`; the lists as the page has them."""
-        query = self._query(request)
-        if isinstance(query, bytes):
-            return query
-        limit = self._limit(request)
-        if limit is None:
-            return self._json(request, 400, {"error": "limit must be a whole number, 0 or more"})
+        asked = self._query(request)
+        if isinstance(asked, bytes):
+            return asked
+        query, limit, _ = asked
         return self._json(request, 200, {"now": time.time(), "keep": self.view.keep(),
-                                         **(await self._events(query, None if limit is False else limit))})
+                                         **(await self._events(query, limit))})
 
     @app.route("/metrics", methods=["GET"])
     def metrics(self, request: IRequest) -> bytes:
@@ -182,3 +155,32 @@ class AdminApp:
     def readyz(self, request: IRequest) -> bytes:
         ready = self.view.ready()
         return self._json(request, 200 if ready else 503, {"ready": ready})
+
+
+def _limit(args: Mapping[bytes, list[bytes]]) -> int | None:
+    """`limit`: at most this many of each list; None when not given."""
+    values = args.get(b"limit")
+    if not values:
+        return None
+    try:
+        limit = int(values[-1])
+    except ValueError:
+        limit = -1
+    if limit < 0:
+        raise BadQuery("limit must be a whole number, 0 or more")
+    return limit
+
+
+def _window(args: Mapping[bytes, list[bytes]]) -> int:
+    """The graphs' window in seconds: one of WINDOWS (the page's "last 5
+    minutes", "last hour")."""
+    values = args.get(b"window")
+    if not values:
+        return WINDOWS[0]
+    try:
+        window = int(values[-1])
+    except ValueError:
+        window = -1
+    if window not in WINDOWS:
+        raise BadQuery(f"window must be one of {', '.join(map(str, WINDOWS))}")
+    return window
