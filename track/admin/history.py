@@ -26,7 +26,9 @@ class History(Service):
         self.read = read
         self.tick = tick  # the page's other timekeeping (Recent.tick), on the same loop
         self.clock = clock
-        self.samples: deque[tuple[float, Counts]] = deque(maxlen=keep)
+        # (time, counts, rejected by reason): the reasons summed once, here.
+        self.samples: deque[tuple[float, Counts, dict[str, float]]] = deque(maxlen=keep)
+        self._cached: dict[float, tuple[float, dict[str, Any]]] = {}  # window: (newest sample, rates)
         self._loop = LoopingCall(self.sample)
         self._loop.clock = clock
 
@@ -40,7 +42,8 @@ class History(Service):
             self._loop.stop()
 
     def sample(self) -> None:
-        self.samples.append((self.clock.seconds(), self.read()))
+        counts = self.read()
+        self.samples.append((self.clock.seconds(), counts, by_reason(counts)))
         self.tick()
 
     def rates(self, window: float = WINDOWS[0]) -> dict[str, Any]:
@@ -51,6 +54,15 @@ class History(Service):
         shows as a short line, not stretched.  A counter that went down (a
         restart of a single process) counts as a fresh start, never as a
         negative rate."""
+        newest = self.samples[-1][0] if self.samples else 0.0
+        cached = self._cached.get(window)
+        if cached is not None and cached[0] == newest:  # the page polls twice per sample
+            return cached[1]
+        result = self._rates(window)
+        self._cached[window] = (newest, result)
+        return result
+
+    def _rates(self, window: float) -> dict[str, Any]:
         now = self.clock.seconds()
         stride = max(1, round(window / SAMPLE_SECONDS / POINTS))
         recent = [s for s in self.samples if s[0] >= now - window - SAMPLE_SECONDS * stride]
@@ -58,19 +70,18 @@ class History(Service):
         times: list[float] = []
         kinds: dict[str, dict[str, list[float]]] = {}
         reasons: dict[str, list[float]] = {}
-        names = sorted({k for _, c in picked for k in c})
+        names = sorted({k for _, c, _ in picked for k in c})
         for kind in names:
             kinds[kind] = {"accepted": [], "rejected": []}
-        all_reasons = sorted({r for _, c in picked for r in by_reason(c)})
+        all_reasons = sorted({r for _, _, rs in picked for r in rs})
         for reason in all_reasons:
             reasons[reason] = []
-        for (t0, c0), (t1, c1) in pairwise(picked):
+        for (t0, c0, r0), (t1, c1, r1) in pairwise(picked):
             span = max(t1 - t0, 1e-9)
             times.append(round(t1, 3))
             for kind, series in kinds.items():
                 for column, values in series.items():
                     values.append(_rate(c0.get(kind, {}).get(column, 0.0), c1.get(kind, {}).get(column, 0.0), span))
-            r0, r1 = by_reason(c0), by_reason(c1)
             for reason, values in reasons.items():
                 values.append(_rate(r0.get(reason, 0.0), r1.get(reason, 0.0), span))
         return {"window": window, "t": times, "kinds": kinds, "reasons": reasons}

@@ -108,8 +108,8 @@ class AdminApp:
         health = self.view.health()
         counts = self.view.counts()
         batches = counts.pop(BATCH_REQUESTS, {})
-        rates = self.history.rates(window)
-        rates["kinds"].pop(BATCH_REQUESTS, None)
+        rates = self.history.rates(window)  # shared between polls: not to be changed here
+        rates = {**rates, "kinds": {k: v for k, v in rates["kinds"].items() if k != BATCH_REQUESTS}}
         kinds = sorted(set(counts) | set(rates["kinds"]))
         return self._json(request, 200, {
             "now": time.time(),
