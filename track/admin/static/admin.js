@@ -132,7 +132,8 @@
     for (let t = Math.ceil(start / step) * step; t <= end; t += step) {
       const x = left + ((t - start) / window) * plotW;
       root.append(svg("line", { class: "grid", x1: x, x2: x, y1: top, y2: top + plotH }));
-      root.append(svg("text", { class: "tick", x: x, y: H - 6, "text-anchor": "middle" }, clock(t, false).slice(0, 5)));
+      const anchor = x > W - right - 16 ? "end" : "middle"; // the last label stays inside the graph
+      root.append(svg("text", { class: "tick", x: x, y: H - 6, "text-anchor": anchor }, clock(t, false).slice(0, 5)));
     }
     for (const s of series) {
       const points = [];
