@@ -270,6 +270,8 @@ PAIRABLE: dict[str, tuple[tuple[str, ...], bool, bool]] = {
     "track": ((), False, False),
     "track-admin": (("admin",), False, False),
     "track-watched": (("admin",), False, True),
+    # The page of the --baseline tree, open: to compare one page's cost with another's.
+    "base-watched": (("admin",), True, True),
 }
 
 
@@ -574,7 +576,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pair = [n.strip() for n in args.paired.split(",")]
         if len(pair) != 2 or any(n not in PAIRABLE for n in pair):
             p.error(f"--paired takes two of {', '.join(PAIRABLE)}")
-        if "base" in pair and not args.baseline:
+        if any(n.startswith("base") for n in pair) and not args.baseline:
             p.error("base needs --baseline")
         prepare_database(parse_dsn(args.dsn))
         with tempfile.TemporaryDirectory(prefix="track-bench-") as tmp:

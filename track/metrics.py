@@ -68,6 +68,10 @@ class Metrics:
                                 ["type"], registry=r)
         self.rejected = Counter("track_events_rejected", "Events not accepted, by type and reason.",
                                 ["type", "reason"], registry=r)
+        self.batch_requests = Counter("track_batch_requests",
+                                      "Batch requests, by result: accepted, or the reason they were refused "
+                                      "(their events are counted under their own types in track_events_*).",
+                                      ["result"], registry=r)
         self.rate_limited = Counter("track_rate_limited",
                                     "Events answered 429 because their client was over --rate-limit, by type.",
                                     ["type"], registry=r)

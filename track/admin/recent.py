@@ -18,14 +18,16 @@ import json
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from itertools import islice
 from typing import Any
 
 from track.fields.kinds import EventType
+from track.web.eventpath import path_kind
 
-KEEP = 300  # entries of each list, per process
+KEEP = 1000  # entries of each list, per process (--admin-keep)
+SHOWN = 100  # entries of each list the page shows unless asked for more
 WATCH_SECONDS = 5.0  # the page counts as open this long after its last look
 BODY_BYTES = 1024  # of a rejected request's body
-API_PREFIX = b"/api/1.0/track/"
 
 
 def _plain(value: Any) -> Any:
@@ -37,10 +39,9 @@ def _plain(value: Any) -> Any:
 
 
 def kind_of(path: bytes) -> str | None:
-    """The event kind an API path names (`session`, ..., `batch`), else None."""
-    if not path.startswith(API_PREFIX):
-        return None
-    return path[len(API_PREFIX):].split(b"?", 1)[0].strip(b"/").decode("ascii", "replace") or None
+    """The event kind an API path names (`session`, ..., `batch`, or
+    `other`), else None: the label it is counted under in /metrics."""
+    return path_kind(path)
 
 
 def _peer_host(request: Any) -> str | None:
@@ -52,6 +53,7 @@ class Recent:
     """Two bounded lists, newest last; `version` counts what was added."""
 
     def __init__(self, keep: int = KEEP) -> None:
+        self.keep = keep
         self._accepted: deque[tuple[float, str, Any]] = deque(maxlen=keep)
         self._rejected: deque[dict[str, Any]] = deque(maxlen=keep)
         self.version = 0
@@ -106,29 +108,33 @@ class Recent:
         })
         self.version += 1
 
-    def refused_early(self, path: bytes, status: int, payload: Mapping[str, Any], client: Any) -> None:
+    def refused_early(self, kind: str, status: int, payload: Mapping[str, Any], client: Any) -> None:
         """A request answered on its connection before it reached a route
-        (413 by Content-Length, 408, 431): no headers or body to show."""
-        kind = kind_of(path)
-        if kind is None:
-            return
+        (413 by Content-Length, 408, 431): no headers or body to show.
+        Every one is shown (and counted), under `other` if its path names
+        no kind."""
         self._rejected.append({
             "time": time.time(), "kind": kind, "status": status, "body": json.dumps(payload).encode(),
             "client": getattr(client, "host", None) or str(client), "user_agent": None, "request": b"",
         })
         self.version += 1
 
-    def snapshot(self, event_types: Mapping[str, EventType]) -> dict[str, list[dict[str, Any]]]:
-        """Both lists as JSON-ready dicts, newest first."""
+    def held(self) -> dict[str, int]:
+        return {"accepted": len(self._accepted), "rejected": len(self._rejected)}
+
+    def snapshot(self, event_types: Mapping[str, EventType],
+                 limit: int | None = None) -> dict[str, list[dict[str, Any]]]:
+        """Both lists as JSON-ready dicts, newest first (the newest `limit`
+        of each: only those are turned into dicts)."""
         accepted = []
-        for when, kind, row in reversed(self._accepted):
+        for when, kind, row in islice(reversed(self._accepted), limit):
             event = event_types.get(kind)
             columns = event.columns if event is not None else tuple(f"{i}" for i in range(len(row)))
             fields = {name: _plain(value) for name, value in zip(columns, row, strict=False)}
             accepted.append({"time": when, "kind": kind, "message_id": fields.pop("MessageID", None),
                              "fields": fields})
         rejected = []
-        for entry in reversed(self._rejected):
+        for entry in islice(reversed(self._rejected), limit):
             try:
                 error: Any = json.loads(entry["body"])
             except ValueError:

@@ -49,7 +49,7 @@ class AdminService(MultiService):
                  token: str | None = None) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.history = History(view.counts, clock, tick=view.tick)
-        self.app = AdminApp(view, self.history)
+        self.app = AdminApp(view, self.history, clock)
         guarded = Guard(self.app.resource(), hosts, token, public_paths=self.app.files)
         site = Site(guarded, reactor=clock)  # type: ignore[no-untyped-call]
         site.noisy = False

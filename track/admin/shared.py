@@ -5,7 +5,8 @@ environment), where each worker replaces its own files twice a second.
 - `worker-<i>.json`: its health (writer.health()), readiness, pid and start;
 - `recent-<i>.json`: its latest events, written only while someone watches
   the live page (the parent touches `watching` on every poll of the feed)
-  and only when something new arrived;
+  and only when something new arrived: the newest SHOWN of each list, or
+  while someone searches (`searching`, touched too), all it holds;
 - `metrics/`: prometheus_client's multiprocess files (track/metrics.py).
 
 Files, not messages to the parent: a worker never waits on anyone to
@@ -27,13 +28,14 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 
-from track.admin.recent import WATCH_SECONDS, Recent
+from track.admin.recent import SHOWN, WATCH_SECONDS, Recent
 from track.fields.kinds import EventType
 
 STATE_ENV = "TRACK_WORKER_STATE"
 FEED_ENV = "TRACK_WORKER_FEED"
 REPORT_SECONDS = 0.5
 WATCH_FILE = "watching"
+SEARCH_FILE = "searching"  # touched while someone searches: workers write all they hold
 
 
 def worker_file(directory: str, index: int) -> str:
@@ -68,18 +70,28 @@ def read_all(directory: str, prefix: str) -> list[Any]:
     return [v for v in (read_json(os.path.join(directory, n)) for n in names) if v is not None]
 
 
-def touch_watching(directory: str) -> None:
-    path = os.path.join(directory, WATCH_FILE)
-    with open(path, "a"):
-        pass
-    os.utime(path)
+def touch_watching(directory: str, everything: bool = False) -> None:
+    """The page looks: workers write their newest SHOWN events out, or
+    with `everything` (a search, the query API) all they hold."""
+    for name in (WATCH_FILE, SEARCH_FILE) if everything else (WATCH_FILE,):
+        path = os.path.join(directory, name)
+        with open(path, "a"):
+            pass
+        os.utime(path)
 
 
-def watched(directory: str, now: float) -> bool:
+def _fresh(directory: str, name: str, now: float) -> bool:
     try:
-        return now - os.stat(os.path.join(directory, WATCH_FILE)).st_mtime < WATCH_SECONDS
+        return now - os.stat(os.path.join(directory, name)).st_mtime < WATCH_SECONDS
     except OSError:
         return False
+
+
+def watched(directory: str, now: float) -> str | None:
+    """None (nobody looks), "latest" (the page) or "all" (a search)."""
+    if not _fresh(directory, WATCH_FILE, now):
+        return None
+    return "all" if _fresh(directory, SEARCH_FILE, now) else "latest"
 
 
 def remove_worker(directory: str, index: int) -> None:
@@ -111,6 +123,7 @@ def merge_health(reports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             merged["database_error"] = down[0]["database_error"]
     merged["workers"] = [{"worker": r["worker"], "pid": r["pid"], "started": r["started"],
                           "reported": r.get("reported"), "ready": r["ready"], "recording": r.get("recording"),
+                          "holding": r.get("holding"),
                           **r["health"]} for r in reports]
     return merged
 
@@ -149,7 +162,7 @@ class WorkerReport(Service):
         self.refresh = refresh
         self.recent = recent
         self.event_types = event_types
-        self._written = -1
+        self._written: tuple[int, str] | None = None
         self._loop = LoopingCall(self.report)
         self._loop.clock = clock
 
@@ -168,16 +181,24 @@ class WorkerReport(Service):
             self.refresh()
             recent = self.recent
             now = time.time()
+            mode = None
             if recent is not None:
-                if watched(directory, now):
+                looking = watched(directory, now)
+                if looking is not None:
                     recent.watch(now)
                 recent.tick(now)
-            # "recording": this worker writes its latest events out for the open page.
-            replace_json(worker_file(directory, index),
-                         {**self.shared.report(), "recording": recent is not None and recent.live})
-            if recent is not None and recent.live and recent.version != self._written:
-                self._written = recent.version
+                if recent.live:
+                    mode = looking or "latest"
+            # Its events first, then its report: a report that says "all"
+            # is never read before the file it speaks of.
+            if recent is not None and mode is not None and (recent.version, mode) != self._written:
+                self._written = (recent.version, mode)
+                limit = None if mode == "all" else SHOWN
                 replace_json(recent_file(directory, index),
-                             {"worker": index, **recent.snapshot(self.event_types)})
+                             {"worker": index, **recent.snapshot(self.event_types, limit), "held": recent.held()})
+            # "recording": this worker writes its latest events out for the
+            # open page; "holding": "latest" (the newest SHOWN) or "all".
+            replace_json(worker_file(directory, index),
+                         {**self.shared.report(), "recording": mode is not None, "holding": mode})
         except OSError:
             pass  # the parent's directory is gone: it is shutting down

@@ -18,7 +18,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python import usage
 
 from track import __version__
-from track.admin.recent import Recent
+from track.admin.recent import KEEP, Recent
 from track.admin.service import AdminService
 from track.admin.shared import FEED_ENV, STATE_ENV, SharedHealth, WorkerReport
 from track.admin.views import About, LocalView, SharedView
@@ -111,6 +111,9 @@ class Options(usage.Options):
          "Require Authorization: Bearer TOKEN on every admin request (the page asks for it once). "
          "Visible in ps: prefer --admin-token-file."],
         ["admin-token-file", None, None, "Read the admin token from this file (readable by its owner only)."],
+        ["admin-keep", None, str(KEEP),
+         "How many of the latest accepted events, and of the latest rejected requests, each process "
+         "holds for the admin page's search and GET /feed/events."],
         ["dsn", None, None,
          "Database: mysql://user:pass@host:3306/db (several hosts of a cluster: "
          "host1:3306,host2:3306; timeouts: ?connect_timeout=3&read_timeout=5&write_timeout=5), the original's "
@@ -227,6 +230,7 @@ class Options(usage.Options):
         self["max-pending"] = _positive_int("max-pending", str(self["max-pending"]))
         self["max-body"] = _positive_int("max-body", str(self["max-body"]))
         self["max-batch"] = _positive_int("max-batch", str(self["max-batch"]))
+        self["admin-keep"] = _positive_int("admin-keep", str(self["admin-keep"]))
         if self["max-connections"] is not None:
             self["max-connections"] = _positive_int("max-connections", str(self["max-connections"]))
         self["workers"] = _positive_int("workers", str(self["workers"]))
@@ -294,8 +298,8 @@ def makeService(options: Options) -> IService:
         top = MultiService()  # type: ignore[no-untyped-call]
         pool.setServiceParent(top)  # type: ignore[no-untyped-call]
         about = About(__version__, dsn.redacted(), time.time())
-        AdminService(admin, SharedView(about, pool.state, pool.metrics_dir), reactor,
-                     options["admin-host"], options["admin-token"]).setServiceParent(top)  # type: ignore[no-untyped-call]
+        view = SharedView(about, pool.state, pool.metrics_dir, options["admin-keep"], pool.restarts)
+        AdminService(admin, view, reactor, options["admin-host"], options["admin-token"]).setServiceParent(top)  # type: ignore[no-untyped-call]
         return top
     return build_service(options, reactor, fitted)
 
@@ -360,7 +364,7 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
     # The latest events for the admin page: kept only when it is on (here,
     # or in the parent of --workers, which says so in FEED_ENV).
     admin = options["admin-endpoint"]
-    recent = Recent() if admin is not None or os.environ.get(FEED_ENV) else None
+    recent = Recent(options["admin-keep"]) if admin is not None or os.environ.get(FEED_ENV) else None
     health: Any = writer
     extra: list[Service] = [SuppressionRefresh(suppression, store, reactor)]
     state = os.environ.get(STATE_ENV)
@@ -370,8 +374,8 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
         extra.append(WorkerReport(shared, metrics.refresh, recent, event_types, reactor))
     elif admin is not None:
         about = About(__version__, dsn.redacted(), time.time())
-        extra.append(AdminService(admin, LocalView(about, metrics, writer, recent or Recent(), event_types),
-                                  reactor, options["admin-host"], options["admin-token"]))
+        local = LocalView(about, metrics, writer, recent or Recent(options["admin-keep"]), event_types)
+        extra.append(AdminService(admin, local, reactor, options["admin-host"], options["admin-token"]))
     cors = CORS(options["cors-origin"])
     app = TrackApp(
         batcher,

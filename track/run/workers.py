@@ -20,6 +20,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import time
 from typing import Any
 
 from prometheus_client.multiprocess import mark_process_dead
@@ -54,7 +55,8 @@ _BOOT = (
 # The DSN is not among them: it goes through a pipe (track/run/secrets.py).
 _PASSED = ("log-level", "batch-size", "min-batch", "flush-interval", "max-pending", "request-timeout",
            "max-body", "max-batch", "max-batch-body", "spool-max-bytes", "rate-limit", "max-connections",
-           "anonymize-ip", "anonymize-ipv6", "max-clock-skew", "max-event-age")
+           "anonymize-ip", "anonymize-ipv6", "max-clock-skew", "max-event-age",
+           "admin-keep")
 
 
 def bind(description: str) -> socket.socket:
@@ -170,6 +172,10 @@ class WorkerPool(Service):
         self.children: dict[int, _Child] = {}
         self.sock: socket.socket | None = None
         self._delay = {i: RESTART_FIRST for i in range(count)}
+        # Per worker index: how many times it was started again, and when
+        # last (Unix time), for the admin page.
+        self.restarts: dict[int, tuple[int, float]] = {}
+        self._spawned: set[int] = set()
 
     def privilegedStartService(self) -> None:
         self.sock = bind(self.description)
@@ -207,6 +213,9 @@ class WorkerPool(Service):
                 os.close(pipe)
         child.pid = child.process.pid
         self.children[index] = child
+        if index in self._spawned:
+            self.restarts[index] = (self.restarts.get(index, (0, 0.0))[0] + 1, time.time())
+        self._spawned.add(index)
         log.info("worker {i} started (pid {pid})", i=index, pid=child.process.pid)
 
     def child_ended(self, child: _Child, reason: Failure) -> None:

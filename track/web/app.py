@@ -35,6 +35,7 @@ from track.web.batchbody import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_BODY, read_
 from track.web.body import BodyError, decode_content, read_fields
 from track.web.clientip import Network
 from track.web.cors import CORS
+from track.web.eventpath import path_kind
 from track.web.health import public_health
 from track.web.openapi import openapi_document
 from track.web.ratelimit import RateLimiter, retry_after
@@ -79,6 +80,11 @@ def unavailable(request: IRequest, reason: str) -> bytes:
     """503 + Retry-After: nothing was stored, so retrying is safe."""
     request.setHeader(b"Retry-After", str(RETRY_AFTER_SECONDS).encode())
     return json_response(request, 503, {"error": reason, "retry_after": RETRY_AFTER_SECONDS})
+
+
+def _grouped(groups: Mapping[str, tuple[list[Any], list[int]]]) -> dict[str, int]:
+    """A batch's parsed events, counted by kind."""
+    return {kind: len(rows) for kind, (rows, _) in groups.items()}
 
 
 class TrackApp:
@@ -159,6 +165,13 @@ class TrackApp:
         # Half the cost of fromtimestamp(t, timezone.utc).replace(tzinfo=None).
         return _EPOCH + timedelta(seconds=self.clock.seconds())
 
+    def _count_routed(self, request: IRequest, reason: str) -> None:
+        """A refusal the routes give an event path without parsing an event
+        (404, 405, an unexpected 500): counted, as the admin page shows it."""
+        kind = path_kind(request.path)
+        if kind is not None:
+            self.metrics.rejected.labels(kind, reason).inc()
+
     def _forbidden_origin(self, request: IRequest, kind: str, count: int = 1) -> bytes | None:
         """403 for a POST from an origin --cors-origin does not allow: a form
         or text/plain POST needs no preflight, so the browser would deliver
@@ -166,6 +179,8 @@ class TrackApp:
         if not self.cors.refused(request):
             return None
         self.metrics.rejected.labels(kind, "forbidden_origin").inc(count)
+        if kind == "batch":
+            self.metrics.batch_requests.labels("forbidden_origin").inc()
         origin = request.getHeader(b"origin").decode("latin-1")
         return json_response(request, 403, {"error": "origin not allowed", "origin": origin})
 
@@ -175,7 +190,9 @@ class TrackApp:
         if (forbidden := self._forbidden_origin(request, kind)) is not None:
             return forbidden
         self.cors.annotate(request)
-        if self.rate_limiter is not None and (over := self._over_rate(request, kind, 1)) is not None:
+        if self.rate_limiter is not None and (over := self._over_rate(request, 1)) is not None:
+            self.metrics.rate_limited.labels(kind).inc()
+            self.metrics.rejected.labels(kind, "rate_limited").inc()
             return over
         try:
             body = decode_content(
@@ -208,15 +225,13 @@ class TrackApp:
                        errbackArgs=(request, kind))
         return d
 
-    def _over_rate(self, request: IRequest, kind: str, count: int) -> bytes | None:
+    def _over_rate(self, request: IRequest, count: int) -> bytes | None:
         """429 + Retry-After if the client (after --trusted-proxy) is over
         --rate-limit; `count` events are spent otherwise (a batch: all)."""
         assert self.rate_limiter is not None
         wait = self.rate_limiter.take(self.addresses.client(request), count)
         if not wait:
             return None
-        self.metrics.rate_limited.labels(kind).inc(count)
-        self.metrics.rejected.labels(kind, "rate_limited").inc(count)
         seconds = retry_after(wait)
         request.setHeader(b"Retry-After", b"%d" % seconds)
         return json_response(request, 429, {"error": "too many events from this client", "retry_after": seconds,
@@ -244,26 +259,34 @@ class TrackApp:
             self.metrics.rejected.labels("batch", "invalid").inc(len(items))
             return json_response(request, 400, {"error": "invalid batch: nothing was stored", "fields": e.fields})
         except BodyError as e:
-            self.metrics.rejected.labels("batch", _BODY_REASONS.get(e.code, "unreadable")).inc()
+            # Its events cannot be read: the request counts once, as "batch".
+            self._batch_refused({"batch": 1}, _BODY_REASONS.get(e.code, "unreadable"))
             return json_response(request, e.code, {"error": e.message, **e.extra})
-        if self.rate_limiter is not None and (over := self._over_rate(request, "batch", len(items))) is not None:
+        if self.rate_limiter is not None and (over := self._over_rate(request, len(items))) is not None:
+            kinds = self._kinds_of(items)
+            for name, count in kinds.items():
+                self.metrics.rate_limited.labels(name).inc(count)
+            self._batch_refused(kinds, "rate_limited")
             return over
         created = self._now()
         remote_ip = self._remote_ip(request)
         groups: dict[str, tuple[list[Any], list[int]]] = {}
         problems: list[dict[str, Any]] = []
         suppressed: list[tuple[int, str, str]] = []  # index, MessageID, kind
+        problem_kinds: list[str] = []
         for index, item in enumerate(items):
             kind = item.pop("type", None) if isinstance(item, dict) else None
             event = self.event_types.get(kind) if type(kind) is str else None
             if event is None:
                 problems.append({"index": index, "fields": {"type": f"must be one of {', '.join(self.event_types)}"}})
+                problem_kinds.append("batch")
                 continue
             try:
                 # item no longer holds "type" (popped above)
                 row = self._scrub(event, self.event_time.parse(event, item, remote_ip, created, sent_at), request)
             except InvalidEvent as e:
                 problems.append({"index": index, "fields": e.fields})
+                problem_kinds.append(event.name)
                 continue
             if self.suppression.holds(event, row):
                 suppressed.append((index, row[event.message_id_index], event.name))
@@ -272,7 +295,10 @@ class TrackApp:
             rows.append(row)
             indexes.append(index)
         if problems:
-            self.metrics.rejected.labels("batch", "invalid").inc(len(items))
+            kinds = _grouped(groups)
+            for kind in problem_kinds:
+                kinds[kind] = kinds.get(kind, 0) + 1
+            self._batch_refused(kinds, "invalid")
             return json_response(request, 400, {"error": "invalid batch: nothing was stored",
                                                  "events": problems})
         if not groups:  # every event suppressed
@@ -281,10 +307,10 @@ class TrackApp:
         try:
             d = self.batcher.submit_together(lambda: self.atomic_insert(work), len(items))
         except Overloaded:
-            self.metrics.rejected.labels("batch", "overloaded").inc(len(items))
+            self._batch_refused(_grouped(groups), "overloaded")
             return unavailable(request, "too many events are waiting to be stored")
         d.addCallbacks(self._batch_done, self._batch_failed,
-                       callbackArgs=(request, groups, suppressed), errbackArgs=(len(items), request))
+                       callbackArgs=(request, groups, suppressed), errbackArgs=(groups, request))
         return d
 
     def _batch_done(self, refused: Any, request: IRequest, groups: dict[str, tuple[list[Any], list[int]]],
@@ -298,10 +324,11 @@ class TrackApp:
                     entry.setdefault("fields", {})[error.column] = error.reason
                 else:
                     entry.update(error="refused by the database", detail=error.detail)
-            self.metrics.rejected.labels("batch", "refused_by_database").inc(sum(len(g[0]) for g in groups.values()))
+            self._batch_refused(_grouped(groups), "refused_by_database")
             return json_response(request, 400, {"error": "invalid batch: nothing was stored",
                                                  "events": [{"index": i, **e} for i, e in sorted(events.items())]})
         ids: list[tuple[int, str]] = []
+        self.metrics.batch_requests.labels("accepted").inc()
         for kind, (rows, indexes) in groups.items():
             event = self.event_types[kind]
             self._count_accepted(kind, len(rows))
@@ -317,19 +344,43 @@ class TrackApp:
     def _suppressed(self, request: IRequest, kind: str) -> bytes:
         return answer_suppressed(request, self.metrics.suppressed.labels(kind))
 
-    def _batch_failed(self, failure: Failure, count: int, request: IRequest) -> bytes | Failure:
-        return self._failure_answer(failure, request, "batch", count)
+    def _batch_failed(self, failure: Failure, groups: dict[str, tuple[list[Any], list[int]]],
+                      request: IRequest) -> bytes | Failure:
+        return self._failure_answer(failure, request, _grouped(groups), batch=True)
 
-    def _failure_answer(self, failure: Failure, request: IRequest, kind: str, count: int = 1) -> bytes | Failure:
+    def _batch_refused(self, kinds: Mapping[str, int], reason: str) -> None:
+        """A refused batch: each of its events under its own kind (one
+        whose type names none, as "batch"), and the request once."""
+        for kind, count in kinds.items():
+            self.metrics.rejected.labels(kind, reason).inc(count)
+        self.metrics.batch_requests.labels(reason).inc()
+
+    def _kinds_of(self, items: Sequence[Any]) -> dict[str, int]:
+        kinds: dict[str, int] = {}
+        for item in items:
+            kind = item.get("type") if isinstance(item, dict) else None
+            name = kind if type(kind) is str and kind in self.event_types else "batch"
+            kinds[name] = kinds.get(name, 0) + 1
+        return kinds
+
+    def _failure_answer(self, failure: Failure, request: IRequest, kinds: Mapping[str, int],
+                        batch: bool = False) -> bytes | Failure:
         """503 for an outage, 500 for a failure the store already logged;
         anything else goes on to internal_error."""
         if failure.check(Unavailable):
-            self.metrics.rejected.labels(kind, "unavailable").inc(count)
+            reason = "unavailable"
+        elif failure.check(InternalError):
+            reason = "internal_error"
+        else:
+            return failure
+        if batch:
+            self._batch_refused(kinds, reason)
+        else:
+            for kind, count in kinds.items():
+                self.metrics.rejected.labels(kind, reason).inc(count)
+        if reason == "unavailable":
             return unavailable(request, "the database cannot take events right now")
-        if failure.check(InternalError):
-            self.metrics.rejected.labels(kind, "internal_error").inc(count)
-            return json_response(request, 500, {"error": "internal error"})
-        return failure
+        return json_response(request, 500, {"error": "internal error"})
 
     @per_kind(app, ["OPTIONS"])
     def preflight(self, request: IRequest, kind: str = "batch") -> bytes:
@@ -397,11 +448,12 @@ class TrackApp:
             else:  # a trigger's SIGNAL or a CHECK constraint: its message says why
                 body = {"error": "refused by the database", "detail": error.detail}
             return json_response(request, 400, body)
-        return self._failure_answer(failure, request, kind)
+        return self._failure_answer(failure, request, {kind: 1})
 
     @app.handle_errors(NotFound)
     def not_found(self, request: IRequest, failure: Failure) -> bytes:
         self.cors.annotate(request)
+        self._count_routed(request, "not_found")
         return json_response(
             request,
             404,
@@ -413,6 +465,7 @@ class TrackApp:
         self.cors.annotate(request)
         error = failure.value
         assert isinstance(error, MethodNotAllowed)  # the only exception this handler is registered for
+        self._count_routed(request, "method_not_allowed")
         valid = set(error.valid_methods or ["POST"])
         allowed = ", ".join(sorted(valid, key=_METHOD_ORDER.index))
         request.setHeader(b"Allow", allowed.encode())
@@ -424,6 +477,7 @@ class TrackApp:
     def internal_error(self, request: IRequest, failure: Failure) -> bytes:
         log.failure("unexpected error answering {uri}", failure, uri=request.uri)
         self.cors.annotate(request)
+        self._count_routed(request, "internal_error")
         return json_response(request, 500, {"error": "internal error"})
 
 

@@ -35,6 +35,7 @@ from twisted.web import server
 from track.logs import Logger, Summaries
 from track.metrics import Metrics
 from track.web.cors import CORS
+from track.web.eventpath import OTHER, path_kind
 from track.web.responses import json_response, reason
 from track.web.rfc9112 import BadHead, check_host, origin_form
 from track.web.twistedhttp import HTTPChannel
@@ -46,6 +47,9 @@ LINGER_SECONDS = 2.0
 LINGER_BYTES = 16 * 1024 * 1024  # dropped unread, never kept
 BUSY_LINGER_SECONDS = 1.0  # a connection answered 503 for --max-connections
 BUSY_LINGER_BYTES = 64 * 1024
+# The reason a refusal before routing is counted under, in
+# track_events_rejected_total (the routes count theirs in track/web/app.py).
+EARLY_REASONS = {400: "malformed", 408: "timeout", 413: "too_large", 431: "header_too_large"}
 
 
 def raw_response(code: int, payload: dict[str, Any], headers: bytes = b"") -> bytes:
@@ -162,10 +166,14 @@ class _Channel(HTTPChannel):
         self._cancel_deadline()
         self.setTimeout(None)  # the idle timer must not fire while we linger: one timeout is counted once
         transport = self.tcp()
+        path = getattr(self, "request_path", None) or b""
+        # Counted like a routed refusal: under the kind its path names (any
+        # other path, or one never read, under "other").
+        kind = path_kind(path) or OTHER
+        self.site.metrics.rejected.labels(kind, EARLY_REASONS.get(code, "malformed")).inc()
         recent = self.site.recent  # the admin page's latest rejections (--admin-http)
         if recent is not None:
-            recent.refused_early(getattr(self, "request_path", None) or b"", code, payload,
-                                 self.site.shown_peer(transport.getPeer()))
+            recent.refused_early(kind, code, payload, self.site.shown_peer(transport.getPeer()))
         if len(self.requests) > 1 or self.handling_request:
             # An earlier answer is still owed on this connection; a response
             # written now would overtake it, so just close.
@@ -262,6 +270,9 @@ class TrackRequest(server.Request):
                 unquote_to_bytes(self.path.decode("ascii")).decode("utf-8")
         except UnicodeDecodeError:
             self.channel.site.cors.annotate(self)
+            kind = path_kind(self.path)
+            if kind is not None:
+                self.channel.site.metrics.rejected.labels(kind, "malformed").inc()
             self.write(json_response(self, 400, {"error": "the URL is not valid UTF-8"}))
             self.finish()
             return

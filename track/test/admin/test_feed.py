@@ -10,12 +10,14 @@ from typing import Any
 import treq
 from twisted.internet import reactor
 from twisted.internet.task import Clock
+from twisted.python.usage import UsageError
 from twisted.trial.unittest import TestCase
 
 from track.admin.history import History
 from track.admin.recent import Recent
 from track.admin.service import AdminService
 from track.admin.shared import merge_health
+from track.admin.views import Counts
 from track.fields.kinds import EVENT_TYPES
 from track.run.tap import Options, build_service
 from track.storage.prepare import prepare_database
@@ -165,7 +167,29 @@ class FeedTests(TestCase):
         clock.advance(2)
         counts["user"] = {"accepted": 10.0, "rejected": 1.0}
         history.sample()
-        self.assertEqual(history.rates(), {"user": {"accepted": [5.0], "rejected": [0.5]}})
+        rates = history.rates()
+        self.assertEqual(rates["kinds"], {"user": {"accepted": [5.0], "rejected": [0.5]}})
+        self.assertEqual(rates["t"], [2.0])
+
+    def test_rates_cover_a_fixed_window_on_the_clock(self) -> None:
+        """Ten minutes of samples: "last 5 minutes" draws only the last
+        300 s of them, every sample; "last hour" all ten minutes, from
+        every 12th; rejection reasons get rates of their own."""
+        clock = Clock()
+        counts: Counts = {"user": {"accepted": 0.0, "rejected": 0.0}}
+        history = History(lambda: {k: dict(v) for k, v in counts.items()}, clock)
+        for n in range(301):  # 600 s, every 2 s
+            counts["user"] = {"accepted": 4.0 * n, "rejected": 2.0 * n, "rejected:invalid": 2.0 * n}
+            history.sample()
+            clock.advance(2)
+        clock.advance(-2)  # now: the last sample's time, 600
+        five = history.rates(300)
+        self.assertEqual((five["t"][0], five["t"][-1], len(five["t"])), (300.0, 600.0, 151))
+        self.assertEqual(set(five["kinds"]["user"]["accepted"]), {2.0})
+        self.assertEqual(set(five["reasons"]["invalid"]), {1.0})
+        hour = history.rates(3600)
+        self.assertEqual((hour["t"][-1], hour["t"][1] - hour["t"][0]), (600.0, 24.0))
+        self.assertEqual(set(hour["kinds"]["user"]["rejected"]), {1.0})
 
     def test_health_summed_over_workers(self) -> None:
         def report(worker: int, events: int, up: str) -> dict[str, Any]:
@@ -199,3 +223,10 @@ class AdminOptionsTests(TestCase):
         self.assertEqual(self.parse("--admin-http", "0.0.0.0:8081", "--admin-token", "t")["admin-endpoint"],
                          "tcp:8081:backlog=1024:interface=0.0.0.0")
         self.assertEqual(self.parse("--admin-http", "unix:/tmp/a.sock")["admin-endpoint"], "unix:/tmp/a.sock")
+
+    def test_admin_keep_defaults_to_1000_and_reaches_the_workers(self) -> None:
+        from track.run.workers import child_argv
+
+        self.assertEqual(self.parse()["admin-keep"], 1000)
+        self.assertIn("--admin-keep=50", child_argv(self.parse("--admin-keep", "50"), 0))
+        self.assertRaises(UsageError, self.parse, "--admin-keep", "0")

@@ -90,6 +90,7 @@ class WorkersNumbersTests(TestCase):
         self.assertEqual(samples(text, "track_worker_up"), {(("worker", "0"),): 1.0, (("worker", "1"),): 1.0})
 
         first = self.pids()
+        killed = time.time()
         os.kill(first[0], signal.SIGKILL)
         await wait_until(lambda: self.pids().get(0) not in (None, first[0]), "worker 0 to be restarted")
         await wait_until(lambda: self.proc.output.count(b"track listening on") >= 4, "the new worker to listen")
@@ -100,6 +101,20 @@ class WorkersNumbersTests(TestCase):
         after = [await self.accepted(public) for _ in range(SCRAPES)]
         self.assertEqual(after, [80.0] * SCRAPES)
         self.assertEqual(await self.accepted(admin), 80.0)
+        # The page says so: worker 0 was started again once, after the kill.
+        workers: list[Any] = []
+
+        async def both_reported() -> bool:
+            workers[:] = json.loads(await self.get(admin, "/feed"))["status"]["health"]["workers"]
+            return len(workers) == 2
+
+        for _ in range(200):  # each worker reports twice a second
+            if await both_reported():
+                break
+            await deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual([(w["worker"], w["restarts"]) for w in workers], [(0, 1), (1, 0)])
+        self.assertGreater(workers[0]["restarted"], killed)
+        self.assertIsNone(workers[1]["restarted"])
 
     async def test_healthz_sums_the_spool_of_every_worker(self) -> None:
         """With the database unreachable each worker spools what it takes;
@@ -134,3 +149,22 @@ class WorkersNumbersTests(TestCase):
         metrics = await self.get(public, "/metrics")
         self.assertEqual(samples(metrics, "track_spool_events"), {(): 30.0})
         self.assertEqual(samples(metrics, "track_database_up"), {(): 0.0})
+
+    async def test_the_query_api_answers_for_every_worker_with_the_page_closed(self) -> None:
+        """No page open, so no worker was writing its events out: the first
+        GET /feed/events waits until each has, and finds every event, older
+        than the newest 100 of each worker included."""
+        if MYSQL_SKIP:
+            self.skipTest(MYSQL_SKIP)
+        reset_mysql()
+        public, admin = await self.start(MYSQL_DSN_TEXT)
+        for n in range(250):
+            await self.post(public, n)
+        found = json.loads(await self.get(admin, "/feed/events?status=accepted"))
+        self.assertEqual(sorted(e["message_id"] for e in found["accepted"]), sorted(f"agg-{n}" for n in range(250)))
+        self.assertEqual({e["worker"] for e in found["accepted"]}, {0, 1})
+        self.assertEqual(found["held"]["accepted"], 250)
+        one = json.loads(await self.get(admin, "/feed/events?q=MessageID=agg-3"))
+        self.assertEqual([e["message_id"] for e in one["accepted"]], ["agg-3"])
+        page = json.loads(await self.get(admin, "/feed"))  # the page: each worker's newest 100
+        self.assertEqual((len(page["accepted"]), page["held"]["accepted"]), (100, 250))

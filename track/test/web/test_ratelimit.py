@@ -161,9 +161,12 @@ class AppTests(SynchronousTestCase):
         self.assertEqual(self.user("203.0.113.2", 20), 429)
         self.assertEqual(self.stored(), [0, 1, 2, 3])
         text = self.metrics.render().decode()
-        self.assertIn('track_rate_limited_total{type="batch"} 2.0', text)
-        self.assertIn('track_rate_limited_total{type="user"} 1.0', text)
-        self.assertIn('track_events_rejected_total{reason="rate_limited",type="batch"} 2.0', text)
+        # The batch's events under their own type, the request once.
+        self.assertIn('track_rate_limited_total{type="user"} 3.0', text)
+        self.assertIn('track_events_rejected_total{reason="rate_limited",type="user"} 3.0', text)
+        self.assertNotIn('type="batch"', text)
+        self.assertIn('track_batch_requests_total{result="rate_limited"} 1.0', text)
+        self.assertIn('track_batch_requests_total{result="accepted"} 1.0', text)
 
     def test_off_by_default(self) -> None:
         app = TrackApp(Batcher(self.db.insert, self.clock, flush_interval=0.002), self.clock)
