@@ -33,11 +33,13 @@ from track.pipeline.batcher import (
 )
 from track.pipeline.writer import Writer
 from track.run.accepting import RESERVED_DESCRIPTORS, default_max_connections, descriptors_at_start
-from track.run.listen import admin_endpoint_description, endpoint_description, server_endpoint
+from track.run.listen import address_taken, admin_endpoint_description, endpoint_description, server_endpoint
+from track.run.orphan import ParentWatch, parent_pid
 from track.run.service import TrackService
 from track.run.workers import WorkerPool
 from track.spool import DEFAULT_MAX_BYTES as DEFAULT_SPOOL_BYTES
 from track.spool import Spool
+from track.spool.lock import DirectoryLock, SpoolLocked
 from track.storage.dialect import dialect_for
 from track.storage.dsn import DSN, DSNError, parse_dsn
 from track.storage.prepare import (
@@ -198,6 +200,18 @@ def makeService(options: Options) -> IService:
     set_level(options["level"])
     descriptors_at_start()
     dsn: DSN = options["parsed-dsn"]
+    # What a restart beside a process still running finds, said in one line
+    # each before anything else happens: the address, the spool.
+    for description in filter(None, (options["endpoint"], options["admin-endpoint"])):
+        taken = address_taken(reactor, description)
+        if taken:
+            raise SystemExit(f"track: {taken}")
+    spool_lock = None
+    if options["spool-dir"]:
+        try:
+            spool_lock = DirectoryLock(options["spool-dir"]).acquire()
+        except SpoolLocked as e:
+            raise SystemExit(f"track: {e}") from None
     fitted = prepare_database(dsn)
     if fitted is None and not options["spool-dir"]:
         raise SystemExit(f"track: cannot use database {dsn.redacted()}: unreachable, and no spool")
@@ -206,6 +220,7 @@ def makeService(options: Options) -> IService:
         admin = options["admin-endpoint"]
         pool = WorkerPool(options["workers"], options["endpoint"], options, reactor,
                           shutdown_timeout=max(options["request-timeout"], 1.0), feed=admin is not None)
+        pool.spool_lock = spool_lock  # the workers lock worker-N beneath it
         if admin is None:
             return pool
         # The parent serves the admin listener, from the workers' shared files.
@@ -214,18 +229,20 @@ def makeService(options: Options) -> IService:
         about = About(__version__, dsn.redacted(), time.time())
         AdminService(admin, SharedView(about, pool.state, pool.metrics_dir), reactor).setServiceParent(top)  # type: ignore[no-untyped-call]
         return top
-    return build_service(options, reactor, fitted)
+    return build_service(options, reactor, fitted, spool_lock)
 
 
-def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None) -> TrackService:
+def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None,
+                  spool_lock: DirectoryLock | None = None) -> TrackService:
     """The one way the parts are wired, for twistd and the tests alike:
     storage, then the pipeline (writer, spool, batcher), then the HTTP
-    edge.  `fitted` is prepare_database's answer (None: not reachable yet)."""
+    edge.  `fitted` is prepare_database's answer (None: not reachable yet);
+    `spool_lock` the spool directory's lock, if already taken."""
     dsn: DSN = options["parsed-dsn"]
     dialect = dialect_for(dsn)
     spool = None
     if options["spool-dir"]:
-        spool = Spool(options["spool-dir"], options["spool-max-bytes"], reactor)
+        spool = Spool(options["spool-dir"], options["spool-max-bytes"], reactor, lock=spool_lock)
         spool.open()
         if fitted is not None:
             save_limits(spool.directory, fitted)
@@ -276,6 +293,9 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
     health: Any = writer
     extra: list[Service] = []
     state = os.environ.get(STATE_ENV)
+    parent = parent_pid()
+    if parent is not None:  # a worker of --workers N: shut down when the parent is gone
+        extra.append(ParentWatch(parent, reactor))
     if state:  # a worker of --workers N: report to the parent's directory
         shared = SharedHealth(writer, state, int(os.environ.get(WORKER_ENV, "0")), time.time())
         health = shared

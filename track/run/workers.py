@@ -36,6 +36,9 @@ from track.admin.shared import FEED_ENV, STATE_ENV, remove_worker
 from track.logs import Logger
 from track.metrics import MULTIPROC_ENV, WORKER_ENV
 from track.run.listen import server_endpoint
+from track.run.orphan import PARENT_ENV
+from track.run.service import ListenError
+from track.spool.lock import DirectoryLock
 
 log = Logger(namespace="track.workers")
 
@@ -43,9 +46,13 @@ LISTEN_FD = 3  # where systemd (and so Twisted's systemd: endpoint) expects it
 RESTART_FIRST = 0.5
 RESTART_MAX = 30.0
 STABLE_SECONDS = 30.0
-# The child: make LISTEN_PID its own pid before Twisted reads it, then twistd.
+# The child: ask Linux for SIGTERM when the parent dies (and check it has
+# not died already), make LISTEN_PID its own pid before Twisted reads it,
+# then twistd.  SIGTERM is twistd's own clean shutdown: stop accepting,
+# answer the requests in progress, flush to the database or the spool, exit.
 _BOOT = (
-    "import os, sys; os.environ['LISTEN_PID'] = str(os.getpid()); "
+    "import os, sys; from track.run.orphan import die_with_parent; die_with_parent(); "
+    "os.environ['LISTEN_PID'] = str(os.getpid()); "
     "os.environ['LISTEN_FDS'] = '1'; os.environ['LISTEN_FDNAMES'] = 'track'; "
     "from twisted.scripts.twistd import run; run()"
 )
@@ -164,10 +171,14 @@ class WorkerPool(Service):
         self.shutdown_timeout = shutdown_timeout
         self.children: dict[int, _Child] = {}
         self.sock: socket.socket | None = None
+        self.spool_lock: DirectoryLock | None = None  # the top spool directory's, held while running
         self._delay = {i: RESTART_FIRST for i in range(count)}
 
     def privilegedStartService(self) -> None:
-        self.sock = bind(self.description)
+        try:
+            self.sock = bind(self.description)
+        except OSError as e:  # taken since makeService checked it
+            raise ListenError(f"cannot listen on {self.description}: {e.strerror or e}") from None
         host, port = self.sock.getsockname()[:2]
         log.info("track listening on http://{host}:{port} with {n} workers", host=host, port=port,
                  n=self.count)
@@ -186,7 +197,7 @@ class WorkerPool(Service):
         argv = child_argv(self.options, index)
         # Unbuffered, so each log line reaches the parent when it is written.
         env = {**os.environ, "PYTHONUNBUFFERED": "1", MULTIPROC_ENV: self.metrics_dir,
-               WORKER_ENV: str(index), STATE_ENV: self.state}
+               WORKER_ENV: str(index), STATE_ENV: self.state, PARENT_ENV: str(os.getpid())}
         if self.feed:
             env[FEED_ENV] = "1"
         self.reactor.spawnProcess(child, argv[0], argv, env=env,
