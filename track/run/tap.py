@@ -31,7 +31,7 @@ from track.pipeline.batcher import (
     GATHER_SECONDS,
     Batcher,
 )
-from track.pipeline.writer import Writer
+from track.pipeline.writer import DEFAULT_OUTAGE_WAIT, Writer
 from track.run.accepting import RESERVED_DESCRIPTORS, default_max_connections, descriptors_at_start
 from track.run.listen import address_taken, admin_endpoint_description, endpoint_description, server_endpoint
 from track.run.orphan import ParentWatch, parent_pid
@@ -116,6 +116,9 @@ class Options(usage.Options):
         ["spool-dir", None, "track-spool",
          "Directory of the durable spool that acknowledges events while the database "
          "is down (empty: no spool, answer 503 instead)."],
+        ["outage-wait", None, f"{DEFAULT_OUTAGE_WAIT:g}",
+         "Seconds a write may wait for the database to answer before its events go to the spool "
+         "(and the database counts as down); 0: wait for the DSN's read timeout. Needs the spool."],
         ["spool-max-bytes", None, str(DEFAULT_SPOOL_BYTES),
          "Most bytes the spool may hold; when full, clients get 503 + Retry-After."],
         ["workers", None, "1",
@@ -192,6 +195,7 @@ class Options(usage.Options):
         self["flush-interval"] = _non_negative_float("flush-interval", str(self["flush-interval"]))
         self["request-timeout"] = _non_negative_float("request-timeout", str(self["request-timeout"]))
         self["rate-limit"] = _non_negative_float("rate-limit", str(self["rate-limit"]))
+        self["outage-wait"] = _non_negative_float("outage-wait", str(self["outage-wait"]))
 
 
 def makeService(options: Options) -> IService:
@@ -274,6 +278,7 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None,
         event_types,
         database_up=fitted is not None,
         on_up=None if fitted is not None else database_appeared,
+        outage_wait=options["outage-wait"],
     )
     metrics = Metrics()
     batcher = Batcher(

@@ -58,7 +58,7 @@ _BOOT = (
 )
 # Options handed on to every child unchanged.
 _PASSED = ("dsn", "log-level", "batch-size", "min-batch", "flush-interval", "max-pending", "request-timeout",
-           "max-body", "max-batch", "max-batch-body", "spool-max-bytes", "rate-limit", "max-connections")
+           "max-body", "max-batch", "max-batch-body", "spool-max-bytes", "rate-limit", "max-connections", "outage-wait")
 
 
 def bind(description: str) -> socket.socket:
