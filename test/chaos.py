@@ -258,7 +258,7 @@ def report(run: Run, clients: Clients, nemesis: Nemesis, stopped: bool, leftover
         f"latency p50 / p99 / max (ms)       {percentile(all_ms, 50) * 1000:.1f} / "
         f"{percentile(all_ms, 99) * 1000:.1f} / {max(all_ms, default=0) * 1000:.0f}",
         f"while mariadbd SIGSTOPped (ms)     p99 {percentile(frozen, 99) * 1000:.0f}, max "
-        f"{max(frozen, default=0) * 1000:.0f}, over {len(frozen)} requests begun in {len(run.freezes)} stops",
+        f"{max(frozen, default=0) * 1000:.0f}, over {len(frozen)} requests in flight in {len(run.freezes)} stops",
     ]
 
 

@@ -207,8 +207,9 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def within(windows: list[tuple[float, float]], latencies: list[tuple[float, float, str]]) -> list[float]:
-    """Latencies of the requests that began during one of `windows`."""
-    return [s for began, s, _ in latencies if any(a <= began <= b for a, b in windows)]
+    """Latencies of the requests in flight at some moment of one of `windows`
+    (those begun just before a stop are the ones it holds longest)."""
+    return [s for began, s, _ in latencies if any(began <= b and began + s >= a for a, b in windows)]
 
 
 def pause(rng: random.Random, low: float, high: float) -> float:
