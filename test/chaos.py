@@ -249,7 +249,8 @@ def report(run: Run, clients: Clients, nemesis: Nemesis, stopped: bool, leftover
         f"dead letters                       {run.dead_letters()}",
         f"statuses                           {statuses}",
         f"hangs (no answer in 15 s)          {tally.hangs}",
-        f"restarts                           {run.sup.starts - 1}",
+        f"restarts                           {run.sup.starts - 1} ({run.sup.killed_starting} killed again "
+        f"before they listened)",
         f"failed restarts                    {len(run.sup.failed)}" + "".join(f"\n    {f}" for f in run.sup.failed),
         f"collector stopped on SIGTERM       {'yes' if stopped else 'NO'}",
         f"leftover processes at the end      {len(leftover)}",

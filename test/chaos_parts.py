@@ -56,7 +56,8 @@ class Supervisor(threading.Thread):
         self.clock_shift = ""  # FAKETIME for the next start ("" : the real clock)
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
-        self.failed: list[str] = []  # starts that exited before listening: their last line
+        self.failed: list[str] = []  # starts that exited by themselves before listening: their last line
+        self.killed_starting = 0  # starts killed (by the nemesis) before they listened
         self.stopping = False
         self.listening = threading.Event()
 
@@ -74,8 +75,11 @@ class Supervisor(threading.Thread):
             with open(path, "rb") as f:
                 text = f.read()
             if b"track listening on" not in text:
-                last = text.strip().splitlines()[-1:] or [b"(no output)"]
-                self.failed.append(f"start {self.starts}: {last[0].decode(errors='replace')[:200]}")
+                if self.proc.returncode < 0:  # the nemesis killed it while it started: no fault of its own
+                    self.killed_starting += 1
+                else:
+                    last = text.strip().splitlines()[-1:] or [b"(no output)"]
+                    self.failed.append(f"start {self.starts}: {last[0].decode(errors='replace')[:200]}")
             time.sleep(RESTART_SEC)
 
     def pid(self) -> int | None:
