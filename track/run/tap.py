@@ -236,6 +236,15 @@ def makeService(options: Options) -> IService:
     return build_service(options, reactor, fitted, spool_lock)
 
 
+def outage_wait(seconds: float, dsn: DSN) -> float:
+    """--outage-wait, but never shorter than a multi-host DSN's failover
+    timeout: a write going round the hosts (or a cluster reconfiguring after
+    losing a node) is given that long before it counts as an outage."""
+    if seconds and len(dsn.hosts) > 1:
+        return max(seconds, dsn.timeouts.failover)
+    return seconds
+
+
 def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None,
                   spool_lock: DirectoryLock | None = None) -> TrackService:
     """The one way the parts are wired, for twistd and the tests alike:
@@ -278,7 +287,7 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None,
         event_types,
         database_up=fitted is not None,
         on_up=None if fitted is not None else database_appeared,
-        outage_wait=options["outage-wait"],
+        outage_wait=outage_wait(options["outage-wait"], dsn),
     )
     metrics = Metrics()
     batcher = Batcher(
