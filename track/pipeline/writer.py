@@ -3,7 +3,9 @@
 The batcher hands every batch here.  While the database takes writes they go
 straight to it.  When a write fails for want of the database, that batch
 (already validated, each event with its MessageID) is fsync'd to the spool
-and acknowledged, and the database is marked down: later batches go to the
+and acknowledged, and the database is marked down: so is a write it has not
+answered within `outage_wait` seconds (a server stopped, or behind a hung
+proxy, accepts and never answers).  Later batches go to the
 spool without waiting on it, and a probe with capped exponential backoff
 looks for it, logging once when it goes and once when it is back.  Then the
 spool is replayed into it, oldest first; MessageIDs make every replay, even
@@ -28,6 +30,9 @@ from track.types import Backoff, Outcome, Row, Unavailable
 
 log = Logger(namespace="track.writer")
 
+# Seconds a write may wait for the database before its batch is spooled
+# (--outage-wait): a stopped server otherwise holds requests for the read timeout.
+DEFAULT_OUTAGE_WAIT = 2.0
 # Not ready once the spool cannot take a burst of this many more bytes.
 SPOOL_HEADROOM = 64 * 1024
 # The result a write's Deferred carries when stored; a spooled write fires
@@ -58,8 +63,10 @@ class Writer:
         event_types: dict[str, EventType],
         database_up: bool = True,
         on_up: Callable[[], Deferred[Any]] | None = None,
+        outage_wait: float = 0.0,
     ) -> None:
         self.store = store
+        self.outage_wait = outage_wait  # seconds a write may wait for an answer (0: the read timeout)
         self.spool = spool
         self.clock = clock
         self.up = database_up
@@ -84,7 +91,7 @@ class Writer:
     def insert(self, event: EventType, rows: Sequence[Row]) -> Deferred[Outcome | None]:
         if not self.up:
             return self._spool(event, rows)
-        d = self.store.insert(event, rows)
+        d = self._bounded(self.store.insert(event, rows))
         return d.addCallbacks(
             self._stored, self._failed, callbackArgs=(event, rows), errbackArgs=([(event, rows)],)
         )
@@ -95,8 +102,37 @@ class Writer:
         """All of a batch request or none: one transaction, or one spool append."""
         if not self.up:
             return self._spool_groups(groups)
-        d = self.store.insert_atomic(groups)
+        d = self._bounded(self.store.insert_atomic(groups))
         return d.addCallbacks(self._proof, self._failed, errbackArgs=(groups,))
+
+    def _bounded(self, write: Deferred[_R]) -> Deferred[_R]:
+        """`write`, or Unavailable (the outage path: the spool) once it has
+        waited `outage_wait` seconds: a database that accepts and never
+        answers holds requests this long, not for the read timeout.  A write
+        that answers later is dropped here; had it committed, its rows are
+        in the spool too, and the replay stores nothing twice (MessageIDs)."""
+        if self.spool is None or not self.outage_wait:
+            return write  # without a spool, waiting longer is the better answer than a 503
+        bounded: Deferred[_R] = Deferred()
+        wait = self.outage_wait
+
+        def no_answer() -> None:
+            bounded.errback(Unavailable(f"no answer from the database within {wait:g}s"))
+
+        timer = self.clock.callLater(wait, no_answer)
+
+        def answered(result: _R | Failure) -> None:
+            if timer.active():
+                timer.cancel()
+                if isinstance(result, Failure):
+                    bounded.errback(result)
+                else:
+                    bounded.callback(result)
+            elif isinstance(result, Failure):
+                log.debug("a write answered after {wait}s: {e}", wait=wait, e=result.getErrorMessage())
+
+        write.addBoth(answered)
+        return bounded
 
     def _proof(self, result: list[Refusal] | None) -> list[Refusal] | None:
         self.proven()

@@ -140,8 +140,8 @@ def main(argv: Sequence[str], sleep: Callable[[float], None] = time.sleep) -> in
                     tables[table] = tables.get(table, 0) + n
             receipt["tables"] = tables
     except SpoolInUse as e:
-        print(f"track forget: the spool directory {e} is in use by a running collector (it holds "
-              f"{os.path.join(str(e), 'LOCK')}); nothing was changed there. Stop the collector and run "
+        print(f"track forget: the spool directory {e.args[0]} is in use by a running collector "
+              f"({e.args[1]}); nothing was changed there. Stop the collector and run "
               "forget again, or forget in the database only (without --spool-dir) meanwhile.", file=sys.stderr)
         return EXIT_IN_USE
     except FileNotFoundError as e:

@@ -1,7 +1,7 @@
 """Removing one ProfileID's events from a spool directory and its dead
 letters, safely against a crash and against a running collector.
 
-A collector holds an exclusive flock on `<spool-dir>/LOCK` while it runs;
+A collector holds an exclusive flock on `<spool-dir>/lock` while it runs;
 forget takes the same lock (non-blocking) on every spool directory before
 touching anything, and refuses (SpoolInUse) while another process has it.
 
@@ -17,7 +17,6 @@ fsync, rename).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import struct
@@ -28,10 +27,10 @@ from dataclasses import dataclass, field
 from track.spool.deadletters import DIRECTORY as DEAD_LETTER_DIRECTORY
 from track.spool.deadletters import EVENTS_FILE, DeadLetters
 from track.spool.disk import fsync_dir
+from track.spool.lock import DirectoryLock, SpoolLocked
 from track.spool.records import RECORD_MARK, SEGMENT_MAGIC, V1_COLUMNS, parse_segment
 from track.spool.segments import _count_path, _progress_path, replayed_records
 
-LOCK_NAME = "LOCK"  # the same file the collector locks (track/run, issue 25)
 _SUFFIX = ".spool"
 _TEMPORARY = ".forget"
 
@@ -62,15 +61,13 @@ def spool_directories(root: str) -> list[str]:
     return found
 
 
-def lock(directory: str) -> int:
-    """Hold `directory`'s LOCK (its descriptor; closing it lets go)."""
-    fd = os.open(os.path.join(directory, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o600)
+def lock(directory: str) -> DirectoryLock:
+    """Hold `directory`'s lock, the one a running collector holds
+    (track/spool/lock.py), or raise SpoolInUse naming its holder."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise SpoolInUse(directory) from None
-    return fd
+        return DirectoryLock(directory).acquire()
+    except SpoolLocked as e:
+        raise SpoolInUse(directory, str(e)) from None
 
 
 def matches(payload: bytes, profile_id: int) -> bool:
@@ -193,7 +190,7 @@ def forget_in_spool(root: str, profile_id: int) -> Removed:
     from each one's segments and dead letters.  Raises SpoolInUse before
     changing anything if a collector holds one of them."""
     directories = spool_directories(root)
-    held: list[int] = []
+    held: list[DirectoryLock] = []
     try:
         for directory in directories:
             held.append(lock(directory))
@@ -206,5 +203,5 @@ def forget_in_spool(root: str, profile_id: int) -> Removed:
             removed.dead_letters += forget_in_dead_letters(directory, profile_id)
         return removed
     finally:
-        for fd in held:
-            os.close(fd)
+        for held_lock in held:
+            held_lock.release()

@@ -8,6 +8,7 @@ drop handshakes, and those clients wait a second or more for a retry."""
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -59,3 +60,34 @@ def admin_endpoint_description(text: str) -> str:
     if m:
         return f"tcp:{_port(m.group(1))}:interface=127.0.0.1"
     return endpoint_description(text)
+
+
+def address_taken(reactor: Any, description: str) -> str | None:
+    """Why a TCP `description` cannot be listened on now (one line naming the
+    address, e.g. another process holds it), or None.
+
+    Checked before anything starts, so that a restart beside a process
+    still holding the port ends with this line rather than a traceback; the
+    real bind happens later, where it always did."""
+    from twisted.internet.abstract import isIPv6Address
+    from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+
+    try:
+        endpoint = server_endpoint(reactor, description)
+    except Exception:  # endpoint parsers raise all sorts; Options already checked it
+        return None
+    if not isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint)):
+        return None
+    port, interface = endpoint._port, endpoint._interface  # see workers.tcp_address
+    if not port:
+        return None
+    family = socket.AF_INET6 if isIPv6Address(interface) else socket.AF_INET
+    host = interface or ("::" if family == socket.AF_INET6 else "0.0.0.0")
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Twisted's own TCP ports
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            return f"cannot listen on {shown}: {e.strerror or e}"
+    return None

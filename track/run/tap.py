@@ -34,14 +34,16 @@ from track.pipeline.batcher import (
     GATHER_SECONDS,
     Batcher,
 )
-from track.pipeline.writer import Writer
+from track.pipeline.writer import DEFAULT_OUTAGE_WAIT, Writer
 from track.run.accepting import RESERVED_DESCRIPTORS, default_max_connections, descriptors_at_start
-from track.run.listen import admin_endpoint_description, endpoint_description, server_endpoint
+from track.run.listen import address_taken, admin_endpoint_description, endpoint_description, server_endpoint
+from track.run.orphan import ParentWatch, parent_pid
 from track.run.secrets import DSN_ENV, SecretError, choose_dsn, is_loopback, read_secret_file
 from track.run.service import TrackService
 from track.run.workers import WorkerPool, tcp_address
 from track.spool import DEFAULT_MAX_BYTES as DEFAULT_SPOOL_BYTES
 from track.spool import Spool
+from track.spool.lock import DirectoryLock, SpoolLocked
 from track.storage.dialect import dialect_for
 from track.storage.dsn import DSN, DSNError, parse_dsn
 from track.storage.prepare import (
@@ -139,6 +141,9 @@ class Options(usage.Options):
         ["spool-dir", None, "track-spool",
          "Directory of the durable spool that acknowledges events while the database "
          "is down (empty: no spool, answer 503 instead)."],
+        ["outage-wait", None, f"{DEFAULT_OUTAGE_WAIT:g}",
+         "Seconds a write may wait for the database to answer before its events go to the spool "
+         "(and the database counts as down); 0: wait for the DSN's read timeout. Needs the spool."],
         ["spool-max-bytes", None, str(DEFAULT_SPOOL_BYTES),
          "Most bytes the spool may hold; when full, clients get 503 + Retry-After."],
         ["workers", None, "1",
@@ -247,6 +252,7 @@ class Options(usage.Options):
             self["anonymize-ipv6"] = DEFAULT_V6_SEGMENTS
         self["max-clock-skew"] = _non_negative_float("max-clock-skew", str(self["max-clock-skew"]))
         self["max-event-age"] = _non_negative_float("max-event-age", str(self["max-event-age"]))
+        self["outage-wait"] = _non_negative_float("outage-wait", str(self["outage-wait"]))
 
     def _admin_token(self) -> None:
         """The admin token, from the option or its file; none is refused
@@ -284,6 +290,18 @@ def makeService(options: Options) -> IService:
         log.warn("--dsn carries a password, which every local user can read (ps, /proc/PID/cmdline): "
                  "put the DSN in a file only you can read (chmod 600) and pass --dsn-file PATH, "
                  "or set {env}", env=DSN_ENV)
+    # What a restart beside a process still running finds, said in one line
+    # each before anything else happens: the address, the spool.
+    for description in filter(None, (options["endpoint"], options["admin-endpoint"])):
+        taken = address_taken(reactor, description)
+        if taken:
+            raise SystemExit(f"track: {taken}")
+    spool_lock = None
+    if options["spool-dir"]:
+        try:
+            spool_lock = DirectoryLock(options["spool-dir"]).acquire()
+        except SpoolLocked as e:
+            raise SystemExit(f"track: {e}") from None
     fitted = prepare_database(dsn)
     if fitted is None and not options["spool-dir"]:
         raise SystemExit(f"track: cannot use database {dsn.redacted()}: unreachable, and no spool")
@@ -292,6 +310,7 @@ def makeService(options: Options) -> IService:
         admin = options["admin-endpoint"]
         pool = WorkerPool(options["workers"], options["endpoint"], options, reactor,
                           shutdown_timeout=max(options["request-timeout"], 1.0), feed=admin is not None)
+        pool.spool_lock = spool_lock  # the workers lock worker-N beneath it
         if admin is None:
             return pool
         # The parent serves the admin listener, from the workers' shared files.
@@ -301,18 +320,29 @@ def makeService(options: Options) -> IService:
         view = SharedView(about, pool.state, pool.metrics_dir, options["admin-keep"], pool.restarts)
         AdminService(admin, view, reactor, options["admin-host"], options["admin-token"]).setServiceParent(top)  # type: ignore[no-untyped-call]
         return top
-    return build_service(options, reactor, fitted)
+    return build_service(options, reactor, fitted, spool_lock)
 
 
-def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None) -> TrackService:
+def outage_wait(seconds: float, dsn: DSN) -> float:
+    """--outage-wait, but never shorter than a multi-host DSN's failover
+    timeout: a write going round the hosts (or a cluster reconfiguring after
+    losing a node) is given that long before it counts as an outage."""
+    if seconds and len(dsn.hosts) > 1:
+        return max(seconds, dsn.timeouts.failover)
+    return seconds
+
+
+def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None,
+                  spool_lock: DirectoryLock | None = None) -> TrackService:
     """The one way the parts are wired, for twistd and the tests alike:
     storage, then the pipeline (writer, spool, batcher), then the HTTP
-    edge.  `fitted` is prepare_database's answer (None: not reachable yet)."""
+    edge.  `fitted` is prepare_database's answer (None: not reachable yet);
+    `spool_lock` the spool directory's lock, if already taken."""
     dsn: DSN = options["parsed-dsn"]
     dialect = dialect_for(dsn)
     spool = None
     if options["spool-dir"]:
-        spool = Spool(options["spool-dir"], options["spool-max-bytes"], reactor)
+        spool = Spool(options["spool-dir"], options["spool-max-bytes"], reactor, lock=spool_lock)
         spool.open()
         if fitted is not None:
             save_limits(spool.directory, fitted)
@@ -349,6 +379,7 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
         event_types,
         database_up=fitted is not None,
         on_up=None if fitted is not None else database_appeared,
+        outage_wait=outage_wait(options["outage-wait"], dsn),
     )
     metrics = Metrics()
     batcher = Batcher(
@@ -368,6 +399,9 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None)
     health: Any = writer
     extra: list[Service] = [SuppressionRefresh(suppression, store, reactor)]
     state = os.environ.get(STATE_ENV)
+    parent = parent_pid()
+    if parent is not None:  # a worker of --workers N: shut down when the parent is gone
+        extra.append(ParentWatch(parent, reactor))
     if state:  # a worker of --workers N: report to the parent's directory
         shared = SharedHealth(writer, state, int(os.environ.get(WORKER_ENV, "0")), time.time())
         health = shared

@@ -37,7 +37,10 @@ from track.admin.shared import FEED_ENV, STATE_ENV, remove_worker
 from track.logs import Logger
 from track.metrics import MULTIPROC_ENV, WORKER_ENV
 from track.run.listen import server_endpoint
+from track.run.orphan import PARENT_ENV
 from track.run.secrets import DSN_ENV, WORKER_DSN_FD, pipe_holding
+from track.run.service import ListenError
+from track.spool.lock import DirectoryLock
 
 log = Logger(namespace="track.workers")
 
@@ -45,9 +48,13 @@ LISTEN_FD = 3  # where systemd (and so Twisted's systemd: endpoint) expects it
 RESTART_FIRST = 0.5
 RESTART_MAX = 30.0
 STABLE_SECONDS = 30.0
-# The child: make LISTEN_PID its own pid before Twisted reads it, then twistd.
+# The child: ask Linux for SIGTERM when the parent dies (and check it has
+# not died already), make LISTEN_PID its own pid before Twisted reads it,
+# then twistd.  SIGTERM is twistd's own clean shutdown: stop accepting,
+# answer the requests in progress, flush to the database or the spool, exit.
 _BOOT = (
-    "import os, sys; os.environ['LISTEN_PID'] = str(os.getpid()); "
+    "import os, sys; from track.run.orphan import die_with_parent; die_with_parent(); "
+    "os.environ['LISTEN_PID'] = str(os.getpid()); "
     "os.environ['LISTEN_FDS'] = '1'; os.environ['LISTEN_FDNAMES'] = 'track'; "
     "from twisted.scripts.twistd import run; run()"
 )
@@ -56,7 +63,7 @@ _BOOT = (
 _PASSED = ("log-level", "batch-size", "min-batch", "flush-interval", "max-pending", "request-timeout",
            "max-body", "max-batch", "max-batch-body", "spool-max-bytes", "rate-limit", "max-connections",
            "anonymize-ip", "anonymize-ipv6", "max-clock-skew", "max-event-age",
-           "admin-keep")
+           "admin-keep", "outage-wait")
 
 
 def bind(description: str) -> socket.socket:
@@ -171,6 +178,7 @@ class WorkerPool(Service):
         self.shutdown_timeout = shutdown_timeout
         self.children: dict[int, _Child] = {}
         self.sock: socket.socket | None = None
+        self.spool_lock: DirectoryLock | None = None  # the top spool directory's, held while running
         self._delay = {i: RESTART_FIRST for i in range(count)}
         # Per worker index: how many times it was started again, and when
         # last (Unix time), for the admin page.
@@ -178,7 +186,10 @@ class WorkerPool(Service):
         self._spawned: set[int] = set()
 
     def privilegedStartService(self) -> None:
-        self.sock = bind(self.description)
+        try:
+            self.sock = bind(self.description)
+        except OSError as e:  # taken since makeService checked it
+            raise ListenError(f"cannot listen on {self.description}: {e.strerror or e}") from None
         host, port = self.sock.getsockname()[:2]
         log.info("track listening on http://{host}:{port} with {n} workers", host=host, port=port,
                  n=self.count)
@@ -198,7 +209,8 @@ class WorkerPool(Service):
         # Unbuffered, so each log line reaches the parent when it is written.
         # Not TRACK_DSN: the DSN goes through a pipe.
         env = {**{k: v for k, v in os.environ.items() if k != DSN_ENV}, "PYTHONUNBUFFERED": "1",
-               MULTIPROC_ENV: self.metrics_dir, WORKER_ENV: str(index), STATE_ENV: self.state}
+               MULTIPROC_ENV: self.metrics_dir, WORKER_ENV: str(index), STATE_ENV: self.state,
+               PARENT_ENV: str(os.getpid())}
         if self.feed:
             env[FEED_ENV] = "1"
         fds: dict[int, int | str] = {0: "w", 1: "r", 2: "r", LISTEN_FD: self.sock.fileno()}

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from track.fields.kinds import EventType
-from track.spool.disk import write_durably
+from track.spool.disk import append_exclusively, write_durably
 from track.spool.records import columns_of
 
 DIRECTORY = "dead-letter"
@@ -57,7 +57,7 @@ class DeadLetters:
     def append(self, entries: Sequence[dict[str, Any]]) -> None:
         """Write and fsync `entries`; raises OSError (e.g. no space left)."""
         data = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries).encode()
-        write_durably(self.path, data)
+        append_exclusively(self.path, data)  # beside a resend taking the file away
 
     def keep_corrupt(self, segment: str, offset: int, data: bytes) -> None:
         name = f"corrupt-{os.path.basename(segment).split('.')[0]}-{offset}.bin"

@@ -10,7 +10,11 @@ stay, with the new reason; on a 5xx, 408, 429 or no answer the command stops
 and keeps the rest for the next run.  Exit status 0 when none are left.
 
 The file is renamed to `events.resending.jsonl` while this runs, so the
-running service keeps appending new dead letters beside it undisturbed.
+running service keeps appending new dead letters beside it undisturbed
+(both lock the file around a rename or an append, so no letter lands in a
+file already taken).  It does not take the spool's own lock: it runs
+beside the service by design.  Two resends of one spool at once: the
+second exits at once naming the first's pid (`resend.lock`).
 A re-sent event is stamped with the time it is re-sent; for user and item
 events the service takes RemoteIP from X-Forwarded-For, which this command
 sets to the original address, only when this host is a --trusted-proxy.
@@ -31,9 +35,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from track.spool.deadletters import DIRECTORY, EVENTS_FILE
-from track.spool.disk import write_durably
+from track.spool.disk import append_exclusively, rename_exclusively
+from track.spool.lock import DirectoryLock, SpoolLocked
 
 _RESENDING = "events.resending.jsonl"
+RESEND_LOCK = "resend.lock"
 _RETRY_LATER = {408, 429}
 
 
@@ -71,7 +77,7 @@ def resend_file(path: str, base: str, timeout: float, tally: Tally) -> bool:
     """Re-send one file's letters; False when the service asked to stop."""
     work = os.path.join(os.path.dirname(path), _RESENDING)
     if not os.path.exists(work):
-        os.rename(path, work)  # an interrupted run's file is finished first
+        rename_exclusively(path, work)  # an interrupted run's file is finished first
     keep: list[dict[str, Any]] = []
     going = True
     with open(work, encoding="utf-8") as f:
@@ -96,7 +102,7 @@ def resend_file(path: str, base: str, timeout: float, tally: Tally) -> bool:
                 letter["error"] = f"resend refused: {status} {body.strip()}"
                 tally.refused += 1
     if keep:
-        write_durably(path, "".join(json.dumps(k, ensure_ascii=False) + "\n" for k in keep).encode())
+        append_exclusively(path, "".join(json.dumps(k, ensure_ascii=False) + "\n" for k in keep).encode())
         tally.kept += len(keep)
     os.unlink(work)
     return going
@@ -112,9 +118,15 @@ def main(argv: Sequence[str]) -> int:
     resend.add_argument("--timeout", type=float, default=10.0, help="seconds per request (10)")
     args = parser.parse_args(argv)
     base = args.url.rstrip("/").split("/api/", 1)[0]
+    try:  # one resend at a time; the service itself may run (it only appends)
+        lock = DirectoryLock(args.spool_dir, RESEND_LOCK, "the dead letters of spool directory").acquire()
+    except (SpoolLocked, OSError) as e:
+        print(f"python -m track.spool resend: {e}", file=sys.stderr)
+        return 2
     tally = Tally()
     for path in dead_letter_files(args.spool_dir):
         if not resend_file(path, base, args.timeout, tally):
             break
+    lock.release()
     print(f"re-sent {tally.sent}; still refused {tally.refused}; kept for later {tally.kept}")
     return 0 if tally.kept == 0 else 1

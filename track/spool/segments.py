@@ -31,6 +31,7 @@ from twisted.python.threadpool import ThreadPool
 from track.logs import Logger
 from track.spool.deadletters import DeadLetters
 from track.spool.disk import fsync_dir
+from track.spool.lock import DirectoryLock
 from track.spool.records import SEGMENT_MAGIC, Segment, parse_segment
 from track.types import Backoff
 
@@ -87,12 +88,13 @@ def read_segment(path: str) -> Segment:
 class Spool:
     """Append-only checksummed segments under `directory`, at most `max_bytes`."""
 
-    def __init__(self, directory: str, max_bytes: int, reactor: Any) -> None:
+    def __init__(self, directory: str, max_bytes: int, reactor: Any, lock: DirectoryLock | None = None) -> None:
         self.directory = os.path.abspath(directory)
         self.max_bytes = max_bytes
         self._reactor = reactor
         self._pool = ThreadPool(1, 1, name="track-spool")
         self.dead_letters = DeadLetters(self.directory)
+        self._lock = lock or DirectoryLock(self.directory)  # taken by open() unless already held
         self.bytes = 0
         self.events = 0
         self.error = ""  # why the last write failed; "" while writable
@@ -116,8 +118,10 @@ class Spool:
         """Find segments left by earlier runs (blocking: called at start-up).
 
         Reads only the counts of sealed segments; a segment a crash left
-        unsealed is scanned once and sealed."""
-        os.makedirs(self.directory, exist_ok=True)
+        unsealed is scanned once and sealed.  Raises SpoolLocked when
+        another process has the directory (see lock.py)."""
+        if not self._lock.held:
+            self._lock.acquire()
         for path in self._segment_paths():
             size = os.path.getsize(path)
             events = self._sealed_count(path, size)
@@ -169,6 +173,7 @@ class Spool:
         if self._pool.started and not self._pool.joined:
             self._pool.callInThread(self._seal)
             self._pool.stop()
+        self._lock.release()
 
     def _segment_paths(self) -> list[str]:
         names = sorted(n for n in os.listdir(self.directory) if n.endswith(_SUFFIX))

@@ -133,9 +133,15 @@ class MySQLDialect:
 
     def connect(self) -> Any:
         """A plain connection for start-up work (migrations), with
-        transactions: to the first host of the DSN that takes writes."""
+        transactions: to the first host of the DSN that takes writes.
+
+        The handshake and the first probe wait at most the connect timeout
+        for each answer: a server that accepts and never answers (stopped,
+        behind a hung proxy, a frozen VM) is an outage, found in seconds.
+        Only once it has answered may the migration read for longer."""
         kw = {**self._connect_kwargs(), "autocommit": False}
-        kw["read_timeout"] = max(kw["read_timeout"], STARTUP_READ_TIMEOUT)
+        probe = self.dsn.timeouts.connect
+        kw.update(read_timeout=probe, write_timeout=probe)
         hosts: list[tuple[str, int] | None] = [*self.hosts()] or [None]
         for n, address in enumerate(hosts, 1):
             if address is not None:
@@ -145,8 +151,11 @@ class MySQLDialect:
                 try:
                     self.writable_on_connect(conn)
                 except BaseException:
-                    conn.close()
+                    close_quietly(conn)
                     raise
+                # pymysql reads these on every call and offers no setter.
+                conn._read_timeout = max(self.dsn.timeouts.read, STARTUP_READ_TIMEOUT)  # type: ignore[attr-defined]
+                conn._write_timeout = self.dsn.timeouts.write  # type: ignore[attr-defined]
                 return conn
             except Exception as e:
                 if n == len(hosts) or not _next_host(e):
@@ -302,6 +311,13 @@ class MySQLDialect:
     def unlock(self, cursor: Any) -> None:
         cursor.execute("SELECT RELEASE_LOCK('track_schema_migration')")
         cursor.fetchall()
+
+
+def close_quietly(conn: Any) -> None:
+    """Close a connection that may already be closed: pymysql closes one
+    itself when a read times out, and raises on a second close()."""
+    if getattr(conn, "open", True):
+        conn.close()
 
 
 def _next_host(exc: BaseException) -> bool:

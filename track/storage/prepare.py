@@ -45,7 +45,10 @@ def migrate_on_own_connection(dialect: Dialect) -> tuple[list[str], dict[str, Ev
     try:
         return migrate_and_fit(conn, dialect)
     finally:
-        conn.close()
+        try:
+            conn.close()
+        except Exception:  # closed by the driver already (a read timed out): that error is the one raised
+            pass
 
 
 def is_transient(exc: BaseException) -> bool:

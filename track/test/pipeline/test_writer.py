@@ -37,6 +37,8 @@ class Database:
 
     def _answer(self, rows: Any) -> Deferred[Any]:
         answer = self.answers.pop(0) if self.answers else None
+        if isinstance(answer, Deferred):  # a write the test answers later, or never
+            return answer
         if isinstance(answer, Exception):
             return fail(answer)
         self.written.append(rows)
@@ -88,6 +90,46 @@ class WriterTests(TestCase):
         yield self.writer.insert(SESSION, [row(3)])
         self.assertEqual(self.db.written, [])
         self.assertEqual((yield Deferred.fromCoroutine(spooled_rows(self.spool))), [row(1), row(2), row(3)])
+
+    @inlineCallbacks
+    def test_a_write_the_database_never_answers_goes_to_the_spool_after_the_outage_wait(self) -> Any:
+        """A database that accepts and never answers (stopped, a hung proxy)
+        holds a request for --outage-wait, not for the read timeout."""
+        writer = Writer(self.db, self.spool, self.clock, dict(EVENT_TYPES), outage_wait=2.0)
+        hung: Deferred[Any] = Deferred()
+        self.db.answers = [hung]
+        d = writer.insert(SESSION, [row(1), row(2)])
+        self.clock.advance(1.9)
+        self.assertNoResult(d)
+        self.assertTrue(writer.up)
+        self.clock.advance(0.1)
+        self.assertIsNone((yield d))  # acknowledged: from the spool
+        self.assertEqual((yield Deferred.fromCoroutine(spooled_rows(self.spool))), [row(1), row(2)])
+        health = writer.health()
+        self.assertEqual((health["database"], health["database_error"]),
+                         ("down", "no answer from the database within 2s"))
+        hung.callback(None)  # it commits after all: the replay will find the rows there (MessageIDs)
+        self.assertFalse(writer.up)
+        writer.stop()
+
+    @inlineCallbacks
+    def test_a_batch_request_the_database_never_answers_is_one_spool_append_after_the_wait(self) -> Any:
+        writer = Writer(self.db, self.spool, self.clock, dict(EVENT_TYPES), outage_wait=0.5)
+        hung: Deferred[Any] = Deferred()
+        self.db.answers = [hung]
+        d = writer.insert_atomic([(SESSION, [row(1)]), (SESSION, [row(2)])])
+        self.clock.advance(0.5)
+        self.assertIsNone((yield d))
+        self.assertEqual((yield Deferred.fromCoroutine(spooled_rows(self.spool))), [row(1), row(2)])
+        hung.errback(Unavailable("(2013, lost connection)"))  # a late failure: nothing more to do
+        writer.stop()
+
+    def test_without_an_outage_wait_a_write_waits_for_the_database(self) -> None:
+        self.db.answers = [Deferred()]
+        d = self.writer.insert(SESSION, [row(1)])
+        self.clock.advance(100)
+        self.assertNoResult(d)
+        self.assertTrue(self.writer.up)
 
     @inlineCallbacks
     def test_rows_cut_off_by_an_outage_are_spooled_the_rest_keep_their_answer(self) -> Any:

@@ -4,7 +4,6 @@ receipt, the lock, and suppression, on MariaDB (and SQLite)."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import json
 import os
@@ -21,6 +20,7 @@ from track.fields.kinds import EVENT_TYPES, parse_event
 from track.privacy.forget import delete_profile, main
 from track.privacy.spoolforget import forget_in_spool, matches
 from track.spool.deadletters import DeadLetters, entry
+from track.spool.lock import DirectoryLock
 from track.spool.records import encode, parse_segment
 from track.spool.segments import Spool, replayed_records
 from track.storage.dialect import dialect_for
@@ -188,16 +188,16 @@ class SpoolTests(TestCase):
         root = os.path.abspath(self.mktemp())
         self.make_spool(root)
         before = self.message_ids(root)
-        fd = os.open(os.path.join(root, "LOCK"), os.O_RDWR | os.O_CREAT, 0o600)
-        self.addCleanup(os.close, fd)
-        fcntl.flock(fd, fcntl.LOCK_EX)  # as a running collector holds it
+        held = DirectoryLock(root).acquire()  # as a running collector holds it
+        self.addCleanup(held.release)
         dsn = sqlite_dsn(self)
         create_schema(dsn)
         code, receipt, err = run("--dsn", dsn_text(dsn), "--profile-id", "7", "--spool-dir", root)
         self.assertEqual((code, receipt), (75, None))
-        self.assertIn(f"the spool directory {root} is in use by a running collector", err)
+        self.assertIn(f"the spool directory {root} is in use by a running collector "
+                      f"(spool directory {root} is in use by process {os.getpid()})", err)
         self.assertEqual(self.message_ids(root), before)
-        fcntl.flock(fd, fcntl.LOCK_UN)
+        held.release()
         code, receipt, _ = run("--dsn", dsn_text(dsn), "--profile-id", "7", "--spool-dir", root)
         self.assertEqual(code, 0)
         assert receipt is not None

@@ -204,3 +204,19 @@ class OtherOptionTests(SynchronousTestCase):
                 takes_value = default is not None or name in values
                 argv = [f"--{name}", values.get(name, "3")] if takes_value else [f"--{name}"]
                 parse(*argv)
+
+
+class OutageWaitTests(SynchronousTestCase):
+    def test_default_and_zero(self) -> None:
+        self.assertEqual(parse()["outage-wait"], 2.0)
+        self.assertEqual(parse("--outage-wait", "0")["outage-wait"], 0.0)
+        self.assertRaises(usage.UsageError, parse, "--outage-wait", "-1")
+
+    def test_a_multi_host_dsn_waits_at_least_its_failover_timeout(self) -> None:
+        from track.run.tap import outage_wait
+        from track.storage.dsn import parse_dsn
+
+        one = parse_dsn("mysql://u@db1:3306/track")
+        several = parse_dsn("mysql://u@db1:3306,db2:3306/track?failover_timeout=7")
+        self.assertEqual((outage_wait(2.0, one), outage_wait(2.0, several)), (2.0, 7.0))
+        self.assertEqual((outage_wait(30.0, several), outage_wait(0.0, several)), (30.0, 0.0))

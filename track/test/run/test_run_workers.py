@@ -56,3 +56,31 @@ class BindTests(SynchronousTestCase):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         self.assertRaises(OSError, bind, f"tcp:{taken.getsockname()[1]}:interface=127.0.0.1")
+
+
+class ParentWatchTests(SynchronousTestCase):
+    """Where Linux's parent-death signal is missing, a worker still stops
+    within a second of its parent's death."""
+
+    def test_the_worker_stops_once_its_parent_is_gone(self) -> None:
+        from twisted.internet.task import Clock
+
+        from track.run.orphan import ParentWatch
+
+        class Reactor(Clock):
+            stopped = 0
+
+            def stop(self) -> None:
+                self.stopped += 1
+
+        clock, ppid = Reactor(), [4242]
+        watch = ParentWatch(4242, clock, getppid=lambda: ppid[0])
+        watch.startService()
+        clock.advance(5)
+        self.assertEqual(clock.stopped, 0)
+        ppid[0] = 1  # reparented: the parent died
+        clock.advance(1)
+        self.assertEqual(clock.stopped, 1)
+        clock.advance(5)
+        self.assertEqual(clock.stopped, 1)
+        watch.stopService()

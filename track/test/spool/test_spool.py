@@ -17,6 +17,7 @@ from track.fields.kinds import EVENT_TYPES, parse_event
 from track.pipeline.replay import PROBE_MAX
 from track.pipeline.writer import Writer
 from track.spool import Spool, SpoolBroken, SpoolFull, decode, encode, parse_segment
+from track.spool.lock import LOCK_FILE
 from track.spool.records import SEGMENT_MAGIC
 from track.test.support import open_spool, spooled_rows
 from track.types import Unavailable
@@ -93,6 +94,7 @@ class SpoolTests(TestCase):
             self.assertEqual((len(segment.payloads), segment.torn_at, segment.corrupt), (5, good, []))
             reopened = Spool(self.dir, 10**6, reactor)
             reopened.open()
+            reopened.close()  # as a process that exits: the next start takes the lock
             self.assertEqual(reopened.events, 5)
 
     @inlineCallbacks
@@ -112,7 +114,7 @@ class SpoolTests(TestCase):
         yield spool.append([encode(PURCHASE, purchase(1))])
         (path,) = yield spool.sealed()
         yield spool.remove(path)
-        self.assertEqual((spool.events, spool.bytes, os.listdir(spool.directory)), (0, 0, []))
+        self.assertEqual((spool.events, spool.bytes, os.listdir(spool.directory)), (0, 0, [LOCK_FILE]))
 
 
     @inlineCallbacks
@@ -124,7 +126,9 @@ class SpoolTests(TestCase):
         with open(path, "r+b") as f:  # same size, records unreadable: only a scan would notice
             f.seek(len(SEGMENT_MAGIC))
             f.write(b"\0" * (os.path.getsize(path) - len(SEGMENT_MAGIC)))
-        self.assertEqual(self.open().events, 3)
+        second = self.open()
+        self.assertEqual(second.events, 3)
+        second.close()
         os.unlink(path[: -len(".spool")] + ".count")  # unsealed, as after a crash: scanned
         self.assertEqual(self.open().events, 0)
 
