@@ -30,6 +30,7 @@ from twisted.internet.task import LoopingCall
 
 from track.admin.recent import SHOWN, WATCH_SECONDS, Recent
 from track.fields.kinds import EventType
+from track.seams import Health
 
 STATE_ENV = "TRACK_WORKER_STATE"
 FEED_ENV = "TRACK_WORKER_FEED"
@@ -132,7 +133,7 @@ class SharedHealth:
     """A worker's /healthz and /readyz: the whole service's health (this
     worker's own, live, with the others' latest reports), its own readiness."""
 
-    def __init__(self, health: Any, directory: str, index: int, started: float) -> None:
+    def __init__(self, health: Health, directory: str, index: int, started: float) -> None:
         self.own = health
         self.directory = directory
         self.index = index
@@ -148,7 +149,7 @@ class SharedHealth:
         return merge_health(reports)
 
     def ready(self) -> bool:
-        return bool(self.own.ready())
+        return self.own.ready()
 
 
 class WorkerReport(Service):

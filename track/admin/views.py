@@ -16,6 +16,7 @@ from track.admin.recent import KEEP, SHOWN, WATCH_SECONDS, Recent
 from track.admin.shared import merge_health, read_all, touch_watching
 from track.fields.kinds import EventType
 from track.metrics import Metrics, collect_directory, render_directory
+from track.seams import Health
 
 Counts = dict[str, dict[str, float]]
 
@@ -88,7 +89,7 @@ class View(Protocol):
 class LocalView:
     """One process: its own metrics, writer and buffers."""
 
-    def __init__(self, about: About, metrics: Metrics, health: Any, recent: Recent,
+    def __init__(self, about: About, metrics: Metrics, health: Health, recent: Recent,
                  event_types: Mapping[str, EventType]) -> None:
         self.about = about
         self._metrics = metrics
@@ -105,7 +106,7 @@ class LocalView:
         return state
 
     def ready(self) -> bool:
-        return bool(self._health.ready())
+        return self._health.ready()
 
     def metrics(self) -> bytes:
         return self._metrics.render()

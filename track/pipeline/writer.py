@@ -25,8 +25,7 @@ from track.fields.kinds import EventType
 from track.logs import Logger
 from track.pipeline.replay import PROBE_FIRST, PROBE_MAX, Inserts, Replay
 from track.spool import Spool, SpoolBroken, SpoolFull, encode
-from track.storage.store import Refusal
-from track.types import Backoff, Outcome, Row, Unavailable
+from track.types import Backoff, Outcome, Refusal, Row, Unavailable
 
 log = Logger(namespace="track.writer")
 

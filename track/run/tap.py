@@ -41,6 +41,7 @@ from track.run.orphan import ParentWatch, parent_pid
 from track.run.secrets import DSN_ENV, SecretError, choose_dsn, is_loopback, read_secret_file
 from track.run.service import TrackService
 from track.run.workers import WorkerPool, tcp_address
+from track.seams import NO_TAP, Health
 from track.spool import DEFAULT_MAX_BYTES as DEFAULT_SPOOL_BYTES
 from track.spool import Spool
 from track.spool.lock import DirectoryLock, SpoolLocked
@@ -390,13 +391,14 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None,
         flush_interval=options["flush-interval"] / 1000.0,
         max_pending=options["max-pending"],
         on_flushed=metrics.flushed,
+        insert_together=writer.insert_atomic,
     )
     metrics.watch(lambda: batcher.pending, lambda: writer.up, spool)
     # The latest events for the admin page: kept only when it is on (here,
     # or in the parent of --workers, which says so in FEED_ENV).
     admin = options["admin-endpoint"]
     recent = Recent(options["admin-keep"]) if admin is not None or os.environ.get(FEED_ENV) else None
-    health: Any = writer
+    health: Health = writer
     extra: list[Service] = [SuppressionRefresh(suppression, store, reactor)]
     state = os.environ.get(STATE_ENV)
     parent = parent_pid()
@@ -420,10 +422,9 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None,
         options["max-body"],
         health=health,
         metrics=metrics,
-        atomic_insert=writer.insert_atomic,
         max_batch=options["max-batch"],
         max_batch_body=options["max-batch-body"],
-        recent=recent,
+        tap=recent or NO_TAP,
         rate_limiter=RateLimiter(options["rate-limit"], reactor) if options["rate-limit"] else None,
         anonymize=Anonymizer(options["anonymize-ip"] or 0, options["anonymize-ipv6"] or 0),
         suppression=suppression,
@@ -440,10 +441,9 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None,
         max_connections=max_connections,
         metrics=metrics,
         cors=cors,
+        addresses=app.addresses,
+        tap=recent or NO_TAP,
     )
-    site.recent = recent
-    site.logged_client = app.addresses.logged  # type: ignore[method-assign]
-    site.shown_peer = app.addresses.shown_peer  # type: ignore[method-assign]
 
     def reconnected() -> None:  # on a pool thread
         metrics.db_reconnects.inc()

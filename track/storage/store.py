@@ -31,6 +31,7 @@ from track.storage.hosts import Address, Hosts, HostWatch
 from track.types import (
     InternalError,
     Outcome,
+    Refusal,
     Row,
     RowError,
     Statement,
@@ -43,8 +44,6 @@ log = Logger(namespace="track.store")
 MYSQL_POOL_THREADS = 4
 # With several hosts: the pause before a write goes round them all again.
 ROUND_PAUSE = 0.5
-# A refused row of a batch request: (group, row within it, why).
-Refusal = tuple[int, int, RowError]
 _ATTEMPTS = 3  # for deadlocks and lock wait timeouts, which roll back everything
 _T = TypeVar("_T")
 

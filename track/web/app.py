@@ -29,6 +29,7 @@ from track.fields.tables import KindTables
 from track.logs import Logger
 from track.metrics import Metrics
 from track.pipeline.batcher import Batcher
+from track.seams import NO_TAP, EventTap, Health
 from track.types import InternalError, Overloaded, RowRejected, Unavailable
 from track.web.anonymize import Addresses, Anonymizer
 from track.web.batchbody import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_BODY, read_batch
@@ -87,6 +88,16 @@ def _grouped(groups: Mapping[str, tuple[list[Any], list[int]]]) -> dict[str, int
     return {kind: len(rows) for kind, (rows, _) in groups.items()}
 
 
+class AlwaysUp:
+    """The health of an app given none (tests): up, with an empty spool."""
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "ok", "database": "up", "spool": {"events": 0, "bytes": 0}}
+
+    def ready(self) -> bool:
+        return True
+
+
 class TrackApp:
     """Klein routes bound to one batcher and one set of field tables."""
 
@@ -103,12 +114,11 @@ class TrackApp:
         trusted_proxies: Sequence[Network] = (),
         cors: CORS | None = None,
         max_body: int = DEFAULT_MAX_BODY,
-        health: Any = None,
+        health: Health | None = None,
         metrics: Metrics | None = None,
-        atomic_insert: Any = None,
         max_batch: int = DEFAULT_MAX_BATCH,
         max_batch_body: int = DEFAULT_MAX_BATCH_BODY,
-        recent: Any = None,
+        tap: EventTap = NO_TAP,
         rate_limiter: RateLimiter | None = None,
         anonymize: Anonymizer | None = None,
         suppression: Suppression | None = None,
@@ -127,15 +137,12 @@ class TrackApp:
         self._scrub = self.addresses.scrub
         self.cors = cors or CORS(())
         self.max_body = max_body
-        self.health = health
+        self.health: Health = health or AlwaysUp()
         self.metrics = metrics or Metrics()
         self._accepted: dict[str, Any] = {}  # bound counters: labels() costs per call
-        self.atomic_insert = atomic_insert
         self.max_batch = max_batch
         self.max_batch_body = max_batch_body
-        self.recent = recent  # track.admin.recent.Recent with --admin-http: the live page's latest events
-        if recent is not None:
-            recent.client_of = self._remote_ip  # rejections show the client behind a trusted proxy
+        self.tap = tap  # with --admin-http, the live page's latest events (track.admin.recent.Recent)
         self._script = StaticScript()
         self.rate_limiter = rate_limiter  # None: --rate-limit off, and no cost
         self._openapi = b""
@@ -305,7 +312,7 @@ class TrackApp:
             return self._batch_done(None, request, groups, suppressed)
         work = [(self.event_types[kind], rows) for kind, (rows, _) in groups.items()]
         try:
-            d = self.batcher.submit_together(lambda: self.atomic_insert(work), len(items))
+            d = self.batcher.submit_batch(work, len(items))
         except Overloaded:
             self._batch_refused(_grouped(groups), "overloaded")
             return unavailable(request, "too many events are waiting to be stored")
@@ -332,9 +339,8 @@ class TrackApp:
         for kind, (rows, indexes) in groups.items():
             event = self.event_types[kind]
             self._count_accepted(kind, len(rows))
-            if self.recent is not None:
-                for row in rows:
-                    self.recent.accepted(kind, row)
+            for row in rows:
+                self.tap.accepted(kind, row)
             ids += [(i, row[event.message_id_index]) for i, row in zip(indexes, rows, strict=True)]
         for index, message_id, kind in suppressed:  # answered as stored, and kept nowhere
             self._suppressed(request, kind)
@@ -410,8 +416,7 @@ class TrackApp:
     @app.route("/healthz", methods=["GET"])
     def healthz(self, request: IRequest) -> bytes:
         """Liveness, and what a human wants to know: database up?  spool size?"""
-        state = self.health.health() if self.health else {"status": "ok", "database": "up",
-                                                          "spool": {"events": 0, "bytes": 0}}
+        state = self.health.health()
         # Nothing about the inside (hosts, errors, paths): the admin /healthz has it all.
         return json_response(request, 200, public_health(state))
 
@@ -426,13 +431,12 @@ class TrackApp:
     def readyz(self, request: IRequest) -> bytes:
         """200 while events can be accepted (database up, or room in the
         spool), else 503, so a load balancer sends traffic elsewhere."""
-        ready = self.health.ready() if self.health else True
+        ready = self.health.ready()
         return json_response(request, 200 if ready else 503, {"ready": ready})
 
     def _created(self, _: None, request: IRequest, kind: str, row: Any) -> bytes:
         self._count_accepted(kind)
-        if self.recent is not None:
-            self.recent.accepted(kind, row)
+        self.tap.accepted(kind, row)
         request.setResponseCode(201)
         request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
         request.setHeader(b"Content-Length", b"0")

@@ -34,6 +34,8 @@ from twisted.web import server
 
 from track.logs import Logger, Summaries
 from track.metrics import Metrics
+from track.seams import NO_TAP, EventTap
+from track.web.anonymize import Addresses, Anonymizer
 from track.web.cors import CORS
 from track.web.eventpath import OTHER, path_kind
 from track.web.responses import json_response, reason
@@ -171,9 +173,8 @@ class _Channel(HTTPChannel):
         # other path, or one never read, under "other").
         kind = path_kind(path) or OTHER
         self.site.metrics.rejected.labels(kind, EARLY_REASONS.get(code, "malformed")).inc()
-        recent = self.site.recent  # the admin page's latest rejections (--admin-http)
-        if recent is not None:
-            recent.refused_early(kind, code, payload, self.site.shown_peer(transport.getPeer()))
+        # The admin page's latest rejections (--admin-http).
+        self.site.tap.refused_early(kind, code, payload, self.site.shown_peer(transport.getPeer()))
         if len(self.requests) > 1 or self.handling_request:
             # An earlier answer is still owed on this connection; a response
             # written now would overtake it, so just close.
@@ -284,9 +285,9 @@ class TrackRequest(server.Request):
         # An error answer to an event request goes to the admin page's
         # latest rejections (with --admin-http); a 201 costs one comparison.
         if self.code >= 400:
-            recent = getattr(self.site, "recent", None)
-            if recent is not None:
-                recent.rejected(self, data)
+            site = self.site
+            if isinstance(site, TrackSite) and site.tap is not NO_TAP:
+                site.tap.rejected(self, data, site.addresses.stored(self))
         super().write(data)
 
     def handleContentChunk(self, data: bytes) -> None:
@@ -320,6 +321,8 @@ class TrackSite(server.Site):
         max_connections: int | None = None,
         metrics: Metrics | None = None,
         cors: CORS | None = None,
+        addresses: Addresses | None = None,
+        tap: EventTap = NO_TAP,
     ) -> None:
         # track reads the raw body itself, strictly and once; Twisted's own
         # form parsing would double the work and answer bad multipart bodies
@@ -337,7 +340,9 @@ class TrackSite(server.Site):
         self.request_timeout = request_timeout
         self.body_limit = body_limit
         self.channels: set[_Channel] = set()
-        self.recent: Any = None  # track.admin.recent.Recent, with --admin-http
+        self.tap = tap  # with --admin-http, the live page's latest rejections
+        # The client as it is logged, stored and shown (--trusted-proxy, --anonymize-ip).
+        self.addresses = addresses or Addresses((), Anonymizer())
         self.max_connections = max_connections
         self.metrics = metrics if metrics is not None else Metrics()
         self.cors = cors if cors is not None else CORS(())
@@ -412,15 +417,13 @@ class TrackSite(server.Site):
             if since is not None and since <= deadline:
                 channel.timed_out()
 
-    @staticmethod
-    def shown_peer(peer: Any) -> Any:
-        """The peer as the live page shows it (tap sets the anonymising one)."""
-        return peer
+    def shown_peer(self, peer: Any) -> Any:
+        """The peer as the live page shows it."""
+        return self.addresses.shown_peer(peer)
 
-    @staticmethod
-    def logged_client(request: Any) -> str:
-        """The client an access log line names (tap sets the anonymising one)."""
-        return getattr(request.getClientAddress(), "host", "-")
+    def logged_client(self, request: Any) -> str:
+        """The client an access log line names."""
+        return self.addresses.logged(request)
 
     def log(self, request: Any) -> None:
         # The original kept no access log; a line per event is a real cost.

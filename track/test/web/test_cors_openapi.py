@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet.defer import succeed
@@ -26,12 +27,12 @@ class CORSTests(SynchronousTestCase):
     def make(self, *origins: str) -> Any:
         clock = Clock()
         self.db = Database()
-        app = TrackApp(Batcher(self.db.insert, clock), clock, cors=CORS(origins),
-                       atomic_insert=self.atomic_insert)
+        app = TrackApp(Batcher(self.db.insert, clock, insert_together=self.atomic_insert), clock,
+                       cors=CORS(origins))
         self.treq = stub_treq(app.resource())
         self.clock = clock
 
-    def atomic_insert(self, work: list[tuple[Any, list[Any]]]) -> Any:
+    def atomic_insert(self, work: Sequence[tuple[Any, Sequence[Any]]]) -> Any:
         for event, rows in work:
             self.db.insert(event, rows)
         return succeed([])
