@@ -4,7 +4,6 @@ the parent).  Both views answer the same questions."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -12,8 +11,9 @@ from typing import Any, Protocol
 
 from prometheus_client.metrics_core import Metric
 
+from track.admin.health import merge_health, one_worker
 from track.admin.recent import KEEP, SHOWN, WATCH_SECONDS, Recent
-from track.admin.shared import merge_health, read_all, touch_watching
+from track.admin.shared import read_all, touch_watching
 from track.fields.kinds import EventType
 from track.metrics import Metrics, collect_directory, render_directory
 from track.seams import Health
@@ -98,12 +98,7 @@ class LocalView:
         self._event_types = event_types
 
     def health(self) -> dict[str, Any]:
-        state: dict[str, Any] = self._health.health()
-        if "workers" not in state:
-            state = {**state, "workers": [{"worker": 0, "pid": os.getpid(), "started": self.about.started,
-                                           "ready": self._health.ready(), "recording": self._recent.live,
-                                           **state}]}
-        return state
+        return one_worker(self._health.health(), self.about.started, self._health.ready(), self._recent.live)
 
     def ready(self) -> bool:
         return self._health.ready()

@@ -18,6 +18,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python import usage
 
 from track import __version__
+from track.admin.health import ProcessHealth
 from track.admin.recent import KEEP, Recent
 from track.admin.service import AdminService
 from track.admin.shared import FEED_ENV, STATE_ENV, SharedHealth, WorkerReport
@@ -398,19 +399,19 @@ def build_service(options: Options, reactor: Any, fitted: dict[str, Any] | None,
     # or in the parent of --workers, which says so in FEED_ENV).
     admin = options["admin-endpoint"]
     recent = Recent(options["admin-keep"]) if admin is not None or os.environ.get(FEED_ENV) else None
-    health: Health = writer
+    health: Health = ProcessHealth(writer)
     extra: list[Service] = [SuppressionRefresh(suppression, store, reactor)]
     state = os.environ.get(STATE_ENV)
     parent = parent_pid()
     if parent is not None:  # a worker of --workers N: shut down when the parent is gone
         extra.append(ParentWatch(parent, reactor))
     if state:  # a worker of --workers N: report to the parent's directory
-        shared = SharedHealth(writer, state, int(os.environ.get(WORKER_ENV, "0")), time.time())
+        shared = SharedHealth(health, state, int(os.environ.get(WORKER_ENV, "0")), time.time())
         health = shared
         extra.append(WorkerReport(shared, metrics.refresh, recent, event_types, reactor))
     elif admin is not None:
         about = About(__version__, dsn.redacted(), time.time())
-        local = LocalView(about, metrics, writer, recent or Recent(options["admin-keep"]), event_types)
+        local = LocalView(about, metrics, health, recent or Recent(options["admin-keep"]), event_types)
         extra.append(AdminService(admin, local, reactor, options["admin-host"], options["admin-token"]))
     cors = CORS(options["cors-origin"])
     app = TrackApp(
