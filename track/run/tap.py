@@ -56,13 +56,13 @@ from track.storage.prepare import (
     save_limits,
 )
 from track.storage.store import Store
-from track.web.anonymize import DEFAULT_V6_SEGMENTS, Anonymizer
 from track.web.app import TrackApp, is_batch_path
-from track.web.batchbody import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_BODY
-from track.web.clientip import parse_networks
-from track.web.cors import CORS
-from track.web.ratelimit import RateLimiter
-from track.web.site import DEFAULT_MAX_BODY, TrackSite
+from track.web.bodies.batchbody import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_BODY
+from track.web.clients.anonymize import DEFAULT_V6_SEGMENTS, Anonymizer
+from track.web.clients.clientip import parse_networks
+from track.web.clients.cors import CORS
+from track.web.clients.ratelimit import RateLimiter
+from track.web.http.site import DEFAULT_MAX_BODY, TrackSite
 from track.web.suppress import Suppression, SuppressionRefresh, initial_suppression
 
 log = Logger(namespace="track")

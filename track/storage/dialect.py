@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from track.storage.dsn import DSN
-from track.storage.mysql import MySQLDialect
+from track.storage.mysql.dialect import MySQLDialect
 from track.storage.sqlite import SQLiteDialect
 from track.types import Column, Row, RowError, Statement, Verdict
 

@@ -65,7 +65,7 @@ def prepare_database(dsn: DSN) -> dict[str, EventType] | None:
         done, event_types = migrate_on_own_connection(dialect)
     except Exception as e:
         message = str(e).replace(dsn.password, "***") if dsn.password else str(e)
-        if dialect.waited_at_start(e):  # the failure table (track.storage.mysqlerrors)
+        if dialect.waited_at_start(e):  # the failure table (track.storage.mysql.errors)
             log.warn("database {dsn} unreachable at start ({e}); acknowledging from the spool "
                      "until it appears", dsn=dsn.redacted(), e=message)
             return None

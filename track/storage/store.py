@@ -78,7 +78,7 @@ class _Target:
 def _guarded(conn: Any, address: Address | None, work: Callable[..., _T], *args: Any) -> _T | _Raised:
     try:
         if address is not None and ((conn.host, conn.port) != address or not conn.open):
-            conn.reopen(*address)  # checked on connect (track.storage.mysqldriver)
+            conn.reopen(*address)  # checked on connect (track.storage.mysql.driver)
         return work(conn, *args)
     except Exception as e:
         return _Raised(e)

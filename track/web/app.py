@@ -31,18 +31,18 @@ from track.metrics import Metrics
 from track.pipeline.batcher import Batcher
 from track.seams import NO_TAP, EventTap, Health
 from track.types import InternalError, Overloaded, RowRejected, Unavailable
-from track.web.anonymize import Addresses, Anonymizer
-from track.web.batchbody import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_BODY, read_batch
-from track.web.body import BodyError, decode_content, read_fields
-from track.web.clientip import Network
-from track.web.cors import CORS
+from track.web.bodies.batchbody import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_BODY, read_batch
+from track.web.bodies.body import BodyError, decode_content, read_fields
+from track.web.clients.anonymize import Addresses, Anonymizer
+from track.web.clients.clientip import Network
+from track.web.clients.cors import CORS
+from track.web.clients.ratelimit import RateLimiter, retry_after
 from track.web.eventpath import path_kind
 from track.web.health import public_health
+from track.web.http.site import DEFAULT_MAX_BODY
 from track.web.openapi import openapi_document
-from track.web.ratelimit import RateLimiter, retry_after
 from track.web.responses import json_response
 from track.web.script import SCRIPT_PATH, StaticScript
-from track.web.site import DEFAULT_MAX_BODY
 from track.web.suppress import Suppression, answer_suppressed
 
 log = Logger(namespace="track.app")

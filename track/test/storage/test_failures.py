@@ -8,10 +8,10 @@ import sqlite3
 import pymysql
 from twisted.trial.unittest import SynchronousTestCase
 
-from track.storage import mysqlerrors
 from track.storage.dsn import parse_dsn
-from track.storage.mysql import MySQLDialect
-from track.storage.mysqlerrors import ErrorClass
+from track.storage.mysql import errors as mysqlerrors
+from track.storage.mysql.dialect import MySQLDialect
+from track.storage.mysql.errors import ErrorClass
 from track.storage.prepare import prepare_database
 from track.storage.sqlite import SQLiteDialect
 from track.types import Verdict

@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from track.fields.kinds import EVENT_TYPES, parse_event
 from track.storage.dialect import dialect_for
 from track.storage.dsn import parse_dsn
-from track.storage.mysql import MySQLDialect
+from track.storage.mysql.dialect import MySQLDialect
 from track.storage.sqlliterals import SAFE_CHARSETS, UnsafeLiteral, values_sql
 from track.storage.store import Store
 from track.test.support import MYSQL_SKIP, create_schema, execute, reset_mysql

@@ -14,7 +14,7 @@ from track.fields.kinds import EVENT_TYPES
 from track.pipeline.batcher import Batcher
 from track.test.web.test_app import Database, HeaderDict, stub_treq
 from track.web.app import TrackApp
-from track.web.cors import CORS
+from track.web.clients.cors import CORS
 
 URL = "http://track.test/api/1.0/track/user/"
 BATCH_URL = "http://track.test/api/1.0/track/batch"

@@ -20,8 +20,8 @@ from track.run.workers import child_argv
 from track.test.support import client_pool, execute, serve, sqlite_dsn
 from track.test.web.test_app import FORM, URL, Database, HeaderDict, stub_treq
 from track.web.app import TrackApp
-from track.web.clientip import parse_networks
-from track.web.ratelimit import RateLimiter, retry_after
+from track.web.clients.clientip import parse_networks
+from track.web.clients.ratelimit import RateLimiter, retry_after
 
 
 class BucketTests(SynchronousTestCase):

@@ -9,7 +9,7 @@ limit) without being kept, and a request that is not fully received within
 the request timeout is answered 408, however slowly its bytes trickle in.
 
 What this needs of Twisted's private HTTPChannel state is in
-track/web/twistedhttp.py, and nowhere else.
+track/web/http/twistedhttp.py, and nowhere else.
 """
 
 # Twisted's HTTPChannel, Request and Site methods carry no annotations, so
@@ -35,12 +35,12 @@ from twisted.web import server
 from track.logs import Logger, Summaries
 from track.metrics import Metrics
 from track.seams import NO_TAP, EventTap
-from track.web.anonymize import Addresses, Anonymizer
-from track.web.cors import CORS
+from track.web.clients.anonymize import Addresses, Anonymizer
+from track.web.clients.cors import CORS
 from track.web.eventpath import OTHER, path_kind
+from track.web.http.rfc9112 import BadHead, check_host, origin_form
+from track.web.http.twistedhttp import HTTPChannel
 from track.web.responses import json_response, reason
-from track.web.rfc9112 import BadHead, check_host, origin_form
-from track.web.twistedhttp import HTTPChannel
 
 log = Logger(namespace="track.http")
 

@@ -1,7 +1,7 @@
 """MySQL and MariaDB through pymysql: connections, DDL, and what each error means.
 
 What a failed write means is decided by the failure table, in
-track.storage.mysqlerrors (an outage: spool or 503; this row cannot be
+track.storage.mysql.errors (an outage: spool or 503; this row cannot be
 stored: 400 for its request alone; anything else, a bug: 500).
 """
 
@@ -15,7 +15,7 @@ import pymysql
 
 from track.storage.ddl import column_names, null_default
 from track.storage.dsn import DSN
-from track.storage.mysqlerrors import (
+from track.storage.mysql.errors import (
     GONE,
     NAMES_COLUMN,
     RETRYABLE,
@@ -43,7 +43,7 @@ _FOREIGN_KEY_COLUMN = re.compile(r"FOREIGN KEY \(`([^`]+)`\)")
 class MySQLDialect:
     name = "mysql"
     placeholder = "%s"
-    driver = "track.storage.mysqldriver"
+    driver = "track.storage.mysql.driver"
     single_statement_batches = True  # autocommit: one INSERT is one transaction
 
     def __init__(self, dsn: DSN) -> None:
