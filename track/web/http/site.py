@@ -19,14 +19,13 @@ track/web/http/twistedhttp.py, and nowhere else.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, cast
 from urllib.parse import unquote_to_bytes
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorTime, ITCPTransport
-from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.interfaces import IDelayedCall, ITCPTransport
+from twisted.internet.protocol import connectionDone
 from twisted.internet.task import LoopingCall
 from twisted.logger import LogLevel
 from twisted.python.failure import Failure
@@ -38,34 +37,14 @@ from track.seams import NO_TAP, EventTap
 from track.web.clients.anonymize import Addresses, Anonymizer
 from track.web.clients.cors import CORS
 from track.web.eventpath import OTHER, path_kind
+from track.web.http.early import EARLY_REASONS, LINGER_BYTES, LINGER_SECONDS, Busy, early_cors_lines, raw_response
 from track.web.http.rfc9112 import BadHead, check_host, origin_form
 from track.web.http.twistedhttp import HTTPChannel
-from track.web.responses import json_response, reason
+from track.web.responses import json_response
 
 log = Logger(namespace="track.http")
 
 DEFAULT_MAX_BODY = 64 * 1024
-LINGER_SECONDS = 2.0
-LINGER_BYTES = 16 * 1024 * 1024  # dropped unread, never kept
-BUSY_LINGER_SECONDS = 1.0  # a connection answered 503 for --max-connections
-BUSY_LINGER_BYTES = 64 * 1024
-# The reason a refusal before routing is counted under, in
-# track_events_rejected_total (the routes count theirs in track/web/app.py).
-EARLY_REASONS = {400: "malformed", 408: "timeout", 413: "too_large", 431: "header_too_large"}
-
-
-def raw_response(code: int, payload: dict[str, Any], headers: bytes = b"") -> bytes:
-    """A complete JSON response that closes the connection, for answers given
-    before (or instead of) a Request being processed.  `headers`: more
-    header lines, each ending in CRLF."""
-    body = json.dumps(payload).encode()
-    return b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s" \
-        b"Connection: close\r\n\r\n%s" % (
-        code, reason(code), len(body), headers, body,
-    )
-
-
-BUSY_RESPONSE = raw_response(503, {"error": "too many connections", "retry_after": 1}, b"Retry-After: 1\r\n")
 
 
 class _Channel(HTTPChannel):
@@ -194,20 +173,7 @@ class _Channel(HTTPChannel):
         self._linger = self.callLater(LINGER_SECONDS, transport.loseConnection)
 
     def cors_lines(self) -> bytes:
-        """The CORS header lines for an early answer, from the Origin of the
-        request being received (if its headers got that far): a script can
-        read a 413 or a 408 only with them, and would otherwise take it for
-        a network error and send the same request again."""
-        if not self.site.cors.origins:
-            return b""
-        request = self.requests[-1] if self.requests else None
-        origins = request.requestHeaders.getRawHeaders(b"origin") if request is not None else None
-        origin = origins[0] if origins else None
-        if origin is None:  # the line before the one refused (431) is still held back
-            name, _, value = self.pending_header.partition(b":")
-            if name.strip().lower() == b"origin":
-                origin = value.strip()
-        return b"".join(b"%s: %s\r\n" % header for header in self.site.cors.headers(origin))
+        return early_cors_lines(self.site.cors, self.requests, self.pending_header)
 
     def tcp(self) -> ITCPTransport:
         """The connection's transport, to abort or half-close it.
@@ -226,38 +192,6 @@ class _Channel(HTTPChannel):
             self._linger.cancel()
         super().connectionLost(reason)
         self.site.channel_closed(self)
-
-
-class _Busy(Protocol):
-    """A connection over `--max-connections`: answered 503 + Retry-After at
-    once and closed.  Its side is half-closed after the answer and what the
-    client still sends is dropped for a moment (up to a budget), so the
-    client reads the answer instead of a reset; its descriptor is free
-    again when the client closes, or after BUSY_LINGER_SECONDS."""
-
-    def __init__(self, clock: IReactorTime) -> None:
-        self.clock = clock
-        self._budget = BUSY_LINGER_BYTES
-        self._linger: IDelayedCall | None = None
-
-    def connectionMade(self) -> None:
-        transport = cast(ITCPTransport, self.transport)
-        transport.write(BUSY_RESPONSE)
-        half_close = getattr(transport, "loseWriteConnection", None)
-        if half_close is None:
-            transport.loseConnection()
-            return
-        half_close()
-        self._linger = self.clock.callLater(BUSY_LINGER_SECONDS, transport.abortConnection)
-
-    def dataReceived(self, data: bytes) -> None:
-        self._budget -= len(data)
-        if self._budget < 0:
-            cast(ITCPTransport, self.transport).abortConnection()
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        if self._linger is not None and self._linger.active():
-            self._linger.cancel()
 
 
 class TrackRequest(server.Request):
@@ -369,14 +303,14 @@ class TrackSite(server.Site):
         super().stopFactory()
 
     def buildProtocol(self, addr: Any) -> Any:
-        """An HTTP channel, or past `max_connections` open ones, a _Busy
+        """An HTTP channel, or past `max_connections` open ones, a Busy
         answer: a client is told at once to come back later rather than
         left waiting, and the process keeps descriptors for the pool, the
         spool and the connections it serves."""
         if self.max_connections is not None and len(self.channels) >= self.max_connections:
             self.metrics.dropped.labels("max_connections").inc()
             self.summaries.add("answered 503 to {n} connections over --max-connections", level=LogLevel.warn)
-            busy = _Busy(self.reactor)
+            busy = Busy(self.reactor)
             busy.factory = self
             return busy
         return super().buildProtocol(addr)
