@@ -10,7 +10,8 @@
   counts against the same bound as single events.
 
 Only Protocols and the no-op tap: importing this module has no effect, and
-it imports nothing of track but the shared types, so it closes no cycle.
+at run time it imports nothing of track but track.types, so it closes no
+cycle.
 """
 
 from __future__ import annotations
