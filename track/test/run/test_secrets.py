@@ -94,12 +94,12 @@ class WorkersCmdlineTests(TestCase):
     timeout = 120
 
     def setUp(self) -> None:
-        root = mysql_dsn()
+        root = mysql_dsn(self)
         execute(root, f"CREATE USER IF NOT EXISTS '{USER}'@'%' IDENTIFIED BY '{PASSWORD}'",
                 f"ALTER USER '{USER}'@'%' IDENTIFIED BY '{PASSWORD}'",
                 f"GRANT ALL ON `{root.database}`.* TO '{USER}'@'%'")
         self.dsn = dsn_text(replace(root, user=USER, password=PASSWORD))
-        reset_mysql()
+        reset_mysql(self)
 
     async def run_workers(self, args: list[str], env: dict[str, str]) -> None:
         cwd = os.path.abspath(self.mktemp())
@@ -132,7 +132,7 @@ class WorkersCmdlineTests(TestCase):
                                        data=f"ProfileID={n}&Region=eu".encode(), pool=pool,
                                        headers=FORM)
             self.assertEqual(response.code, 201, await response.text())
-        self.assertEqual(execute(mysql_dsn(), "SELECT COUNT(*) FROM UserEvent"), [(6,)])
+        self.assertEqual(execute(mysql_dsn(self), "SELECT COUNT(*) FROM UserEvent"), [(6,)])
         self.assertNotIn(PASSWORD.encode(), self.proc.output)
         self.assertNotIn(b"carries a password", self.proc.output)
 

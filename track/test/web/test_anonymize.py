@@ -76,7 +76,7 @@ class StoredTests(TestCase):
         return code
 
     async def test_rows_and_the_live_page_hold_only_the_kept_bits(self) -> None:
-        dsn = reset_mysql()
+        dsn = reset_mysql(self)
         lines: list[str] = []
 
         def observe(event: dict[str, Any]) -> None:
@@ -129,7 +129,7 @@ class StoredTests(TestCase):
         self.assertIn(b"203.0.113.0", data)
 
     async def test_the_batch_endpoint_anonymises_too(self) -> None:
-        dsn = reset_mysql()
+        dsn = reset_mysql(self)
         port, _ = serve(self, dsn, *TRUST_LOCAL, anonymize_ip=3)
         body = json.dumps({"events": [{"type": "user", "ProfileID": 1, "Region": "eu", "MessageID": "b1"}]})
         response = await treq.post(f"http://127.0.0.1:{port}/api/1.0/track/batch/", data=body.encode(),
