@@ -20,7 +20,7 @@ from track.run.tap import Options
 def level_of(*argv: str) -> Any:
     options = Options()
     options.parseOptions(list(argv))
-    return options["level"]
+    return options.config.level
 
 
 class LogLevelTests(SynchronousTestCase):
