@@ -49,7 +49,7 @@ SAME_AS_DEFAULT = {"--workers=1"}
 
 
 def secret_file(case: SynchronousTestCase, text: str) -> str:
-    path = os.path.abspath(case.mktemp())
+    path: str = os.path.abspath(case.mktemp())
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
     os.chmod(path, 0o600)
