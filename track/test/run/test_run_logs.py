@@ -14,7 +14,7 @@ from twisted.logger import Logger as TwistedLogger
 from twisted.trial.unittest import SynchronousTestCase
 
 from track import logs
-from track.run.tap import Options
+from track.run.options import Options
 
 
 def level_of(*argv: str) -> Any:

@@ -11,8 +11,8 @@ import treq
 from twisted.python import usage
 from twisted.trial.unittest import TestCase
 
+from track.run.options import Options
 from track.run.secrets import DSN_ENV
-from track.run.tap import Options
 from track.test.mariadb import MYSQL_SKIP
 from track.test.process import TwistdTrack, port_of, wait_until
 from track.test.support import client_pool, dsn_text, execute, mysql_dsn, reset_mysql

@@ -7,7 +7,7 @@ import os
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from track.run.tap import Options
+from track.run.options import Options
 from track.storage.dsn import DSN, DSNError, parse_dsn
 from track.test.process import refused_at_start
 

@@ -12,7 +12,7 @@ from twisted.logger import globalLogPublisher
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from track.run.tap import Options
+from track.run.options import Options
 from track.test.admin.test_feed import serve_with_admin
 from track.test.mariadb import MYSQL_SKIP
 from track.test.process import wait_until

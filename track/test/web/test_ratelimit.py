@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from track.metrics import Metrics
 from track.pipeline.batcher import Batcher
 from track.run.config import Worker
-from track.run.tap import Options
+from track.run.options import Options
 from track.run.workers import child_argv
 from track.test.support import client_pool, execute, serve, sqlite_dsn
 from track.test.web.test_app import FORM, URL, Database, HeaderDict, stub_treq
