@@ -5,10 +5,10 @@ never mix their numbers.  Gauges are read when scraped, from the objects
 that own the state, so nothing on the hot path updates them.
 
 With `--workers N` every worker runs with PROMETHEUS_MULTIPROC_DIR set (by
-the parent, see track/run/workers.py; the worker is given the same
-directory, and its index, as `Metrics(directory, worker)`):
-prometheus_client's multiprocess mode then keeps each counter and histogram in a small mmap'd file per process,
-and a scrape of any worker (or of the admin listener in the parent) sums the
+the parent, see track/run/workers.py) and is given the same directory, and
+its index, as `Metrics(directory, worker)`: prometheus_client's
+multiprocess mode then keeps each counter and histogram in a small mmap'd
+file per process, and a scrape of any worker (or of the admin listener in the parent) sums the
 files of all workers.  A worker that dies leaves its file behind, so totals
 never go backwards when it is restarted; its live gauges are dropped by
 `mark_process_dead`.  Counters declared in the usual way below need nothing

@@ -1,6 +1,7 @@
 """How the workers of `--workers N` share what the admin listener and
-`/healthz` show: one small directory (the parent's, named on each worker's
-command line: track/run/config.py's Worker), where each worker replaces its own files twice a second.
+`/healthz` show: one small directory (the parent's, named on each
+worker's command line: track/run/config.py's Worker), where each worker
+replaces its own files twice a second.
 
 - `worker-<i>.json`: its health (writer.health()), readiness, pid and start;
 - `recent-<i>.json`: its latest events, written only while someone watches
