@@ -194,7 +194,9 @@ def serve(case: TestCase, dsn: DSN | None = None, *args: str, **kwargs: Any) -> 
     the test ends."""
     from twisted.internet import reactor
 
-    from track.run.tap import Options, build_service
+    from track.run.build import build_service
+    from track.run.config import Standalone
+    from track.run.options import Options
     from track.storage.prepare import prepare_database
 
     dsn = dsn or sqlite_dsn(case)
@@ -205,7 +207,7 @@ def serve(case: TestCase, dsn: DSN | None = None, *args: str, **kwargs: Any) -> 
             argv += [f"--{name.replace('_', '-')}", str(one)]
     options = Options()
     options.parseOptions([*argv, *args])
-    service = build_service(options, reactor, prepare_database(dsn))
+    service = build_service(options.config, Standalone(), reactor, prepare_database(dsn))
     service.privilegedStartService()
     service.startService()
     case.addCleanup(service.stopService)

@@ -17,7 +17,9 @@ from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
 from track.privacy.forget import main
-from track.run.tap import Options, build_service
+from track.run.build import build_service
+from track.run.config import Standalone
+from track.run.options import Options
 from track.storage.prepare import prepare_database
 from track.test.faultcase import wait_until as wait_for
 from track.test.mariadb import MYSQL_SKIP
@@ -124,7 +126,7 @@ class LiveTests(TestCase):
     async def start(self, dsn_text: str, spool: str) -> Any:
         options = Options()
         options.parseOptions(["--http", "tcp:0:interface=127.0.0.1", "--dsn", dsn_text, "--spool-dir", spool])
-        service = build_service(options, reactor, prepare_database(options["parsed-dsn"]))
+        service = build_service(options.config, Standalone(), reactor, prepare_database(options.config.dsn))
         service.privilegedStartService()
         service.startService()
         return service

@@ -12,7 +12,7 @@ from twisted.logger import globalLogPublisher
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from track.run.tap import Options
+from track.run.options import Options
 from track.test.admin.test_feed import serve_with_admin
 from track.test.mariadb import MYSQL_SKIP
 from track.test.process import wait_until
@@ -53,10 +53,10 @@ class OptionTests(SynchronousTestCase):
 
     def test_ipv6_defaults_to_five_segments_with_ipv4(self) -> None:
         options = self.parse("--anonymize-ip", "1")
-        self.assertEqual((options["anonymize-ip"], options["anonymize-ipv6"]), (1, 5))
+        self.assertEqual((options.config.anonymize_ip, options.config.anonymize_ipv6), (1, 5))
         options = self.parse("--anonymize-ipv6", "3")
-        self.assertEqual((options["anonymize-ip"], options["anonymize-ipv6"]), (None, 3))
-        self.assertEqual(self.parse()["anonymize-ipv6"], None)
+        self.assertEqual((options.config.anonymize_ip, options.config.anonymize_ipv6), (None, 3))
+        self.assertEqual(self.parse().config.anonymize_ipv6, None)
 
     def test_out_of_range_is_refused(self) -> None:
         for argv in (("--anonymize-ip", "5"), ("--anonymize-ip", "0"), ("--anonymize-ipv6", "9")):
