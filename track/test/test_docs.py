@@ -251,7 +251,7 @@ class LinkTests(SynchronousTestCase):
 
 def _table_options() -> dict[str, str]:
     """docs/operations.md's options table: each long option and its default column."""
-    rows = re.findall(r"^\| (`-[^|]*) \| ([^|]*) \|", read("docs/operations.md"), re.M)
+    rows = re.findall(r"^\|\s*(`-[^|]*?)\s*\|\s*([^|]*?)\s*\|", read("docs/operations.md"), re.M)
     table = {}
     for names, default in rows:
         long_name = re.search(r"--([a-z0-9-]+)", names)
