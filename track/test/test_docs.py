@@ -20,6 +20,7 @@ import re
 import shlex
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +36,7 @@ DOCS = ["README.md", "CONTRIBUTING.md",
 NOT_RUN = "# not run:"  # the first line of a block the test leaves alone, with the reason
 SERVER_STANDS_IN = ("twistd ", "pip ")  # commands the test server takes the place of
 CORS_ORIGIN = "https://shop.example"  # the origin docs/api.md starts its collector with
-_FENCE = re.compile(r"^```(\S*)[^\n]*\n(.*?)^```\s*$", re.M | re.S)
+_FENCE = re.compile(r"^( *)```(\S*)[^\n]*\n(.*?)^\1```\s*$", re.M | re.S)
 _STATUS_COMMENT = re.compile(r"^#\s*(\d{3})\b")
 _STATUS_LINE = re.compile(rb"^HTTP/1\.[01] (\d{3})", re.M)
 _LINK = re.compile(r"\]\(([^)\s]+)\)")
@@ -73,7 +74,7 @@ def read(path: str) -> str:
 def blocks(path: str) -> list[Block]:
     """The fenced code blocks of a Markdown file, with their language tags."""
     text = read(path)
-    return [Block(path, text.count("\n", 0, m.start()) + 1, m.group(1), m.group(2))
+    return [Block(path, text.count("\n", 0, m.start()) + 1, m.group(2), textwrap.dedent(m.group(3)))
             for m in _FENCE.finditer(text)]
 
 
@@ -149,6 +150,7 @@ class ExamplesTests(TestCase):
 
         env = child_env()
         env.pop("TRACK_DSN", None)
+        env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])  # `python` is this one
         failures: list[str] = []
         ran = 0
         for block in all_blocks():
