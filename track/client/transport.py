@@ -4,6 +4,12 @@ how long to wait before trying again."""
 from __future__ import annotations
 
 import email.utils
+
+# Imported here, by whoever imports the client, and never by a sending
+# thread: getaddrinfo looks up the "idna" codec on first use, and a fork while
+# a sending thread is in the middle of that import leaves the child that
+# module's import lock, held for ever (its next connect hangs).
+import encodings.idna  # noqa: F401
 import http.client
 import json
 import random
