@@ -490,7 +490,7 @@
     for (var i = 0; i < events.length && batch.length < limit; i++) {
       var size = byteLength(JSON.stringify(events[i])) + 1;
       if (batch.length && bytes + size > this.byteCeiling) break;
-      if (batch.length && !events[i][ANONYMOUS] !== !batch[0][ANONYMOUS]) break;  // one request, one answer
+      if (batch.length && !events[i][ANONYMOUS] !== !batch[0][ANONYMOUS]) break;  // a request is anonymous or not
       batch.push(events[i]);
       bytes += size;
     }
@@ -516,7 +516,8 @@
     var self = this;
     var body = envelope(batch, false);
     var ids = batch.map(function (e) { return e.MessageID; });
-    // text/plain is read as JSON by the collector, and needs no preflight.
+    // text/plain is read as JSON by the collector, and needs no preflight
+    // (Track-Anonymous does, from a page of another origin).
     var headers = {"Content-Type": "text/plain;charset=UTF-8"};
     if (batch[0][ANONYMOUS]) headers["Track-Anonymous"] = "1";
     var init = {
