@@ -5,9 +5,10 @@ never mix their numbers.  Gauges are read when scraped, from the objects
 that own the state, so nothing on the hot path updates them.
 
 With `--workers N` every worker runs with PROMETHEUS_MULTIPROC_DIR set (by
-the parent, see track/run/workers.py): prometheus_client's multiprocess mode
-then keeps each counter and histogram in a small mmap'd file per process,
-and a scrape of any worker (or of the admin listener in the parent) sums the
+the parent, see track/run/workers.py) and is given the same directory, and
+its index, as `Metrics(directory, worker)`: prometheus_client's
+multiprocess mode then keeps each counter and histogram in a small mmap'd
+file per process, and a scrape of any worker (or of the admin listener in the parent) sums the
 files of all workers.  A worker that dies leaves its file behind, so totals
 never go backwards when it is restarted; its live gauges are dropped by
 `mark_process_dead`.  Counters declared in the usual way below need nothing
@@ -34,14 +35,9 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
 FLUSH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+# prometheus_client's own interface: read when it creates a metric's value.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-WORKER_ENV = "TRACK_WORKER_INDEX"
 CONTENT_TYPE = CONTENT_TYPE_LATEST.encode()
-
-
-def multiprocess_dir() -> str | None:
-    """The directory of this worker's metric files, when run as a worker."""
-    return os.environ.get(MULTIPROC_ENV) or None
 
 
 def render_directory(path: str) -> bytes:
@@ -60,8 +56,11 @@ def collect_directory(path: str) -> Iterable[Metric]:
 class Metrics:
     content_type = CONTENT_TYPE
 
-    def __init__(self) -> None:
-        self.directory = multiprocess_dir()
+    def __init__(self, directory: str | None = None, worker: int | None = None) -> None:
+        """`directory`: a worker's multiprocess directory (None: one
+        process, gauges read when scraped); `worker`: its index, the label
+        of its own series."""
+        self.directory = directory
         self.registry = CollectorRegistry()
         r = self.registry
         self.accepted = Counter("track_events_accepted", "Events answered 201, by type.",
@@ -120,7 +119,7 @@ class Metrics:
         self._readers: list[tuple[Gauge, Callable[[], float]]] = []
         self._worker_series: list[tuple[Gauge, Callable[[], float]]] = []
         if self.directory is not None:
-            worker = os.environ.get(WORKER_ENV, str(os.getpid()))
+            label = str(os.getpid() if worker is None else worker)
             per_worker = {
                 "track_worker_up": ("1 for each live worker.", lambda: 1.0),
                 "track_worker_pending_events": ("Events buffered or being written, per worker.",
@@ -130,7 +129,7 @@ class Metrics:
             }
             for name, (doc, read) in per_worker.items():
                 gauge = Gauge(name, doc, ["worker"], registry=r, multiprocess_mode="livemax")
-                self._worker_series.append((gauge.labels(worker), read))
+                self._worker_series.append((gauge.labels(label), read))
         self.pending_now: Callable[[], float] = lambda: 0.0
         self.spool_events_now: Callable[[], float] = lambda: 0.0
 

@@ -1,6 +1,7 @@
 """How the workers of `--workers N` share what the admin listener and
-`/healthz` show: one small directory (the parent's, passed in the
-environment), where each worker replaces its own files twice a second.
+`/healthz` show: one small directory (the parent's, named on each
+worker's command line: track/run/config.py's Worker), where each worker
+replaces its own files twice a second.
 
 - `worker-<i>.json`: its health (writer.health()), readiness, pid and start;
 - `recent-<i>.json`: its latest events, written only while someone watches
@@ -31,8 +32,6 @@ from twisted.internet.task import LoopingCall
 from track.admin.recent import SHOWN, WATCH_SECONDS, Recent
 from track.fields.kinds import EventType
 
-STATE_ENV = "TRACK_WORKER_STATE"
-FEED_ENV = "TRACK_WORKER_FEED"
 REPORT_SECONDS = 0.5
 WATCH_FILE = "watching"
 SEARCH_FILE = "searching"  # touched while someone searches: workers write all they hold

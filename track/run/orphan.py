@@ -24,23 +24,14 @@ from track.logs import Logger
 
 log = Logger(namespace="track.workers")
 
-PARENT_ENV = "TRACK_WORKER_PARENT"  # the parent's pid, as the parent set it
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 WATCH_SECONDS = 1.0
 
 
-def parent_pid() -> int | None:
-    """The pid of the parent that started this worker (None: not a worker)."""
-    text = os.environ.get(PARENT_ENV, "")
-    return int(text) if text.isdigit() else None
-
-
-def die_with_parent() -> None:
-    """Called first thing in a worker: SIGTERM when the parent dies (Linux);
-    exit at once if it died before this could be asked."""
-    parent = parent_pid()
-    if parent is None:
-        return
+def die_with_parent(parent: int) -> None:
+    """Called first thing in a worker, with the pid of the parent that
+    started it: SIGTERM when the parent dies (Linux); exit at once if it
+    died before this could be asked."""
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)

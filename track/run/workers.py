@@ -4,7 +4,10 @@ One Python process runs on one core (the GIL), so the parent binds the
 socket, migrates the schema once, and starts N `twistd track` children that
 inherit the socket the way systemd socket activation passes it (fd 3,
 LISTEN_FDS/LISTEN_PID) and adopt it with Twisted's `systemd:` endpoint.  Each
-child has its own pool, buffers and spool directory.  The parent restarts a
+child has its own pool, buffers and spool directory.  Its command line is
+generated from the parent's Config (track/run/config.py: each option is
+handed on, changed for the child, or kept by the parent), its DSN comes
+through a pipe (track/run/secrets.py).  The parent restarts a
 child that dies (with backoff) and, on SIGTERM, passes it on and waits until
 every child has drained and exited.
 
@@ -33,11 +36,11 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import LogLevel, eventFromJSON, globalLogPublisher
 from twisted.python.failure import Failure
 
-from track.admin.shared import FEED_ENV, STATE_ENV, remove_worker
+from track.admin.shared import remove_worker
 from track.logs import Logger
-from track.metrics import MULTIPROC_ENV, WORKER_ENV
+from track.metrics import MULTIPROC_ENV
+from track.run.config import Config, Worker, metrics_directory, worker_args
 from track.run.listen import server_endpoint
-from track.run.orphan import PARENT_ENV
 from track.run.secrets import DSN_ENV, WORKER_DSN_FD, pipe_holding
 from track.run.service import ListenError
 from track.spool.lock import DirectoryLock
@@ -48,22 +51,17 @@ LISTEN_FD = 3  # where systemd (and so Twisted's systemd: endpoint) expects it
 RESTART_FIRST = 0.5
 RESTART_MAX = 30.0
 STABLE_SECONDS = 30.0
-# The child: ask Linux for SIGTERM when the parent dies (and check it has
-# not died already), make LISTEN_PID its own pid before Twisted reads it,
-# then twistd.  SIGTERM is twistd's own clean shutdown: stop accepting,
-# answer the requests in progress, flush to the database or the spool, exit.
+# The child: ask Linux for SIGTERM when the parent (its pid filled in) dies,
+# and check it has not died already; make LISTEN_PID its own pid before
+# Twisted reads it; then twistd.  SIGTERM is twistd's own clean shutdown:
+# stop accepting, answer the requests in progress, flush to the database or
+# the spool, exit.
 _BOOT = (
-    "import os, sys; from track.run.orphan import die_with_parent; die_with_parent(); "
+    "import os, sys; from track.run.orphan import die_with_parent; die_with_parent({parent}); "
     "os.environ['LISTEN_PID'] = str(os.getpid()); "
     "os.environ['LISTEN_FDS'] = '1'; os.environ['LISTEN_FDNAMES'] = 'track'; "
     "from twisted.scripts.twistd import run; run()"
 )
-# Options handed on to every child unchanged.
-# The DSN is not among them: it goes through a pipe (track/run/secrets.py).
-_PASSED = ("log-level", "batch-size", "min-batch", "flush-interval", "max-pending", "request-timeout",
-           "max-body", "max-batch", "max-batch-body", "spool-max-bytes", "rate-limit", "max-connections",
-           "anonymize-ip", "anonymize-ipv6", "max-clock-skew", "max-event-age",
-           "admin-keep", "outage-wait")
 
 
 def bind(description: str) -> socket.socket:
@@ -95,19 +93,12 @@ def tcp_address(endpoint: TCP4ServerEndpoint | TCP6ServerEndpoint) -> tuple[int,
     return endpoint._port, endpoint._interface, endpoint._backlog
 
 
-def child_argv(options: Any, index: int) -> list[str]:
-    args = [f"--{name}={options[name]}" for name in _PASSED if options[name] is not None]
-    args += [f"--trusted-proxy={p}" for p in options["trusted-proxy"]]
-    args += [f"--cors-origin={o}" for o in options["cors-origin"]]
-    args += ["--verbose"] if options["verbose"] else []
-    args += ["--access-log"] if options["access-log"] else []
-    if options["dsn-text"] is not None:
-        args.append(f"--dsn-file=/dev/fd/{WORKER_DSN_FD}")
-    if options["cpuprofile"]:
-        args.append(f"--cpuprofile={options['cpuprofile']}.{index}")
-    spool = os.path.join(options["spool-dir"], f"worker-{index}") if options["spool-dir"] else ""
-    args += [f"--spool-dir={spool}", "--workers=1", "--http=systemd:domain=INET:index=0"]
-    return [sys.executable, "-c", _BOOT, "-n", "--pidfile=", "--logger=track.logs.json_stdout", "track", *args]
+def child_argv(config: Config, worker: Worker) -> list[str]:
+    """A worker's command line: twistd, then its options, generated from
+    the parent's Config (track/run/config.py says how each field goes)."""
+    boot = _BOOT.format(parent=worker.parent)
+    return [sys.executable, "-c", boot, "-n", "--pidfile=", "--logger=track.logs.json_stdout", "track",
+            *worker_args(config, worker)]
 
 
 def worker_event(line: bytes, index: int, now: float) -> dict[str, Any]:
@@ -163,23 +154,22 @@ class WorkerPool(Service):
     (`metrics`, prometheus_client's multiprocess mode): what /metrics,
     /healthz and the admin listener read to speak for the whole service."""
 
-    def __init__(self, count: int, description: str, options: Any, reactor: Any,
-                 shutdown_timeout: float, feed: bool = False) -> None:
-        self.count = count
+    def __init__(self, config: Config, reactor: Any, feed: bool = False) -> None:
+        self.count = config.workers
         self.feed = feed  # the admin page is on: workers keep their latest events
         # Named now (the admin listener reads it), made in startService: after
         # twistd has dropped privileges (--uid), so the workers can write in it.
         self.state = tempfile.mkdtemp(prefix="track-workers-")
         os.rmdir(self.state)
-        self.metrics_dir = os.path.join(self.state, "metrics")
-        self.description = description
-        self.options = options
+        self.metrics_dir = metrics_directory(self.state)
+        self.description = config.endpoint
+        self.config = config
         self.reactor = reactor
-        self.shutdown_timeout = shutdown_timeout
+        self.shutdown_timeout = config.shutdown_timeout
         self.children: dict[int, _Child] = {}
         self.sock: socket.socket | None = None
         self.spool_lock: DirectoryLock | None = None  # the top spool directory's, held while running
-        self._delay = {i: RESTART_FIRST for i in range(count)}
+        self._delay = {i: RESTART_FIRST for i in range(self.count)}
         # Per worker index: how many times it was started again, and when
         # last (Unix time), for the admin page.
         self.restarts: dict[int, tuple[int, float]] = {}
@@ -205,16 +195,15 @@ class WorkerPool(Service):
     def _spawn(self, index: int) -> None:
         assert self.sock is not None
         child = _Child(self, index, self.reactor.seconds())
-        argv = child_argv(self.options, index)
+        worker = Worker(index, self.state, os.getpid(), self.feed)
+        argv = child_argv(self.config, worker)
         # Unbuffered, so each log line reaches the parent when it is written.
-        # Not TRACK_DSN: the DSN goes through a pipe.
+        # Not TRACK_DSN: the DSN goes through a pipe.  PROMETHEUS_MULTIPROC_DIR:
+        # prometheus_client's own switch to its multiprocess mode.
         env = {**{k: v for k, v in os.environ.items() if k != DSN_ENV}, "PYTHONUNBUFFERED": "1",
-               MULTIPROC_ENV: self.metrics_dir, WORKER_ENV: str(index), STATE_ENV: self.state,
-               PARENT_ENV: str(os.getpid())}
-        if self.feed:
-            env[FEED_ENV] = "1"
+               MULTIPROC_ENV: worker.metrics_dir}
         fds: dict[int, int | str] = {0: "w", 1: "r", 2: "r", LISTEN_FD: self.sock.fileno()}
-        dsn = self.options["dsn-text"]
+        dsn = self.config.dsn_text
         pipe = None if dsn is None else pipe_holding(dsn)  # the DSN, in a pipe only this child gets
         if pipe is not None:
             fds[WORKER_DSN_FD] = pipe

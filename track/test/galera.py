@@ -181,6 +181,29 @@ class GaleraCluster:
                 return node.execute(sql, args, database)
         raise RuntimeError("no Galera node takes queries")
 
+    def read(self, sql: str, args: Any = None, database: str | None = None) -> list[tuple[Any, ...]]:
+        """A SELECT that sees every transaction the cluster committed before
+        it began, whichever node took it: on a Synced primary member, with
+        wsrep_sync_wait=1 (the node first applies every write set it has
+        been sent).  Without it a row committed through another node a
+        moment ago may not be visible yet on this one."""
+        candidates = [n for n in self.nodes if n.running and n.status("wsrep_ready") == "ON"]
+        synced = [n for n in candidates if n.status("wsrep_local_state_comment") == "Synced"]
+        failures = []
+        for node in synced or candidates:
+            try:
+                conn = node.connect(database)
+                try:
+                    with conn.cursor() as cur:
+                        cur.execute("SET SESSION wsrep_sync_wait = 1")
+                        cur.execute(sql, args)
+                        return list(cur.fetchall())
+                finally:
+                    conn.close()
+            except (OSError, pymysql.err.MySQLError) as e:  # it broke meanwhile: the next one
+                failures.append(f"node{node.index + 1}: {e!r}")
+        raise RuntimeError(f"no Galera node takes queries: {failures}")
+
     def close(self) -> None:
         for node in reversed(self.nodes):
             node.close()

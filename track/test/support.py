@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import os
 from typing import Any
 
@@ -73,8 +75,63 @@ ORIGINAL_MYSQL_DDL = (
 )
 
 
-def mysql_dsn() -> DSN:
+# Each test that uses MySQL gets a database of its own on the server
+# TRACK_TEST_MYSQL_DSN names, so tests may run side by side (`trial -j2`,
+# mutmut's forked runs) without dropping each other's tables.  The name
+# starts with the configured database's (so a CI run's leftovers are easy to
+# find and drop) and carries the process id and a counter (unique across
+# trial's workers and mutmut's forks).
+_OWN_DATABASE = "_track_test_database"
+_MAX_NAME = 64  # MySQL's limit on a database name
+_counter = itertools.count(1)
+
+
+def server_dsn() -> DSN:
+    """The DSN TRACK_TEST_MYSQL_DSN names, as given: the server the tests use
+    (its database is only where the per-test databases are named from)."""
     return parse_dsn(MYSQL_DSN_TEXT)
+
+
+def mysql_dsn(case: TestCase) -> DSN:
+    """This test's own MySQL database, created empty on first use and dropped
+    when the test ends (after everything the test started has stopped:
+    cleanups run last-registered first)."""
+    own: DSN | None = getattr(case, _OWN_DATABASE, None)
+    if own is not None:
+        return own
+    server = server_dsn()
+    suffix = f"_t{os.getpid()}_{next(_counter)}"
+    name = server.database[: _MAX_NAME - len(suffix)] + suffix
+    execute(server, f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    own = dataclasses.replace(server, database=name)
+    setattr(case, _OWN_DATABASE, own)
+    case.addCleanup(drop_database, server, name)
+    return own
+
+
+def mysql_dsn_text(case: TestCase) -> str:
+    """This test's own database as --dsn takes it (for a twistd child)."""
+    return dsn_text(mysql_dsn(case))
+
+
+def drop_database(server: DSN, name: str) -> None:
+    """Drop a test's database; first end any connection still using it (a
+    child that did not stop, a pool left open), which would otherwise hold a
+    metadata lock and make DROP DATABASE wait for good."""
+    conn = dialect_for(server).connect()
+    try:
+        cursor = conn.cursor()
+        cursor.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> CONNECTION_ID()",
+                       (name,))
+        for (thread_id,) in cursor.fetchall():
+            try:
+                cursor.execute(f"KILL {int(thread_id)}")
+            except Exception:  # it ended on its own meanwhile
+                pass
+        cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        conn.commit()
+    finally:
+        conn.close()
 
 
 def sqlite_dsn(case: TestCase) -> DSN:
@@ -96,9 +153,9 @@ def execute(dsn: DSN, *statements: str, params: Any = None) -> list[tuple[Any, .
         conn.close()
 
 
-def reset_mysql() -> DSN:
-    """An empty test database: no event tables, no version table."""
-    dsn = mysql_dsn()
+def reset_mysql(case: TestCase) -> DSN:
+    """This test's own database, empty: no event tables, no version table."""
+    dsn = mysql_dsn(case)
     execute(dsn, *(f"DROP TABLE IF EXISTS `{t}`" for t in (*TABLES, VERSION_TABLE)))
     return dsn
 
@@ -137,7 +194,9 @@ def serve(case: TestCase, dsn: DSN | None = None, *args: str, **kwargs: Any) -> 
     the test ends."""
     from twisted.internet import reactor
 
-    from track.run.tap import Options, build_service
+    from track.run.build import build_service
+    from track.run.config import Standalone
+    from track.run.options import Options
     from track.storage.prepare import prepare_database
 
     dsn = dsn or sqlite_dsn(case)
@@ -148,7 +207,7 @@ def serve(case: TestCase, dsn: DSN | None = None, *args: str, **kwargs: Any) -> 
             argv += [f"--{name.replace('_', '-')}", str(one)]
     options = Options()
     options.parseOptions([*argv, *args])
-    service = build_service(options, reactor, prepare_database(dsn))
+    service = build_service(options.config, Standalone(), reactor, prepare_database(dsn))
     service.privilegedStartService()
     service.startService()
     case.addCleanup(service.stopService)

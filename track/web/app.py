@@ -30,8 +30,8 @@ from track.logs import Logger
 from track.metrics import Metrics
 from track.pipeline.batcher import Batcher
 from track.types import InternalError, Overloaded, RowRejected, Unavailable
-from track.web.anonymize import Addresses, Anonymizer
-from track.web.batchbody import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_BODY, read_batch
+from track.web.anonymize import Addresses, Anonymizer, mark_anonymous
+from track.web.batchbody import ANONYMOUS, DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_BODY, read_batch
 from track.web.body import BodyError, decode_content, read_fields
 from track.web.clientip import Network
 from track.web.cors import CORS
@@ -254,6 +254,8 @@ class TrackApp:
                 request.getHeader(b"content-encoding"), request.content.read(), self.max_batch_body
             )
             items, envelope = read_batch(request.getHeader(b"content-type"), body, self.max_batch)
+            if envelope.get(ANONYMOUS) is True:  # for all its events, as Track-Anonymous: 1
+                mark_anonymous(request)
             sent_at = batch_sent_at(request.getHeader(SENT_AT_HEADER), envelope)
         except InvalidEvent as e:
             self.metrics.rejected.labels("batch", "invalid").inc(len(items))

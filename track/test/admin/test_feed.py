@@ -19,7 +19,9 @@ from track.admin.service import AdminService
 from track.admin.shared import merge_health
 from track.admin.views import Counts
 from track.fields.kinds import EVENT_TYPES
-from track.run.tap import Options, build_service
+from track.run.build import build_service
+from track.run.config import Standalone, Worker
+from track.run.options import Options
 from track.storage.prepare import prepare_database
 from track.test.rawhttp import connect, request
 from track.test.support import client_pool, dsn_text, sqlite_dsn
@@ -38,7 +40,7 @@ def serve_with_admin(case: TestCase, *more: str) -> tuple[int, int]:
     options = Options()
     options.parseOptions(["--http", "tcp:0:interface=127.0.0.1", "--admin-http", "tcp:0:interface=127.0.0.1",
                           "--dsn", dsn_text(dsn), "--spool-dir", os.path.abspath(case.mktemp()), *more])
-    service = build_service(options, reactor, prepare_database(dsn))
+    service = build_service(options.config, Standalone(), reactor, prepare_database(dsn))
     service.privilegedStartService()
     service.startService()
     case.addCleanup(service.stopService)
@@ -212,21 +214,22 @@ class AdminOptionsTests(TestCase):
         return options
 
     def test_off_by_default(self) -> None:
-        self.assertIsNone(self.parse()["admin-endpoint"])
+        self.assertIsNone(self.parse().config.admin_endpoint)
 
     def test_bare_port_binds_loopback_only(self) -> None:
-        self.assertEqual(self.parse("--admin-http", "8081")["admin-endpoint"], "tcp:8081:interface=127.0.0.1")
-        self.assertEqual(self.parse("--admin-http", ":8081")["admin-endpoint"], "tcp:8081:interface=127.0.0.1")
+        self.assertEqual(self.parse("--admin-http", "8081").config.admin_endpoint, "tcp:8081:interface=127.0.0.1")
+        self.assertEqual(self.parse("--admin-http", ":8081").config.admin_endpoint, "tcp:8081:interface=127.0.0.1")
 
     def test_other_forms_as_http(self) -> None:
         # Beyond loopback only with a token (track/test/admin/test_guard.py).
-        self.assertEqual(self.parse("--admin-http", "0.0.0.0:8081", "--admin-token", "t")["admin-endpoint"],
+        self.assertEqual(self.parse("--admin-http", "0.0.0.0:8081", "--admin-token", "t").config.admin_endpoint,
                          "tcp:8081:backlog=1024:interface=0.0.0.0")
-        self.assertEqual(self.parse("--admin-http", "unix:/tmp/a.sock")["admin-endpoint"], "unix:/tmp/a.sock")
+        self.assertEqual(self.parse("--admin-http", "unix:/tmp/a.sock").config.admin_endpoint, "unix:/tmp/a.sock")
 
     def test_admin_keep_defaults_to_1000_and_reaches_the_workers(self) -> None:
         from track.run.workers import child_argv
 
-        self.assertEqual(self.parse()["admin-keep"], 1000)
-        self.assertIn("--admin-keep=50", child_argv(self.parse("--admin-keep", "50"), 0))
+        self.assertEqual(self.parse().config.admin_keep, 1000)
+        worker = Worker(0, "/tmp/state", 1)
+        self.assertIn("--admin-keep=50", child_argv(self.parse("--admin-keep", "50").config, worker))
         self.assertRaises(UsageError, self.parse, "--admin-keep", "0")

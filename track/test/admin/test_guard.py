@@ -13,7 +13,7 @@ from twisted.python import usage
 from twisted.trial.unittest import TestCase
 
 from track.admin.guard import host_name
-from track.run.tap import Options
+from track.run.options import Options
 from track.test.admin.test_feed import serve_with_admin
 from track.test.support import client_pool
 

@@ -21,7 +21,7 @@ from twisted.web.client import HTTPConnectionPool
 from track.test.browser import Chromium, required
 from track.test.mariadb import MYSQL_SKIP
 from track.test.process import TwistdTrack, port_of, wait_until
-from track.test.support import MYSQL_DSN_TEXT, reset_mysql
+from track.test.support import mysql_dsn_text, reset_mysql
 
 _ADMIN = re.compile(rb"admin page on (http://127\.0\.0\.1:\d+/)")
 FORM: dict[str | bytes, str | bytes] = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -56,10 +56,10 @@ class LivePageTests(TestCase):
 
     async def test_refused_and_accepted_events_appear_without_a_reload(self) -> None:
         required(self)
-        reset_mysql()
+        reset_mysql(self)
         cwd = os.path.abspath(self.mktemp())
         os.makedirs(cwd)
-        proc = TwistdTrack(["--dsn", MYSQL_DSN_TEXT, "--http", "tcp:0:interface=127.0.0.1", "--workers", "2",
+        proc = TwistdTrack(["--dsn", mysql_dsn_text(self), "--http", "tcp:0:interface=127.0.0.1", "--workers", "2",
                             "--admin-http", "tcp:0:interface=127.0.0.1"], cwd)
         self.addCleanup(proc.stop)
         public = port_of(await proc.ready)

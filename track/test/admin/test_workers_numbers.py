@@ -24,7 +24,7 @@ from twisted.web.client import HTTPConnectionPool
 
 from track.test.mariadb import MYSQL_SKIP
 from track.test.process import TwistdTrack, port_of, wait_until
-from track.test.support import MYSQL_DSN_TEXT, reset_mysql
+from track.test.support import mysql_dsn_text, reset_mysql
 
 _STARTED = re.compile(rb"worker (\d) started \(pid (\d+)\)")
 _ADMIN = re.compile(rb"admin page on http://127\.0\.0\.1:(\d+)/")
@@ -79,8 +79,8 @@ class WorkersNumbersTests(TestCase):
     async def test_metrics_sum_every_worker_on_every_scrape_and_survive_a_restart(self) -> None:
         if MYSQL_SKIP:
             self.skipTest(MYSQL_SKIP)
-        reset_mysql()
-        public, admin = await self.start(MYSQL_DSN_TEXT)
+        reset_mysql(self)
+        public, admin = await self.start(mysql_dsn_text(self))
         for n in range(40):
             await self.post(public, n)
         seen = [await self.accepted(public) for _ in range(SCRAPES)]
@@ -156,8 +156,8 @@ class WorkersNumbersTests(TestCase):
         than the newest 100 of each worker included."""
         if MYSQL_SKIP:
             self.skipTest(MYSQL_SKIP)
-        reset_mysql()
-        public, admin = await self.start(MYSQL_DSN_TEXT)
+        reset_mysql(self)
+        public, admin = await self.start(mysql_dsn_text(self))
         for n in range(250):
             await self.post(public, n)
         found = json.loads(await self.get(admin, "/feed/events?status=accepted"))

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from track.storage.dsn import DSN
 from track.test.process import TwistdTrack
-from track.test.support import MYSQL_DSN_TEXT, execute, reset_mysql
+from track.test.support import execute, mysql_dsn_text, reset_mysql
 
 if TYPE_CHECKING:
     from twisted.trial.unittest import TestCase
@@ -23,13 +23,13 @@ class CollectorMixin(_MixedInto):
     dsn: DSN
 
     def setUp(self) -> None:
-        self.dsn = reset_mysql()
+        self.dsn = reset_mysql(self)
         self.cwd = os.path.abspath(self.mktemp())
         os.makedirs(self.cwd)
 
     async def start_collector(self, port: int = 0) -> str:
         """The base URL of a twistd track listening on `port` (0: any)."""
-        proc = TwistdTrack(["--dsn", MYSQL_DSN_TEXT, "--http", f"tcp:{port}:interface=127.0.0.1"], self.cwd)
+        proc = TwistdTrack(["--dsn", mysql_dsn_text(self), "--http", f"tcp:{port}:interface=127.0.0.1"], self.cwd)
         self.addCleanup(proc.stop)
         self.proc = proc
         base: str = await proc.ready

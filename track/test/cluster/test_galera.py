@@ -111,8 +111,10 @@ class GaleraTests(TestCase):
             f.write(proc.output)
 
     def stored(self, prefix: str) -> dict[str, int]:
-        """MessageID -> how many rows have it, for the IDs starting with `prefix`."""
-        rows = self.cluster.execute(
+        """MessageID -> how many rows have it, for the IDs starting with `prefix`,
+        as the cluster has them: read with wsrep_sync_wait, so a row committed
+        through any node before the read is seen (cluster.read)."""
+        rows = self.cluster.read(
             "SELECT MessageID, COUNT(*) FROM UserEvent WHERE MessageID LIKE %s GROUP BY MessageID",
             (prefix + "%",), database=DATABASE)
         return {m: int(n) for m, n in rows}

@@ -39,7 +39,7 @@ class KilledConnectionsTests(TestCase):
     timeout = 120
 
     async def test_killed_connections_are_reconnected_counted_and_not_logged_one_by_one(self) -> None:
-        dsn = reset_mysql()
+        dsn = reset_mysql(self)
         events: list[dict[str, Any]] = []
         observer = cast(ILogObserver, events.append)
         globalLogPublisher.addObserver(observer)

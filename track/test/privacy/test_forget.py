@@ -26,7 +26,7 @@ from track.spool.segments import Spool, replayed_records
 from track.storage.dialect import dialect_for
 from track.test.mariadb import MYSQL_SKIP
 from track.test.process import child_env
-from track.test.support import MYSQL_DSN_TEXT, create_schema, dsn_text, execute, reset_mysql, sqlite_dsn
+from track.test.support import create_schema, dsn_text, execute, mysql_dsn_text, reset_mysql, sqlite_dsn
 
 CREATED = datetime(2026, 12, 7, 12, 0, 0)
 
@@ -85,7 +85,7 @@ class DatabaseTests(TestCase):
     def test_mariadb_every_table(self) -> None:
         if MYSQL_SKIP:
             self.skipTest(MYSQL_SKIP)
-        self.check(reset_mysql(), MYSQL_DSN_TEXT)
+        self.check(reset_mysql(self), mysql_dsn_text(self))
 
     def test_sqlite_every_table(self) -> None:
         dsn = sqlite_dsn(self)
@@ -94,7 +94,7 @@ class DatabaseTests(TestCase):
     def test_batches_delete_every_row_and_nothing_else(self) -> None:
         if MYSQL_SKIP:
             self.skipTest(MYSQL_SKIP)
-        dsn = reset_mysql()
+        dsn = reset_mysql(self)
         create_schema(dsn)
         insert(dsn, "user", [row("user", 7 if n % 3 else 8, f"b-{n}") for n in range(50)])
         dialect = dialect_for(dsn)

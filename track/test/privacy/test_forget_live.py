@@ -17,13 +17,15 @@ from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
 from track.privacy.forget import main
-from track.run.tap import Options, build_service
+from track.run.build import build_service
+from track.run.config import Standalone
+from track.run.options import Options
 from track.storage.prepare import prepare_database
 from track.test.faultcase import wait_until as wait_for
 from track.test.mariadb import MYSQL_SKIP
 from track.test.privacy.test_forget import run
 from track.test.process import wait_until
-from track.test.support import MYSQL_DSN_TEXT, client_pool, create_schema, execute, reset_mysql, serve
+from track.test.support import client_pool, create_schema, execute, mysql_dsn_text, reset_mysql, serve
 
 FORM: dict[str | bytes, str | bytes] = {"Content-Type": "application/x-www-form-urlencoded"}
 JSON: dict[str | bytes, str | bytes] = {"Content-Type": "application/json"}
@@ -50,9 +52,9 @@ class LiveTests(TestCase):
         return {m: int(n) for m, n in rows}
 
     async def test_a_suppressed_id_is_answered_201_counted_and_not_stored(self) -> None:
-        self.dsn = reset_mysql()
+        self.dsn = reset_mysql(self)
         create_schema(self.dsn)
-        self.assertEqual(run("--dsn", MYSQL_DSN_TEXT, "--profile-id", "7", "--suppress")[0], 0)
+        self.assertEqual(run("--dsn", mysql_dsn_text(self), "--profile-id", "7", "--suppress")[0], 0)
         port, _ = serve(self, self.dsn)  # reads the list at start
         self.assertEqual(await self.post(port, 7, "sup-7"), 201)
         self.assertEqual(await self.post(port, 8, "sup-8"), 201)
@@ -66,7 +68,7 @@ class LiveTests(TestCase):
         metrics = await (await treq.get(f"http://127.0.0.1:{port}/metrics", pool=client_pool(self))).text()
         self.assertIn('track_suppressed_events_total{type="user"} 2.0', metrics.splitlines())
         # Lifted: the running collector stores the ID's events again within 10 s.
-        self.assertEqual(run("--dsn", MYSQL_DSN_TEXT, "--profile-id", "7", "--unsuppress")[0], 0)
+        self.assertEqual(run("--dsn", mysql_dsn_text(self), "--profile-id", "7", "--unsuppress")[0], 0)
         sent: list[str] = []
 
         async def stored_again() -> bool:
@@ -81,7 +83,7 @@ class LiveTests(TestCase):
         for one: afterwards none of that user's events is left (those
         stored before collectors read the list are swept again), and every
         other 201 is exactly one row."""
-        self.dsn = reset_mysql()
+        self.dsn = reset_mysql(self)
         port, _ = serve(self, self.dsn)
         acked: list[str] = []
         answers: list[int] = []
@@ -104,7 +106,7 @@ class LiveTests(TestCase):
 
         def forget() -> int:
             with contextlib.redirect_stdout(out):
-                return main(["--dsn", MYSQL_DSN_TEXT, "--profile-id", str(FORGOTTEN), "--suppress"])
+                return main(["--dsn", mysql_dsn_text(self), "--profile-id", str(FORGOTTEN), "--suppress"])
 
         code = await deferToThread(forget)
         forgot_at = len(acked)
@@ -119,12 +121,12 @@ class LiveTests(TestCase):
         self.assertEqual([m for m in others if stored.get(m) != 1], [])
         self.assertEqual(len(stored), len(others))
         self.assertGreater(len(acked) - len(others), 0)  # the forgotten user did post meanwhile
-        run("--dsn", MYSQL_DSN_TEXT, "--profile-id", str(FORGOTTEN), "--unsuppress")
+        run("--dsn", mysql_dsn_text(self), "--profile-id", str(FORGOTTEN), "--unsuppress")
 
     async def start(self, dsn_text: str, spool: str) -> Any:
         options = Options()
         options.parseOptions(["--http", "tcp:0:interface=127.0.0.1", "--dsn", dsn_text, "--spool-dir", spool])
-        service = build_service(options, reactor, prepare_database(options["parsed-dsn"]))
+        service = build_service(options.config, Standalone(), reactor, prepare_database(options.config.dsn))
         service.privilegedStartService()
         service.startService()
         return service
@@ -133,7 +135,7 @@ class LiveTests(TestCase):
         """During an outage every event is spooled; the collector stops, the
         user is forgotten in its spool, and once it is back with the
         database the replay stores every other event exactly once."""
-        self.dsn = reset_mysql()
+        self.dsn = reset_mysql(self)
         spool = os.path.abspath(self.mktemp())
         down = await self.start("mysql://root@127.0.0.1:1/track_unreachable", spool)
         acked = []
@@ -143,11 +145,11 @@ class LiveTests(TestCase):
                 acked.append(f"out-{pid}-{n}")
         self.assertEqual(len(acked), 100)
         await down.stopService()
-        code, receipt, err = run("--dsn", MYSQL_DSN_TEXT, "--profile-id", str(FORGOTTEN), "--spool-dir", spool)
+        code, receipt, err = run("--dsn", mysql_dsn_text(self), "--profile-id", str(FORGOTTEN), "--spool-dir", spool)
         self.assertEqual(code, 0, err)
         assert receipt is not None
         self.assertEqual(receipt["spool"]["events"], 20)
-        up = await self.start(MYSQL_DSN_TEXT, spool)
+        up = await self.start(mysql_dsn_text(self), spool)
         self.addCleanup(up.stopService)
         async def replayed() -> bool:
             health = await (await treq.get(f"http://127.0.0.1:{up.port.getHost().port}/healthz",

@@ -34,7 +34,7 @@ from track.test.process import (
     wait_until,
 )
 from track.test.rawhttp import connect, request
-from track.test.support import MYSQL_DSN_TEXT, execute, reset_mysql
+from track.test.support import execute, mysql_dsn_text, reset_mysql, server_dsn
 
 FORM: dict[str | bytes, list[str | bytes]] = {"Content-Type": ["application/x-www-form-urlencoded"]}
 EVENTS = {
@@ -282,8 +282,8 @@ class MySQLEndToEndTests(EndToEndMixin, TestCase):
 
     def setUp(self) -> None:
         super().setUp()
-        self.dsn = reset_mysql()
-        self.dsn_arg = ["--dsn", MYSQL_DSN_TEXT]
+        self.dsn = reset_mysql(self)
+        self.dsn_arg = ["--dsn", mysql_dsn_text(self)]
 
 
 class SQLiteEndToEndTests(EndToEndMixin, TestCase):
@@ -318,7 +318,7 @@ class CommandLineTests(TestCase):
     async def test_an_unusable_database_is_one_line_and_non_zero_even_with_a_spool(self) -> None:
         if MYSQL_SKIP:
             raise SkipTest(MYSQL_SKIP)
-        dsn = parse_dsn(MYSQL_DSN_TEXT)
+        dsn = server_dsn()
         cases = {
             "unknown database": f"mysql://{dsn.user}@{dsn.host}:{dsn.port}/track_no_such_database",
             "wrong password": f"mysql://nobody_here:hunter2@{dsn.host}:{dsn.port}/{dsn.database}",

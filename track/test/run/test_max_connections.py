@@ -18,7 +18,7 @@ from twisted.trial.unittest import TestCase
 from track.test.mariadb import MYSQL_SKIP
 from track.test.process import TwistdTrack, accepted_connections, children, port_of, wait_until
 from track.test.rawhttp import RawClient, connect, request
-from track.test.support import MYSQL_DSN_TEXT, reset_mysql, serve
+from track.test.support import mysql_dsn_text, reset_mysql, serve
 
 PATH = "/api/1.0/track/user/"
 MAX = 3
@@ -92,10 +92,10 @@ class WorkersMaxConnectionsTests(TestCase):
     timeout = 120
 
     async def test_each_worker_answers_503_past_its_own_limit(self) -> None:
-        reset_mysql()
+        reset_mysql(self)
         cwd = os.path.abspath(self.mktemp())
         os.makedirs(cwd)
-        proc = TwistdTrack(["--dsn", MYSQL_DSN_TEXT, "--http", "tcp:0:interface=127.0.0.1", "--workers", "2",
+        proc = TwistdTrack(["--dsn", mysql_dsn_text(self), "--http", "tcp:0:interface=127.0.0.1", "--workers", "2",
                             "--max-connections", str(MAX)], cwd)
         self.addCleanup(proc.stop)
         port = port_of(await proc.ready)

@@ -14,13 +14,13 @@ from twisted.logger import Logger as TwistedLogger
 from twisted.trial.unittest import SynchronousTestCase
 
 from track import logs
-from track.run.tap import Options
+from track.run.options import Options
 
 
 def level_of(*argv: str) -> Any:
     options = Options()
     options.parseOptions(list(argv))
-    return options["level"]
+    return options.config.level
 
 
 class LogLevelTests(SynchronousTestCase):

@@ -17,8 +17,10 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import ILogObserver, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
+from track.run.build import build_service
+from track.run.config import Standalone
+from track.run.options import Options
 from track.run.service import ListenError, TrackService
-from track.run.tap import Options, build_service
 from track.storage.dsn import DSN
 from track.storage.prepare import prepare_database
 from track.test.process import begin_post, wait_until
@@ -49,7 +51,7 @@ def build(case: TestCase, http: str = "tcp:0:interface=127.0.0.1") -> tuple[Trac
     dsn = sqlite_dsn(case)
     options = Options()
     options.parseOptions(["--http", http, "--dsn", dsn_text(dsn), "--spool-dir", os.path.abspath(case.mktemp())])
-    service = build_service(options, reactor, prepare_database(dsn))
+    service = build_service(options.config, Standalone(), reactor, prepare_database(dsn))
     case.addCleanup(lambda: service.stopService() if service.running else None)
     return service, dsn
 

@@ -14,7 +14,7 @@ from twisted.web.client import HTTPConnectionPool
 
 from track.test.mariadb import MYSQL_SKIP
 from track.test.process import TwistdTrack
-from track.test.support import MYSQL_DSN_TEXT, execute, reset_mysql
+from track.test.support import execute, mysql_dsn_text, reset_mysql
 
 EVENTS_PER_CLIENT = 150
 CLIENTS = 6
@@ -26,12 +26,12 @@ class ScaleOutTests(TestCase):
     timeout = 180
 
     async def test_two_instances_store_everything_once(self) -> None:
-        dsn = reset_mysql()
+        dsn = reset_mysql(self)
         bases = []
         for _n in range(2):
             cwd = os.path.abspath(self.mktemp())
             os.makedirs(cwd)
-            proc = TwistdTrack(["--dsn", MYSQL_DSN_TEXT, "--http", "tcp:0:interface=127.0.0.1"], cwd)
+            proc = TwistdTrack(["--dsn", mysql_dsn_text(self), "--http", "tcp:0:interface=127.0.0.1"], cwd)
             self.addCleanup(proc.stop)
             bases.append(await proc.ready)
         pool = HTTPConnectionPool(reactor, persistent=True)

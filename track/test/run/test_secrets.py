@@ -11,8 +11,8 @@ import treq
 from twisted.python import usage
 from twisted.trial.unittest import TestCase
 
+from track.run.options import Options
 from track.run.secrets import DSN_ENV
-from track.run.tap import Options
 from track.test.mariadb import MYSQL_SKIP
 from track.test.process import TwistdTrack, port_of, wait_until
 from track.test.support import client_pool, dsn_text, execute, mysql_dsn, reset_mysql
@@ -46,7 +46,7 @@ class DSNSourceTests(TestCase):
 
     def test_dsn_file_readable_by_owner_only_is_read(self) -> None:
         path = self.write("mysql://app:s3cret@db.example:3306/track\n", 0o600)
-        dsn = parse("--dsn-file", path)["parsed-dsn"]
+        dsn = parse("--dsn-file", path).config.dsn
         self.assertEqual((dsn.user, dsn.password, dsn.host, dsn.database), ("app", "s3cret", "db.example", "track"))
 
     def test_dsn_file_other_users_can_read_is_refused_naming_the_fix(self) -> None:
@@ -69,9 +69,9 @@ class DSNSourceTests(TestCase):
         self.assertIn("not both", str(e))
 
     def test_track_dsn_environment_variable_is_used_when_no_option_is(self) -> None:
-        dsn = parse(env={DSN_ENV: "mysql://app:s3cret@db.example/envdb"})["parsed-dsn"]
+        dsn = parse(env={DSN_ENV: "mysql://app:s3cret@db.example/envdb"}).config.dsn
         self.assertEqual((dsn.password, dsn.database), ("s3cret", "envdb"))
-        dsn = parse("--dsn", "mysql://a@h/flag", env={DSN_ENV: "mysql://app:s3cret@db.example/envdb"})["parsed-dsn"]
+        dsn = parse("--dsn", "mysql://a@h/flag", env={DSN_ENV: "mysql://app:s3cret@db.example/envdb"}).config.dsn
         self.assertEqual(dsn.database, "flag")
 
     def test_a_bad_dsn_in_the_environment_names_its_source_not_its_password(self) -> None:
@@ -80,9 +80,9 @@ class DSNSourceTests(TestCase):
         self.assertNotIn("s3cret", str(e))
 
     def test_only_a_password_on_the_command_line_is_flagged(self) -> None:
-        self.assertTrue(parse("--dsn", "mysql://app:s3cret@h/db")["dsn-on-command-line"])
-        self.assertFalse(parse("--dsn", "mysql://app@h/db")["dsn-on-command-line"])
-        self.assertFalse(parse(env={DSN_ENV: "mysql://app:s3cret@h/db"})["dsn-on-command-line"])
+        self.assertTrue(parse("--dsn", "mysql://app:s3cret@h/db").config.dsn_password_on_command_line)
+        self.assertFalse(parse("--dsn", "mysql://app@h/db").config.dsn_password_on_command_line)
+        self.assertFalse(parse(env={DSN_ENV: "mysql://app:s3cret@h/db"}).config.dsn_password_on_command_line)
 
 
 class WorkersCmdlineTests(TestCase):
@@ -94,12 +94,12 @@ class WorkersCmdlineTests(TestCase):
     timeout = 120
 
     def setUp(self) -> None:
-        root = mysql_dsn()
+        root = mysql_dsn(self)
         execute(root, f"CREATE USER IF NOT EXISTS '{USER}'@'%' IDENTIFIED BY '{PASSWORD}'",
                 f"ALTER USER '{USER}'@'%' IDENTIFIED BY '{PASSWORD}'",
                 f"GRANT ALL ON `{root.database}`.* TO '{USER}'@'%'")
         self.dsn = dsn_text(replace(root, user=USER, password=PASSWORD))
-        reset_mysql()
+        reset_mysql(self)
 
     async def run_workers(self, args: list[str], env: dict[str, str]) -> None:
         cwd = os.path.abspath(self.mktemp())
@@ -132,7 +132,7 @@ class WorkersCmdlineTests(TestCase):
                                        data=f"ProfileID={n}&Region=eu".encode(), pool=pool,
                                        headers=FORM)
             self.assertEqual(response.code, 201, await response.text())
-        self.assertEqual(execute(mysql_dsn(), "SELECT COUNT(*) FROM UserEvent"), [(6,)])
+        self.assertEqual(execute(mysql_dsn(self), "SELECT COUNT(*) FROM UserEvent"), [(6,)])
         self.assertNotIn(PASSWORD.encode(), self.proc.output)
         self.assertNotIn(b"carries a password", self.proc.output)
 

@@ -33,7 +33,7 @@ from track.test.process import (
     port_of,
     wait_until,
 )
-from track.test.support import MYSQL_DSN_TEXT, execute, reset_mysql
+from track.test.support import execute, mysql_dsn_text, reset_mysql
 
 _STARTED = re.compile(rb"worker (\d) started \(pid (\d+)\)")
 EACH_WORKER = 4  # requests in progress on each worker when SIGTERM arrives
@@ -49,7 +49,7 @@ class WorkersTests(TestCase):
         return {int(w): int(p) for w, p in _STARTED.findall(self.proc.output)}
 
     async def test_two_workers_serve_restart_and_drain(self) -> None:
-        dsn = reset_mysql()
+        dsn = reset_mysql(self)
         port = await self.start()
         pool = HTTPConnectionPool(reactor, persistent=False)
         url = f"http://127.0.0.1:{port}/api/1.0/track/user/"
@@ -84,7 +84,7 @@ class WorkersTests(TestCase):
         """Requests whose headers and half their bodies each worker has read
         when the parent gets SIGTERM are finished after both workers have
         begun shutting down: each gets its 201 and its row, none is dropped."""
-        dsn = reset_mysql()
+        dsn = reset_mysql(self)
         port = await self.start()
         pids = self.pids()
         posts: list[HalfSentPost] = []
@@ -116,7 +116,7 @@ class WorkersTests(TestCase):
         """While the workers finish the requests in progress, the listening
         socket is closed everywhere (the parent's copy too), so a new client
         is refused at once instead of waiting in a queue nobody reads."""
-        reset_mysql()
+        reset_mysql(self)
         port = await self.start()
         pids = self.pids()
         posts: list[HalfSentPost] = []
@@ -152,8 +152,8 @@ class WorkersTests(TestCase):
         once both workers listen."""
         cwd = os.path.abspath(self.mktemp())
         os.makedirs(cwd)
-        self.proc = TwistdTrack(["--dsn", MYSQL_DSN_TEXT, "--http", "tcp:0:interface=127.0.0.1", "--workers", "2"],
-                                cwd)
+        self.proc = TwistdTrack(
+            ["--dsn", mysql_dsn_text(self), "--http", "tcp:0:interface=127.0.0.1", "--workers", "2"], cwd)
         self.addCleanup(self.proc.stop)
         base = await self.proc.ready  # the parent's "track listening on http://127.0.0.1:PORT with 2 workers"
         self.assertIn(f"track listening on {base} with 2 workers".encode(), self.proc.output)
@@ -203,13 +203,13 @@ class DaemonWorkersTests(TestCase):
     timeout = 120
 
     async def test_a_daemon_with_workers_logs_theirs_to_its_logfile(self) -> None:
-        dsn = reset_mysql()
+        dsn = reset_mysql(self)
         cwd = os.path.abspath(self.mktemp())
         os.makedirs(cwd)
         logfile, pidfile = os.path.join(cwd, "track.log"), os.path.join(cwd, "track.pid")
         # Without -n: twistd daemonizes, and its stdout is /dev/null.
         subprocess.run([*TWISTD, f"--pidfile={pidfile}", f"--logfile={logfile}", "track",
-                        "--dsn", MYSQL_DSN_TEXT, "--http", "tcp:0:interface=127.0.0.1", "--workers", "2"],
+                        "--dsn", mysql_dsn_text(self), "--http", "tcp:0:interface=127.0.0.1", "--workers", "2"],
                        cwd=cwd, env=child_env(), check=True, timeout=60)
         self.addCleanup(stop_daemon, pidfile)
 

@@ -9,11 +9,19 @@ import threading
 from typing import Any
 
 import treq
+from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
+from track.fields.kinds import EVENT_TYPES
+from track.pipeline.replay import Replay
+from track.spool import encode
+from track.spool.records import SEGMENT_MAGIC
+from track.storage.dialect import dialect_for
 from track.storage.dsn import parse_dsn
-from track.test.support import client_pool, serve
+from track.storage.store import Store
+from track.test.pipeline.test_replay import SQLITE_NO_EVIL, DatabaseState, session
+from track.test.support import client_pool, create_schema, execute, open_spool, serve, sqlite_dsn
 
 # Nothing listens on port 1: the database is down from the start, so every
 # event goes to the spool.
@@ -97,3 +105,56 @@ class SpoolDurabilityTests(TestCase):
         code = yield self.post("batch", "", body)
         self.assertEqual(code, 201)
         self.assert_durable_before_the_answer(ids)  # all five in one write, fsync'd before the answer
+
+
+class DeadLetterDurabilityTests(TestCase):
+    """A replay takes an event out of the spool only once its dead letter
+    (and the damaged bytes of a record kept aside) is on disk: the file
+    fsync'd and, when it is new, its name (its directory) too, before the
+    segment is deleted."""
+
+    async def test_dead_letters_and_corrupt_bytes_are_fsynced_before_the_segment_goes(self) -> None:
+        calls: list[tuple[str, str]] = []
+        real_fsync, real_unlink = os.fsync, os.unlink
+
+        def fsync(fd: int) -> None:
+            try:
+                path = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                path = "?"
+            calls.append(("fsync", path))
+            real_fsync(fd)
+
+        def unlink(path: Any, *args: Any, **kwargs: Any) -> None:
+            calls.append(("unlink", os.path.realpath(path)))
+            real_unlink(path, *args, **kwargs)
+
+        dsn = sqlite_dsn(self)
+        create_schema(dsn)
+        execute(dsn, SQLITE_NO_EVIL)
+        spool_dir = os.path.realpath(self.mktemp())
+        os.makedirs(spool_dir)
+        segment = os.path.join(spool_dir, "000000000001.spool")
+        records = [encode(EVENT_TYPES["session"], session(m, "evil" if m == "e-1" else "login"))
+                   for m in ("e-0", "e-1", "e-2")]
+        damaged = bytearray(records[2])
+        damaged[30] ^= 0x01  # a flipped bit inside the third record: kept aside as corrupt bytes
+        with open(segment, "wb") as f:
+            f.write(SEGMENT_MAGIC + records[0] + records[1] + bytes(damaged) + records[0])
+        store = Store(dialect_for(dsn))
+        self.addCleanup(store.close)
+        spool = open_spool(self, spool_dir)
+        self.patch(os, "fsync", fsync)
+        self.patch(os, "unlink", unlink)
+        await Replay(store, spool, reactor, dict(EVENT_TYPES), DatabaseState()).run()
+        self.flushLoggedErrors()
+
+        letters = os.path.join(spool_dir, "dead-letter")
+        (corrupt,) = [os.path.join(letters, n) for n in os.listdir(letters) if n.startswith("corrupt-")]
+        gone = calls.index(("unlink", segment))
+        for path in (os.path.join(letters, "events.jsonl"), corrupt):
+            synced = [i for i, call in enumerate(calls) if call == ("fsync", path)]
+            self.assertTrue(synced and synced[0] < gone, f"{path} was not fsync'd before the segment went: {calls}")
+            named = [i for i, call in enumerate(calls) if call == ("fsync", letters) and synced[0] < i < gone]
+            self.assertTrue(named, f"the new file {path} was not fsync'd in its directory before the segment "
+                                   f"went: {calls}")

@@ -7,7 +7,7 @@ import os
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from track.run.tap import Options
+from track.run.options import Options
 from track.storage.dsn import DSN, DSNError, parse_dsn
 from track.test.process import refused_at_start
 
@@ -125,7 +125,7 @@ class CharsetOptionTests(TestCase):
         for dsn in ("u:p@tcp(127.0.0.1:3306)/db?charset=utf8", "mysql://u:p@127.0.0.1/db?charset=utf8mb4"):
             options = Options()
             options.parseOptions(["--dsn", dsn])
-            self.assertEqual(options["parsed-dsn"].database, "db")
+            self.assertEqual(options.config.dsn.database, "db")
 
     async def test_twistd_exits_with_the_message(self) -> None:
         cwd = os.path.abspath(self.mktemp())

@@ -106,5 +106,5 @@ class MySQLEventTimeTests(EventTimeMixin, TestCase):
     skip = MYSQL_SKIP
 
     def setUp(self) -> None:
-        self.dsn = reset_mysql()
+        self.dsn = reset_mysql(self)
         create_schema(self.dsn)

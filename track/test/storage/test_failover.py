@@ -40,8 +40,8 @@ class _Silent(Protocol):
     """Accepts a connection and never says a word (a hung server)."""
 
 
-def multi_dsn(first: str, options: str = "") -> str:
-    shared = mysql_dsn()
+def multi_dsn(case: TestCase, first: str, options: str = "") -> str:
+    shared = mysql_dsn(case)
     auth = shared.user + (f":{shared.password}" if shared.password else "")
     return f"mysql://{auth}@{first},{shared.host}:{shared.port}/{shared.database}{options}"
 
@@ -51,7 +51,7 @@ class FailoverTests(TestCase):
     timeout = 60
 
     def setUp(self) -> None:
-        create_schema(reset_mysql())
+        create_schema(reset_mysql(self))
 
     def store(self, text: str) -> Store:
         store = Store(dialect_for(parse_dsn(text)))
@@ -59,15 +59,15 @@ class FailoverTests(TestCase):
         return store
 
     def stored(self, *ids: str) -> list[str]:
-        rows = execute(mysql_dsn(), "SELECT MessageID FROM UserEvent ORDER BY MessageID")
+        rows = execute(mysql_dsn(self), "SELECT MessageID FROM UserEvent ORDER BY MessageID")
         return [m for (m,) in rows if m in ids]
 
     async def test_healthz_names_the_one_host_of_a_plain_dsn(self) -> None:
         """On the admin listener; the public /healthz names no host."""
-        port, _ = serve(self, mysql_dsn(), admin_http="tcp:0:interface=127.0.0.1")
+        port, _ = serve(self, mysql_dsn(self), admin_http="tcp:0:interface=127.0.0.1")
         response = await treq.get(f"http://127.0.0.1:{admin_port(self)}/healthz", pool=client_pool(self))
         health = json.loads(await response.content())
-        shared = mysql_dsn()
+        shared = mysql_dsn(self)
         self.assertEqual(health["database_host"], f"{shared.host}:{shared.port}")
         self.assertNotIn("database_hosts", health)
         response = await treq.get(f"http://127.0.0.1:{port}/healthz", pool=client_pool(self))
@@ -77,7 +77,7 @@ class FailoverTests(TestCase):
 
     async def test_a_switch_is_counted_in_metrics(self) -> None:
         refused = f"127.0.0.1:{free_port()}"
-        port, _ = serve(self, parse_dsn(multi_dsn(refused)))
+        port, _ = serve(self, parse_dsn(multi_dsn(self, refused)))
         pool = client_pool(self)
         response = await treq.post(f"http://127.0.0.1:{port}/api/1.0/track/user/", pool=pool, headers=FORM,
                                    data=b"ProfileID=7&Region=eu&MessageID=switch-1")
@@ -88,7 +88,7 @@ class FailoverTests(TestCase):
 
     async def test_a_refused_first_host_moves_the_write_to_the_next(self) -> None:
         refused = f"127.0.0.1:{free_port()}"
-        store = self.store(multi_dsn(refused))
+        store = self.store(multi_dsn(self, refused))
         # Writes in flight together: each is stored, and they move the pool once.
         writes: list[Deferred[Any]] = [store.insert(USER, [user_row(f"f-{k}")]) for k in (1, 2)]
         writes.append(store.insert_atomic([(USER, [user_row("f-a")])]))
@@ -96,7 +96,7 @@ class FailoverTests(TestCase):
         self.assertEqual(outcomes, [None, None, None])
         self.assertEqual(self.stored("f-1", "f-2", "f-a"), ["f-1", "f-2", "f-a"])
         self.assertEqual(store.hosts.switches, 1)
-        shared = mysql_dsn()
+        shared = mysql_dsn(self)
         health = store.hosts_health()
         assert health is not None
         self.assertEqual(health["database_host"], f"{shared.host}:{shared.port}")
@@ -111,7 +111,7 @@ class FailoverTests(TestCase):
     async def test_a_hung_first_host_costs_the_connect_timeout_then_fails_over(self) -> None:
         port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(Factory.forProtocol(_Silent))
         self.addCleanup(port.stopListening)
-        store = self.store(multi_dsn(f"127.0.0.1:{port.getHost().port}", "?connect_timeout=0.5&read_timeout=1"))
+        store = self.store(multi_dsn(self, f"127.0.0.1:{port.getHost().port}", "?connect_timeout=0.5&read_timeout=1"))
         self.assertIsNone(await store.insert(USER, [user_row("h-1")]))
         self.assertEqual(self.stored("h-1"), ["h-1"])
         health = store.hosts_health()
@@ -120,7 +120,7 @@ class FailoverTests(TestCase):
 
     async def test_the_service_answers_201_from_the_second_host_and_healthz_names_it(self) -> None:
         refused = f"127.0.0.1:{free_port()}"
-        text = multi_dsn(refused)
+        text = multi_dsn(self, refused)
         port, _ = serve(self, parse_dsn(text), "--dsn", text, admin_http="tcp:0:interface=127.0.0.1")
         pool = client_pool(self)
         response = await treq.post(f"http://127.0.0.1:{port}/api/1.0/track/user/",
@@ -130,7 +130,7 @@ class FailoverTests(TestCase):
         self.assertEqual(self.stored("svc-1"), ["svc-1"])
         response = await treq.get(f"http://127.0.0.1:{admin_port(self)}/healthz", pool=pool)
         health = json.loads(await response.content())
-        shared = mysql_dsn()
+        shared = mysql_dsn(self)
         self.assertEqual((health["database"], health["spool"]["events"]), ("up", 0))
         self.assertEqual(health["database_host"], f"{shared.host}:{shared.port}")
         self.assertEqual([h["host"] for h in health["database_hosts"]], [refused, f"{shared.host}:{shared.port}"])

@@ -56,7 +56,7 @@ class MySQLLateColumnsTests(LateColumnsMixin, TestCase):
     skip = MYSQL_SKIP
 
     def setUp(self) -> None:
-        self.dsn = reset_mysql()
+        self.dsn = reset_mysql(self)
 
     @inlineCallbacks
     def test_an_older_original_database_gets_the_columns_and_keeps_its_rows(self) -> Any:

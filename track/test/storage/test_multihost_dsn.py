@@ -7,7 +7,7 @@ import os
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from track.run.tap import Options
+from track.run.options import Options
 from track.storage.dsn import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_READ_TIMEOUT,

@@ -50,7 +50,7 @@ class RefusedRowTests(TestCase):
     timeout = 120
 
     def setUp(self) -> None:
-        self.dsn = reset_mysql()
+        self.dsn = reset_mysql(self)
         create_schema(self.dsn)
         self.spool_dir = os.path.abspath(self.mktemp())
         os.makedirs(self.spool_dir)

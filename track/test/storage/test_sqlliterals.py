@@ -96,7 +96,7 @@ class MySQLRoundTrip(TestCase):
     skip = MYSQL_SKIP
 
     def setUp(self) -> None:
-        self.dsn = reset_mysql()
+        self.dsn = reset_mysql(self)
         create_schema(self.dsn)
 
     def store_directly(self, sql_mode: str | None) -> list[tuple[Any, ...]]:

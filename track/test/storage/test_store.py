@@ -167,12 +167,23 @@ class SQLiteStoreTests(StoreTestsMixin, TestCase):
         self.addCleanup(store.close)
         yield self.assertFailure(store.insert(EVENT_TYPES["session"], [session_row("s")]), Unavailable)
 
+    @inlineCallbacks
+    def test_the_connections_that_write_commit_with_synchronous_full(self) -> Any:
+        """In WAL mode synchronous=NORMAL may lose the last commits to a power
+        cut: a 201 taken back.  Asked of a connection the store writes with."""
+
+        def settings(conn: Any) -> tuple[Any, ...]:
+            cursor = conn.cursor()
+            return tuple(cursor.execute(f"PRAGMA {name}").fetchone()[0] for name in ("synchronous", "journal_mode"))
+
+        self.assertEqual((yield self.store.pool.runWithConnection(settings)), (2, "wal"))  # 2 is FULL
+
 
 class MySQLStoreTests(StoreTestsMixin, TestCase):
     skip = MYSQL_SKIP
 
     def make_dsn(self) -> DSN:
-        return reset_mysql()
+        return reset_mysql(self)
 
     @inlineCallbacks
     def test_an_unreachable_server_is_unavailable(self) -> Any:
@@ -213,7 +224,7 @@ class OriginalSchemaTests(TestCase):
     skip = MYSQL_SKIP
 
     def setUp(self) -> None:
-        self.dsn = reset_mysql()
+        self.dsn = reset_mysql(self)
         execute(self.dsn, *ORIGINAL_MYSQL_DDL)
         execute(
             self.dsn,

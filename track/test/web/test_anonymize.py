@@ -12,7 +12,7 @@ from twisted.logger import globalLogPublisher
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from track.run.tap import Options
+from track.run.options import Options
 from track.test.admin.test_feed import serve_with_admin
 from track.test.mariadb import MYSQL_SKIP
 from track.test.process import wait_until
@@ -53,10 +53,10 @@ class OptionTests(SynchronousTestCase):
 
     def test_ipv6_defaults_to_five_segments_with_ipv4(self) -> None:
         options = self.parse("--anonymize-ip", "1")
-        self.assertEqual((options["anonymize-ip"], options["anonymize-ipv6"]), (1, 5))
+        self.assertEqual((options.config.anonymize_ip, options.config.anonymize_ipv6), (1, 5))
         options = self.parse("--anonymize-ipv6", "3")
-        self.assertEqual((options["anonymize-ip"], options["anonymize-ipv6"]), (None, 3))
-        self.assertEqual(self.parse()["anonymize-ipv6"], None)
+        self.assertEqual((options.config.anonymize_ip, options.config.anonymize_ipv6), (None, 3))
+        self.assertEqual(self.parse().config.anonymize_ipv6, None)
 
     def test_out_of_range_is_refused(self) -> None:
         for argv in (("--anonymize-ip", "5"), ("--anonymize-ip", "0"), ("--anonymize-ipv6", "9")):
@@ -76,7 +76,7 @@ class StoredTests(TestCase):
         return code
 
     async def test_rows_and_the_live_page_hold_only_the_kept_bits(self) -> None:
-        dsn = reset_mysql()
+        dsn = reset_mysql(self)
         lines: list[str] = []
 
         def observe(event: dict[str, Any]) -> None:
@@ -129,7 +129,7 @@ class StoredTests(TestCase):
         self.assertIn(b"203.0.113.0", data)
 
     async def test_the_batch_endpoint_anonymises_too(self) -> None:
-        dsn = reset_mysql()
+        dsn = reset_mysql(self)
         port, _ = serve(self, dsn, *TRUST_LOCAL, anonymize_ip=3)
         body = json.dumps({"events": [{"type": "user", "ProfileID": 1, "Region": "eu", "MessageID": "b1"}]})
         response = await treq.post(f"http://127.0.0.1:{port}/api/1.0/track/batch/", data=body.encode(),

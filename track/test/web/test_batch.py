@@ -161,7 +161,7 @@ class MySQLBatchTests(BatchMixin, TestCase):
     skip = MYSQL_SKIP
 
     def make_dsn(self) -> Any:
-        return reset_mysql()
+        return reset_mysql(self)
 
 
 class AtomicStoreTests(TestCase):
@@ -189,4 +189,4 @@ class AtomicStoreTests(TestCase):
     def test_mysql(self) -> Any:
         if MYSQL_SKIP:
             self.skipTest(MYSQL_SKIP)
-        return self.check(reset_mysql())
+        return self.check(reset_mysql(self))

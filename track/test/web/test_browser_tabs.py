@@ -69,7 +69,7 @@ class BrowserTabsTests(TestCase):
     timeout = 300
 
     def setUp(self) -> None:
-        self.dsn = reset_mysql()
+        self.dsn = reset_mysql(self)
         listener: Any = reactor
         self.page_port = listener.listenTCP(0, page_site(), interface="127.0.0.1")
         self.addCleanup(self.page_port.stopListening)

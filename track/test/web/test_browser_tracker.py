@@ -92,7 +92,7 @@ class BrowserTrackerTests(TestCase):
     timeout = 240
 
     def setUp(self) -> None:
-        self.dsn = reset_mysql()
+        self.dsn = reset_mysql(self)
         listener: Any = reactor
         site = page_site()
         self.page_root = site.resource
@@ -207,6 +207,23 @@ class BrowserTrackerTests(TestCase):
         self.assertIs(result.get("ok"), True, result)
         self.assertEqual(self.message_ids(), sorted(ids))
         self.assertEqual(await browser.script(QUEUES, url), {})
+
+    async def test_pagehide_alone_sends_the_queue(self) -> None:
+        """Browsers where visibilitychange does not fire on unload (older
+        Safari, some in-app web views) still send `pagehide`: on its own, on
+        a page that stays visible, it must carry the queue's tail."""
+        url = self.collector()
+        browser = await Chromium.start(self)
+        await self.open_shop(browser)
+        ids = await browser.script(
+            "const t = Track.init({url: arguments[0], flushInterval: 600000});"
+            "return arguments[1].map(([kind, fields]) => t.track(kind, fields));", url, EVENTS)
+        state = await browser.script(
+            "window.dispatchEvent(new PageTransitionEvent('pagehide', {persisted: false}));"
+            "return document.visibilityState;")
+        self.assertEqual(state, "visible")  # so no visibilitychange to "hidden" did it
+        await wait_until(lambda: len(self.message_ids()) >= len(ids), "the pagehide beacon's events", 20)
+        self.assertEqual(self.message_ids(), sorted(ids))
 
     async def test_events_tracked_while_the_collector_is_down_arrive_on_a_later_visit(self) -> None:
         # A port nothing listens on, until the collector starts there.

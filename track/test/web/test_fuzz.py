@@ -98,7 +98,7 @@ class FuzzTests(TestCase):
 
     @inlineCallbacks
     def test_mutated_requests_never_5xx_never_drop_and_store_only_201s(self) -> Any:
-        dsn = reset_mysql()
+        dsn = reset_mysql(self)
         port, _ = serve(self, dsn=dsn, max_body=64 * 1024)
         pool = HTTPConnectionPool(reactor, persistent=True)
         pool.maxPersistentPerHost = CONCURRENCY

@@ -236,11 +236,11 @@ class MySQLStoredExactlyTests(StoredExactlyMixin, TestCase):
     skip = MYSQL_SKIP
 
     def make_dsn(self) -> Any:
-        return reset_mysql()
+        return reset_mysql(self)
 
     @inlineCallbacks
     def test_four_byte_characters_on_the_originals_utf8_columns_are_a_400(self) -> Any:
-        dsn = reset_mysql()
+        dsn = reset_mysql(self)
         execute(dsn, *ORIGINAL_MYSQL_DDL)
         port, _ = serve(self, dsn=dsn)
         url = f"http://127.0.0.1:{port}{PATH}"

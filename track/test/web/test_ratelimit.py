@@ -14,7 +14,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from track.metrics import Metrics
 from track.pipeline.batcher import Batcher
-from track.run.tap import Options
+from track.run.config import Worker
+from track.run.options import Options
 from track.run.workers import child_argv
 from track.test.support import client_pool, execute, serve, sqlite_dsn
 from track.test.web.test_app import FORM, URL, Database, HeaderDict, stub_treq
@@ -85,12 +86,12 @@ class BucketTests(SynchronousTestCase):
             options.parseOptions(["--dsn", "sqlite:///tmp/x.sqlite3", *args])
             return options
 
-        self.assertEqual(parsed()["rate-limit"], 0.0)  # off by default
-        self.assertEqual(parsed("--rate-limit", "2.5")["rate-limit"], 2.5)
+        self.assertEqual(parsed().config.rate_limit, 0.0)  # off by default
+        self.assertEqual(parsed("--rate-limit", "2.5").config.rate_limit, 2.5)
         for bad in ("-1", "x", "inf"):
             self.assertRaises(usage.UsageError, parsed, "--rate-limit", bad)
         # Each --workers process gets the same limit (per process).
-        self.assertIn("--rate-limit=7.0", child_argv(parsed("--rate-limit", "7"), 0))
+        self.assertIn("--rate-limit=7.0", child_argv(parsed("--rate-limit", "7").config, Worker(0, "/tmp/state", 1)))
 
 
 class AppTests(SynchronousTestCase):
