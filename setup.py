@@ -38,7 +38,7 @@ setup(
             "schemathesis>=4.0.0",
             "selenium>=4.20",  # drives Debian's chromium in the real-browser tests
         ],
-        # Type and lint checks, and mutation testing (see README: Contributing).
+        # Type and lint checks, and mutation testing (see CONTRIBUTING.md).
         "dev": [
             "mypy>=1.10",
             "mypy-zope>=1.0.5",

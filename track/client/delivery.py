@@ -46,6 +46,7 @@ class Delivery:
     _last_error: str
     flush_interval: float
     gzip: bool
+    anonymous: bool
     max_retries: int | None
     on_error: ErrorHandler | None
     stored: int
@@ -134,6 +135,8 @@ class Delivery:
         headers = {"Content-Type": "application/x-ndjson", "User-Agent": "track-client"}
         if self.gzip:
             headers["Content-Encoding"] = "gzip"
+        if self.anonymous:
+            headers["Track-Anonymous"] = "1"
         while parts:
             whole = parts.popleft()
             batch, payload = self._payload(whole)

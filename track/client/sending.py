@@ -82,12 +82,14 @@ class Client(Delivery):
     `on_error(event, error)` is called (from a sending thread) for each event
     the collector refused for good: `event` is what was sent (with "type" and
     "MessageID"), `error` the collector's reason with its `status`.
+    `anonymous=True` asks the collector to store no client address (RemoteIP
+    empty) for every event this Client sends.
     """
 
     def __init__(self, url: str, *, batch_size: int = 100, flush_interval: float = 0.5, max_queue: int = 10000,
                  gzip: bool = True, timeout: float = 10, queue_path: str | None = None,
                  on_error: ErrorHandler | None = None, max_retries: int | None = None,
-                 connections: int = CONNECTIONS, handle_sigterm: bool = True) -> None:
+                 connections: int = CONNECTIONS, handle_sigterm: bool = True, anonymous: bool = False) -> None:
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be 1 to {MAX_BATCH}")
         if max_queue < 1:
@@ -99,6 +101,7 @@ class Client(Delivery):
         self.batch_size, self.flush_interval, self.max_queue = batch_size, flush_interval, max_queue
         self.gzip, self.timeout, self.queue_path = gzip, timeout, queue_path
         self.on_error, self.max_retries, self.connections = on_error, max_retries, connections
+        self.anonymous = anonymous  # Track-Anonymous: 1 on every request: no client address kept
         self._rules = Rules(builtin_rules(), "built in")
         self._queue: Queue = SQLiteQueue(queue_path) if queue_path else MemoryQueue()
         self._fresh_state()
@@ -201,7 +204,7 @@ class Client(Delivery):
             if self._rules_fetched_at is not None and now < self._rules_fetched_at + RULES_RETRY:
                 return False
             self._rules_fetched_at = now
-            document, why = fetch_document(self._endpoint, self.timeout)
+            document, why = fetch_document(self._endpoint, self.timeout, self.anonymous)
             if document is not None:
                 try:
                     self._rules = Rules(rules_from_openapi(document), self._endpoint.openapi_path)

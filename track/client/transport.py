@@ -4,6 +4,12 @@ how long to wait before trying again."""
 from __future__ import annotations
 
 import email.utils
+
+# Imported here, by whoever imports the client, and never by a sending
+# thread: getaddrinfo looks up the "idna" codec on first use, and a fork while
+# a sending thread is in the middle of that import leaves the child that
+# module's import lock, held for ever (its next connect hangs).
+import encodings.idna  # noqa: F401
 import http.client
 import json
 import random
@@ -110,12 +116,14 @@ class Connection:
         self._http = None
 
 
-def fetch_document(endpoint: Endpoint, timeout: float) -> tuple[dict[str, Any] | None, str]:
+def fetch_document(endpoint: Endpoint, timeout: float, anonymous: bool = False) -> tuple[dict[str, Any] | None, str]:
     """The collector's OpenAPI document, or (None, why not)."""
+    headers = {"Accept": "application/json", "User-Agent": "track-client"}
+    if anonymous:
+        headers["Track-Anonymous"] = "1"  # its access log line names no client either
     connection = Connection(endpoint, timeout)
     try:
-        status, _, body, failure = connection.request(
-            "GET", endpoint.openapi_path, None, {"Accept": "application/json", "User-Agent": "track-client"})
+        status, _, body, failure = connection.request("GET", endpoint.openapi_path, None, headers)
     finally:
         connection.close()
     if failure is not None:

@@ -26,8 +26,9 @@ from track.logs import Logger
 from track.types import Overloaded
 from track.web.answers import API_PREFIX as API_PREFIX
 from track.web.answers import Answers, grouped, unavailable
-from track.web.bodies.batchbody import read_batch
+from track.web.bodies.batchbody import ANONYMOUS, read_batch
 from track.web.bodies.body import BodyError, decode_content, read_fields
+from track.web.clients.anonymize import mark_anonymous
 from track.web.health import public_health
 from track.web.responses import json_response
 from track.web.script import SCRIPT_PATH
@@ -135,6 +136,8 @@ class TrackApp(Answers):
                 request.getHeader(b"content-encoding"), request.content.read(), self.max_batch_body
             )
             items, envelope = read_batch(request.getHeader(b"content-type"), body, self.max_batch)
+            if envelope.get(ANONYMOUS) is True:  # for all its events, as Track-Anonymous: 1
+                mark_anonymous(request)
             sent_at = batch_sent_at(request.getHeader(SENT_AT_HEADER), envelope)
         except InvalidEvent as e:
             self.metrics.rejected.labels("batch", "invalid").inc(len(items))

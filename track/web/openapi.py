@@ -242,7 +242,11 @@ def _batch(event_types: Mapping[str, EventType], max_events: int, max_batch_body
                                                      "items": items},
                                           SENT_AT: {**TIME_JSON, "description": "When the client sent the "
                                                     "batch (for a sendBeacon, which sets no headers); not "
-                                                    "with the Track-Sent-At header."}}}}
+                                                    "with the Track-Sent-At header."},
+                                          "Anonymous": {"type": "boolean", "description": "true: no client "
+                                                        "address is stored for any event of the batch, as with "
+                                                        "the Track-Anonymous: 1 header (which a sendBeacon "
+                                                        "cannot set)."}}}}
     return {
         "post": {
             "operationId": "track_batch",

@@ -136,6 +136,20 @@ class ClientCollectorTests(CollectorMixin, TestCase):
         self.assertEqual([(e["MessageID"], set(error["fields"]), error["status"]) for e, error in errors],
                          [(ids[2], {"Timestamp"}, 400)])
 
+    async def test_an_anonymous_client_has_no_address_stored_for_its_events(self) -> None:
+        """anonymous=True: Track-Anonymous: 1 on every request, so RemoteIP
+        is empty for its user and item events (and whole for another Client's)."""
+        base = await self.start_collector()
+        anonymous, plain = self.client(base, anonymous=True), self.client(base)
+        item = {"ProfileID": 1, "Region": "eu", "ItemName": "axe", "ItemType": "w", "IsUGC": False}
+        hidden = [anonymous.track("user", user(1)), anonymous.track("item", item)]
+        shown = plain.track("user", user(2))
+        self.assertTrue(await deferToThread(anonymous.flush, WAIT))
+        self.assertTrue(await deferToThread(plain.flush, WAIT))
+        rows = dict(self.rows("SELECT MessageID, RemoteIP FROM UserEvent UNION ALL "
+                              "SELECT MessageID, RemoteIP FROM ItemEvent"))
+        self.assertEqual(rows, {hidden[0]: "", hidden[1]: "", shown: "127.0.0.1"})
+
     async def test_a_3_byte_utf8_column_refuses_emoji_in_the_client_once_it_has_the_document(self) -> None:
         execute(self.dsn, *ORIGINAL_MYSQL_DDL)  # 3-byte utf8 columns: marked x-bmp-only in the document
         base = await self.start_collector()

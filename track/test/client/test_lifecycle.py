@@ -94,6 +94,58 @@ class ForkTests(CollectorMixin, TestCase):
         self.assertIn("parent pending 1", err)  # the child took nothing out of the parent's file
         self.assertEqual(self.message_ids("UserEvent"), sorted(out.split()))
 
+    async def test_a_child_forked_while_a_sending_thread_imports_does_not_hang(self) -> None:
+        """A fork copies the import locks a sending thread holds, never
+        released in the child: a child is forked at every import a sending
+        thread makes (paused there), and each must send and exit (it hung in
+        its first connect when the threads imported the idna codec)."""
+        base = await self.start_collector()
+        code = """
+            import os, signal, sys, threading, time
+            from track.client import Client
+            paused, resume = threading.Semaphore(0), threading.Semaphore(0)
+            parent = os.getpid()
+            def pause_sending_threads_in_imports(event, args):
+                if (event == "import" and os.getpid() == parent
+                        and threading.current_thread().name.startswith("track-client-")):
+                    print("a sending thread imports", args[0], file=sys.stderr, flush=True)
+                    paused.release()
+                    resume.acquire(timeout=30)
+            sys.addaudithook(pause_sending_threads_in_imports)
+            c = Client(sys.argv[1], flush_interval=0)
+            print(c.track("user", {"ProfileID": 0, "Region": "parent"}), flush=True)
+            children = []
+            def fork():
+                pid = os.fork()
+                if pid == 0:
+                    print(c.track("user", {"ProfileID": len(children) + 1, "Region": "child"}), flush=True)
+                    sys.exit(0)
+                children.append(pid)
+            deadline = time.monotonic() + 30
+            while not c.stored and time.monotonic() < deadline:
+                if paused.acquire(timeout=0.01):  # a sending thread is inside an import: fork now
+                    fork()
+                    resume.release()
+            fork()  # and once the threads are at work
+            hung = 0
+            deadline = time.monotonic() + 30
+            for pid in children:
+                while os.waitpid(pid, os.WNOHANG) == (0, 0):
+                    if time.monotonic() > deadline:
+                        os.kill(pid, signal.SIGKILL)
+                        os.waitpid(pid, 0)
+                        hung += 1
+                        break
+                    time.sleep(0.05)
+            print(f"{len(children)} children, {hung} hung", file=sys.stderr, flush=True)
+            c.close()
+        """
+        child = python(code, base)
+        out, err = await deferToThread(child.communicate, timeout=2 * WAIT)
+        self.assertEqual(child.returncode, 0, err)
+        self.assertIn("children, 0 hung", err)
+        self.assertEqual(self.message_ids("UserEvent"), sorted(out.split()))
+
 
 class ReportTests(TestCase):
     """What was not stored is reported in one WARNING naming how many."""

@@ -5,7 +5,8 @@ address and `--anonymize-ipv6 M` the last M 16-bit segments of an IPv6 one
 (5 when only `--anonymize-ip` is given: the first 48 bits, the routing
 prefix, are kept).  An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) follows
 the IPv4 rule.  Text that is not an address (a client's own RemoteIP field)
-is not kept at all.  A request with `Track-Anonymous: 1` keeps no address.
+is not kept at all.  A request with `Track-Anonymous: 1` (or a batch whose
+JSON envelope says `"Anonymous": true`) keeps no address.
 This runs where the row is made, so the spool, the dead letters, the live
 page and the access log only ever see what is stored.
 """
@@ -28,6 +29,13 @@ DEFAULT_V6_SEGMENTS = 5
 def wants_anonymity(value: bytes | None) -> bool:
     """The Track-Anonymous header's value asks for no address to be kept."""
     return value is not None and value.strip() == b"1"
+
+
+def mark_anonymous(request: IRequest) -> None:
+    """A batch whose JSON envelope says `"Anonymous": true` (a sendBeacon
+    cannot set the header) is read from here on, by everything that keeps or
+    shows an address, as if it had sent `Track-Anonymous: 1`."""
+    request.requestHeaders.setRawHeaders(ANONYMOUS_HEADER, [b"1"])
 
 
 class Anonymizer:

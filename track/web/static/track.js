@@ -25,6 +25,11 @@
  * 201 says it is stored.  Each event carries `Timestamp` (epoch ms, set by
  * track()) and each request `SentAt`, so the collector stores when the event
  * happened even if it is sent days later.
+ * After `t.anonymous(true)` (or with the option `anonymous: true`), the
+ * collector stores no client address for the events tracked from then on:
+ * their requests carry `Track-Anonymous: 1` (a cross-origin page then needs
+ * a CORS preflight), and their beacons `"Anonymous": true` in the body, as a
+ * beacon cannot set headers; `t.anonymous(false)` ends it for later events.
  * This file has no tie to the collector that serves it: bundle your own copy.
  */
 (function (root, factory) {
@@ -49,10 +54,12 @@
     minRetryAfter: 500,     // ms: a Retry-After below this (0, a past date) is raised to it
     heartbeat: 1000,        // ms between a tab's heartbeats (and its look for abandoned queues)
     staleAfter: 5000,       // ms without a heartbeat before a tab's queue is abandoned
-    storageKey: null        // prefix of the localStorage keys; default "track:" + url
+    storageKey: null,       // prefix of the localStorage keys; default "track:" + url
+    anonymous: false        // store no client address for the events tracked (see anonymous())
   };
   var RETRYABLE = {408: true, 429: true};
-  var ENVELOPE_BYTES = 40;  // {"SentAt":1234567890123,"events":[]}
+  var ENVELOPE_BYTES = 59;  // {"SentAt":1234567890123,"Anonymous":true,"events":[]}
+  var ANONYMOUS = "track:anonymous";  // marks a queued event tracked anonymously; never sent
   var live = {};            // prefix -> true for trackers of this page, which share its tab id
 
   function warn() {
@@ -129,6 +136,7 @@
     this.url = options.url.replace(/\/+$/, "");
     this.endpoint = this.url + BATCH_PATH;
     this.prefix = o.storageKey || "track:" + this.url;
+    this.anon = !!o.anonymous;
     this.events = [];       // this tab's queue: the truth; its localStorage key is a copy for the next visit
     this.id = null;         // this tab's id, once this page owns it
     this.doc = newId();     // this page's own id, in its heartbeats
@@ -393,11 +401,29 @@
       warn("track: the queue holds " + this.events.length + " events; dropped the oldest", this.events[0]);
       this.events.shift();
     }
+    if (this.anon) event[ANONYMOUS] = true;  // kept with it through reloads and claims
     this.events.push(event);
     this.save();
     this.schedule(this.events.length >= this.options.batchSize ? 0 : this.options.flushInterval);
     return event.MessageID;
   };
+
+  /** Whether the collector may keep the client's address for the events
+   * tracked from now on (true: it keeps none).  Events already queued keep
+   * what was asked when they were tracked. */
+  Tracker.prototype.anonymous = function (on) {
+    this.anon = on === undefined ? true : !!on;
+    return this;
+  };
+
+  /** A request's body: the events without their anonymous mark, which the
+   * envelope (for a beacon) or the header (for fetch) carries instead. */
+  function envelope(batch, inBody) {
+    var body = {SentAt: now()};
+    if (inBody && batch[0][ANONYMOUS]) body.Anonymous = true;
+    body.events = batch;
+    return JSON.stringify(body, function (key, value) { return key === ANONYMOUS ? undefined : value; });
+  }
 
   /** Send everything queued now.  Resolves true once every event tracked
    * before the call (and every event this tab claimed) is stored (or
@@ -464,6 +490,7 @@
     for (var i = 0; i < events.length && batch.length < limit; i++) {
       var size = byteLength(JSON.stringify(events[i])) + 1;
       if (batch.length && bytes + size > this.byteCeiling) break;
+      if (batch.length && !events[i][ANONYMOUS] !== !batch[0][ANONYMOUS]) break;  // a request is anonymous or not
       batch.push(events[i]);
       bytes += size;
     }
@@ -487,13 +514,16 @@
   /** One request; resolves 0 to go on at once, or the ms to wait before a retry. */
   Tracker.prototype.send = function (batch) {
     var self = this;
-    var body = JSON.stringify({SentAt: now(), events: batch});
+    var body = envelope(batch, false);
     var ids = batch.map(function (e) { return e.MessageID; });
+    // text/plain is read as JSON by the collector, and needs no preflight
+    // (Track-Anonymous does, from a page of another origin).
+    var headers = {"Content-Type": "text/plain;charset=UTF-8"};
+    if (batch[0][ANONYMOUS]) headers["Track-Anonymous"] = "1";
     var init = {
       method: "POST",
       body: body,
-      // text/plain is read as JSON by the collector, and needs no preflight.
-      headers: {"Content-Type": "text/plain;charset=UTF-8"},
+      headers: headers,
       credentials: "omit",
       mode: "cors",
       keepalive: byteLength(body) <= 65536
@@ -611,9 +641,9 @@
     for (var i = 0; i <= events.length; i++) {
       var size = i < events.length ? byteLength(JSON.stringify(events[i])) + 1 : 0;
       if (chunk.length && (i === events.length || bytes + size > this.byteCeiling ||
-                           chunk.length >= this.ceiling)) {
+                           chunk.length >= this.ceiling || !events[i][ANONYMOUS] !== !chunk[0][ANONYMOUS])) {
         // A string body goes as text/plain;charset=UTF-8: no preflight.
-        if (!nav.sendBeacon(this.endpoint, JSON.stringify({SentAt: now(), events: chunk}))) return;  // quota
+        if (!nav.sendBeacon(this.endpoint, envelope(chunk, true))) return;  // quota
         chunk = [];
         bytes = ENVELOPE_BYTES;
       }
