@@ -24,11 +24,11 @@ setup(
     package_data={"track.test": ["fixtures/*/*"], "track.web": ["static/*"], "track.admin": ["static/*"],
                   "track.client": ["py.typed", "rules.json"]},
     install_requires=[
-        "Twisted>=25.5.0,<27",  # track/web/twistedhttp.py leans on private twisted.web.http names
+        "Twisted>=25.5.0,<27",  # track/web/http/twistedhttp.py leans on private twisted.web.http names
         "klein>=23.5.0",
         "PyMySQL>=1.1.0",
         "prometheus_client>=0.17.0",
-        "multipart>=1.2.0",  # multipart/form-data bodies (track/web/formdata.py)
+        "multipart>=1.2.0",  # multipart/form-data bodies (track/web/bodies/formdata.py)
         "rich>=13.0",  # the progress bar of python -m track.client import (imported only there)
     ],
     extras_require={

@@ -143,7 +143,7 @@ class Metrics:
             self.spool_events_now = lambda: float(spool.events)
             self._read(self.spool_bytes, lambda: spool.bytes)
             self._read(self.spool_events, lambda: spool.events)
-            self._read(self.dead_letter_events, lambda: spool.dead_letters.events())
+            self._read(self.dead_letter_events, lambda: spool.dead_letter_counts()[0])
             self._read(self.spool_writable, lambda: 1.0 if spool.writable else 0.0)
         self.refresh()
 

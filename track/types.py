@@ -59,6 +59,9 @@ class RowRejected(Exception):
         self.error = error
 
 
+# A refused row of a batch request: (group, row within it, why).
+Refusal = tuple[int, int, RowError]
+
 # Per row: None (stored), RowError (refused: the client's value),
 # Unavailable (not stored: try again) or InternalError (not stored: a bug).
 Outcome = list["RowError | Unavailable | InternalError | None"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from itertools import islice
 from typing import Any
 
@@ -44,13 +44,9 @@ def kind_of(path: bytes) -> str | None:
     return path_kind(path)
 
 
-def _peer_host(request: Any) -> str | None:
-    client = request.getClientAddress()
-    return getattr(client, "host", None) or str(client)
-
-
 class Recent:
-    """Two bounded lists, newest last; `version` counts what was added."""
+    """Two bounded lists, newest last; `version` counts what was added.
+    The live page's EventTap (track.seams)."""
 
     def __init__(self, keep: int = KEEP) -> None:
         self.keep = keep
@@ -59,9 +55,6 @@ class Recent:
         self.version = 0
         self.live = False  # the page is open: workers write their lists out
         self._until = 0.0
-        # The client's address as the app resolves it (after --trusted-proxy):
-        # TrackApp sets it; the peer's address until then.
-        self.client_of: Callable[[Any], str | None] = _peer_host
 
     def watch(self, now: float) -> None:
         """The page looked: a worker writes its lists out while it keeps looking."""
@@ -81,10 +74,11 @@ class Recent:
         self._accepted.append((time.time(), kind, row))
         self.version += 1
 
-    def rejected(self, request: Any, body: bytes) -> None:
+    def rejected(self, request: Any, body: bytes, client: str | None) -> None:
         """A 4xx/5xx answer to an event request: what the client sent and
-        what it was told.  Not on the hot path (a rejection is rare, and
-        an overloaded server sheds load long before this is what costs)."""
+        what it was told (`client` as it is stored, after --trusted-proxy).
+        Not on the hot path (a rejection is rare, and an overloaded server
+        sheds load long before this is what costs)."""
         kind = kind_of(request.path)
         if kind is None:
             return
@@ -102,7 +96,7 @@ class Recent:
             "kind": kind,
             "status": request.code,
             "body": body,
-            "client": self.client_of(request),
+            "client": client,
             "user_agent": agent.decode("utf-8", "replace") if isinstance(agent, bytes) else agent,
             "request": sent,
         })

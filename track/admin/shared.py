@@ -3,7 +3,7 @@
 worker's command line: track/run/config.py's Worker), where each worker
 replaces its own files twice a second.
 
-- `worker-<i>.json`: its health (writer.health()), readiness, pid and start;
+- `worker-<i>.json`: its health (track.admin.health), readiness, pid and start;
 - `recent-<i>.json`: its latest events, written only while someone watches
   the live page (the parent touches `watching` on every poll of the feed)
   and only when something new arrived: the newest SHOWN of each list, or
@@ -23,14 +23,16 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 
+from track.admin.health import merge_health
 from track.admin.recent import SHOWN, WATCH_SECONDS, Recent
 from track.fields.kinds import EventType
+from track.seams import Health
 
 REPORT_SECONDS = 0.5
 WATCH_FILE = "watching"
@@ -101,37 +103,11 @@ def remove_worker(directory: str, index: int) -> None:
             pass
 
 
-def merge_health(reports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """One health answer for the whole service: the first worker's, with
-    spool and dead-letter amounts summed, the database up only while every
-    worker has it up, and each worker's own answer under `workers`."""
-    healths = [r["health"] for r in reports]
-    if not healths:
-        return {"status": "starting", "workers": []}  # no worker has reported yet
-    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in healths[0].items()}
-    for part in ("spool", "dead_letter"):
-        for key, value in healths[0].get(part, {}).items():
-            if isinstance(value, bool):
-                merged[part][key] = all(h.get(part, {}).get(key) for h in healths)
-            elif isinstance(value, (int, float)):
-                merged[part][key] = sum(h.get(part, {}).get(key, 0) for h in healths)
-    down = [h for h in healths if h.get("database") != "up"]
-    if down:
-        merged["database"] = "down"
-        if "database_error" in down[0]:
-            merged["database_error"] = down[0]["database_error"]
-    merged["workers"] = [{"worker": r["worker"], "pid": r["pid"], "started": r["started"],
-                          "reported": r.get("reported"), "ready": r["ready"], "recording": r.get("recording"),
-                          "holding": r.get("holding"),
-                          **r["health"]} for r in reports]
-    return merged
-
-
 class SharedHealth:
     """A worker's /healthz and /readyz: the whole service's health (this
     worker's own, live, with the others' latest reports), its own readiness."""
 
-    def __init__(self, health: Any, directory: str, index: int, started: float) -> None:
+    def __init__(self, health: Health, directory: str, index: int, started: float) -> None:
         self.own = health
         self.directory = directory
         self.index = index
@@ -147,7 +123,7 @@ class SharedHealth:
         return merge_health(reports)
 
     def ready(self) -> bool:
-        return bool(self.own.ready())
+        return self.own.ready()
 
 
 class WorkerReport(Service):

@@ -4,7 +4,6 @@ the parent).  Both views answer the same questions."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -12,10 +11,12 @@ from typing import Any, Protocol
 
 from prometheus_client.metrics_core import Metric
 
+from track.admin.health import merge_health, one_worker
 from track.admin.recent import KEEP, SHOWN, WATCH_SECONDS, Recent
-from track.admin.shared import merge_health, read_all, touch_watching
+from track.admin.shared import read_all, touch_watching
 from track.fields.kinds import EventType
 from track.metrics import Metrics, collect_directory, render_directory
+from track.seams import Health
 
 Counts = dict[str, dict[str, float]]
 
@@ -88,7 +89,7 @@ class View(Protocol):
 class LocalView:
     """One process: its own metrics, writer and buffers."""
 
-    def __init__(self, about: About, metrics: Metrics, health: Any, recent: Recent,
+    def __init__(self, about: About, metrics: Metrics, health: Health, recent: Recent,
                  event_types: Mapping[str, EventType]) -> None:
         self.about = about
         self._metrics = metrics
@@ -97,15 +98,10 @@ class LocalView:
         self._event_types = event_types
 
     def health(self) -> dict[str, Any]:
-        state: dict[str, Any] = self._health.health()
-        if "workers" not in state:
-            state = {**state, "workers": [{"worker": 0, "pid": os.getpid(), "started": self.about.started,
-                                           "ready": self._health.ready(), "recording": self._recent.live,
-                                           **state}]}
-        return state
+        return one_worker(self._health.health(), self.about.started, self._health.ready(), self._recent.live)
 
     def ready(self) -> bool:
-        return bool(self._health.ready())
+        return self._health.ready()
 
     def metrics(self) -> bytes:
         return self._metrics.render()

@@ -21,12 +21,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
 from track.fields.kinds import EventType
-from track.types import Outcome, Overloaded, Row, RowError, RowRejected
+from track.seams import InsertTogether
+from track.types import InternalError, Outcome, Overloaded, Refusal, Row, RowError, RowRejected
 
 InsertFn = Callable[[EventType, Sequence[Row]], "Deferred[Outcome | None]"]
 
@@ -36,6 +37,10 @@ DEFAULT_MAX_PENDING = 10_000
 DEFAULT_MAX_IN_FLIGHT = 1  # per table: the next batch goes when this one commits
 DEFAULT_MIN_BATCH = 32  # rows gathered during a write that go at once when it commits
 GATHER_SECONDS = 0.001  # how long fewer rows than that wait for more
+
+
+def _no_batches(groups: Sequence[tuple[EventType, Sequence[Row]]]) -> Deferred[list[Refusal] | None]:
+    return fail(InternalError("no insert_together was given to the Batcher"))
 
 
 def _answer(request: Deferred[Any], result: Any) -> None:
@@ -78,8 +83,10 @@ class Batcher:
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         min_batch: int = DEFAULT_MIN_BATCH,
         on_flushed: Callable[[int, float], None] | None = None,
+        insert_together: InsertTogether = _no_batches,
     ) -> None:
         self._insert = insert
+        self._insert_together = insert_together
         self._clock = clock
         self.batch_size = batch_size
         self.flush_interval = flush_interval
@@ -121,6 +128,13 @@ class Batcher:
         buf.timer = None
         if buf.in_flight < self.max_in_flight:
             self._flush(event, buf)
+
+    def submit_batch(self, groups: Sequence[tuple[EventType, Sequence[Row]]],
+                     count: int) -> Deferred[list[Refusal] | None]:
+        """A batch request of `count` events, whose rows `insert_together`
+        stores all together (one transaction, or one spool append); see
+        submit_together."""
+        return self.submit_together(lambda: self._insert_together(groups), count)
 
     def submit_together(self, write: Callable[[], Deferred[Any]], count: int) -> Deferred[Any]:
         """A batch request: `count` events that `write()` stores in one go,

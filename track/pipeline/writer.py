@@ -25,8 +25,7 @@ from track.fields.kinds import EventType
 from track.logs import Logger
 from track.pipeline.replay import PROBE_FIRST, PROBE_MAX, Inserts, Replay
 from track.spool import Spool, SpoolBroken, SpoolFull, encode
-from track.storage.store import Refusal
-from track.types import Backoff, Outcome, Row, Unavailable
+from track.types import Backoff, Outcome, Refusal, Row, Unavailable
 
 log = Logger(namespace="track.writer")
 
@@ -45,7 +44,8 @@ def _nothing(_: object) -> None:
 
 
 class Storage(Inserts, Protocol):
-    """What the writer needs of the store (track.storage.store.Store)."""
+    """What the writer needs of the store (track.storage.store.Store);
+    hosts_health is for track.admin.health."""
 
     def insert_atomic(
         self, groups: Sequence[tuple[EventType, Sequence[Row]]]
@@ -233,7 +233,7 @@ class Writer:
         """A write got through: the next outage probes from the start."""
         self._proven = True
 
-    # -- shutdown and health ----------------------------------------------------------
+    # -- shutdown and readiness (the health JSON: track.admin.health) ---------------
 
     def stop(self) -> Deferred[None]:
         """Stop probing and let the replay step in progress finish."""
@@ -242,26 +242,6 @@ class Writer:
             self._probe_call.cancel()
         self._probe_call = None
         return self._replay.stop()
-
-    def health(self) -> dict[str, Any]:
-        """What /healthz shows: the database, the spool, the dead letters."""
-        state: dict[str, Any] = {"status": "ok", "database": "up" if self.up else "down"}
-        if not self.up and self.down_reason:
-            state["database_error"] = self.down_reason
-        hosts = self.store.hosts_health()
-        if hosts:
-            state.update(hosts)
-        spool = self.spool
-        if spool is None:
-            state["spool"] = {"events": 0, "bytes": 0, "writable": False, "error": "turned off"}
-            state["dead_letter"] = {"events": 0, "corrupt_bytes": 0}
-            return state
-        state["spool"] = {"events": spool.events, "bytes": spool.bytes, "writable": spool.writable}
-        if spool.error:
-            state["spool"]["error"] = spool.error
-        state["dead_letter"] = {"events": spool.dead_letters.events(),
-                                "corrupt_bytes": spool.dead_letters.corrupt_bytes()}
-        return state
 
     def ready(self) -> bool:
         """Can an event be accepted now: database up, or a writable spool

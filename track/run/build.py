@@ -16,6 +16,7 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.threads import deferToThreadPool
 
 from track import __version__
+from track.admin.health import ProcessHealth
 from track.admin.recent import Recent
 from track.admin.service import AdminService
 from track.admin.shared import SharedHealth, WorkerReport
@@ -31,17 +32,18 @@ from track.run.config import Config, Parent, Standalone, Worker
 from track.run.orphan import ParentWatch
 from track.run.service import TrackService
 from track.run.workers import WorkerPool
+from track.seams import NO_TAP, Health
 from track.spool import Spool
 from track.spool.lock import DirectoryLock
 from track.storage.dialect import dialect_for
 from track.storage.dsn import DSN
 from track.storage.prepare import load_limits, log_migrations, migrate_on_own_connection, save_limits
 from track.storage.store import Store
-from track.web.anonymize import Anonymizer
 from track.web.app import TrackApp, is_batch_path
-from track.web.cors import CORS
-from track.web.ratelimit import RateLimiter
-from track.web.site import TrackSite
+from track.web.clients.anonymize import Anonymizer
+from track.web.clients.cors import CORS
+from track.web.clients.ratelimit import RateLimiter
+from track.web.http.site import TrackSite
 from track.web.suppress import Suppression, SuppressionRefresh, initial_suppression
 
 log = Logger(namespace="track")
@@ -151,22 +153,23 @@ def _track_service(config: Config, role: Standalone | Worker, reactor: Any, fitt
         flush_interval=config.flush_interval_ms / 1000.0,
         max_pending=config.max_pending,
         on_flushed=metrics.flushed,
+        insert_together=writer.insert_atomic,
     )
     metrics.watch(lambda: batcher.pending, lambda: writer.up, spool)
     # The latest events for the admin page: kept only when it is on (here,
     # or in the parent of --workers, which tells its workers so).
     admin = config.admin_endpoint
     recent = Recent(config.admin_keep) if admin is not None or (worker is not None and worker.feed) else None
-    health: Any = writer
+    health: Health = ProcessHealth(writer)
     extra: list[Service] = [SuppressionRefresh(suppression, store, reactor)]
     if worker is not None:  # shut down when the parent is gone; report to its directory
         extra.append(ParentWatch(worker.parent, reactor))
-        shared = SharedHealth(writer, worker.state, worker.index, time.time())
+        shared = SharedHealth(health, worker.state, worker.index, time.time())
         health = shared
         extra.append(WorkerReport(shared, metrics.refresh, recent, event_types, reactor))
     elif admin is not None:
         about = About(__version__, dsn.redacted(), time.time())
-        local = LocalView(about, metrics, writer, recent or Recent(config.admin_keep), event_types)
+        local = LocalView(about, metrics, health, recent or Recent(config.admin_keep), event_types)
         extra.append(AdminService(admin, local, reactor, list(config.admin_hosts), config.admin_token))
     cors = CORS(list(config.cors_origins))
     app = TrackApp(
@@ -178,10 +181,9 @@ def _track_service(config: Config, role: Standalone | Worker, reactor: Any, fitt
         config.max_body,
         health=health,
         metrics=metrics,
-        atomic_insert=writer.insert_atomic,
         max_batch=config.max_batch,
         max_batch_body=config.max_batch_body,
-        recent=recent,
+        tap=recent or NO_TAP,
         rate_limiter=RateLimiter(config.rate_limit, reactor) if config.rate_limit else None,
         anonymize=Anonymizer(config.anonymize_ip or 0, config.anonymize_ipv6 or 0),
         suppression=suppression,
@@ -196,10 +198,9 @@ def _track_service(config: Config, role: Standalone | Worker, reactor: Any, fitt
         max_connections=max_connections,
         metrics=metrics,
         cors=cors,
+        addresses=app.addresses,
+        tap=recent or NO_TAP,
     )
-    site.recent = recent
-    site.logged_client = app.addresses.logged  # type: ignore[method-assign]
-    site.shown_peer = app.addresses.shown_peer  # type: ignore[method-assign]
 
     def reconnected() -> None:  # on a pool thread
         metrics.db_reconnects.inc()

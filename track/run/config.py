@@ -23,7 +23,7 @@ from twisted.logger import LogLevel
 
 from track.run.secrets import WORKER_DSN_FD
 from track.storage.dsn import DSN
-from track.web.clientip import Network
+from track.web.clients.clientip import Network
 
 # How a field reaches a worker: its value (and the worker it is for) as
 # command-line arguments of `twistd track`.

@@ -35,10 +35,10 @@ from track.run.secrets import DSN_ENV, SecretError, choose_dsn, is_loopback, rea
 from track.run.workers import tcp_address
 from track.spool import DEFAULT_MAX_BYTES as DEFAULT_SPOOL_BYTES
 from track.storage.dsn import DSNError, parse_dsn
-from track.web.anonymize import DEFAULT_V6_SEGMENTS
-from track.web.batchbody import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_BODY
-from track.web.clientip import parse_networks
-from track.web.site import DEFAULT_MAX_BODY
+from track.web.bodies.batchbody import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_BODY
+from track.web.clients.anonymize import DEFAULT_V6_SEGMENTS
+from track.web.clients.clientip import parse_networks
+from track.web.http.site import DEFAULT_MAX_BODY
 
 # Set by the parent of --workers on each worker's command line (Worker.args).
 HIDDEN = frozenset({"worker-index", "worker-state", "worker-parent", "worker-feed"})

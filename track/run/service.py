@@ -46,7 +46,7 @@ from track.pipeline.batcher import Batcher
 from track.pipeline.writer import Writer
 from track.run.accepting import AcceptGuard
 from track.storage.store import Store
-from track.web.site import TrackSite
+from track.web.http.site import TrackSite
 
 log = Logger(namespace="track.service")
 _MAX_ACCEPT_ROUNDS = 10  # each accepts what the listen backlog holds

@@ -53,15 +53,26 @@ class DeadLetters:
         self.directory = os.path.join(spool_directory, DIRECTORY)
         self.path = os.path.join(self.directory, EVENTS_FILE)
         self._counted: tuple[int, int, int] = (0, 0, 0)  # (inode, size, lines) last counted
+        # (events, corrupt bytes) as last counted: what /healthz and /metrics
+        # read on the reactor thread, which never touches the files itself.
+        self.counted: tuple[int, int] = (0, 0)
 
     def append(self, entries: Sequence[dict[str, Any]]) -> None:
         """Write and fsync `entries`; raises OSError (e.g. no space left)."""
         data = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries).encode()
         append_exclusively(self.path, data)  # beside a resend taking the file away
+        self.count()
 
     def keep_corrupt(self, segment: str, offset: int, data: bytes) -> None:
         name = f"corrupt-{os.path.basename(segment).split('.')[0]}-{offset}.bin"
         write_durably(os.path.join(self.directory, name), data, "wb")
+        self.count()
+
+    def count(self) -> tuple[int, int]:
+        """Count the dead letters and corrupt bytes again (blocking: on the
+        spool's thread, or at start-up) into `counted`."""
+        self.counted = (self.events(), self.corrupt_bytes())
+        return self.counted
 
     def events(self) -> int:
         """Dead letters in the file now (recounted only when it changed:

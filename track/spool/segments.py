@@ -101,6 +101,7 @@ class Spool:
         self._sizes: dict[str, list[int]] = {}  # path -> [events, bytes]
         self._check: IDelayedCall | None = None
         self._check_backoff = Backoff(CHECK_FIRST, CHECK_MAX)
+        self._recounting = False  # a dead-letter recount is under way
         # Owned by the spool thread:
         self._fd: int | None = None
         self._path = ""
@@ -138,6 +139,7 @@ class Spool:
             self.bytes += size
         paths = self._segment_paths()
         self._next = int(os.path.basename(paths[-1])[: -len(_SUFFIX)]) + 1 if paths else 1
+        self.dead_letters.count()
         if self.events:
             log.info("spool holds {n} events ({b} bytes) from an earlier run", n=self.events, b=self.bytes)
 
@@ -330,6 +332,20 @@ class Spool:
     def dead_letter(self, entries: Sequence[dict[str, Any]]) -> Deferred[None]:
         """Append dead letters durably, in order with the spool's other work."""
         return self._run(self.dead_letters.append, entries)
+
+    def dead_letter_counts(self) -> tuple[int, int]:
+        """(events, corrupt bytes) in the dead-letter area as last counted,
+        without touching a file: the reactor thread asks.  Asking starts a
+        recount on the spool's thread (a resend may have taken some away)
+        unless one is under way."""
+        if not self._recounting:
+            self._recounting = True
+
+            def done(result: object) -> None:
+                self._recounting = False
+
+            self._run(self.dead_letters.count).addBoth(done)
+        return self.dead_letters.counted
 
     def keep_corrupt(self, path: str, regions: Sequence[tuple[int, bytes]]) -> Deferred[None]:
         def keep() -> None:

@@ -21,10 +21,6 @@ from track.storage.schema import fit_event_types, migrate
 
 log = Logger(namespace="track")
 
-# Errors that mean "not writable right now": unreachable, a Galera node not
-# ready (1047) or not in the primary component (1180), a read-only server
-# (1290, 1836: a switchover, a replica being promoted).
-_TRANSIENT_MYSQL = {2002, 2003, 2006, 2013, 2055, 1040, 1047, 1053, 1180, 1290, 1836}
 LIMITS_FILE = "column-limits.json"
 
 
@@ -51,11 +47,6 @@ def migrate_on_own_connection(dialect: Dialect) -> tuple[list[str], dict[str, Ev
             pass
 
 
-def is_transient(exc: BaseException) -> bool:
-    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-    return code in _TRANSIENT_MYSQL or isinstance(exc, (ConnectionError, TimeoutError))
-
-
 def log_migrations(dsn: DSN, done: list[str]) -> None:
     for line in done:
         log.info("migrated {dsn}: {what}", dsn=dsn.redacted(), what=line)
@@ -74,7 +65,7 @@ def prepare_database(dsn: DSN) -> dict[str, EventType] | None:
         done, event_types = migrate_on_own_connection(dialect)
     except Exception as e:
         message = str(e).replace(dsn.password, "***") if dsn.password else str(e)
-        if is_transient(e):
+        if dialect.waited_at_start(e):  # the failure table (track.storage.mysql.errors)
             log.warn("database {dsn} unreachable at start ({e}); acknowledging from the spool "
                      "until it appears", dsn=dsn.redacted(), e=message)
             return None

@@ -94,6 +94,10 @@ class SQLiteDialect:
             return Verdict.OUTAGE
         return Verdict.BUG
 
+    def waited_at_start(self, exc: BaseException) -> bool:
+        """A file cannot be away for a while: only a socket's errors wait."""
+        return isinstance(exc, (ConnectionError, TimeoutError))
+
     def writable(self, cursor: Any) -> None:
         # The file is writable if a write transaction can begin (not locked).
         cursor.execute("BEGIN IMMEDIATE")

@@ -1,12 +1,8 @@
 """The connection pool and the one write track does: a batch of rows per table.
 
-Inserts run on adbapi's pool threads.  A batch is one multi-row INSERT in one
-transaction (on MySQL a single autocommitted statement, on SQLite
-executemany and a commit).  If the database refuses a row of it, nothing
-of it is kept; on MySQL it is split in halves until each refused row stands
-alone, on SQLite its rows go one by one in one transaction, so the good rows
-are still stored and each bad one is reported back to its own request.
-What a failure means (refused row, outage, bug) is the dialect's decision.
+Inserts run on adbapi's pool threads (track.storage.transactions: the
+INSERT, and what follows a refused row).  What a failure means (refused
+row, outage, bug) is the dialect's decision.
 
 With a multi-host DSN, a write that finds its host unavailable is tried
 again at once on the next host (track.storage.hosts), so the events in flight
@@ -28,11 +24,12 @@ from track.fields.kinds import EventType
 from track.logs import Logger
 from track.storage.dialect import Dialect
 from track.storage.hosts import Address, Hosts, HostWatch
+from track.storage.transactions import Transactions
 from track.types import (
     InternalError,
     Outcome,
+    Refusal,
     Row,
-    RowError,
     Statement,
     Unavailable,
     Verdict,
@@ -43,9 +40,6 @@ log = Logger(namespace="track.store")
 MYSQL_POOL_THREADS = 4
 # With several hosts: the pause before a write goes round them all again.
 ROUND_PAUSE = 0.5
-# A refused row of a batch request: (group, row within it, why).
-Refusal = tuple[int, int, RowError]
-_ATTEMPTS = 3  # for deadlocks and lock wait timeouts, which roll back everything
 _T = TypeVar("_T")
 
 
@@ -59,14 +53,6 @@ class Pool(Protocol):
 
 # ConnectionPool as a typed constructor (structurally checked against Pool).
 _new_pool: Callable[..., Pool] = ConnectionPool
-
-
-def _halves(start: int, end: int) -> list[tuple[int, int]]:
-    """The two halves of [start, end), right one first (popped last)."""
-    if end - start < 2:
-        return [(start, end)]
-    mid = (start + end) // 2
-    return [(mid, end), (start, mid)]
 
 
 class _Raised:
@@ -92,7 +78,7 @@ class _Target:
 def _guarded(conn: Any, address: Address | None, work: Callable[..., _T], *args: Any) -> _T | _Raised:
     try:
         if address is not None and ((conn.host, conn.port) != address or not conn.open):
-            conn.reopen(*address)  # checked on connect (track.storage.mysqldriver)
+            conn.reopen(*address)  # checked on connect (track.storage.mysql.driver)
         return work(conn, *args)
     except Exception as e:
         return _Raised(e)
@@ -102,13 +88,6 @@ def _reraise(result: _T | _Raised) -> _T:
     if isinstance(result, _Raised):
         raise result.exception
     return result
-
-
-def _close(cursor: Any) -> None:
-    try:
-        cursor.close()
-    except Exception:
-        pass  # a cursor of a dead connection
 
 
 class Store:
@@ -132,6 +111,7 @@ class Store:
                 from twisted.internet import reactor as clock
             self._watch = HostWatch(self.hosts, dialect.check_host, clock)
         self._clock = clock
+        self.transactions = Transactions(dialect, lambda: self.on_reconnect())
 
     def statement(self, event: EventType) -> Statement:
         """The INSERT for `event`'s table, built once per table."""
@@ -151,7 +131,7 @@ class Store:
         Fails with Unavailable when the database could not take the batch,
         or InternalError for anything else.
         """
-        d = self._on_any_host(self._write, self.statement(event), rows)
+        d = self._on_any_host(self.transactions.write, self.statement(event), rows)
         d.addErrback(self._classified, event.table)
         return d
 
@@ -242,107 +222,6 @@ class Store:
         log.failure("unexpected failure writing {table}; the requests get a 500", failure, table=table)
         raise InternalError(repr(exc))
 
-    def _write(self, conn: Any, stmt: Statement, rows: Sequence[Row]) -> Outcome | None:
-        """Runs on a pool thread; adbapi commits when it returns."""
-        single = self.dialect.single_statement_batches
-
-        def write() -> None:
-            cursor = conn.cursor()
-            try:
-                # On MySQL one statement, so one atomic transaction in autocommit.
-                self.dialect.insert_rows(cursor, stmt, rows)
-            finally:
-                _close(cursor)
-
-        # Without autocommit, undo what executemany did so far.
-        undo = (lambda: None) if single else conn.rollback
-        refused = self._split if single else self._write_one_by_one
-        return self._with_retries(conn, write, undo, lambda: refused(conn, stmt, rows))
-
-    def _with_retries(
-        self, conn: Any, write: Callable[[], None], undo: Callable[[], None], refused: Callable[[], _T]
-    ) -> _T | None:
-        """`write()`, tried again on a dropped connection (reconnecting) or a
-        deadlock; after a row the database refused, `refused()` names the
-        refused rows instead.  Anything else is raised for _classified."""
-        for attempt in range(1, _ATTEMPTS + 1):
-            try:
-                write()
-                return None
-            except Exception as e:
-                if self.dialect.connection_lost(e) and attempt < _ATTEMPTS:
-                    # A pooled connection the server dropped (restart,
-                    # wait_timeout, failover): open a new one and try again.
-                    # Safe to repeat: a statement cut off before its OK is
-                    # rolled back, and MessageIDs make repeats no-ops.
-                    self.dialect.reconnect(conn)
-                    self.on_reconnect()
-                    continue
-                undo()
-                if self.dialect.classify(e) is Verdict.ROW:
-                    return refused()
-                if attempt == _ATTEMPTS or not self.dialect.retryable(e):
-                    raise
-        raise AssertionError("unreachable")
-
-    def _split(self, conn: Any, stmt: Statement, rows: Sequence[Row]) -> Outcome:
-        """After a refused multi-row INSERT (atomic: nothing of it was kept):
-        halves, then their halves, each its own INSERT, until every refused
-        row stands alone.  Rows in a half that commits are stored once; one
-        bad row in 500 costs about 18 statements instead of 500."""
-        outcome: Outcome = [None] * len(rows)
-        pending = _halves(0, len(rows))  # a stack, leftmost range on top
-        cursor = conn.cursor()
-        try:
-            while pending:
-                start, end = pending.pop()
-                try:
-                    self.dialect.insert_rows(cursor, stmt, rows[start:end])
-                except Exception as e:
-                    verdict = self.dialect.classify(e)
-                    if verdict is not Verdict.ROW:
-                        # Rows before `start` are committed; the rest are not.
-                        outcome[start:] = [self._not_stored(e, verdict)] * (len(rows) - start)
-                        return outcome
-                    if end - start == 1:
-                        outcome[start] = self._refusal(e)
-                    else:
-                        pending += _halves(start, end)
-        finally:
-            _close(cursor)
-        return outcome
-
-    def _refusal(self, e: Exception) -> RowError:
-        return self.dialect.row_error(e) or RowError("", "was refused by the database", str(e))
-
-    def _not_stored(self, e: Exception, verdict: Verdict) -> Unavailable | InternalError:
-        """Called while handling `e`: log.failure takes it, with its
-        traceback, from there."""
-        if verdict is Verdict.OUTAGE:
-            log.warn("could not write: {error!r}", error=e)
-            return Unavailable(repr(e))
-        log.failure("unexpected failure writing; the requests get a 500")
-        return InternalError(repr(e))
-
-    def _write_one_by_one(self, conn: Any, stmt: Statement, rows: Sequence[Row]) -> Outcome:
-        """After a refused batch, inside one transaction (SQLite): each row
-        alone, so only the bad ones fail; anything else rolls all back."""
-        cursor = conn.cursor()
-        outcome: Outcome = []
-        try:
-            for row in rows:
-                try:
-                    cursor.execute(stmt.one, self.dialect.adapt(row))
-                    outcome.append(None)
-                except Exception as e:
-                    if self.dialect.classify(e) is not Verdict.ROW:
-                        conn.rollback()  # none of this batch stays: its requests hear why
-                        raise
-                    outcome.append(self._refusal(e))
-        finally:
-            _close(cursor)
-        return outcome
-
     def insert_atomic(self, groups: Sequence[tuple[EventType, Sequence[Row]]]) -> Deferred[list[Refusal] | None]:
         """Commit every group in one transaction, or nothing.
 
@@ -350,68 +229,15 @@ class Store:
         the database refused (and nothing is kept).  Fails with Unavailable.
         """
         work = [(self.statement(event), rows) for event, rows in groups]
-        d = self._on_any_host(self._write_atomic, work)
+        d = self._on_any_host(self.transactions.write_atomic, work)
         d.addErrback(self._classified, ", ".join(event.table for event, _ in groups))
         return d
-
-    def _write_atomic(self, conn: Any, groups: list[tuple[Statement, Sequence[Row]]]) -> list[Refusal] | None:
-        def write() -> None:
-            self.dialect.begin(conn)
-            for stmt, rows in groups:
-                cursor = conn.cursor()
-                try:
-                    self.dialect.insert_rows(cursor, stmt, rows)
-                finally:
-                    _close(cursor)
-            self.dialect.commit(conn)
-
-        def undo() -> None:
-            try:
-                self.dialect.rollback(conn)
-            except Exception:
-                pass  # a dead connection has nothing to roll back
-
-        return self._with_retries(conn, write, undo, lambda: self._find_refused(conn, groups))
-
-    def _find_refused(self, conn: Any, groups: list[tuple[Statement, Sequence[Row]]]) -> list[Refusal]:
-        """Name every refused row, then roll everything back."""
-        refused: list[Refusal] = []
-        self.dialect.begin(conn)
-        cursor = conn.cursor()
-        try:
-            for g, (stmt, rows) in enumerate(groups):
-                for r, row in enumerate(rows):
-                    try:
-                        cursor.execute(stmt.one, self.dialect.adapt(row))
-                    except Exception as e:
-                        if self.dialect.classify(e) is not Verdict.ROW:
-                            raise
-                        refused.append((g, r, self._refusal(e)))
-        finally:
-            _close(cursor)
-            self.dialect.rollback(conn)
-        return refused
 
     def ping(self) -> Deferred[None]:
         """Succeeds when the database takes writes (reconnecting a dropped
         connection): a server that answers but is read-only is still down.
         With several hosts, the first of the DSN that takes writes is used."""
-        return self._on_any_host(self._ping, first=0, adopt=True)
-
-    def _ping(self, conn: Any) -> None:
-        for attempt in (1, 2):
-            try:
-                cursor = conn.cursor()
-                try:
-                    self.dialect.writable(cursor)
-                finally:
-                    _close(cursor)
-                return
-            except Exception as e:
-                if attempt == 2 or not self.dialect.connection_lost(e):
-                    raise
-                self.dialect.reconnect(conn)
-                self.on_reconnect()
+        return self._on_any_host(self.transactions.ping, first=0, adopt=True)
 
     def close(self) -> None:
         if self._watch is not None:

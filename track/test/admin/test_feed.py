@@ -13,10 +13,10 @@ from twisted.internet.task import Clock
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import TestCase
 
+from track.admin.health import merge_health
 from track.admin.history import History
 from track.admin.recent import Recent
 from track.admin.service import AdminService
-from track.admin.shared import merge_health
 from track.admin.views import Counts
 from track.fields.kinds import EVENT_TYPES
 from track.run.build import build_service

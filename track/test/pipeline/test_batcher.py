@@ -110,6 +110,29 @@ class BatcherTests(SynchronousTestCase):
         self.failureResultOf(failed, Unavailable)
         self.assertEqual(self.batcher.pending, 0)
 
+    def test_a_batch_request_goes_through_insert_together(self) -> None:
+        """The batch's groups reach the function given to the Batcher, its
+        answer the request, and its events count against the bound."""
+        seen: list[Any] = []
+        written: Deferred[Any] = Deferred()
+
+        def together(groups: Sequence[Any]) -> Deferred[Any]:
+            seen.append(groups)
+            return written
+
+        batcher = Batcher(self.insert, self.clock, max_pending=5, insert_together=together)
+        groups = [(SESSION, [("a",), ("b",)]), (USER, [("c",)])]
+        answer = batcher.submit_batch(groups, 3)
+        self.assertEqual(seen, [groups])
+        self.assertRaises(Overloaded, batcher.submit_batch, groups, 3)
+        written.callback([(1, 0, RowError("Region", "too long"))])
+        self.assertEqual(self.successResultOf(answer), [(1, 0, RowError("Region", "too long"))])
+        self.assertEqual(batcher.pending, 0)
+
+    def test_without_insert_together_a_batch_is_an_internal_error(self) -> None:
+        self.failureResultOf(self.batcher.submit_batch([(SESSION, [("a",)])], 1), InternalError)
+        self.assertEqual(self.batcher.pending, 0)
+
     def test_each_table_has_its_own_buffer(self) -> None:
         self.batcher.submit(SESSION, ("s",))
         self.batcher.submit(USER, ("u",))

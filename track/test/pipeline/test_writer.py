@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
+from track.admin.health import ProcessHealth
 from track.fields.kinds import EVENT_TYPES, parse_event
 from track.pipeline.writer import Writer
 from track.spool import Spool, encode
@@ -70,7 +71,7 @@ class WriterTests(TestCase):
         return spool
 
     def test_health_while_everything_is_up(self) -> None:
-        self.assertEqual(self.writer.health(), {
+        self.assertEqual(ProcessHealth(self.writer).health(), {
             "status": "ok", "database": "up",
             "spool": {"events": 0, "bytes": 0, "writable": True},
             "dead_letter": {"events": 0, "corrupt_bytes": 0}})
@@ -82,7 +83,7 @@ class WriterTests(TestCase):
         outcome = yield self.writer.insert(SESSION, [row(1), row(2)])
         self.assertIsNone(outcome)
         self.assertEqual((yield Deferred.fromCoroutine(spooled_rows(self.spool))), [row(1), row(2)])
-        health = self.writer.health()
+        health = ProcessHealth(self.writer).health()
         self.assertEqual((health["database"], health["database_error"], health["spool"]["events"]),
                          ("down", "(2003, connection refused)", 2))
         self.assertTrue(self.writer.ready())
@@ -105,7 +106,7 @@ class WriterTests(TestCase):
         self.clock.advance(0.1)
         self.assertIsNone((yield d))  # acknowledged: from the spool
         self.assertEqual((yield Deferred.fromCoroutine(spooled_rows(self.spool))), [row(1), row(2)])
-        health = writer.health()
+        health = ProcessHealth(writer).health()
         self.assertEqual((health["database"], health["database_error"]),
                          ("down", "no answer from the database within 2s"))
         hung.callback(None)  # it commits after all: the replay will find the rows there (MessageIDs)
@@ -187,4 +188,4 @@ class WriterTests(TestCase):
         self.assertTrue(self.writer.ready())
         self.spool.error = "[Errno 28] No space left on device"
         self.assertFalse(self.writer.ready())
-        self.assertEqual(self.writer.health()["spool"]["error"], "[Errno 28] No space left on device")
+        self.assertEqual(ProcessHealth(self.writer).health()["spool"]["error"], "[Errno 28] No space left on device")

@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from track.admin.health import ProcessHealth
 from track.fields.kinds import EVENT_TYPES, parse_event
 from track.pipeline.replay import PROBE_MAX
 from track.pipeline.writer import Writer
@@ -310,7 +311,7 @@ class ProbeTests(SynchronousTestCase):
 
     def test_health_reports_the_database_and_the_spool(self) -> None:
         writer = Writer(DownStore(), None, Clock(), dict(EVENT_TYPES))
-        self.assertEqual(writer.health(), {
+        self.assertEqual(ProcessHealth(writer).health(), {
             "status": "ok", "database": "up",
             "spool": {"events": 0, "bytes": 0, "writable": False, "error": "turned off"},
             "dead_letter": {"events": 0, "corrupt_bytes": 0}})

@@ -226,7 +226,7 @@ class GaleraErrorTests(SynchronousTestCase):
     def test_not_primary_errors_are_outages(self) -> None:
         import pymysql
 
-        from track.storage.mysql import MySQLDialect
+        from track.storage.mysql.dialect import MySQLDialect
         from track.types import Verdict
 
         dialect = MySQLDialect(parse_dsn("mysql://u@db1,db2/t"))

@@ -1,4 +1,5 @@
-"""What a failed write means, decided by the dialect, code by code."""
+"""What a failed write means, decided by the dialect, code by code, and
+the same failure table read by the migration path."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import pymysql
 from twisted.trial.unittest import SynchronousTestCase
 
 from track.storage.dsn import parse_dsn
-from track.storage.mysql import MySQLDialect
+from track.storage.mysql import errors as mysqlerrors
+from track.storage.mysql.dialect import MySQLDialect
+from track.storage.mysql.errors import ErrorClass
+from track.storage.prepare import prepare_database
 from track.storage.sqlite import SQLiteDialect
 from track.types import Verdict
 
@@ -98,3 +102,47 @@ class SQLiteVerdictTests(SynchronousTestCase):
                          Verdict.ROW)
         self.assertEqual(SQLITE.classify(sqlite3.OperationalError("no such column: Nope")), Verdict.BUG)
         self.assertEqual(SQLITE.classify(sqlite3.ProgrammingError("closed")), Verdict.BUG)
+
+
+class BothPathsTests(SynchronousTestCase):
+    """The write path (classify) and the migration path (prepare_database)
+    read one failure table: an error the migration path waits out is an
+    outage for the write path, and the only one they treat differently is
+    the database as configured not being usable (SETUP)."""
+
+    def start_with(self, error: BaseException) -> str:
+        """What prepare_database does when connecting raises `error`."""
+        def connect(dialect: MySQLDialect) -> None:
+            raise error
+
+        self.patch(MySQLDialect, "connect", connect)
+        try:
+            result = prepare_database(parse_dsn("mysql://u:secret@h/db"))
+        except SystemExit:
+            return "stops"
+        self.assertIsNone(result)
+        return "waits"
+
+    def test_every_code_in_the_table_is_decided_alike(self) -> None:
+        errors = [mysql_error(code, message) for code, message in {**OUTAGE_CODES, **ROW_CODES}.items()]
+        errors += [mysql_error(code, "x") for code in sorted(mysqlerrors.OUTAGE | mysqlerrors.SETUP
+                                                            | set(mysqlerrors.ROW_ERRORS))]
+        decided = {ErrorClass.OUTAGE: ("waits", Verdict.OUTAGE), ErrorClass.SETUP: ("stops", Verdict.OUTAGE),
+                   ErrorClass.ROW: ("stops", Verdict.ROW)}
+        for error in errors:
+            expected = decided[mysqlerrors.error_class(error)]
+            self.assertEqual((error.args, self.start_with(error), MYSQL.classify(error)), (error.args, *expected))
+
+    def test_a_galera_commit_error_1180_by_its_message_on_both_paths(self) -> None:
+        galera = pymysql.err.OperationalError(
+            1180, "Error while appending streaming replication fragment(provider status: Not connected to "
+                  "Primary Component)")
+        self.assertEqual((self.start_with(galera), MYSQL.classify(galera)), ("waits", Verdict.OUTAGE))
+        other = pymysql.err.OperationalError(1180, "Got error 5 during COMMIT")
+        self.assertEqual((self.start_with(other), MYSQL.classify(other)), ("stops", Verdict.BUG))
+
+    def test_a_closed_connection_waits_and_a_wrong_password_stops(self) -> None:
+        for error in (pymysql.err.InterfaceError(0, ""), ConnectionRefusedError(111, "refused")):
+            self.assertEqual((self.start_with(error), MYSQL.classify(error)), ("waits", Verdict.OUTAGE))
+        denied = mysql_error(1045, "Access denied for user 'u'@'h' (using password: YES)")
+        self.assertEqual((self.start_with(denied), MYSQL.classify(denied)), ("stops", Verdict.OUTAGE))

@@ -16,7 +16,7 @@ from track.storage.dsn import (
     Timeouts,
     parse_dsn,
 )
-from track.storage.mysql import MySQLDialect
+from track.storage.mysql.dialect import MySQLDialect
 from track.test.process import refused_at_start
 
 

@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from track.fields.kinds import EVENT_TYPES, parse_event
 from track.storage.dialect import dialect_for
 from track.storage.dsn import parse_dsn
-from track.storage.mysql import MySQLDialect
+from track.storage.mysql.dialect import MySQLDialect
 from track.storage.sqlliterals import SAFE_CHARSETS, UnsafeLiteral, values_sql
 from track.storage.store import Store
 from track.test.support import MYSQL_SKIP, create_schema, execute, reset_mysql
@@ -114,7 +114,7 @@ class MySQLRoundTrip(TestCase):
         row = parse_event(event, {"Region": "eu", "SessionID": "s1", "RemoteIP": "\\'; --",
                                   "SessionType": "x", "Message": EVERY_SPECIAL},
                           "", datetime(2026, 11, 28, 1, 2, 3))
-        self.assertIsNone(store._write(conn, store.statement(event), [row]))
+        self.assertIsNone(store.transactions.write(conn, store.statement(event), [row]))
         return execute(self.dsn, "SELECT Message, RemoteIP, Created FROM SessionEvent")
 
     def test_every_special_character_is_stored_exactly(self) -> None:
@@ -138,7 +138,7 @@ class MySQLRoundTrip(TestCase):
         event = EVENT_TYPES["session"]
         row = parse_event(event, {"Region": "eu", "SessionID": "s1", "RemoteIP": "\u00bf\\'",
                                   "SessionType": "x"}, "", datetime(2026, 11, 28, 1, 2, 3))
-        error = self.assertRaises(UnsafeLiteral, store._write, conn, store.statement(event), [row])
+        error = self.assertRaises(UnsafeLiteral, store.transactions.write, conn, store.statement(event), [row])
         self.assertIn("'gbk'", str(error))
         self.assertEqual(execute(self.dsn, "SELECT COUNT(*) FROM SessionEvent"), [(0,)])
 

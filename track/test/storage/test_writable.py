@@ -13,7 +13,7 @@ import pymysql
 from twisted.trial.unittest import SynchronousTestCase
 
 from track.storage.dsn import parse_dsn
-from track.storage.mysql import MySQLDialect
+from track.storage.mysql.dialect import MySQLDialect
 from track.types import Verdict
 
 MYSQL = MySQLDialect(parse_dsn("mysql://u@h/db"))

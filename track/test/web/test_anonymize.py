@@ -18,7 +18,7 @@ from track.test.mariadb import MYSQL_SKIP
 from track.test.process import wait_until
 from track.test.rawhttp import connect, request
 from track.test.support import admin_port, client_pool, execute, reset_mysql, serve
-from track.web.anonymize import Anonymizer
+from track.web.clients.anonymize import Anonymizer
 
 FORM: dict[str | bytes, str | bytes] = {"Content-Type": "application/x-www-form-urlencoded"}
 JSON: dict[str | bytes, str | bytes] = {"Content-Type": "application/json", "X-Forwarded-For": "203.9.113.77"}

@@ -4,6 +4,7 @@ which cannot set the Track-Anonymous header), in memory."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet.defer import succeed
@@ -29,10 +30,10 @@ class AnonymousEnvelopeTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.db = Database()
-        batcher = Batcher(self.db.insert, self.clock, flush_interval=0)
-        self.treq = stub_treq(TrackApp(batcher, self.clock, atomic_insert=self.atomic_insert).resource())
+        batcher = Batcher(self.db.insert, self.clock, flush_interval=0, insert_together=self.atomic_insert)
+        self.treq = stub_treq(TrackApp(batcher, self.clock).resource())
 
-    def atomic_insert(self, work: list[tuple[Any, list[Any]]]) -> Any:
+    def atomic_insert(self, work: Sequence[tuple[Any, Sequence[Any]]]) -> Any:
         for event, rows in work:
             self.db.insert(event, rows)
         return succeed([])

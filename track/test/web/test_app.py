@@ -34,8 +34,8 @@ from track.fields.kinds import EVENT_TYPES
 from track.pipeline.batcher import Batcher
 from track.types import RowError, Unavailable
 from track.web.app import TrackApp
-from track.web.clientip import parse_networks
-from track.web.site import TrackSite
+from track.web.clients.clientip import parse_networks
+from track.web.http.site import TrackSite
 
 # treq's type for a headers dict: a plain dict[str, str] does not match it.
 HeaderDict = dict[str | bytes, str | bytes]

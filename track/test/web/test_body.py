@@ -5,7 +5,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from track.fields.values import JSONNumber
-from track.web.body import BodyError, media_type, parse_form, parse_json, read_fields
+from track.web.bodies.body import BodyError, media_type, parse_form, parse_json, read_fields
 
 
 class FormTests(SynchronousTestCase):

@@ -19,7 +19,7 @@ from track.test.process import wait_until
 from track.test.rawhttp import RawClient, connect, request
 from track.test.run.test_summaries import capture
 from track.test.support import serve
-from track.web.cors import CORS
+from track.web.clients.cors import CORS
 
 ORIGIN = "https://shop.example"
 BATCH = "/api/1.0/track/batch/"

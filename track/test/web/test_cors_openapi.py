@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet.defer import succeed
@@ -13,7 +14,7 @@ from track.fields.kinds import EVENT_TYPES
 from track.pipeline.batcher import Batcher
 from track.test.web.test_app import Database, HeaderDict, stub_treq
 from track.web.app import TrackApp
-from track.web.cors import CORS
+from track.web.clients.cors import CORS
 
 URL = "http://track.test/api/1.0/track/user/"
 BATCH_URL = "http://track.test/api/1.0/track/batch"
@@ -26,12 +27,12 @@ class CORSTests(SynchronousTestCase):
     def make(self, *origins: str) -> Any:
         clock = Clock()
         self.db = Database()
-        app = TrackApp(Batcher(self.db.insert, clock), clock, cors=CORS(origins),
-                       atomic_insert=self.atomic_insert)
+        app = TrackApp(Batcher(self.db.insert, clock, insert_together=self.atomic_insert), clock,
+                       cors=CORS(origins))
         self.treq = stub_treq(app.resource())
         self.clock = clock
 
-    def atomic_insert(self, work: list[tuple[Any, list[Any]]]) -> Any:
+    def atomic_insert(self, work: Sequence[tuple[Any, Sequence[Any]]]) -> Any:
         for event, rows in work:
             self.db.insert(event, rows)
         return succeed([])

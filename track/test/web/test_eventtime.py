@@ -4,6 +4,7 @@ with a Clock for the receive time, so every value is exact."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -52,11 +53,10 @@ class EventTimeTests(SynchronousTestCase):
         self.app(EventTime())
 
     def app(self, event_time: EventTime) -> None:
-        batcher = Batcher(self.db.insert, self.clock, flush_interval=0)
-        self.treq = stub_treq(TrackApp(batcher, self.clock, event_time=event_time,
-                                       atomic_insert=self.atomic_insert).resource())
+        batcher = Batcher(self.db.insert, self.clock, flush_interval=0, insert_together=self.atomic_insert)
+        self.treq = stub_treq(TrackApp(batcher, self.clock, event_time=event_time).resource())
 
-    def atomic_insert(self, work: list[tuple[Any, list[Any]]]) -> Any:
+    def atomic_insert(self, work: Sequence[tuple[Any, Sequence[Any]]]) -> Any:
         for event, rows in work:
             self.db.insert(event, rows)
         return succeed([])

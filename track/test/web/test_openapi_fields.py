@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
@@ -114,12 +115,12 @@ class DocumentHoldsTests(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
         self.db = Database()
-        self.app = TrackApp(Batcher(self.db.insert, self.clock, flush_interval=0), self.clock,
-                            atomic_insert=self.atomic_insert)
+        self.app = TrackApp(Batcher(self.db.insert, self.clock, flush_interval=0,
+                                    insert_together=self.atomic_insert), self.clock)
         self.treq = stub_treq(self.app.resource())
         self.doc = self.get_document()
 
-    def atomic_insert(self, work: list[tuple[Any, list[Any]]]) -> Any:
+    def atomic_insert(self, work: Sequence[tuple[Any, Sequence[Any]]]) -> Any:
         for event, rows in work:
             self.db.insert(event, rows)
         return succeed([])

@@ -26,7 +26,7 @@ from track.fields.values import (
     parse_region,
     parse_string,
 )
-from track.web.body import (
+from track.web.bodies.body import (
     BodyError,
     decode_content,
     parse_form,

@@ -4,6 +4,7 @@ memory, and two clients behind a trusted proxy on a real socket."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import treq
@@ -20,8 +21,8 @@ from track.run.workers import child_argv
 from track.test.support import client_pool, execute, serve, sqlite_dsn
 from track.test.web.test_app import FORM, URL, Database, HeaderDict, stub_treq
 from track.web.app import TrackApp
-from track.web.clientip import parse_networks
-from track.web.ratelimit import RateLimiter, retry_after
+from track.web.clients.clientip import parse_networks
+from track.web.clients.ratelimit import RateLimiter, retry_after
 
 
 class BucketTests(SynchronousTestCase):
@@ -102,13 +103,12 @@ class AppTests(SynchronousTestCase):
         self.clock.advance(1_700_000_000)
         self.db = Database()
         self.metrics = Metrics()
-        batcher = Batcher(self.db.insert, self.clock, flush_interval=0.002)
+        batcher = Batcher(self.db.insert, self.clock, flush_interval=0.002, insert_together=self.atomic_insert)
         self.app = TrackApp(batcher, self.clock, trusted_proxies=parse_networks(["127.0.0.0/8"]),
-                            metrics=self.metrics, rate_limiter=RateLimiter(2, self.clock),
-                            atomic_insert=self.atomic_insert)
+                            metrics=self.metrics, rate_limiter=RateLimiter(2, self.clock))
         self.treq = stub_treq(self.app.resource())
 
-    def atomic_insert(self, work: list[tuple[Any, list[tuple[Any, ...]]]]) -> Deferred[list[Any]]:
+    def atomic_insert(self, work: Sequence[tuple[Any, Sequence[tuple[Any, ...]]]]) -> Deferred[Any]:
         for event, rows in work:
             self.db.insert(event, rows)
         return succeed([])  # nothing refused

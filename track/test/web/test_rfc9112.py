@@ -18,7 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from track.test.process import TwistdTrack, port_of
 from track.test.rawhttp import RawClient, connect, request
 from track.test.support import dsn_text, execute, serve, sqlite_dsn
-from track.web.rfc9112 import BadHead, check_host, origin_form
+from track.web.http.rfc9112 import BadHead, check_host, origin_form
 
 PATH = "/api/1.0/track/user/"
 FORM = b"Content-Type: application/x-www-form-urlencoded\r\n"

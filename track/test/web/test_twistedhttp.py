@@ -1,8 +1,8 @@
-"""The private twisted.web.http API that track/web/twistedhttp.py relies on.
+"""The private twisted.web.http API that track/web/http/twistedhttp.py relies on.
 
 Each test names the private attribute or method it checks.  When one fails
 after a Twisted upgrade, that private API was removed or changed: read
-track/web/twistedhttp.py, find what replaces it, and only then raise the
+track/web/http/twistedhttp.py, find what replaces it, and only then raise the
 Twisted bound in setup.py.
 """
 
@@ -20,13 +20,13 @@ from twisted.web import http, server
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 
-from track.web.twistedhttp import TIMEOUT_LINES, HTTPChannel
+from track.web.http.twistedhttp import TIMEOUT_LINES, HTTPChannel
 
 PEER = IPv4Address("TCP", "127.0.0.1", 40000)
 
 
 def changed(name: str, what: str) -> str:
-    return (f"Twisted's private {name} {what}; track/web/twistedhttp.py relies on it: "
+    return (f"Twisted's private {name} {what}; track/web/http/twistedhttp.py relies on it: "
             f"see there what track needs it for, before allowing this Twisted release in setup.py")
 
 
@@ -61,7 +61,7 @@ class Recording(HTTPChannel):
 
 def connect(resource: Resource) -> tuple[Recording, StringTransport]:
     site = server.Site(resource, reactor=Clock())
-    site.protocol = Recording  # type: ignore[assignment]  # see TrackSite.protocol in track/web/site.py
+    site.protocol = Recording  # type: ignore[assignment]  # see TrackSite.protocol in track/web/http/site.py
     channel = site.buildProtocol(PEER)
     assert isinstance(channel, Recording)
     transport = StringTransport(peerAddress=PEER)

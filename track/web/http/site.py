@@ -9,7 +9,7 @@ limit) without being kept, and a request that is not fully received within
 the request timeout is answered 408, however slowly its bytes trickle in.
 
 What this needs of Twisted's private HTTPChannel state is in
-track/web/twistedhttp.py, and nowhere else.
+track/web/http/twistedhttp.py, and nowhere else.
 """
 
 # Twisted's HTTPChannel, Request and Site methods carry no annotations, so
@@ -19,14 +19,13 @@ track/web/twistedhttp.py, and nowhere else.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, cast
 from urllib.parse import unquote_to_bytes
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorTime, ITCPTransport
-from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.interfaces import IDelayedCall, ITCPTransport
+from twisted.internet.protocol import connectionDone
 from twisted.internet.task import LoopingCall
 from twisted.logger import LogLevel
 from twisted.python.failure import Failure
@@ -34,36 +33,18 @@ from twisted.web import server
 
 from track.logs import Logger, Summaries
 from track.metrics import Metrics
-from track.web.cors import CORS
+from track.seams import NO_TAP, EventTap
+from track.web.clients.anonymize import Addresses, Anonymizer
+from track.web.clients.cors import CORS
 from track.web.eventpath import OTHER, path_kind
-from track.web.responses import json_response, reason
-from track.web.rfc9112 import BadHead, check_host, origin_form
-from track.web.twistedhttp import HTTPChannel
+from track.web.http.early import EARLY_REASONS, LINGER_BYTES, LINGER_SECONDS, Busy, early_cors_lines, raw_response
+from track.web.http.rfc9112 import BadHead, check_host, origin_form
+from track.web.http.twistedhttp import HTTPChannel
+from track.web.responses import json_response
 
 log = Logger(namespace="track.http")
 
 DEFAULT_MAX_BODY = 64 * 1024
-LINGER_SECONDS = 2.0
-LINGER_BYTES = 16 * 1024 * 1024  # dropped unread, never kept
-BUSY_LINGER_SECONDS = 1.0  # a connection answered 503 for --max-connections
-BUSY_LINGER_BYTES = 64 * 1024
-# The reason a refusal before routing is counted under, in
-# track_events_rejected_total (the routes count theirs in track/web/app.py).
-EARLY_REASONS = {400: "malformed", 408: "timeout", 413: "too_large", 431: "header_too_large"}
-
-
-def raw_response(code: int, payload: dict[str, Any], headers: bytes = b"") -> bytes:
-    """A complete JSON response that closes the connection, for answers given
-    before (or instead of) a Request being processed.  `headers`: more
-    header lines, each ending in CRLF."""
-    body = json.dumps(payload).encode()
-    return b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s" \
-        b"Connection: close\r\n\r\n%s" % (
-        code, reason(code), len(body), headers, body,
-    )
-
-
-BUSY_RESPONSE = raw_response(503, {"error": "too many connections", "retry_after": 1}, b"Retry-After: 1\r\n")
 
 
 class _Channel(HTTPChannel):
@@ -171,9 +152,8 @@ class _Channel(HTTPChannel):
         # other path, or one never read, under "other").
         kind = path_kind(path) or OTHER
         self.site.metrics.rejected.labels(kind, EARLY_REASONS.get(code, "malformed")).inc()
-        recent = self.site.recent  # the admin page's latest rejections (--admin-http)
-        if recent is not None:
-            recent.refused_early(kind, code, payload, self.site.shown_peer(transport.getPeer()))
+        # The admin page's latest rejections (--admin-http).
+        self.site.tap.refused_early(kind, code, payload, self.site.shown_peer(transport.getPeer()))
         if len(self.requests) > 1 or self.handling_request:
             # An earlier answer is still owed on this connection; a response
             # written now would overtake it, so just close.
@@ -193,20 +173,7 @@ class _Channel(HTTPChannel):
         self._linger = self.callLater(LINGER_SECONDS, transport.loseConnection)
 
     def cors_lines(self) -> bytes:
-        """The CORS header lines for an early answer, from the Origin of the
-        request being received (if its headers got that far): a script can
-        read a 413 or a 408 only with them, and would otherwise take it for
-        a network error and send the same request again."""
-        if not self.site.cors.origins:
-            return b""
-        request = self.requests[-1] if self.requests else None
-        origins = request.requestHeaders.getRawHeaders(b"origin") if request is not None else None
-        origin = origins[0] if origins else None
-        if origin is None:  # the line before the one refused (431) is still held back
-            name, _, value = self.pending_header.partition(b":")
-            if name.strip().lower() == b"origin":
-                origin = value.strip()
-        return b"".join(b"%s: %s\r\n" % header for header in self.site.cors.headers(origin))
+        return early_cors_lines(self.site.cors, self.requests, self.pending_header)
 
     def tcp(self) -> ITCPTransport:
         """The connection's transport, to abort or half-close it.
@@ -225,38 +192,6 @@ class _Channel(HTTPChannel):
             self._linger.cancel()
         super().connectionLost(reason)
         self.site.channel_closed(self)
-
-
-class _Busy(Protocol):
-    """A connection over `--max-connections`: answered 503 + Retry-After at
-    once and closed.  Its side is half-closed after the answer and what the
-    client still sends is dropped for a moment (up to a budget), so the
-    client reads the answer instead of a reset; its descriptor is free
-    again when the client closes, or after BUSY_LINGER_SECONDS."""
-
-    def __init__(self, clock: IReactorTime) -> None:
-        self.clock = clock
-        self._budget = BUSY_LINGER_BYTES
-        self._linger: IDelayedCall | None = None
-
-    def connectionMade(self) -> None:
-        transport = cast(ITCPTransport, self.transport)
-        transport.write(BUSY_RESPONSE)
-        half_close = getattr(transport, "loseWriteConnection", None)
-        if half_close is None:
-            transport.loseConnection()
-            return
-        half_close()
-        self._linger = self.clock.callLater(BUSY_LINGER_SECONDS, transport.abortConnection)
-
-    def dataReceived(self, data: bytes) -> None:
-        self._budget -= len(data)
-        if self._budget < 0:
-            cast(ITCPTransport, self.transport).abortConnection()
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        if self._linger is not None and self._linger.active():
-            self._linger.cancel()
 
 
 class TrackRequest(server.Request):
@@ -284,9 +219,9 @@ class TrackRequest(server.Request):
         # An error answer to an event request goes to the admin page's
         # latest rejections (with --admin-http); a 201 costs one comparison.
         if self.code >= 400:
-            recent = getattr(self.site, "recent", None)
-            if recent is not None:
-                recent.rejected(self, data)
+            site = self.site
+            if isinstance(site, TrackSite) and site.tap is not NO_TAP:
+                site.tap.rejected(self, data, site.addresses.stored(self))
         super().write(data)
 
     def handleContentChunk(self, data: bytes) -> None:
@@ -320,6 +255,8 @@ class TrackSite(server.Site):
         max_connections: int | None = None,
         metrics: Metrics | None = None,
         cors: CORS | None = None,
+        addresses: Addresses | None = None,
+        tap: EventTap = NO_TAP,
     ) -> None:
         # track reads the raw body itself, strictly and once; Twisted's own
         # form parsing would double the work and answer bad multipart bodies
@@ -337,7 +274,9 @@ class TrackSite(server.Site):
         self.request_timeout = request_timeout
         self.body_limit = body_limit
         self.channels: set[_Channel] = set()
-        self.recent: Any = None  # track.admin.recent.Recent, with --admin-http
+        self.tap = tap  # with --admin-http, the live page's latest rejections
+        # The client as it is logged, stored and shown (--trusted-proxy, --anonymize-ip).
+        self.addresses = addresses or Addresses((), Anonymizer())
         self.max_connections = max_connections
         self.metrics = metrics if metrics is not None else Metrics()
         self.cors = cors if cors is not None else CORS(())
@@ -364,14 +303,14 @@ class TrackSite(server.Site):
         super().stopFactory()
 
     def buildProtocol(self, addr: Any) -> Any:
-        """An HTTP channel, or past `max_connections` open ones, a _Busy
+        """An HTTP channel, or past `max_connections` open ones, a Busy
         answer: a client is told at once to come back later rather than
         left waiting, and the process keeps descriptors for the pool, the
         spool and the connections it serves."""
         if self.max_connections is not None and len(self.channels) >= self.max_connections:
             self.metrics.dropped.labels("max_connections").inc()
             self.summaries.add("answered 503 to {n} connections over --max-connections", level=LogLevel.warn)
-            busy = _Busy(self.reactor)
+            busy = Busy(self.reactor)
             busy.factory = self
             return busy
         return super().buildProtocol(addr)
@@ -412,15 +351,13 @@ class TrackSite(server.Site):
             if since is not None and since <= deadline:
                 channel.timed_out()
 
-    @staticmethod
-    def shown_peer(peer: Any) -> Any:
-        """The peer as the live page shows it (tap sets the anonymising one)."""
-        return peer
+    def shown_peer(self, peer: Any) -> Any:
+        """The peer as the live page shows it."""
+        return self.addresses.shown_peer(peer)
 
-    @staticmethod
-    def logged_client(request: Any) -> str:
-        """The client an access log line names (tap sets the anonymising one)."""
-        return getattr(request.getClientAddress(), "host", "-")
+    def logged_client(self, request: Any) -> str:
+        """The client an access log line names."""
+        return self.addresses.logged(request)
 
     def log(self, request: Any) -> None:
         # The original kept no access log; a line per event is a real cost.

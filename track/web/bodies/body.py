@@ -15,8 +15,8 @@ import zlib
 from typing import Any
 
 from track.fields.values import JSONNumber
-from track.web.bodyerror import BodyError as BodyError  # raised here, caught by callers
-from track.web.formdata import parse_form_data
+from track.web.bodies.bodyerror import BodyError as BodyError  # raised here, caught by callers
+from track.web.bodies.formdata import parse_form_data
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"

@@ -20,7 +20,7 @@ from typing import Any
 from twisted.web.iweb import IRequest
 
 from track.fields.kinds import EventType
-from track.web.clientip import Network, client_ip
+from track.web.clients.clientip import Network, client_ip
 
 ANONYMOUS_HEADER = b"track-anonymous"
 DEFAULT_V6_SEGMENTS = 5

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from multipart import MultipartError, MultipartSegment, PushMultipartParser, parse_options_header
 
-from track.web.bodyerror import BodyError
+from track.web.bodies.bodyerror import BodyError
 
 MAX_PARTS = 256  # no event has near as many fields; unknown ones are still named
 

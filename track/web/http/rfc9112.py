@@ -5,7 +5,7 @@ Twisted's parser takes a request without a Host header, or with several,
 and passes an absolute-form target (`POST http://host/path HTTP/1.1`) on
 as if it were a path.  RFC 9112 section 3.2 says a server MUST answer 400
 to the first two and MUST accept the third; these functions say which, so
-the HTTP channel (track/web/site.py) can answer at once.
+the HTTP channel (track/web/http/site.py) can answer at once.
 """
 
 from __future__ import annotations

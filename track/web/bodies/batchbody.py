@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from track.web.body import JSON, TEXT, BodyError, media_type, parse_json
+from track.web.bodies.body import JSON, TEXT, BodyError, media_type, parse_json
 
 NDJSON = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/json-lines")
 ANONYMOUS = "Anonymous"  # the envelope's Track-Anonymous: a sendBeacon sets no headers

@@ -1,8 +1,8 @@
 """MySQL and MariaDB through pymysql: connections, DDL, and what each error means.
 
-The tables of error codes below are where track decides what a failed write
-means: the database cannot take writes now (outage: spool or 503), this row
-cannot be stored (400 for its request alone), or anything else (a bug: 500).
+What a failed write means is decided by the failure table, in
+track.storage.mysql.errors (an outage: spool or 503; this row cannot be
+stored: 400 for its request alone; anything else, a bug: 500).
 """
 
 from __future__ import annotations
@@ -15,6 +15,15 @@ import pymysql
 
 from track.storage.ddl import column_names, null_default
 from track.storage.dsn import DSN
+from track.storage.mysql.errors import (
+    GONE,
+    NAMES_COLUMN,
+    RETRYABLE,
+    ROW_ERRORS,
+    mysql_code,
+    waited_at_start,
+    while_running,
+)
 from track.storage.sqlliterals import values_sql
 from track.types import Column, Row, RowError, Statement, Verdict
 
@@ -27,55 +36,6 @@ MYSQL_SESSION_INIT = (
 # Start-up work (migrations, which may wait for another instance's lock)
 # reads with at least this timeout.
 STARTUP_READ_TIMEOUT = 120.0
-# Errors on which start-up tries the next host of a multi-host DSN.
-_NEXT_HOST_AT_START = {1040, 1047, 1053, 1290, 1836, 2002, 2003, 2006, 2013, 2055}
-
-# What a MySQL error means, by its code.  This table is the one place that
-# decides: every write failure is classified here and nowhere else.
-#
-# This row cannot be stored (the client's value, a trigger's SIGNAL, a
-# constraint): that request gets a 400 and every other row is still stored.
-# The text is what the client reads when the message names a column.
-_MYSQL_ROW_ERRORS = {
-    1048: "must not be null",
-    1062: "duplicates an existing event",
-    1216: "violates a database foreign key",
-    1263: "must not be null",
-    1264: "is out of range for the database column",
-    1265: "does not fit the database column",
-    1292: "is not a valid value for the database column",
-    1364: "is required by the database",
-    1366: "contains characters the database column cannot store",
-    1367: "is not a valid value for the database column",
-    1406: "is too long for the database column",
-    1452: "violates a database foreign key",
-    1644: "was refused by the database",  # SIGNAL in a trigger
-    3819: "violates a database constraint",  # CHECK (MySQL)
-    4025: "violates a database constraint",  # CHECK (MariaDB)
-}
-# Errors whose message names the offending column.
-_MYSQL_NAMES_COLUMN = {1048, 1263, 1264, 1265, 1292, 1364, 1366, 1367, 1406, 1216, 1452}
-# The database cannot take writes now: spool (or 503) and probe until it can.
-_MYSQL_OUTAGE = {
-    1021, 1114,  # disk full, table full
-    1040, 1203,  # too many connections (server-wide, per user)
-    1044, 1045, 1049, 1142, 1146,  # access, database or table taken away while running
-    1047,  # WSREP has not yet prepared node for application use (Galera)
-    1053,  # server shutdown in progress
-    1152, 1153, 1158, 1159, 1160, 1161, 1184,  # network errors seen by the server
-    1205, 1213,  # lock wait timeout, deadlock: after the retries
-    1290, 1836,  # read-only (--read-only, a replica)
-    1927,  # connection killed
-    2002, 2003, 2005, 2006, 2013, 2014, 2045, 2055,  # client: cannot connect, gone, lost
-    4031,  # disconnected by the server for inactivity
-}
-# What a Galera node says, whatever the code (1047; 1180, an error during
-# COMMIT), when it is not part of the primary component: an outage of that node.
-_GALERA_NOT_PRIMARY = ("WSREP has not yet prepared node", "Not connected to Primary Component")
-# Errors after which the same transaction may simply be tried again.
-_MYSQL_RETRYABLE = {1205, 1213}  # lock wait timeout, deadlock
-# The connection is gone (server restarted, killed it, or timed it out).
-_MYSQL_GONE = {1927, 2006, 2013, 2014, 2045, 2055, 4031}
 _COLUMN_IN_MESSAGE = re.compile(r"column [`'\"]?(?:[^`'\".\s]+[`'\"]?\.[`'\"]?)*([^`'\".\s]+)", re.IGNORECASE)
 _FOREIGN_KEY_COLUMN = re.compile(r"FOREIGN KEY \(`([^`]+)`\)")
 
@@ -83,7 +43,7 @@ _FOREIGN_KEY_COLUMN = re.compile(r"FOREIGN KEY \(`([^`]+)`\)")
 class MySQLDialect:
     name = "mysql"
     placeholder = "%s"
-    driver = "track.storage.mysqldriver"
+    driver = "track.storage.mysql.driver"
     single_statement_batches = True  # autocommit: one INSERT is one transaction
 
     def __init__(self, dsn: DSN) -> None:
@@ -158,7 +118,7 @@ class MySQLDialect:
                 conn._write_timeout = self.dsn.timeouts.write  # type: ignore[attr-defined]
                 return conn
             except Exception as e:
-                if n == len(hosts) or not _next_host(e):
+                if n == len(hosts) or not waited_at_start(e):
                     raise
         raise AssertionError("unreachable")
 
@@ -182,26 +142,22 @@ class MySQLDialect:
             conn.close()
 
     def row_error(self, exc: BaseException) -> RowError | None:
-        code = _mysql_code(exc)
-        if code not in _MYSQL_ROW_ERRORS:
+        code = mysql_code(exc)
+        if code not in ROW_ERRORS:
             return None
         message = str(exc.args[1]) if len(exc.args) > 1 else ""
         m = None
-        if code in _MYSQL_NAMES_COLUMN:
+        if code in NAMES_COLUMN:
             m = _FOREIGN_KEY_COLUMN.search(message) or _COLUMN_IN_MESSAGE.search(message)
         elif code == 1062:
             m = re.search(r"key '(?:[^'.]*\.)?([^']+)'", message)
-        return RowError(m.group(1) if m else "", _MYSQL_ROW_ERRORS[code], message)
+        return RowError(m.group(1) if m else "", ROW_ERRORS[code], message)
 
     def classify(self, exc: BaseException) -> Verdict:
-        code = _mysql_code(exc)
-        if code in _MYSQL_ROW_ERRORS:
-            return Verdict.ROW
-        if code in _MYSQL_OUTAGE or any(sign in str(exc) for sign in _GALERA_NOT_PRIMARY):
-            return Verdict.OUTAGE
-        if isinstance(exc, (pymysql.err.InterfaceError, ConnectionError, TimeoutError)):
-            return Verdict.OUTAGE  # the connection is closed or the socket failed
-        return Verdict.BUG
+        return while_running(exc)
+
+    def waited_at_start(self, exc: BaseException) -> bool:
+        return waited_at_start(exc)
 
     def writable(self, cursor: Any) -> None:
         """Raise unless the server takes writes now: not read-only (a failover
@@ -226,10 +182,10 @@ class MySQLDialect:
                 "synced, wsrep_local_state_comment is not Synced)")
 
     def retryable(self, exc: BaseException) -> bool:
-        return _mysql_code(exc) in _MYSQL_RETRYABLE
+        return mysql_code(exc) in RETRYABLE
 
     def connection_lost(self, exc: BaseException) -> bool:
-        return isinstance(exc, pymysql.err.InterfaceError) or _mysql_code(exc) in _MYSQL_GONE
+        return isinstance(exc, pymysql.err.InterfaceError) or mysql_code(exc) in GONE
 
     def column_ddl(self, column: Column) -> str:
         if column.primary_key:
@@ -318,14 +274,3 @@ def close_quietly(conn: Any) -> None:
     itself when a read times out, and raises on a second close()."""
     if getattr(conn, "open", True):
         conn.close()
-
-
-def _next_host(exc: BaseException) -> bool:
-    """Whether start-up should try the next host after `exc`."""
-    return _mysql_code(exc) in _NEXT_HOST_AT_START or isinstance(exc, (ConnectionError, TimeoutError))
-
-
-def _mysql_code(exc: BaseException) -> int | None:
-    if isinstance(exc, pymysql.err.MySQLError) and exc.args and isinstance(exc.args[0], int):
-        return exc.args[0]
-    return None
