@@ -47,6 +47,7 @@ class Delivery:
     flush_interval: float
     gzip: bool
     anonymous: bool
+    sent_at: bool
     max_retries: int | None
     on_error: ErrorHandler | None
     stored: int
@@ -144,7 +145,8 @@ class Delivery:
                 parts.appendleft(whole[len(batch):])
             attempt = 0
             while True:
-                headers["Track-Sent-At"] = str(now_ms())
+                if self.sent_at:
+                    headers["Track-Sent-At"] = str(now_ms())
                 status, answered, body, failure = connection.request("POST", self._endpoint.batch_path, payload,
                                                                      headers)
                 seqs = [seq for seq, _ in batch]

@@ -8,7 +8,9 @@ input), the line's number and its text, so importing the same file again
 stores nothing twice.  A line's Timestamp is sent as it is; a line without
 one but with a Created (RFC 3339, or "YYYY-MM-DD HH:MM:SS[.ffffff]", UTC when
 it names no zone) is sent with that time as its Timestamp, so the collector
-stores it as the event's time.  Lines refused (here, or by the collector) go
+stores it as the event's time, exactly (the import sends no SentAt: the
+times in a file are not corrected for this machine's clock; the collector's
+--max-event-age, 30 days by default, still bounds how old they may be).  Lines refused (here, or by the collector) go
 to FILE.rejected.ndjson (stdin.rejected.ndjson for standard input) with their
 reasons.  A file that cannot be read is reported and skipped; the others are
 still imported.
@@ -237,7 +239,9 @@ def import_files(url: str, names: Sequence[str], batch_size: int = 500, source: 
                  out: Callable[[str], None] = print) -> int:
     status = OK
     current: list[FileImport] = []
-    with Client(url, batch_size=batch_size, flush_interval=0.2, max_queue=4 * CHUNK,
+    # sent_at=False: a line's time was written by another clock, long ago; the
+    # collector stores it as it is, not corrected by this machine's clock.
+    with Client(url, batch_size=batch_size, flush_interval=0.2, max_queue=4 * CHUNK, sent_at=False,
                 on_error=lambda event, error: current[-1].on_error(event, error)) as client:
         for name in names:
             # The file's name, not its path: the same file imported again from

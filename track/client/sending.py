@@ -83,13 +83,17 @@ class Client(Delivery):
     the collector refused for good: `event` is what was sent (with "type" and
     "MessageID"), `error` the collector's reason with its `status`.
     `anonymous=True` asks the collector to store no client address (RemoteIP
-    empty) for every event this Client sends.
+    empty) for every event this Client sends.  `sent_at=False` sends no
+    SentAt: each event's Timestamp is then stored exactly as given, not
+    corrected for this machine's clock (the import's lines hold times from
+    elsewhere, and must keep them).
     """
 
     def __init__(self, url: str, *, batch_size: int = 100, flush_interval: float = 0.5, max_queue: int = 10000,
                  gzip: bool = True, timeout: float = 10, queue_path: str | None = None,
                  on_error: ErrorHandler | None = None, max_retries: int | None = None,
-                 connections: int = CONNECTIONS, handle_sigterm: bool = True, anonymous: bool = False) -> None:
+                 connections: int = CONNECTIONS, handle_sigterm: bool = True, anonymous: bool = False,
+                 sent_at: bool = True) -> None:
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be 1 to {MAX_BATCH}")
         if max_queue < 1:
@@ -102,6 +106,7 @@ class Client(Delivery):
         self.gzip, self.timeout, self.queue_path = gzip, timeout, queue_path
         self.on_error, self.max_retries, self.connections = on_error, max_retries, connections
         self.anonymous = anonymous  # Track-Anonymous: 1 on every request: no client address kept
+        self.sent_at = sent_at  # Track-Sent-At on every request: Timestamps corrected for this clock
         self._rules = Rules(builtin_rules(), "built in")
         self._queue: Queue = SQLiteQueue(queue_path) if queue_path else MemoryQueue()
         self._fresh_state()

@@ -15,6 +15,7 @@ from typing import Any
 from twisted.trial.unittest import TestCase
 
 from track.client import BACKOFF_MAX, BACKOFF_MIN, Client, InvalidEventError, QueueFull, backoff, retry_after
+from track.client.importer import import_files
 from track.fields.kinds import EVENT_TYPES
 from track.test.client.fakecollector import Answer, DeadPort, FakeCollector, stored
 from track.test.process import child_env
@@ -62,6 +63,25 @@ class TrackTests(ClientTestCase):
         self.assertLess(abs(stamp - time.time() * 1000), 60_000)
         sent_at = int(fake.requests[0].headers["Track-Sent-At"])  # when the request was sent
         self.assertTrue(stamp <= sent_at <= time.time() * 1000)
+
+    def test_sent_at_false_sends_no_sent_at_so_timestamps_stay_as_given(self) -> None:
+        """The import's mode: a line's time came from another clock, long
+        ago; a SentAt would make the collector shift it by this clock's error."""
+        fake = self.collector()
+        client = self.client(fake.url, sent_at=False)
+        client.track("user", {**USER, "Timestamp": "2026-12-01T10:00:00Z"})
+        self.assertTrue(client.flush(WAIT))
+        self.assertNotIn("Track-Sent-At", fake.requests[0].headers)
+        self.assertEqual(fake.requests[0].events[0]["Timestamp"], "2026-12-01T10:00:00Z")
+
+    def test_the_import_sends_no_sent_at(self) -> None:
+        fake = self.collector()
+        path = self.mktemp()
+        with open(path, "w", encoding="utf-8") as f:
+            f.write('{"type": "user", "ProfileID": 1, "Region": "eu", "Created": "2026-12-01 10:00:00"}\n')
+        self.assertEqual(import_files(fake.url, [path], out=lambda line: None), 0)
+        self.assertNotIn("Track-Sent-At", fake.requests[-1].headers)
+        self.assertEqual(fake.requests[-1].events[0]["Timestamp"], "2026-12-01T10:00:00Z")
 
     def test_a_bad_event_names_each_bad_field_and_queues_nothing(self) -> None:
         fake = self.collector()
