@@ -83,7 +83,7 @@ IS_RENTED = Field("IsRented", "bool", False, default=_false)  # the column's DEF
 
 
 @dataclass(frozen=True)
-class EventType:
+class Kind:
     """One endpoint: its table, client fields and server-filled columns."""
 
     name: str
@@ -97,7 +97,7 @@ class EventType:
         server = ("RemoteIP", "Created") if self.remote_ip_column else ("Created",)
         return tuple(f.name for f in self.fields) + server
 
-    def with_string_limits(self, limits: Mapping[str, Sequence[Any]]) -> EventType:
+    def with_string_limits(self, limits: Mapping[str, Sequence[Any]]) -> Kind:
         """This event with string fields limited as `limits` says:
         column name -> (length in characters, bmp_only)."""
         fields = tuple(
@@ -114,10 +114,10 @@ class EventType:
         return self.columns.index("MessageID")
 
 
-EVENT_TYPES: dict[str, EventType] = {
+KINDS: dict[str, Kind] = {
     e.name: e
     for e in (
-        EventType(
+        Kind(
             "session",
             "SessionEvent",
             (
@@ -132,7 +132,7 @@ EVENT_TYPES: dict[str, EventType] = {
             ),
             remote_ip_column=False,
         ),
-        EventType(
+        Kind(
             "user",
             "UserEvent",
             (
@@ -145,7 +145,7 @@ EVENT_TYPES: dict[str, EventType] = {
             ),
             remote_ip_column=True,
         ),
-        EventType(
+        Kind(
             "item",
             "ItemEvent",
             (
@@ -162,7 +162,7 @@ EVENT_TYPES: dict[str, EventType] = {
             ),
             remote_ip_column=True,
         ),
-        EventType(
+        Kind(
             "purchase",
             "PurchaseEvent",
             (
@@ -183,7 +183,7 @@ EVENT_TYPES: dict[str, EventType] = {
 
 
 def parse_event(
-    event: EventType, data: Mapping[str, object], remote_ip: str, created: datetime
+    event: Kind, data: Mapping[str, object], remote_ip: str, created: datetime
 ) -> tuple[Any, ...]:
     """Check every field of one event; return its row in `event.columns` order.
 

@@ -25,11 +25,11 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
-from track.fields.kinds import EventType
+from track.fields.kinds import Kind
 from track.seams import InsertTogether
-from track.types import InternalError, Outcome, Overloaded, Refusal, Row, RowError, RowRejected
+from track.types import BatchRefusal, InternalError, Outcome, Overloaded, Refusal, Refused, Row
 
-InsertFn = Callable[[EventType, Sequence[Row]], "Deferred[Outcome | None]"]
+InsertFn = Callable[[Kind, Sequence[Row]], "Deferred[Outcome | None]"]
 
 DEFAULT_BATCH_SIZE = 500
 DEFAULT_FLUSH_INTERVAL = 0.0  # seconds: the next reactor turn
@@ -39,7 +39,7 @@ DEFAULT_MIN_BATCH = 32  # rows gathered during a write that go at once when it c
 GATHER_SECONDS = 0.001  # how long fewer rows than that wait for more
 
 
-def _no_batches(groups: Sequence[tuple[EventType, Sequence[Row]]]) -> Deferred[list[Refusal] | None]:
+def _no_batches(groups: Sequence[tuple[Kind, Sequence[Row]]]) -> Deferred[list[BatchRefusal] | None]:
     return fail(InternalError("no insert_together was given to the Batcher"))
 
 
@@ -95,12 +95,12 @@ class Batcher:
         self.min_batch = min_batch
         self._on_flushed = on_flushed
         self.pending = 0  # buffered plus being written
-        self._buffers: dict[str, tuple[EventType, _Buffer]] = {}
+        self._buffers: dict[str, tuple[Kind, _Buffer]] = {}
         self._in_flight = 0
         self._idle: list[Deferred[None]] = []
         self._draining = False
 
-    def submit(self, event: EventType, row: Row) -> Deferred[None]:
+    def submit(self, event: Kind, row: Row) -> Deferred[None]:
         """Queue one row; the Deferred fires once it is committed.
 
         Raises Overloaded at once when `max_pending` rows are already waiting,
@@ -122,15 +122,15 @@ class Batcher:
             buf.timer = self._clock.callLater(self.flush_interval, self._flush_due, event, buf)
         return d
 
-    def _flush_due(self, event: EventType, buf: _Buffer) -> None:
+    def _flush_due(self, event: Kind, buf: _Buffer) -> None:
         """The interval is up: write now, unless the writes are busy, in which
         case the first one to finish sends these rows."""
         buf.timer = None
         if buf.in_flight < self.max_in_flight:
             self._flush(event, buf)
 
-    def submit_batch(self, groups: Sequence[tuple[EventType, Sequence[Row]]],
-                     count: int) -> Deferred[list[Refusal] | None]:
+    def submit_batch(self, groups: Sequence[tuple[Kind, Sequence[Row]]],
+                     count: int) -> Deferred[list[BatchRefusal] | None]:
         """A batch request of `count` events, whose rows `insert_together`
         stores all together (one transaction, or one spool append); see
         submit_together."""
@@ -156,7 +156,7 @@ class Batcher:
         write().addBoth(written)
         return answer
 
-    def _flush(self, event: EventType, buf: _Buffer) -> None:
+    def _flush(self, event: Kind, buf: _Buffer) -> None:
         if buf.timer is not None:
             if buf.timer.active():
                 buf.timer.cancel()
@@ -179,8 +179,8 @@ class Batcher:
             error = outcome[i] if outcome is not None else None
             if error is None:
                 _answer(w, None)
-            elif isinstance(error, RowError):
-                _refuse(w, RowRejected(error))
+            elif isinstance(error, Refusal):
+                _refuse(w, Refused(error))
             else:  # Unavailable or InternalError: not stored
                 _refuse(w, error)
 
@@ -193,7 +193,7 @@ class Batcher:
         for w in waiters:
             _refuse(w, error)
 
-    def _done(self, _: object, event: EventType, buf: _Buffer, count: int, started: float) -> None:
+    def _done(self, _: object, event: Kind, buf: _Buffer, count: int, started: float) -> None:
         if self._on_flushed is not None:
             self._on_flushed(count, self._clock.seconds() - started)
         self.pending -= count

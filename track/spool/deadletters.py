@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from track.fields.kinds import EventType
+from track.fields.kinds import Kind
 from track.spool.disk import append_exclusively, write_durably
 from track.spool.records import columns_of
 
@@ -27,7 +27,7 @@ DIRECTORY = "dead-letter"
 EVENTS_FILE = "events.jsonl"
 
 
-def entry(event: EventType | None, row: Sequence[Any] | None, error: str,
+def entry(event: Kind | None, row: Sequence[Any] | None, error: str,
           record: bytes | None = None) -> dict[str, Any]:
     """One dead letter: the event as a client would send it again, the
     columns the server filled in, and why it could not be stored."""

@@ -20,15 +20,15 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
-from track.fields.kinds import EventType
+from track.fields.kinds import Kind
 from track.logs import Logger
 from track.storage.dialect import Dialect
 from track.storage.hosts import Address, Hosts, HostWatch
 from track.storage.transactions import Transactions
 from track.types import (
+    BatchRefusal,
     InternalError,
     Outcome,
-    Refusal,
     Row,
     Statement,
     Unavailable,
@@ -113,7 +113,7 @@ class Store:
         self._clock = clock
         self.transactions = Transactions(dialect, lambda: self.on_reconnect())
 
-    def statement(self, event: EventType) -> Statement:
+    def statement(self, event: Kind) -> Statement:
         """The INSERT for `event`'s table, built once per table."""
         stmt = self._statements.get(event.table)
         if stmt is None:
@@ -125,7 +125,7 @@ class Store:
             )
         return stmt
 
-    def insert(self, event: EventType, rows: Sequence[Row]) -> Deferred[Outcome | None]:
+    def insert(self, event: Kind, rows: Sequence[Row]) -> Deferred[Outcome | None]:
         """Commit `rows`; fires None if all were stored, else a per-row outcome.
 
         Fails with Unavailable when the database could not take the batch,
@@ -222,7 +222,7 @@ class Store:
         log.failure("unexpected failure writing {table}; the requests get a 500", failure, table=table)
         raise InternalError(repr(exc))
 
-    def insert_atomic(self, groups: Sequence[tuple[EventType, Sequence[Row]]]) -> Deferred[list[Refusal] | None]:
+    def insert_atomic(self, groups: Sequence[tuple[Kind, Sequence[Row]]]) -> Deferred[list[BatchRefusal] | None]:
         """Commit every group in one transaction, or nothing.
 
         Fires None when all are stored, else (group, row, error) for every row

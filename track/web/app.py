@@ -21,7 +21,7 @@ from twisted.web.iweb import IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from track.fields.eventtime import SENT_AT_HEADER, batch_sent_at, sent_at_of
-from track.fields.kinds import EVENT_TYPES, InvalidEvent
+from track.fields.kinds import KINDS, InvalidEvent
 from track.logs import Logger
 from track.types import Overloaded
 from track.web.answers import API_PREFIX as API_PREFIX
@@ -49,7 +49,7 @@ def per_kind(app: Klein, methods: list[str]) -> Callable[[Any], Any]:
     request than an <any(...)> converter's regex."""
 
     def route_each(f: Any) -> Any:
-        for kind in EVENT_TYPES:
+        for kind in KINDS:
             f = app.route(f"{API_PREFIX}/{kind}/", methods=methods, strict_slashes=False,
                           endpoint=f"{f.__name__}_{kind}", defaults={"kind": kind})(f)
         return f
@@ -86,7 +86,7 @@ class TrackApp(Answers):
 
     @per_kind(app, ["POST"])
     def track(self, request: IRequest, kind: str) -> Any:
-        event = self.event_types[kind]
+        event = self.kinds[kind]
         if (forbidden := self._forbidden_origin(request, kind)) is not None:
             return forbidden
         self.cors.annotate(request)
@@ -147,10 +147,10 @@ class TrackApp(Answers):
             self._batch_refused({"batch": 1}, _BODY_REASONS.get(e.code, "unreadable"))
             return json_response(request, e.code, {"error": e.message, **e.extra})
         if self.rate_limiter is not None and (over := self._over_rate(request, len(items))) is not None:
-            kinds = self._kinds_of(items)
-            for name, count in kinds.items():
+            per_kind = self._kinds_of(items)
+            for name, count in per_kind.items():
                 self.metrics.rate_limited.labels(name).inc(count)
-            self._batch_refused(kinds, "rate_limited")
+            self._batch_refused(per_kind, "rate_limited")
             return over
         created = self._now()
         remote_ip = self._remote_ip(request)
@@ -160,9 +160,9 @@ class TrackApp(Answers):
         problem_kinds: list[str] = []
         for index, item in enumerate(items):
             kind = item.pop("type", None) if isinstance(item, dict) else None
-            event = self.event_types.get(kind) if type(kind) is str else None
+            event = self.kinds.get(kind) if type(kind) is str else None
             if event is None:
-                problems.append({"index": index, "fields": {"type": f"must be one of {', '.join(self.event_types)}"}})
+                problems.append({"index": index, "fields": {"type": f"must be one of {', '.join(self.kinds)}"}})
                 problem_kinds.append("batch")
                 continue
             try:
@@ -179,15 +179,15 @@ class TrackApp(Answers):
             rows.append(row)
             indexes.append(index)
         if problems:
-            kinds = grouped(groups)
+            per_kind = grouped(groups)
             for kind in problem_kinds:
-                kinds[kind] = kinds.get(kind, 0) + 1
-            self._batch_refused(kinds, "invalid")
+                per_kind[kind] = per_kind.get(kind, 0) + 1
+            self._batch_refused(per_kind, "invalid")
             return json_response(request, 400, {"error": "invalid batch: nothing was stored",
                                                  "events": problems})
         if not groups:  # every event suppressed
             return self._batch_done(None, request, groups, suppressed)
-        work = [(self.event_types[kind], rows) for kind, (rows, _) in groups.items()]
+        work = [(self.kinds[kind], rows) for kind, (rows, _) in groups.items()]
         try:
             d = self.batcher.submit_batch(work, len(items))
         except Overloaded:
@@ -250,7 +250,7 @@ class TrackApp(Answers):
         return json_response(
             request,
             404,
-            {"error": "not found", "endpoints": [f"{API_PREFIX}/{k}/" for k in self.event_types]},
+            {"error": "not found", "endpoints": [f"{API_PREFIX}/{k}/" for k in self.kinds]},
         )
 
     @app.handle_errors(MethodNotAllowed)

@@ -11,7 +11,7 @@ from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from track.fields.kinds import EVENT_TYPES
+from track.fields.kinds import KINDS
 from track.pipeline.batcher import Batcher
 from track.test.web.test_app import URL, Database, HeaderDict, stub_treq
 from track.web.app import TrackApp
@@ -50,7 +50,7 @@ class AnonymousEnvelopeTests(SynchronousTestCase):
         """MessageID -> RemoteIP of every row stored."""
         found = {}
         for kind in ("user", "item", "session"):
-            event = EVENT_TYPES[kind]
+            event = KINDS[kind]
             ip, message_id = event.columns.index("RemoteIP"), event.message_id_index
             found.update({row[message_id]: row[ip] for row in self.db.rows.get(event.table, [])})
         return found

@@ -19,7 +19,7 @@ from typing import Any
 
 from twisted.web.iweb import IRequest
 
-from track.fields.kinds import EventType
+from track.fields.kinds import Kind
 from track.web.clients.clientip import Network, client_ip
 
 ANONYMOUS_HEADER = b"track-anonymous"
@@ -90,7 +90,7 @@ class Addresses:
         address = self.client(request)
         return self.anonymize(address) if self.anonymize.active else address
 
-    def scrub(self, event: EventType, row: tuple[Any, ...], request: IRequest) -> tuple[Any, ...]:
+    def scrub(self, event: Kind, row: tuple[Any, ...], request: IRequest) -> tuple[Any, ...]:
         """A RemoteIP the client sent itself (session events) is treated as
         the connection's address is."""
         if event.remote_ip_column or "RemoteIP" not in event.columns:
