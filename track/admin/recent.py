@@ -121,11 +121,11 @@ class Recent:
         """Both lists as JSON-ready dicts, newest first (the newest `limit`
         of each: only those are turned into dicts)."""
         accepted = []
-        for when, kind, row in islice(reversed(self._accepted), limit):
-            event = kinds.get(kind)
-            columns = event.columns if event is not None else tuple(f"{i}" for i in range(len(row)))
-            fields = {name: _plain(value) for name, value in zip(columns, row, strict=False)}
-            accepted.append({"time": when, "kind": kind, "message_id": fields.pop("MessageID", None),
+        for when, name, row in islice(reversed(self._accepted), limit):
+            kind = kinds.get(name)
+            columns = kind.columns if kind is not None else tuple(f"{i}" for i in range(len(row)))
+            fields = {column: _plain(value) for column, value in zip(columns, row, strict=False)}
+            accepted.append({"time": when, "kind": name, "message_id": fields.pop("MessageID", None),
                              "fields": fields})
         rejected = []
         for entry in islice(reversed(self._rejected), limit):

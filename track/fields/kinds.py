@@ -183,7 +183,7 @@ KINDS: dict[str, Kind] = {
 
 
 def parse_event(
-    event: Kind, data: Mapping[str, object], remote_ip: str, created: datetime
+    kind: Kind, data: Mapping[str, object], remote_ip: str, created: datetime
 ) -> tuple[Any, ...]:
     """Check every field of one event; return its row in `event.columns` order.
 
@@ -193,7 +193,7 @@ def parse_event(
     errors: dict[str, str] = {}
     row: list[Any] = []
     present = 0
-    for f in event.fields:
+    for f in kind.fields:
         if f.name not in data:
             if f.required:
                 errors[f.name] = "is required"
@@ -216,11 +216,11 @@ def parse_event(
             except Invalid as e:
                 errors[f.name] = str(e)
     if present != len(data):
-        known = {f.name for f in event.fields}
+        known = {f.name for f in kind.fields}
         errors.update((name, "unknown field") for name in data if name not in known)
     if errors:
         raise InvalidEvent(errors)
-    if event.remote_ip_column:
+    if kind.remote_ip_column:
         row.append(remote_ip)
     row.append(created)
     return tuple(row)

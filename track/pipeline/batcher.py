@@ -100,7 +100,7 @@ class Batcher:
         self._idle: list[Deferred[None]] = []
         self._draining = False
 
-    def submit(self, event: Kind, row: Row) -> Deferred[None]:
+    def submit(self, kind: Kind, row: Row) -> Deferred[None]:
         """Queue one row; the Deferred fires once it is committed.
 
         Raises Overloaded at once when `max_pending` rows are already waiting,
@@ -108,26 +108,26 @@ class Batcher:
         """
         if self.pending >= self.max_pending:
             raise Overloaded()
-        entry = self._buffers.get(event.table)
+        entry = self._buffers.get(kind.table)
         if entry is None:
-            entry = self._buffers[event.table] = (event, _Buffer())
+            entry = self._buffers[kind.table] = (kind, _Buffer())
         buf = entry[1]
         d: Deferred[None] = Deferred()
         buf.rows.append(row)
         buf.waiters.append(d)
         self.pending += 1
         if len(buf.rows) >= self.batch_size or self._draining:
-            self._flush(event, buf)
+            self._flush(kind, buf)
         elif buf.timer is None and buf.in_flight < self.max_in_flight:
-            buf.timer = self._clock.callLater(self.flush_interval, self._flush_due, event, buf)
+            buf.timer = self._clock.callLater(self.flush_interval, self._flush_due, kind, buf)
         return d
 
-    def _flush_due(self, event: Kind, buf: _Buffer) -> None:
+    def _flush_due(self, kind: Kind, buf: _Buffer) -> None:
         """The interval is up: write now, unless the writes are busy, in which
         case the first one to finish sends these rows."""
         buf.timer = None
         if buf.in_flight < self.max_in_flight:
-            self._flush(event, buf)
+            self._flush(kind, buf)
 
     def submit_batch(self, groups: Sequence[tuple[Kind, Sequence[Row]]],
                      count: int) -> Deferred[list[BatchRefusal] | None]:
@@ -156,7 +156,7 @@ class Batcher:
         write().addBoth(written)
         return answer
 
-    def _flush(self, event: Kind, buf: _Buffer) -> None:
+    def _flush(self, kind: Kind, buf: _Buffer) -> None:
         if buf.timer is not None:
             if buf.timer.active():
                 buf.timer.cancel()
@@ -167,11 +167,11 @@ class Batcher:
         buf.rows, buf.waiters = [], []
         self._in_flight += 1
         buf.in_flight += 1
-        d = self._insert(event, rows)
+        d = self._insert(kind, rows)
         d.addCallbacks(
             self._committed, self._failed, callbackArgs=(waiters,), errbackArgs=(waiters,)
         )
-        d.addBoth(self._done, event, buf, len(rows), self._clock.seconds())
+        d.addBoth(self._done, kind, buf, len(rows), self._clock.seconds())
 
     @staticmethod
     def _committed(outcome: Outcome | None, waiters: list[Deferred[None]]) -> None:
@@ -193,7 +193,7 @@ class Batcher:
         for w in waiters:
             _refuse(w, error)
 
-    def _done(self, _: object, event: Kind, buf: _Buffer, count: int, started: float) -> None:
+    def _done(self, _: object, kind: Kind, buf: _Buffer, count: int, started: float) -> None:
         if self._on_flushed is not None:
             self._on_flushed(count, self._clock.seconds() - started)
         self.pending -= count
@@ -203,9 +203,9 @@ class Batcher:
             # Rows arrived while the write was busy: send them now if they
             # make a worthwhile batch, else give others a moment to join.
             if len(buf.rows) >= self.min_batch or self._draining:
-                self._flush(event, buf)
+                self._flush(kind, buf)
             else:
-                buf.timer = self._clock.callLater(GATHER_SECONDS, self._flush_due, event, buf)
+                buf.timer = self._clock.callLater(GATHER_SECONDS, self._flush_due, kind, buf)
         if self._in_flight == 0:
             idle, self._idle = self._idle, []
             for d in idle:

@@ -88,12 +88,12 @@ class Writer:
 
     # -- writing --------------------------------------------------------------
 
-    def insert(self, event: Kind, rows: Sequence[Row]) -> Deferred[Outcome | None]:
+    def insert(self, kind: Kind, rows: Sequence[Row]) -> Deferred[Outcome | None]:
         if not self.up:
-            return self._spool(event, rows)
-        d = self._bounded(self.store.insert(event, rows))
+            return self._spool(kind, rows)
+        d = self._bounded(self.store.insert(kind, rows))
         return d.addCallbacks(
-            self._stored, self._failed, callbackArgs=(event, rows), errbackArgs=([(event, rows)],)
+            self._stored, self._failed, callbackArgs=(kind, rows), errbackArgs=([(kind, rows)],)
         )
 
     def insert_atomic(
@@ -154,7 +154,7 @@ class Writer:
         return d.addCallbacks(_nothing, refused)
 
     def _stored(
-        self, outcome: Outcome | None, event: Kind, rows: Sequence[Row]
+        self, outcome: Outcome | None, kind: Kind, rows: Sequence[Row]
     ) -> Outcome | Deferred[Outcome | None] | None:
         if outcome is None or any(o is None for o in outcome):
             self.proven()
@@ -163,7 +163,7 @@ class Writer:
         # Part of a batch was cut off by an outage: spool that part.
         lost = [i for i, o in enumerate(outcome) if isinstance(o, Unavailable)]
         self.mark_down(str(outcome[lost[0]]))
-        d = self._spool(event, [rows[i] for i in lost])
+        d = self._spool(kind, [rows[i] for i in lost])
 
         def merge(_: object) -> Outcome | None:
             return [None if isinstance(o, Unavailable) else o for o in outcome]
@@ -180,8 +180,8 @@ class Writer:
         self.mark_down(failure.getErrorMessage())
         return self._spool_groups(groups)
 
-    def _spool(self, event: Kind, rows: Sequence[Row]) -> Deferred[Outcome | None]:
-        return self._spool_groups([(event, rows)])
+    def _spool(self, kind: Kind, rows: Sequence[Row]) -> Deferred[Outcome | None]:
+        return self._spool_groups([(kind, rows)])
 
     # -- the database going and coming back ---------------------------------------
 

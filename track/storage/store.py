@@ -113,26 +113,26 @@ class Store:
         self._clock = clock
         self.transactions = Transactions(dialect, lambda: self.on_reconnect())
 
-    def statement(self, event: Kind) -> Statement:
+    def statement(self, kind: Kind) -> Statement:
         """The INSERT for `event`'s table, built once per table."""
-        stmt = self._statements.get(event.table)
+        stmt = self._statements.get(kind.table)
         if stmt is None:
             q = self.dialect.quote
-            stmt = self._statements[event.table] = Statement(
-                f"INSERT INTO {q(event.table)} ({', '.join(q(c) for c in event.columns)}) VALUES ",
-                "(" + ", ".join([self.dialect.placeholder] * len(event.columns)) + ")",
+            stmt = self._statements[kind.table] = Statement(
+                f"INSERT INTO {q(kind.table)} ({', '.join(q(c) for c in kind.columns)}) VALUES ",
+                "(" + ", ".join([self.dialect.placeholder] * len(kind.columns)) + ")",
                 self.dialect.on_duplicate(),
             )
         return stmt
 
-    def insert(self, event: Kind, rows: Sequence[Row]) -> Deferred[Outcome | None]:
+    def insert(self, kind: Kind, rows: Sequence[Row]) -> Deferred[Outcome | None]:
         """Commit `rows`; fires None if all were stored, else a per-row outcome.
 
         Fails with Unavailable when the database could not take the batch,
         or InternalError for anything else.
         """
-        d = self._on_any_host(self.transactions.write, self.statement(event), rows)
-        d.addErrback(self._classified, event.table)
+        d = self._on_any_host(self.transactions.write, self.statement(kind), rows)
+        d.addErrback(self._classified, kind.table)
         return d
 
     def _on_any_host(self, work: Callable[..., _T], *args: Any, first: int | None = None,

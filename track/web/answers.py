@@ -171,14 +171,14 @@ class Answers:
                                                  "events": [{"index": i, **e} for i, e in sorted(events.items())]})
         ids: list[tuple[int, str]] = []
         self.metrics.batch_requests.labels("accepted").inc()
-        for kind, (rows, indexes) in groups.items():
-            event = self.kinds[kind]
-            self._count_accepted(kind, len(rows))
+        for name, (rows, indexes) in groups.items():
+            kind = self.kinds[name]
+            self._count_accepted(name, len(rows))
             for row in rows:
-                self.tap.accepted(kind, row)
-            ids += [(i, row[event.message_id_index]) for i, row in zip(indexes, rows, strict=True)]
-        for index, message_id, kind in suppressed:  # answered as stored, and kept nowhere
-            self._suppressed(request, kind)
+                self.tap.accepted(name, row)
+            ids += [(i, row[kind.message_id_index]) for i, row in zip(indexes, rows, strict=True)]
+        for index, message_id, name in suppressed:  # answered as stored, and kept nowhere
+            self._suppressed(request, name)
             ids.append((index, message_id))
         return json_response(request, 201, {"stored": len(ids), "message_ids": [m for _, m in sorted(ids)]})
 
@@ -189,22 +189,22 @@ class Answers:
                       request: IRequest) -> bytes | Failure:
         return self._failure_answer(failure, request, grouped(groups), batch=True)
 
-    def _batch_refused(self, per_kind: Mapping[str, int], reason: str) -> None:
+    def _batch_refused(self, counts: Mapping[str, int], reason: str) -> None:
         """A refused batch: each of its events under its own kind (one
         whose type names none, as "batch"), and the request once."""
-        for kind, count in per_kind.items():
+        for kind, count in counts.items():
             self.metrics.rejected.labels(kind, reason).inc(count)
         self.metrics.batch_requests.labels(reason).inc()
 
     def _kinds_of(self, items: Sequence[Any]) -> dict[str, int]:
-        per_kind: dict[str, int] = {}
+        counts: dict[str, int] = {}
         for item in items:
             kind = item.get("type") if isinstance(item, dict) else None
             name = kind if type(kind) is str and kind in self.kinds else "batch"
-            per_kind[name] = per_kind.get(name, 0) + 1
-        return per_kind
+            counts[name] = counts.get(name, 0) + 1
+        return counts
 
-    def _failure_answer(self, failure: Failure, request: IRequest, per_kind: Mapping[str, int],
+    def _failure_answer(self, failure: Failure, request: IRequest, counts: Mapping[str, int],
                         batch: bool = False) -> bytes | Failure:
         """503 for an outage, 500 for a failure the store already logged;
         anything else goes on to internal_error."""
@@ -215,9 +215,9 @@ class Answers:
         else:
             return failure
         if batch:
-            self._batch_refused(per_kind, reason)
+            self._batch_refused(counts, reason)
         else:
-            for kind, count in per_kind.items():
+            for kind, count in counts.items():
                 self.metrics.rejected.labels(kind, reason).inc(count)
         if reason == "unavailable":
             return unavailable(request, "the database cannot take events right now")

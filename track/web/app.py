@@ -147,10 +147,10 @@ class TrackApp(Answers):
             self._batch_refused({"batch": 1}, _BODY_REASONS.get(e.code, "unreadable"))
             return json_response(request, e.code, {"error": e.message, **e.extra})
         if self.rate_limiter is not None and (over := self._over_rate(request, len(items))) is not None:
-            per_kind = self._kinds_of(items)
-            for name, count in per_kind.items():
+            counts = self._kinds_of(items)
+            for name, count in counts.items():
                 self.metrics.rate_limited.labels(name).inc(count)
-            self._batch_refused(per_kind, "rate_limited")
+            self._batch_refused(counts, "rate_limited")
             return over
         created = self._now()
         remote_ip = self._remote_ip(request)
@@ -159,35 +159,35 @@ class TrackApp(Answers):
         suppressed: list[tuple[int, str, str]] = []  # index, MessageID, kind
         problem_kinds: list[str] = []
         for index, item in enumerate(items):
-            kind = item.pop("type", None) if isinstance(item, dict) else None
-            event = self.kinds.get(kind) if type(kind) is str else None
-            if event is None:
+            given = item.pop("type", None) if isinstance(item, dict) else None
+            kind = self.kinds.get(given) if type(given) is str else None
+            if kind is None:
                 problems.append({"index": index, "fields": {"type": f"must be one of {', '.join(self.kinds)}"}})
                 problem_kinds.append("batch")
                 continue
             try:
                 # item no longer holds "type" (popped above)
-                row = self._scrub(event, self.event_time.parse(event, item, remote_ip, created, sent_at), request)
+                row = self._scrub(kind, self.event_time.parse(kind, item, remote_ip, created, sent_at), request)
             except InvalidEvent as e:
                 problems.append({"index": index, "fields": e.fields})
-                problem_kinds.append(event.name)
+                problem_kinds.append(kind.name)
                 continue
-            if self.suppression.holds(event, row):
-                suppressed.append((index, row[event.message_id_index], event.name))
+            if self.suppression.holds(kind, row):
+                suppressed.append((index, row[kind.message_id_index], kind.name))
                 continue
-            rows, indexes = groups.setdefault(event.name, ([], []))
+            rows, indexes = groups.setdefault(kind.name, ([], []))
             rows.append(row)
             indexes.append(index)
         if problems:
-            per_kind = grouped(groups)
-            for kind in problem_kinds:
-                per_kind[kind] = per_kind.get(kind, 0) + 1
-            self._batch_refused(per_kind, "invalid")
+            counts = grouped(groups)
+            for name in problem_kinds:
+                counts[name] = counts.get(name, 0) + 1
+            self._batch_refused(counts, "invalid")
             return json_response(request, 400, {"error": "invalid batch: nothing was stored",
                                                  "events": problems})
         if not groups:  # every event suppressed
             return self._batch_done(None, request, groups, suppressed)
-        work = [(self.kinds[kind], rows) for kind, (rows, _) in groups.items()]
+        work = [(self.kinds[name], rows) for name, (rows, _) in groups.items()]
         try:
             d = self.batcher.submit_batch(work, len(items))
         except Overloaded:

@@ -32,10 +32,10 @@ VALUES: list[object] = [
 ]
 
 
-def server_takes(event: Kind, seen: dict[str, object]) -> bool:
+def server_takes(kind: Kind, seen: dict[str, object]) -> bool:
     data = {k: ServerNumber(v) if isinstance(v, JSONNumber) else v for k, v in seen.items()}
     try:
-        parse_event(event, data, "", None)  # type: ignore[arg-type]
+        parse_event(kind, data, "", None)  # type: ignore[arg-type]
     except InvalidEvent:
         return False
     return True
