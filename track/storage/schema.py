@@ -175,12 +175,12 @@ def fit_kinds(
     cursor = conn.cursor()
     fitted = {}
     try:
-        for name, event in kinds.items():
-            have = dialect.column_names(cursor, event.table)
-            missing = [c for c in event.columns if c not in have]
+        for name, kind in kinds.items():
+            have = dialect.column_names(cursor, kind.table)
+            missing = [c for c in kind.columns if c not in have]
             if missing:
-                raise SchemaError(f"table {event.table} lacks column(s) {', '.join(missing)}")
-            fitted[name] = event.with_string_limits(dialect.string_columns(cursor, event.table))
+                raise SchemaError(f"table {kind.table} lacks column(s) {', '.join(missing)}")
+            fitted[name] = kind.with_string_limits(dialect.string_columns(cursor, kind.table))
     finally:
         cursor.close()
     return fitted

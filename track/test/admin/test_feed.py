@@ -154,9 +154,9 @@ class FeedTests(TestCase):
     def test_recent_is_bounded_newest_first(self) -> None:
         recent = Recent(keep=3)
         recent.watch(0.0)
-        event = KINDS["user"]
+        kind = KINDS["user"]
         for n in range(5):
-            row = tuple({"ProfileID": n, "Region": "eu", "MessageID": f"m-{n}"}.get(c) for c in event.columns)
+            row = tuple({"ProfileID": n, "Region": "eu", "MessageID": f"m-{n}"}.get(c) for c in kind.columns)
             recent.accepted("user", row)
         ids = [e["message_id"] for e in recent.snapshot(KINDS)["accepted"]]
         self.assertEqual(ids, ["m-4", "m-3", "m-2"])

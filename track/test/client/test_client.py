@@ -82,10 +82,10 @@ class TrackTests(ClientTestCase):
 
     def test_required_fields_come_from_the_servers_field_tables(self) -> None:
         client = self.client(DeadPort().url)
-        for name, event in KINDS.items():
+        for name, kind in KINDS.items():
             with self.assertRaises(InvalidEventError) as caught:
                 client.track(name, {})
-            self.assertEqual(set(caught.exception.fields), {f.name for f in event.fields if f.required}, name)
+            self.assertEqual(set(caught.exception.fields), {f.name for f in kind.fields if f.required}, name)
 
     def test_optional_fields_of_the_tables_are_known_without_a_list_here(self) -> None:
         fake = self.collector()

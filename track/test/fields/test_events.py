@@ -142,10 +142,10 @@ class ParseEventTests(SynchronousTestCase):
     def test_empty_optional_values(self) -> None:
         """An empty optional string is stored as given; an empty optional
         number means not given (the README's API section says both)."""
-        event = KINDS["user"]
+        kind = KINDS["user"]
         data = dict(FULL["user"][0], Referrer="", Message="")
-        row = parse_event(event, data, "", NOW)
-        self.assertEqual((row[event.columns.index("Referrer")], row[event.columns.index("Message")]), ("", ""))
+        row = parse_event(kind, data, "", NOW)
+        self.assertEqual((row[kind.columns.index("Referrer")], row[kind.columns.index("Message")]), ("", ""))
         session = KINDS["session"]
         row = parse_event(session, dict(FULL["session"][0], ProfileID=""), "", NOW)
         self.assertIsNone(row[session.columns.index("ProfileID")])
@@ -175,13 +175,13 @@ class ParseEventTests(SynchronousTestCase):
             self.assertEqual(row[event.message_id_index], "client-id:1")
 
     def test_the_server_assigns_a_uuid_message_id_when_none_is_sent(self) -> None:
-        event = KINDS["user"]
-        ids = {parse_event(event, FULL["user"][0], "", NOW)[event.message_id_index] for _ in range(3)}
+        kind = KINDS["user"]
+        ids = {parse_event(kind, FULL["user"][0], "", NOW)[kind.message_id_index] for _ in range(3)}
         self.assertEqual(len(ids), 3)
         for message_id in ids:
             self.assertEqual(str(uuid.UUID(message_id)), message_id)
-        blank = parse_event(event, dict(FULL["user"][0], MessageID=""), "", NOW)
-        self.assertEqual(len(blank[event.message_id_index]), 36)
+        blank = parse_event(kind, dict(FULL["user"][0], MessageID=""), "", NOW)
+        self.assertEqual(len(blank[kind.message_id_index]), 36)
 
     def test_a_forked_child_assigns_message_ids_of_its_own(self) -> None:
         parent = new_message_id()
@@ -199,13 +199,13 @@ class ParseEventTests(SynchronousTestCase):
         self.assertEqual(new_message_id()[:24], parent[:24])
 
     def test_message_ids_are_checked(self) -> None:
-        event = KINDS["user"]
+        kind = KINDS["user"]
         for good in ("a", "0b1f.2_3:4-5", "x" * 64, "550e8400-e29b-41d4-a716-446655440000"):
-            self.assertEqual(parse_event(event, dict(FULL["user"][0], MessageID=good), "", NOW)
-                             [event.message_id_index], good)
+            self.assertEqual(parse_event(kind, dict(FULL["user"][0], MessageID=good), "", NOW)
+                             [kind.message_id_index], good)
         for bad in ("x" * 65, "a b", "a/b", "é", 5, None, "id\n"):
             with self.subTest(bad=bad):
-                error = self.assertRaises(InvalidEvent, parse_event, event,
+                error = self.assertRaises(InvalidEvent, parse_event, kind,
                                           dict(FULL["user"][0], MessageID=bad), "", NOW)
                 self.assertEqual(list(error.fields), ["MessageID"])
 

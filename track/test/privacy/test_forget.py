@@ -78,9 +78,9 @@ class DatabaseTests(TestCase):
         self.assertEqual(receipt["tables"], {e.table: 5 for e in KINDS.values()})
         self.assertEqual(receipt["profile_id"], 7)
         self.assertIn("time", receipt)
-        for event in KINDS.values():
-            self.assertEqual(execute(dsn, f"SELECT ProfileID, COUNT(*) FROM {event.table} GROUP BY ProfileID"),
-                             [(8, 5)], event.table)
+        for kind in KINDS.values():
+            self.assertEqual(execute(dsn, f"SELECT ProfileID, COUNT(*) FROM {kind.table} GROUP BY ProfileID"),
+                             [(8, 5)], kind.table)
 
     def test_mariadb_every_table(self) -> None:
         if MYSQL_SKIP:

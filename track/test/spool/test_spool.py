@@ -41,12 +41,12 @@ def segments(spool: Spool) -> list[str]:
 
 class RecordTests(SynchronousTestCase):
     def test_a_record_decodes_to_exactly_the_row(self) -> None:
-        for event, row in ((PURCHASE, purchase(1)),
+        for kind, row in ((PURCHASE, purchase(1)),
                            (KINDS["item"], parse_event(KINDS["item"], {
                                "ProfileID": "1", "Region": "eu", "ItemName": "a", "ItemType": "b",
                                "IsUGC": "true"}, "10.0.0.1", NOW))):
-            (payload,) = parse_segment(SEGMENT_MAGIC + encode(event, row)).payloads
-            self.assertEqual(decode(payload, KINDS), (event, row))
+            (payload,) = parse_segment(SEGMENT_MAGIC + encode(kind, row)).payloads
+            self.assertEqual(decode(payload, KINDS), (kind, row))
 
 
 class SpoolTests(TestCase):

@@ -33,9 +33,9 @@ class LateColumnsMixin:
         assert kinds is not None
         store = Store(dialect_for(self.dsn))
         self.addCleanup(store.close)
-        event = kinds["item"]
-        rows = [parse_event(event, item, "203.0.113.9", NOW) for item in items]
-        self.assertEqual((yield store.insert(event, rows)), None)
+        kind = kinds["item"]
+        rows = [parse_event(kind, item, "203.0.113.9", NOW) for item in items]
+        self.assertEqual((yield store.insert(kind, rows)), None)
 
     @inlineCallbacks
     def test_language_and_is_rented_are_stored(self: Any) -> Any:

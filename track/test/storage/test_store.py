@@ -119,11 +119,11 @@ class StoreTestsMixin(_MixinBase):
 
     @inlineCallbacks
     def test_a_duplicate_does_not_hide_a_data_error(self) -> Any:
-        event = KINDS["user"]
-        good = parse_event(event, {"ProfileID": "1", "Region": "eu", "MessageID": "dup"}, "ip", NOW)
-        yield self.store.insert(event, [good])
+        kind = KINDS["user"]
+        good = parse_event(kind, {"ProfileID": "1", "Region": "eu", "MessageID": "dup"}, "ip", NOW)
+        yield self.store.insert(kind, [good])
         bad = (None, *good[1:4], "bad-1", *good[5:])  # ProfileID NULL in a NOT NULL column
-        outcome = yield self.store.insert(event, [good, bad])
+        outcome = yield self.store.insert(kind, [good, bad])
         self.assertEqual(outcome[0], None)
         self.assertIsInstance(outcome[1], Refusal)
         self.assertEqual(self.select("SELECT MessageID FROM UserEvent"), [("dup",)])
@@ -259,10 +259,10 @@ class OriginalSchemaTests(TestCase):
         prepare_database(self.dsn)
         store = Store(dialect_for(self.dsn))
         self.addCleanup(store.close)
-        event = KINDS["item"]
-        row = parse_event(event, {"ProfileID": "1", "Region": "eu", "ItemName": "n", "ItemType": "t",
+        kind = KINDS["item"]
+        row = parse_event(kind, {"ProfileID": "1", "Region": "eu", "ItemName": "n", "ItemType": "t",
                                   "IsUGC": "0"}, "203.0.113.9", NOW)
-        self.assertIsNone((yield store.insert(event, [row])))
+        self.assertIsNone((yield store.insert(kind, [row])))
         self.assertEqual(execute(self.dsn, "SELECT RemoteIP, IsUGC, IsRented FROM ItemEvent"),
                          [("203.0.113.9", 0, 0)])
 

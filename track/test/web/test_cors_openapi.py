@@ -193,9 +193,9 @@ class OpenAPITests(SynchronousTestCase):
         self.assertEqual(envelope["required"], ["events"])
         items = envelope["properties"]["events"]["items"]["oneOf"]
         self.assertEqual([i["properties"]["type"]["enum"] for i in items], [[k] for k in KINDS])
-        for item, event in zip(items, KINDS.values(), strict=True):
-            self.assertEqual(list(item["properties"])[1:], [*(f.name for f in event.fields), "Timestamp"])
-            self.assertEqual(item["required"], ["type", *(f.name for f in event.fields if f.required)])
+        for item, kind in zip(items, KINDS.values(), strict=True):
+            self.assertEqual(list(item["properties"])[1:], [*(f.name for f in kind.fields), "Timestamp"])
+            self.assertEqual(item["required"], ["type", *(f.name for f in kind.fields if f.required)])
         self.assertEqual(set(op["responses"]), {"201", "400", "403", "408", "413", "415", "429", "500", "503"})
         self.assertEqual(op["responses"]["201"]["content"]["application/json"]["schema"]["required"],
                          ["stored", "message_ids"])

@@ -62,10 +62,10 @@ def field_values(f: Any) -> st.SearchStrategy[Any]:
 
 @st.composite
 def valid_events(draw: Any) -> tuple[Any, dict[str, Any]]:
-    event = KINDS[draw(st.sampled_from(sorted(KINDS)))]
-    data = {f.name: draw(field_values(f)) for f in event.fields
+    kind = KINDS[draw(st.sampled_from(sorted(KINDS)))]
+    data = {f.name: draw(field_values(f)) for f in kind.fields
             if f.required or draw(st.booleans())}
-    return event, data
+    return kind, data
 
 
 class FieldProperties(SynchronousTestCase):
