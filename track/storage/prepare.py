@@ -104,4 +104,4 @@ def load_limits(directory: str) -> dict[str, Kind]:
             limits = json.load(f)
     except (OSError, ValueError):
         return dict(KINDS)
-    return {kind: event.with_string_limits(limits.get(kind, {})) for kind, event in KINDS.items()}
+    return {name: kind.with_string_limits(limits.get(name, {})) for name, kind in KINDS.items()}

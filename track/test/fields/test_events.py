@@ -123,20 +123,20 @@ REQUIRED = {
 
 class ParseEventTests(SynchronousTestCase):
     def test_the_seed_api_fields_and_required_sets(self) -> None:
-        for kind, required in REQUIRED.items():
-            event = KINDS[kind]
-            self.assertEqual({f.name for f in event.fields if f.required}, required)
-            self.assertEqual({f.name for f in event.fields}, set(FULL[kind][0]) | {"MessageID"})
+        for name, required in REQUIRED.items():
+            kind = KINDS[name]
+            self.assertEqual({f.name for f in kind.fields if f.required}, required)
+            self.assertEqual({f.name for f in kind.fields}, set(FULL[name][0]) | {"MessageID"})
 
     def test_language_is_optional_and_at_most_16_characters(self) -> None:
-        for kind, (data, _) in FULL.items():
-            event = KINDS[kind]
-            columns = event.columns
+        for name, (data, _) in FULL.items():
+            kind = KINDS[name]
+            columns = kind.columns
             without = {k: v for k, v in data.items() if k != "Language"}
-            self.assertIsNone(parse_event(event, without, "", NOW)[columns.index("Language")], kind)
-            row = parse_event(event, dict(data, Language="x" * 16), "", NOW)
+            self.assertIsNone(parse_event(kind, without, "", NOW)[columns.index("Language")], name)
+            row = parse_event(kind, dict(data, Language="x" * 16), "", NOW)
             self.assertEqual(row[columns.index("Language")], "x" * 16)
-            error = self.assertRaises(InvalidEvent, parse_event, event, dict(data, Language="x" * 17), "", NOW)
+            error = self.assertRaises(InvalidEvent, parse_event, kind, dict(data, Language="x" * 17), "", NOW)
             self.assertEqual(error.fields, {"Language": "must be at most 16 characters"})
 
     def test_empty_optional_values(self) -> None:
@@ -151,28 +151,28 @@ class ParseEventTests(SynchronousTestCase):
         self.assertIsNone(row[session.columns.index("ProfileID")])
 
     def test_is_rented_is_an_optional_bool_of_items_only_and_false_by_default(self) -> None:
-        event = KINDS["item"]
-        index = event.columns.index("IsRented")
+        kind = KINDS["item"]
+        index = kind.columns.index("IsRented")
         data = {k: v for k, v in FULL["item"][0].items() if k != "IsRented"}
-        self.assertIs(parse_event(event, data, "", NOW)[index], False)
-        self.assertIs(parse_event(event, dict(data, IsRented=""), "", NOW)[index], False)
-        self.assertIs(parse_event(event, dict(data, IsRented=True), "", NOW)[index], True)
-        self.assertIs(parse_event(event, dict(data, IsRented="0"), "", NOW)[index], False)
-        error = self.assertRaises(InvalidEvent, parse_event, event, dict(data, IsRented="yes"), "", NOW)
+        self.assertIs(parse_event(kind, data, "", NOW)[index], False)
+        self.assertIs(parse_event(kind, dict(data, IsRented=""), "", NOW)[index], False)
+        self.assertIs(parse_event(kind, dict(data, IsRented=True), "", NOW)[index], True)
+        self.assertIs(parse_event(kind, dict(data, IsRented="0"), "", NOW)[index], False)
+        error = self.assertRaises(InvalidEvent, parse_event, kind, dict(data, IsRented="yes"), "", NOW)
         self.assertEqual(list(error.fields), ["IsRented"])
-        for kind in ("session", "user", "purchase"):
-            error = self.assertRaises(InvalidEvent, parse_event, KINDS[kind],
-                                      dict(FULL[kind][0], IsRented="1"), "", NOW)
+        for name in ("session", "user", "purchase"):
+            error = self.assertRaises(InvalidEvent, parse_event, KINDS[name],
+                                      dict(FULL[name][0], IsRented="1"), "", NOW)
             self.assertEqual(error.fields, {"IsRented": "unknown field"})
 
     def test_complete_events_give_their_rows(self) -> None:
-        for kind, (data, expected) in FULL.items():
-            event = KINDS[kind]
-            row = parse_event(event, dict(data, MessageID="client-id:1"), "192.0.2.1", NOW)
-            server = ("192.0.2.1", NOW) if event.remote_ip_column else (NOW,)
+        for name, (data, expected) in FULL.items():
+            kind = KINDS[name]
+            row = parse_event(kind, dict(data, MessageID="client-id:1"), "192.0.2.1", NOW)
+            server = ("192.0.2.1", NOW) if kind.remote_ip_column else (NOW,)
             self.assertEqual(row, (*expected, "client-id:1", *server))
-            self.assertEqual(len(row), len(event.columns))
-            self.assertEqual(row[event.message_id_index], "client-id:1")
+            self.assertEqual(len(row), len(kind.columns))
+            self.assertEqual(row[kind.message_id_index], "client-id:1")
 
     def test_the_server_assigns_a_uuid_message_id_when_none_is_sent(self) -> None:
         kind = KINDS["user"]

@@ -87,9 +87,9 @@ class StoreTestsMixin(_MixinBase):
                          "GrossAmount": "123456789012345.6789", "NetAmount": "-0.0001",
                          "PaymentProvider": "p", "Product": "x"},
         }
-        for kind, data in samples.items():
-            event = KINDS[kind]
-            outcome = yield self.store.insert(event, [parse_event(event, data, "192.0.2.7", NOW)])
+        for name, data in samples.items():
+            kind = KINDS[name]
+            outcome = yield self.store.insert(kind, [parse_event(kind, data, "192.0.2.7", NOW)])
             self.assertIsNone(outcome)
         self.assertEqual(self.select("SELECT ProfileID, Region, Referrer, RemoteIP FROM UserEvent"),
                          [(-7, "us", "r", "192.0.2.7")])

@@ -170,15 +170,15 @@ class OpenAPITests(SynchronousTestCase):
 
     def test_every_endpoint_and_field_is_described_from_the_field_tables(self) -> None:
         self.assertTrue(self.doc["openapi"].startswith("3."))
-        for kind, event in KINDS.items():
-            op = self.doc["paths"][f"/api/1.0/track/{kind}/"]["post"]
+        for name, kind in KINDS.items():
+            op = self.doc["paths"][f"/api/1.0/track/{name}/"]["post"]
             for media in ("application/x-www-form-urlencoded", "application/json", "text/plain",
                           "multipart/form-data"):
                 schema = op["requestBody"]["content"][media]["schema"]
-                self.assertEqual(list(schema["properties"]), [*(f.name for f in event.fields), "Timestamp"])
-                self.assertEqual(schema["required"], [f.name for f in event.fields if f.required])
+                self.assertEqual(list(schema["properties"]), [*(f.name for f in kind.fields), "Timestamp"])
+                self.assertEqual(schema["required"], [f.name for f in kind.fields if f.required])
                 self.assertIs(schema["additionalProperties"], False)
-                for f in event.fields:
+                for f in kind.fields:
                     if f.type == "string":
                         self.assertEqual(schema["properties"][f.name]["maxLength"], f.max_length)
             self.assertEqual(set(op["responses"]), {"201", "400", "403", "408", "413", "415", "429", "500", "503"})
