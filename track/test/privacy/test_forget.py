@@ -43,15 +43,15 @@ def row(kind: str, profile_id: int, message_id: str) -> tuple[Any, ...]:
     return parse_event(KINDS[kind], fields, "198.51.100.1", CREATED)
 
 
-def insert(dsn: Any, kind: str, rows: list[tuple[Any, ...]]) -> None:
+def insert(dsn: Any, name: str, rows: list[tuple[Any, ...]]) -> None:
     dialect = dialect_for(dsn)
-    event = KINDS[kind]
-    columns = ", ".join(event.columns)
-    marks = ", ".join([dialect.placeholder] * len(event.columns))
+    kind = KINDS[name]
+    columns = ", ".join(kind.columns)
+    marks = ", ".join([dialect.placeholder] * len(kind.columns))
     conn = dialect.connect()
     try:
         cursor = conn.cursor()
-        cursor.executemany(f"INSERT INTO {event.table} ({columns}) VALUES ({marks})", [dialect.adapt(r) for r in rows])
+        cursor.executemany(f"INSERT INTO {kind.table} ({columns}) VALUES ({marks})", [dialect.adapt(r) for r in rows])
         conn.commit()
     finally:
         conn.close()

@@ -103,15 +103,15 @@ class StoreTestsMixin(_MixinBase):
 
     @inlineCallbacks
     def test_a_repeated_message_id_stores_nothing_new(self) -> Any:
-        event = KINDS["user"]
+        kind = KINDS["user"]
 
         def row(message_id: str, profile: str) -> tuple[Any, ...]:
-            return parse_event(event, {"ProfileID": profile, "Region": "eu", "MessageID": message_id},
+            return parse_event(kind, {"ProfileID": profile, "Region": "eu", "MessageID": message_id},
                                "10.0.0.1", NOW)
 
-        self.assertIsNone((yield self.store.insert(event, [row("m-1", "1"), row("m-2", "2")])))
-        # A retry, a retry inside one batch, and a new event beside them.
-        self.assertIsNone((yield self.store.insert(event, [row("m-1", "1"), row("m-3", "3"), row("m-3", "3")])))
+        self.assertIsNone((yield self.store.insert(kind, [row("m-1", "1"), row("m-2", "2")])))
+        # A retry, a retry inside one batch, and a new kind beside them.
+        self.assertIsNone((yield self.store.insert(kind, [row("m-1", "1"), row("m-3", "3"), row("m-3", "3")])))
         self.assertEqual(
             self.select("SELECT MessageID, ProfileID FROM UserEvent ORDER BY MessageID"),
             [("m-1", 1), ("m-2", 2), ("m-3", 3)],

@@ -127,8 +127,8 @@ class FuzzTests(TestCase):
 
         yield gatherResults([limit.run(one, i) for i in range(REQUESTS)])
         # MessageIDs are unique per table: a fuzzed one may be stored once in each.
-        stored_ids = [(kind, m) for kind, event in KINDS.items()
-                      for (m,) in execute(dsn, f"SELECT MessageID FROM {event.table}")]
+        stored_ids = [(name, m) for name, kind in KINDS.items()
+                      for (m,) in execute(dsn, f"SELECT MessageID FROM {kind.table}")]
         stored = len(stored_ids)
         print(f"\nfuzz: {REQUESTS} requests, answers {dict(sorted(statuses.items()))}, "
               f"rows stored {stored}")
