@@ -114,7 +114,7 @@ class Store:
         self.transactions = Transactions(dialect, lambda: self.on_reconnect())
 
     def statement(self, kind: Kind) -> Statement:
-        """The INSERT for `event`'s table, built once per table."""
+        """The INSERT for `kind`'s table, built once per table."""
         stmt = self._statements.get(kind.table)
         if stmt is None:
             q = self.dialect.quote
