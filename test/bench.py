@@ -479,10 +479,10 @@ def build_spool(directory: str, events: int) -> None:
     code (called synchronously here: the bench is its only thread)."""
     from datetime import datetime
 
-    from track.fields.kinds import EVENT_TYPES, parse_event
+    from track.fields.kinds import KINDS, parse_event
     from track.spool import Spool, encode
 
-    session = EVENT_TYPES["session"]
+    session = KINDS["session"]
     spool = Spool(directory, 1 << 62, None)
     spool.open()
     created = datetime(2026, 11, 29, 12, 0, 0)

@@ -19,13 +19,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from track.types import Refusal, Row
+from track.types import BatchRefusal, Row
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
     from twisted.web.iweb import IRequest
 
-    from track.fields.kinds import EventType
+    from track.fields.kinds import Kind
 
 
 class Health(Protocol):
@@ -64,6 +64,6 @@ NO_TAP: EventTap = NoTap()
 
 
 class InsertTogether(Protocol):
-    def __call__(self, groups: Sequence[tuple[EventType, Sequence[Row]]], /) -> Deferred[list[Refusal] | None]:
+    def __call__(self, groups: Sequence[tuple[Kind, Sequence[Row]]], /) -> Deferred[list[BatchRefusal] | None]:
         """Store every group's rows in one transaction (or one spool
         append); the refused rows as (group, row, why), or None."""

@@ -13,7 +13,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-# One event's column values, in its EventType's column order.
+# One event's column values, in its Kind's column order.
 Row = tuple[Any, ...]
 
 
@@ -22,12 +22,12 @@ class Verdict(enum.Enum):
     dialect decides; nothing else relabels a failure)."""
 
     OUTAGE = "the database cannot take writes now"  # spool, or 503
-    ROW = "this row cannot be stored"  # 400 for that request alone
+    REFUSED = "this row cannot be stored"  # 400 for that request alone
     BUG = "a failure nobody expected"  # 500, logged, nothing acknowledged
 
 
 @dataclass(frozen=True)
-class RowError:
+class Refusal:
     """Why the database refused one row, as the client will see it:
     `column` is "" when the database's message names none."""
 
@@ -51,20 +51,20 @@ class Overloaded(Exception):
     """Too many events are waiting for the database; the client should retry."""
 
 
-class RowRejected(Exception):
-    """The database refused this event's row; `error` says why."""
+class Refused(Exception):
+    """The database refused this event's row; `refusal` says why."""
 
-    def __init__(self, error: RowError) -> None:
-        super().__init__(f"{error.column}: {error.reason}")
-        self.error = error
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(f"{refusal.column}: {refusal.reason}")
+        self.refusal = refusal
 
 
 # A refused row of a batch request: (group, row within it, why).
-Refusal = tuple[int, int, RowError]
+BatchRefusal = tuple[int, int, Refusal]
 
-# Per row: None (stored), RowError (refused: the client's value),
+# Per row: None (stored), Refusal (refused: the client's value),
 # Unavailable (not stored: try again) or InternalError (not stored: a bug).
-Outcome = list["RowError | Unavailable | InternalError | None"]
+Outcome = list["Refusal | Unavailable | InternalError | None"]
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from itertools import islice
 from typing import Any
 
-from track.fields.kinds import EventType
+from track.fields.kinds import Kind
 from track.web.eventpath import path_kind
 
 KEEP = 1000  # entries of each list, per process (--admin-keep)
@@ -116,16 +116,16 @@ class Recent:
     def held(self) -> dict[str, int]:
         return {"accepted": len(self._accepted), "rejected": len(self._rejected)}
 
-    def snapshot(self, event_types: Mapping[str, EventType],
+    def snapshot(self, kinds: Mapping[str, Kind],
                  limit: int | None = None) -> dict[str, list[dict[str, Any]]]:
         """Both lists as JSON-ready dicts, newest first (the newest `limit`
         of each: only those are turned into dicts)."""
         accepted = []
-        for when, kind, row in islice(reversed(self._accepted), limit):
-            event = event_types.get(kind)
-            columns = event.columns if event is not None else tuple(f"{i}" for i in range(len(row)))
-            fields = {name: _plain(value) for name, value in zip(columns, row, strict=False)}
-            accepted.append({"time": when, "kind": kind, "message_id": fields.pop("MessageID", None),
+        for when, name, row in islice(reversed(self._accepted), limit):
+            kind = kinds.get(name)
+            columns = kind.columns if kind is not None else tuple(f"{i}" for i in range(len(row)))
+            fields = {column: _plain(value) for column, value in zip(columns, row, strict=False)}
+            accepted.append({"time": when, "kind": name, "message_id": fields.pop("MessageID", None),
                              "fields": fields})
         rejected = []
         for entry in islice(reversed(self._rejected), limit):

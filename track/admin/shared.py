@@ -31,7 +31,7 @@ from twisted.internet.task import LoopingCall
 
 from track.admin.health import merge_health
 from track.admin.recent import SHOWN, WATCH_SECONDS, Recent
-from track.fields.kinds import EventType
+from track.fields.kinds import Kind
 from track.seams import Health
 
 REPORT_SECONDS = 0.5
@@ -132,11 +132,11 @@ class WorkerReport(Service):
     its latest events into recent-<i>.json."""
 
     def __init__(self, shared: SharedHealth, refresh: Callable[[], None], recent: Recent | None,
-                 event_types: Mapping[str, EventType], clock: Any) -> None:
+                 kinds: Mapping[str, Kind], clock: Any) -> None:
         self.shared = shared
         self.refresh = refresh
         self.recent = recent
-        self.event_types = event_types
+        self.kinds = kinds
         self._written: tuple[int, str] | None = None
         self._loop = LoopingCall(self.report)
         self._loop.clock = clock
@@ -170,7 +170,7 @@ class WorkerReport(Service):
                 self._written = (recent.version, mode)
                 limit = None if mode == "all" else SHOWN
                 replace_json(recent_file(directory, index),
-                             {"worker": index, **recent.snapshot(self.event_types, limit), "held": recent.held()})
+                             {"worker": index, **recent.snapshot(self.kinds, limit), "held": recent.held()})
             # "recording": this worker writes its latest events out for the
             # open page; "holding": "latest" (the newest SHOWN) or "all".
             replace_json(worker_file(directory, index),

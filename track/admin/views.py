@@ -14,7 +14,7 @@ from prometheus_client.metrics_core import Metric
 from track.admin.health import merge_health, one_worker
 from track.admin.recent import KEEP, SHOWN, WATCH_SECONDS, Recent
 from track.admin.shared import read_all, touch_watching
-from track.fields.kinds import EventType
+from track.fields.kinds import Kind
 from track.metrics import Metrics, collect_directory, render_directory
 from track.seams import Health
 
@@ -90,12 +90,12 @@ class LocalView:
     """One process: its own metrics, writer and buffers."""
 
     def __init__(self, about: About, metrics: Metrics, health: Health, recent: Recent,
-                 event_types: Mapping[str, EventType]) -> None:
+                 kinds: Mapping[str, Kind]) -> None:
         self.about = about
         self._metrics = metrics
         self._health = health
         self._recent = recent
-        self._event_types = event_types
+        self._kinds = kinds
 
     def health(self) -> dict[str, Any]:
         return one_worker(self._health.health(), self.about.started, self._health.ready(), self._recent.live)
@@ -111,7 +111,7 @@ class LocalView:
 
     def recent(self, limit: int | None = None) -> dict[str, Any]:
         self._recent.watch(time.time())
-        return {**self._recent.snapshot(self._event_types, limit), "held": self._recent.held()}
+        return {**self._recent.snapshot(self._kinds, limit), "held": self._recent.held()}
 
     def keep(self) -> int:
         return self._recent.keep

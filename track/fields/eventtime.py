@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from track.fields.kinds import EventType, InvalidEvent, parse_event
+from track.fields.kinds import InvalidEvent, Kind, parse_event
 from track.fields.values import Invalid
 
 TIMESTAMP = "Timestamp"
@@ -105,12 +105,12 @@ class EventTime:
         except OverflowError:  # past year 9999 or before year 1, with a window that wide
             raise Invalid("is out of range (years 1 to 9999)") from None
 
-    def parse(self, event: EventType, data: dict[str, object], remote_ip: str, now: datetime,
+    def parse(self, kind: Kind, data: dict[str, object], remote_ip: str, now: datetime,
               sent_at: int | None) -> tuple[Any, ...]:
         """parse_event for an event that may carry a Timestamp (taken out of
         `data`): every bad field named at once, the Timestamp's too."""
         if TIMESTAMP not in data:
-            return parse_event(event, data, remote_ip, now)
+            return parse_event(kind, data, remote_ip, now)
         stamp = data.pop(TIMESTAMP)
         problem = None
         created = now
@@ -122,7 +122,7 @@ class EventTime:
             except Invalid as e:
                 problem = str(e)
         try:
-            row = parse_event(event, data, remote_ip, created)
+            row = parse_event(kind, data, remote_ip, created)
         except InvalidEvent as e:
             if problem is not None:
                 e.fields[TIMESTAMP] = problem

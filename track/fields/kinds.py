@@ -83,7 +83,7 @@ IS_RENTED = Field("IsRented", "bool", False, default=_false)  # the column's DEF
 
 
 @dataclass(frozen=True)
-class EventType:
+class Kind:
     """One endpoint: its table, client fields and server-filled columns."""
 
     name: str
@@ -97,7 +97,7 @@ class EventType:
         server = ("RemoteIP", "Created") if self.remote_ip_column else ("Created",)
         return tuple(f.name for f in self.fields) + server
 
-    def with_string_limits(self, limits: Mapping[str, Sequence[Any]]) -> EventType:
+    def with_string_limits(self, limits: Mapping[str, Sequence[Any]]) -> Kind:
         """This event with string fields limited as `limits` says:
         column name -> (length in characters, bmp_only)."""
         fields = tuple(
@@ -114,10 +114,10 @@ class EventType:
         return self.columns.index("MessageID")
 
 
-EVENT_TYPES: dict[str, EventType] = {
+KINDS: dict[str, Kind] = {
     e.name: e
     for e in (
-        EventType(
+        Kind(
             "session",
             "SessionEvent",
             (
@@ -132,7 +132,7 @@ EVENT_TYPES: dict[str, EventType] = {
             ),
             remote_ip_column=False,
         ),
-        EventType(
+        Kind(
             "user",
             "UserEvent",
             (
@@ -145,7 +145,7 @@ EVENT_TYPES: dict[str, EventType] = {
             ),
             remote_ip_column=True,
         ),
-        EventType(
+        Kind(
             "item",
             "ItemEvent",
             (
@@ -162,7 +162,7 @@ EVENT_TYPES: dict[str, EventType] = {
             ),
             remote_ip_column=True,
         ),
-        EventType(
+        Kind(
             "purchase",
             "PurchaseEvent",
             (
@@ -183,7 +183,7 @@ EVENT_TYPES: dict[str, EventType] = {
 
 
 def parse_event(
-    event: EventType, data: Mapping[str, object], remote_ip: str, created: datetime
+    kind: Kind, data: Mapping[str, object], remote_ip: str, created: datetime
 ) -> tuple[Any, ...]:
     """Check every field of one event; return its row in `event.columns` order.
 
@@ -193,7 +193,7 @@ def parse_event(
     errors: dict[str, str] = {}
     row: list[Any] = []
     present = 0
-    for f in event.fields:
+    for f in kind.fields:
         if f.name not in data:
             if f.required:
                 errors[f.name] = "is required"
@@ -216,11 +216,11 @@ def parse_event(
             except Invalid as e:
                 errors[f.name] = str(e)
     if present != len(data):
-        known = {f.name for f in event.fields}
+        known = {f.name for f in kind.fields}
         errors.update((name, "unknown field") for name in data if name not in known)
     if errors:
         raise InvalidEvent(errors)
-    if event.remote_ip_column:
+    if kind.remote_ip_column:
         row.append(remote_ip)
     row.append(created)
     return tuple(row)

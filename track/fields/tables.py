@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from track.fields.kinds import EventType
+from track.fields.kinds import Kind
 
-Subscriber = Callable[[Mapping[str, EventType]], None]
+Subscriber = Callable[[Mapping[str, Kind]], None]
 
 
-class KindTables(dict[str, EventType]):
+class KindTables(dict[str, Kind]):
     """Event kind -> its field table, with subscribers told of every refit."""
 
-    def __init__(self, tables: Mapping[str, EventType]) -> None:
+    def __init__(self, tables: Mapping[str, Kind]) -> None:
         super().__init__(tables)
         self._subscribers: list[Subscriber] = []
 
@@ -26,7 +26,7 @@ class KindTables(dict[str, EventType]):
         """Call `subscriber(tables)` after every refit."""
         self._subscribers.append(subscriber)
 
-    def refit(self, fresh: Mapping[str, EventType]) -> None:
+    def refit(self, fresh: Mapping[str, Kind]) -> None:
         """The field limits are now `fresh`: change them, tell every subscriber."""
         self.update(fresh)
         for subscriber in self._subscribers:

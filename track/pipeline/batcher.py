@@ -25,11 +25,11 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
-from track.fields.kinds import EventType
+from track.fields.kinds import Kind
 from track.seams import InsertTogether
-from track.types import InternalError, Outcome, Overloaded, Refusal, Row, RowError, RowRejected
+from track.types import BatchRefusal, InternalError, Outcome, Overloaded, Refusal, Refused, Row
 
-InsertFn = Callable[[EventType, Sequence[Row]], "Deferred[Outcome | None]"]
+InsertFn = Callable[[Kind, Sequence[Row]], "Deferred[Outcome | None]"]
 
 DEFAULT_BATCH_SIZE = 500
 DEFAULT_FLUSH_INTERVAL = 0.0  # seconds: the next reactor turn
@@ -39,7 +39,7 @@ DEFAULT_MIN_BATCH = 32  # rows gathered during a write that go at once when it c
 GATHER_SECONDS = 0.001  # how long fewer rows than that wait for more
 
 
-def _no_batches(groups: Sequence[tuple[EventType, Sequence[Row]]]) -> Deferred[list[Refusal] | None]:
+def _no_batches(groups: Sequence[tuple[Kind, Sequence[Row]]]) -> Deferred[list[BatchRefusal] | None]:
     return fail(InternalError("no insert_together was given to the Batcher"))
 
 
@@ -95,12 +95,12 @@ class Batcher:
         self.min_batch = min_batch
         self._on_flushed = on_flushed
         self.pending = 0  # buffered plus being written
-        self._buffers: dict[str, tuple[EventType, _Buffer]] = {}
+        self._buffers: dict[str, tuple[Kind, _Buffer]] = {}
         self._in_flight = 0
         self._idle: list[Deferred[None]] = []
         self._draining = False
 
-    def submit(self, event: EventType, row: Row) -> Deferred[None]:
+    def submit(self, kind: Kind, row: Row) -> Deferred[None]:
         """Queue one row; the Deferred fires once it is committed.
 
         Raises Overloaded at once when `max_pending` rows are already waiting,
@@ -108,29 +108,29 @@ class Batcher:
         """
         if self.pending >= self.max_pending:
             raise Overloaded()
-        entry = self._buffers.get(event.table)
+        entry = self._buffers.get(kind.table)
         if entry is None:
-            entry = self._buffers[event.table] = (event, _Buffer())
+            entry = self._buffers[kind.table] = (kind, _Buffer())
         buf = entry[1]
         d: Deferred[None] = Deferred()
         buf.rows.append(row)
         buf.waiters.append(d)
         self.pending += 1
         if len(buf.rows) >= self.batch_size or self._draining:
-            self._flush(event, buf)
+            self._flush(kind, buf)
         elif buf.timer is None and buf.in_flight < self.max_in_flight:
-            buf.timer = self._clock.callLater(self.flush_interval, self._flush_due, event, buf)
+            buf.timer = self._clock.callLater(self.flush_interval, self._flush_due, kind, buf)
         return d
 
-    def _flush_due(self, event: EventType, buf: _Buffer) -> None:
+    def _flush_due(self, kind: Kind, buf: _Buffer) -> None:
         """The interval is up: write now, unless the writes are busy, in which
         case the first one to finish sends these rows."""
         buf.timer = None
         if buf.in_flight < self.max_in_flight:
-            self._flush(event, buf)
+            self._flush(kind, buf)
 
-    def submit_batch(self, groups: Sequence[tuple[EventType, Sequence[Row]]],
-                     count: int) -> Deferred[list[Refusal] | None]:
+    def submit_batch(self, groups: Sequence[tuple[Kind, Sequence[Row]]],
+                     count: int) -> Deferred[list[BatchRefusal] | None]:
         """A batch request of `count` events, whose rows `insert_together`
         stores all together (one transaction, or one spool append); see
         submit_together."""
@@ -156,7 +156,7 @@ class Batcher:
         write().addBoth(written)
         return answer
 
-    def _flush(self, event: EventType, buf: _Buffer) -> None:
+    def _flush(self, kind: Kind, buf: _Buffer) -> None:
         if buf.timer is not None:
             if buf.timer.active():
                 buf.timer.cancel()
@@ -167,11 +167,11 @@ class Batcher:
         buf.rows, buf.waiters = [], []
         self._in_flight += 1
         buf.in_flight += 1
-        d = self._insert(event, rows)
+        d = self._insert(kind, rows)
         d.addCallbacks(
             self._committed, self._failed, callbackArgs=(waiters,), errbackArgs=(waiters,)
         )
-        d.addBoth(self._done, event, buf, len(rows), self._clock.seconds())
+        d.addBoth(self._done, kind, buf, len(rows), self._clock.seconds())
 
     @staticmethod
     def _committed(outcome: Outcome | None, waiters: list[Deferred[None]]) -> None:
@@ -179,8 +179,8 @@ class Batcher:
             error = outcome[i] if outcome is not None else None
             if error is None:
                 _answer(w, None)
-            elif isinstance(error, RowError):
-                _refuse(w, RowRejected(error))
+            elif isinstance(error, Refusal):
+                _refuse(w, Refused(error))
             else:  # Unavailable or InternalError: not stored
                 _refuse(w, error)
 
@@ -193,7 +193,7 @@ class Batcher:
         for w in waiters:
             _refuse(w, error)
 
-    def _done(self, _: object, event: EventType, buf: _Buffer, count: int, started: float) -> None:
+    def _done(self, _: object, kind: Kind, buf: _Buffer, count: int, started: float) -> None:
         if self._on_flushed is not None:
             self._on_flushed(count, self._clock.seconds() - started)
         self.pending -= count
@@ -203,9 +203,9 @@ class Batcher:
             # Rows arrived while the write was busy: send them now if they
             # make a worthwhile batch, else give others a moment to join.
             if len(buf.rows) >= self.min_batch or self._draining:
-                self._flush(event, buf)
+                self._flush(kind, buf)
             else:
-                buf.timer = self._clock.callLater(GATHER_SECONDS, self._flush_due, event, buf)
+                buf.timer = self._clock.callLater(GATHER_SECONDS, self._flush_due, kind, buf)
         if self._in_flight == 0:
             idle, self._idle = self._idle, []
             for d in idle:

@@ -17,11 +17,11 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
-from track.fields.kinds import EventType
+from track.fields.kinds import Kind
 from track.logs import Logger
 from track.spool import RecordError, Segment, Spool, decode
 from track.spool.deadletters import entry as dead_letter
-from track.types import Backoff, InternalError, Outcome, Row, RowError, Unavailable
+from track.types import Backoff, InternalError, Outcome, Refusal, Row, Unavailable
 
 log = Logger(namespace="track.writer")
 
@@ -33,7 +33,7 @@ REPLAY_BATCH = 1000
 class Inserts(Protocol):
     """What the replay needs of the store (track.storage.store.Store)."""
 
-    def insert(self, event: EventType, rows: Sequence[Row]) -> Deferred[Outcome | None]: ...
+    def insert(self, kind: Kind, rows: Sequence[Row]) -> Deferred[Outcome | None]: ...
 
 
 class DatabaseState(Protocol):
@@ -49,11 +49,11 @@ class Replay:
     """One replay at a time, of one spool into one store."""
 
     def __init__(self, store: Inserts, spool: Spool | None, clock: IReactorTime,
-                 event_types: dict[str, EventType], writer: DatabaseState) -> None:
+                 kinds: dict[str, Kind], writer: DatabaseState) -> None:
         self.store = store
         self.spool = spool
         self.clock = clock
-        self.event_types = event_types
+        self.kinds = kinds
         self.writer = writer
         self._replaying: Deferred[None] | None = None
         self._call: IDelayedCall | None = None
@@ -138,26 +138,26 @@ class Replay:
         letters: list[dict[str, Any]] = []
         stored = 0
         run: list[Row] = []
-        run_event: EventType | None = None
+        run_kind: Kind | None = None
         for payload in [*payloads, None]:
-            event: EventType | None = None
+            kind: Kind | None = None
             row: Row | None = None
             if payload is not None:
                 try:
-                    event, row = decode(payload, self.event_types)
+                    kind, row = decode(payload, self.kinds)
                 except (RecordError, ValueError, TypeError) as e:
                     letters.append(dead_letter(None, None, f"unreadable spool record: {e}", payload))
                     continue
-            if run and (event is not run_event or payload is None):
-                assert run_event is not None
+            if run and (kind is not run_kind or payload is None):
+                assert run_kind is not None
                 outcome: Outcome | None
                 try:
-                    outcome = await self.store.insert(run_event, run)
+                    outcome = await self.store.insert(run_kind, run)
                 except InternalError as e:
                     outcome = [e] * len(run)
-                stored += self._sort(run_event, run, outcome, letters)
+                stored += self._sort(run_kind, run, outcome, letters)
                 run = []
-            run_event = event
+            run_kind = kind
             if row is not None:
                 run.append(row)
         if letters:
@@ -168,7 +168,7 @@ class Replay:
                       kind=first.get("type", "?"), id=first.get("MessageID", "?"), error=first["error"])
         return stored, len(letters)
 
-    def _sort(self, event: EventType, rows: list[Row], outcome: Outcome | None,
+    def _sort(self, kind: Kind, rows: list[Row], outcome: Outcome | None,
               letters: list[dict[str, Any]]) -> int:
         """Count the stored rows, turn refused ones into dead letters, and
         stop the replay (Unavailable) if the database went away midway."""
@@ -178,11 +178,11 @@ class Replay:
         for row, result in zip(rows, outcome, strict=True):
             if isinstance(result, Unavailable):
                 raise Unavailable(f"the database went away during replay: {result}")
-            if isinstance(result, RowError):
+            if isinstance(result, Refusal):
                 error = f"{result.column}: {result.reason}: {result.detail}" if result.column else result.detail
-                letters.append(dead_letter(event, row, error))
+                letters.append(dead_letter(kind, row, error))
             elif isinstance(result, InternalError):
-                letters.append(dead_letter(event, row, f"internal error: {result}"))
+                letters.append(dead_letter(kind, row, f"internal error: {result}"))
         stored = sum(1 for o in outcome if o is None)
         if stored:
             self.writer.proven()

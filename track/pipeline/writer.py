@@ -21,11 +21,11 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
-from track.fields.kinds import EventType
+from track.fields.kinds import Kind
 from track.logs import Logger
 from track.pipeline.replay import PROBE_FIRST, PROBE_MAX, Inserts, Replay
 from track.spool import Spool, SpoolBroken, SpoolFull, encode
-from track.types import Backoff, Outcome, Refusal, Row, Unavailable
+from track.types import Backoff, BatchRefusal, Outcome, Row, Unavailable
 
 log = Logger(namespace="track.writer")
 
@@ -48,8 +48,8 @@ class Storage(Inserts, Protocol):
     hosts_health is for track.admin.health."""
 
     def insert_atomic(
-        self, groups: Sequence[tuple[EventType, Sequence[Row]]]
-    ) -> Deferred[list[Refusal] | None]: ...
+        self, groups: Sequence[tuple[Kind, Sequence[Row]]]
+    ) -> Deferred[list[BatchRefusal] | None]: ...
     def ping(self) -> Deferred[None]: ...
     def hosts_health(self) -> dict[str, Any] | None: ...
 
@@ -60,7 +60,7 @@ class Writer:
         store: Storage,
         spool: Spool | None,
         clock: IReactorTime,
-        event_types: dict[str, EventType],
+        kinds: dict[str, Kind],
         database_up: bool = True,
         on_up: Callable[[], Deferred[Any]] | None = None,
         outage_wait: float = 0.0,
@@ -78,7 +78,7 @@ class Writer:
         # only then does the next outage start probing from PROBE_FIRST.
         self._proven = database_up
         self._stopping = False
-        self._replay = Replay(store, spool, clock, event_types, self)
+        self._replay = Replay(store, spool, clock, kinds, self)
 
     def start(self) -> None:
         if self.up:
@@ -88,17 +88,17 @@ class Writer:
 
     # -- writing --------------------------------------------------------------
 
-    def insert(self, event: EventType, rows: Sequence[Row]) -> Deferred[Outcome | None]:
+    def insert(self, kind: Kind, rows: Sequence[Row]) -> Deferred[Outcome | None]:
         if not self.up:
-            return self._spool(event, rows)
-        d = self._bounded(self.store.insert(event, rows))
+            return self._spool(kind, rows)
+        d = self._bounded(self.store.insert(kind, rows))
         return d.addCallbacks(
-            self._stored, self._failed, callbackArgs=(event, rows), errbackArgs=([(event, rows)],)
+            self._stored, self._failed, callbackArgs=(kind, rows), errbackArgs=([(kind, rows)],)
         )
 
     def insert_atomic(
-        self, groups: Sequence[tuple[EventType, Sequence[Row]]]
-    ) -> Deferred[list[Refusal] | None]:
+        self, groups: Sequence[tuple[Kind, Sequence[Row]]]
+    ) -> Deferred[list[BatchRefusal] | None]:
         """All of a batch request or none: one transaction, or one spool append."""
         if not self.up:
             return self._spool_groups(groups)
@@ -134,11 +134,11 @@ class Writer:
         write.addBoth(answered)
         return bounded
 
-    def _proof(self, result: list[Refusal] | None) -> list[Refusal] | None:
+    def _proof(self, result: list[BatchRefusal] | None) -> list[BatchRefusal] | None:
         self.proven()
         return result
 
-    def _spool_groups(self, groups: Sequence[tuple[EventType, Sequence[Row]]]) -> Deferred[_R | None]:
+    def _spool_groups(self, groups: Sequence[tuple[Kind, Sequence[Row]]]) -> Deferred[_R | None]:
         """Spool the rows, or fail with Unavailable (a 503) when the spool is
         off, full, or its disk refuses the write: never a 201 not on disk."""
         if self.spool is None:
@@ -154,7 +154,7 @@ class Writer:
         return d.addCallbacks(_nothing, refused)
 
     def _stored(
-        self, outcome: Outcome | None, event: EventType, rows: Sequence[Row]
+        self, outcome: Outcome | None, kind: Kind, rows: Sequence[Row]
     ) -> Outcome | Deferred[Outcome | None] | None:
         if outcome is None or any(o is None for o in outcome):
             self.proven()
@@ -163,7 +163,7 @@ class Writer:
         # Part of a batch was cut off by an outage: spool that part.
         lost = [i for i, o in enumerate(outcome) if isinstance(o, Unavailable)]
         self.mark_down(str(outcome[lost[0]]))
-        d = self._spool(event, [rows[i] for i in lost])
+        d = self._spool(kind, [rows[i] for i in lost])
 
         def merge(_: object) -> Outcome | None:
             return [None if isinstance(o, Unavailable) else o for o in outcome]
@@ -171,7 +171,7 @@ class Writer:
         return d.addCallback(merge)
 
     def _failed(
-        self, failure: Failure, groups: Sequence[tuple[EventType, Sequence[Row]]]
+        self, failure: Failure, groups: Sequence[tuple[Kind, Sequence[Row]]]
     ) -> Failure | Deferred[_R | None]:
         """The database could not take the write: spool it instead.  Any
         other failure (InternalError) goes back to its requests as it is."""
@@ -180,8 +180,8 @@ class Writer:
         self.mark_down(failure.getErrorMessage())
         return self._spool_groups(groups)
 
-    def _spool(self, event: EventType, rows: Sequence[Row]) -> Deferred[Outcome | None]:
-        return self._spool_groups([(event, rows)])
+    def _spool(self, kind: Kind, rows: Sequence[Row]) -> Deferred[Outcome | None]:
+        return self._spool_groups([(kind, rows)])
 
     # -- the database going and coming back ---------------------------------------
 

@@ -116,10 +116,10 @@ def _track_service(config: Config, role: Standalone | Worker, reactor: Any, fitt
     else:
         assert spool is not None, "makeService refuses an unreachable database without a spool"
         tables = load_limits(spool.directory)
-    event_types = KindTables(tables)
+    kinds = KindTables(tables)
     if spool is not None:  # the limits to validate with if the next start finds no database
         directory = spool.directory
-        event_types.subscribe(lambda refitted: save_limits(directory, dict(refitted)))
+        kinds.subscribe(lambda refitted: save_limits(directory, dict(refitted)))
     store = Store(dialect)
     # forget --suppress: read now (when the database is there) and every 10 s.
     suppression = Suppression(initial_suppression(dialect) if fitted is not None else frozenset())
@@ -130,7 +130,7 @@ def _track_service(config: Config, role: Standalone | Worker, reactor: Any, fitt
         def fitted_now(result: Any) -> None:
             done, fresh = result
             log_migrations(dsn, done)
-            event_types.refit(fresh)  # its subscribers: the OpenAPI document, the saved limits
+            kinds.refit(fresh)  # its subscribers: the OpenAPI document, the saved limits
 
         return d.addCallback(fitted_now)
 
@@ -138,7 +138,7 @@ def _track_service(config: Config, role: Standalone | Worker, reactor: Any, fitt
         store,
         spool,
         reactor,
-        event_types,
+        kinds,
         database_up=fitted is not None,
         on_up=None if fitted is not None else database_appeared,
         outage_wait=outage_wait(config.outage_wait, dsn),
@@ -166,16 +166,16 @@ def _track_service(config: Config, role: Standalone | Worker, reactor: Any, fitt
         extra.append(ParentWatch(worker.parent, reactor))
         shared = SharedHealth(health, worker.state, worker.index, time.time())
         health = shared
-        extra.append(WorkerReport(shared, metrics.refresh, recent, event_types, reactor))
+        extra.append(WorkerReport(shared, metrics.refresh, recent, kinds, reactor))
     elif admin is not None:
         about = About(__version__, dsn.redacted(), time.time())
-        local = LocalView(about, metrics, health, recent or Recent(config.admin_keep), event_types)
+        local = LocalView(about, metrics, health, recent or Recent(config.admin_keep), kinds)
         extra.append(AdminService(admin, local, reactor, list(config.admin_hosts), config.admin_token))
     cors = CORS(list(config.cors_origins))
     app = TrackApp(
         batcher,
         reactor,
-        event_types,
+        kinds,
         config.trusted_proxies,
         cors,
         config.max_body,

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from track.fields.kinds import EventType
+from track.fields.kinds import Kind
 from track.spool.disk import append_exclusively, write_durably
 from track.spool.records import columns_of
 
@@ -27,18 +27,18 @@ DIRECTORY = "dead-letter"
 EVENTS_FILE = "events.jsonl"
 
 
-def entry(event: EventType | None, row: Sequence[Any] | None, error: str,
+def entry(kind: Kind | None, row: Sequence[Any] | None, error: str,
           record: bytes | None = None) -> dict[str, Any]:
     """One dead letter: the event as a client would send it again, the
     columns the server filled in, and why it could not be stored."""
     now = datetime.now(UTC).isoformat()
-    if event is None or row is None:
+    if kind is None or row is None:
         return {"record": (record or b"").decode("ascii", "replace"), "error": error, "time": now}
-    columns = columns_of(event, row)
-    client = {f.name for f in event.fields}
+    columns = columns_of(kind, row)
+    client = {f.name for f in kind.fields}
     return {
-        "type": event.name,
-        "MessageID": row[event.message_id_index],
+        "type": kind.name,
+        "MessageID": row[kind.message_id_index],
         "fields": {k: v for k, v in columns.items() if k in client},
         "received": {k: v for k, v in columns.items() if k not in client},
         "error": error,

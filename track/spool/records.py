@@ -2,7 +2,7 @@
 
 Format 2 (this release): a segment starts with SEGMENT_MAGIC; each record is
 `RECORD_MARK | length | crc32 | payload`, the payload a JSON object naming
-its event type and every column by name, so a later release with other
+its event kind and every column by name, so a later release with other
 field tables still reads it.  JSON is written ASCII-only, and the mark holds
 a byte (0xFF) that ASCII never has, so after a damaged record the reader
 finds the next one by searching for the mark and checking its checksum.
@@ -23,7 +23,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from track.fields.kinds import EventType
+from track.fields.kinds import Kind
 
 SEGMENT_MAGIC = b"track-spool 2\n"
 RECORD_MARK = b"\xffTRK"
@@ -56,60 +56,60 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def columns_of(event: EventType, row: Sequence[Any]) -> dict[str, Any]:
+def columns_of(kind: Kind, row: Sequence[Any]) -> dict[str, Any]:
     """A row as {column: JSON value}, NULLs left out."""
-    return {c: _plain(v) for c, v in zip(event.columns, row, strict=True) if v is not None}
+    return {c: _plain(v) for c, v in zip(kind.columns, row, strict=True) if v is not None}
 
 
-def encode(event: EventType, row: Sequence[Any]) -> bytes:
+def encode(kind: Kind, row: Sequence[Any]) -> bytes:
     """One event as a format 2 record."""
-    payload = json.dumps({"type": event.name, "columns": columns_of(event, row)},
+    payload = json.dumps({"type": kind.name, "columns": columns_of(kind, row)},
                          separators=(",", ":")).encode("ascii")
     return _V2_HEADER.pack(RECORD_MARK, len(payload), zlib.crc32(payload)) + payload
 
 
-def decode(payload: bytes, event_types: Mapping[str, EventType]) -> tuple[EventType, tuple[Any, ...]]:
+def decode(payload: bytes, kinds: Mapping[str, Kind]) -> tuple[Kind, tuple[Any, ...]]:
     """A record's payload (either format) as a row of today's field tables.
 
-    Raises RecordError when it names an unknown type or column, or lacks a
+    Raises RecordError when it names an unknown kind or column, or lacks a
     required one: such a record goes to the dead letters, never away."""
     try:
         data = json.loads(payload)
     except ValueError as e:
         raise RecordError(f"not JSON: {e}") from None
     if isinstance(data, list):  # format 1
-        kind, values = data
-        names = V1_COLUMNS.get(kind, ())
+        name, values = data
+        names = V1_COLUMNS.get(name, ())
         if len(names) != len(values):
-            raise RecordError(f"a format 1 {kind!r} record of {len(values)} values")
+            raise RecordError(f"a format 1 {name!r} record of {len(values)} values")
         columns = dict(zip(names, values, strict=True))
     else:
-        kind, columns = data.get("type"), dict(data.get("columns", {}))
-    event = event_types.get(kind) if isinstance(kind, str) else None
-    if event is None:
-        raise RecordError(f"unknown event type {kind!r}")
-    return event, _row(event, columns)
+        name, columns = data.get("type"), dict(data.get("columns", {}))
+    kind = kinds.get(name) if isinstance(name, str) else None
+    if kind is None:
+        raise RecordError(f"unknown event kind {name!r}")
+    return kind, _row(kind, columns)
 
 
-def _row(event: EventType, columns: dict[str, Any]) -> tuple[Any, ...]:
+def _row(kind: Kind, columns: dict[str, Any]) -> tuple[Any, ...]:
     row: list[Any] = []
-    for f in event.fields:
+    for f in kind.fields:
         value = columns.pop(f.name, None)
         if value is None:
             if f.required:
-                raise RecordError(f"{event.name} record lacks {f.name}")
+                raise RecordError(f"{kind.name} record lacks {f.name}")
             value = f.default() if f.default else None
         elif f.type == "money":
             value = Decimal(value)
         row.append(value)
-    if event.remote_ip_column:
+    if kind.remote_ip_column:
         row.append(columns.pop("RemoteIP", ""))
     created = columns.pop("Created", None)
     if created is None:
-        raise RecordError(f"{event.name} record lacks Created")
+        raise RecordError(f"{kind.name} record lacks Created")
     row.append(datetime.fromisoformat(created))
     if columns:
-        raise RecordError(f"{event.name} record has unknown column(s) {', '.join(sorted(columns))}")
+        raise RecordError(f"{kind.name} record has unknown column(s) {', '.join(sorted(columns))}")
     return tuple(row)
 
 

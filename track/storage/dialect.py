@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from track.storage.dsn import DSN
 from track.storage.mysql.dialect import MySQLDialect
 from track.storage.sqlite import SQLiteDialect
-from track.types import Column, Row, RowError, Statement, Verdict
+from track.types import Column, Refusal, Row, Statement, Verdict
 
 
 class Dialect(Protocol):
@@ -30,7 +30,7 @@ class Dialect(Protocol):
     def reconnect(self, conn: Any) -> None: ...
     def failover_seconds(self) -> float: ...
     def connect(self) -> Any: ...
-    def row_error(self, exc: BaseException) -> RowError | None: ...
+    def refusal(self, exc: BaseException) -> Refusal | None: ...
     def classify(self, exc: BaseException) -> Verdict:
         """The write path's verdict on a failure."""
     def waited_at_start(self, exc: BaseException) -> bool:

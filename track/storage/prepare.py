@@ -13,26 +13,26 @@ import json
 import os
 from typing import Any
 
-from track.fields.kinds import EVENT_TYPES, EventType
+from track.fields.kinds import KINDS, Kind
 from track.logs import Logger
 from track.storage.dialect import Dialect, dialect_for
 from track.storage.dsn import DSN
-from track.storage.schema import fit_event_types, migrate
+from track.storage.schema import fit_kinds, migrate
 
 log = Logger(namespace="track")
 
 LIMITS_FILE = "column-limits.json"
 
 
-def migrate_and_fit(conn: Any, dialect: Dialect) -> tuple[list[str], dict[str, EventType]]:
+def migrate_and_fit(conn: Any, dialect: Dialect) -> tuple[list[str], dict[str, Kind]]:
     """Run pending migrations, then read the real column limits."""
     done = migrate(conn, dialect)
-    event_types = fit_event_types(conn, dialect, EVENT_TYPES)
+    kinds = fit_kinds(conn, dialect, KINDS)
     conn.commit()
-    return done, event_types
+    return done, kinds
 
 
-def migrate_on_own_connection(dialect: Dialect) -> tuple[list[str], dict[str, EventType]]:
+def migrate_on_own_connection(dialect: Dialect) -> tuple[list[str], dict[str, Kind]]:
     """migrate_and_fit on a connection of its own, opened for start-up work
     (the first host that takes writes, with a read timeout long enough for
     an ALTER TABLE on a big table or a wait for another instance's
@@ -54,7 +54,7 @@ def log_migrations(dsn: DSN, done: list[str]) -> None:
         log.info("schema of {dsn} is up to date", dsn=dsn.redacted())
 
 
-def prepare_database(dsn: DSN) -> dict[str, EventType] | None:
+def prepare_database(dsn: DSN) -> dict[str, Kind] | None:
     """Connect once, migrate, fit the field tables to the real columns.
 
     Returns None when the server is unreachable for now; raises SystemExit
@@ -62,7 +62,7 @@ def prepare_database(dsn: DSN) -> dict[str, EventType] | None:
     """
     dialect = dialect_for(dsn)
     try:
-        done, event_types = migrate_on_own_connection(dialect)
+        done, kinds = migrate_on_own_connection(dialect)
     except Exception as e:
         message = str(e).replace(dsn.password, "***") if dsn.password else str(e)
         if dialect.waited_at_start(e):  # the failure table (track.storage.mysql.errors)
@@ -71,16 +71,16 @@ def prepare_database(dsn: DSN) -> dict[str, EventType] | None:
             return None
         raise SystemExit(f"track: cannot use database {dsn.redacted()}: {message}") from None
     log_migrations(dsn, done)
-    return event_types
+    return kinds
 
 
-def save_limits(directory: str, event_types: dict[str, EventType]) -> None:
+def save_limits(directory: str, kinds: dict[str, Kind]) -> None:
     """Remember the column limits, for validating while the database is away.
 
     Durable (fsync'd, then renamed over the old file), and never fatal: on a
     full or failing spool disk the last saved limits stay, with a warning."""
     limits = {k: {f.name: [f.max_length, f.bmp_only] for f in e.fields if f.type == "string"}
-              for k, e in event_types.items()}
+              for k, e in kinds.items()}
     path = os.path.join(directory, LIMITS_FILE)
     try:
         with open(path + ".tmp", "w") as f:
@@ -97,11 +97,11 @@ def save_limits(directory: str, event_types: dict[str, EventType]) -> None:
             pass
 
 
-def load_limits(directory: str) -> dict[str, EventType]:
+def load_limits(directory: str) -> dict[str, Kind]:
     """The field tables with the limits last seen, or the defaults."""
     try:
         with open(os.path.join(directory, LIMITS_FILE)) as f:
             limits = json.load(f)
     except (OSError, ValueError):
-        return dict(EVENT_TYPES)
-    return {kind: event.with_string_limits(limits.get(kind, {})) for kind, event in EVENT_TYPES.items()}
+        return dict(KINDS)
+    return {name: kind.with_string_limits(limits.get(name, {})) for name, kind in KINDS.items()}

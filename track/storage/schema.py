@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from track.fields.kinds import EventType
+from track.fields.kinds import Kind
 from track.storage.dialect import Dialect
 from track.types import Column
 
@@ -162,9 +162,9 @@ def migrate(conn: Any, dialect: Dialect) -> list[str]:
         cursor.close()
 
 
-def fit_event_types(
-    conn: Any, dialect: Dialect, event_types: Mapping[str, EventType]
-) -> dict[str, EventType]:
+def fit_kinds(
+    conn: Any, dialect: Dialect, kinds: Mapping[str, Kind]
+) -> dict[str, Kind]:
     """The field tables with string limits taken from the real columns.
 
     A database whose columns differ from ours (a wider Message, a 3-byte utf8
@@ -175,12 +175,12 @@ def fit_event_types(
     cursor = conn.cursor()
     fitted = {}
     try:
-        for name, event in event_types.items():
-            have = dialect.column_names(cursor, event.table)
-            missing = [c for c in event.columns if c not in have]
+        for name, kind in kinds.items():
+            have = dialect.column_names(cursor, kind.table)
+            missing = [c for c in kind.columns if c not in have]
             if missing:
-                raise SchemaError(f"table {event.table} lacks column(s) {', '.join(missing)}")
-            fitted[name] = event.with_string_limits(dialect.string_columns(cursor, event.table))
+                raise SchemaError(f"table {kind.table} lacks column(s) {', '.join(missing)}")
+            fitted[name] = kind.with_string_limits(dialect.string_columns(cursor, kind.table))
     finally:
         cursor.close()
     return fitted

@@ -11,7 +11,7 @@ from typing import Any
 
 from track.storage.ddl import column_names, null_default
 from track.storage.dsn import DSN
-from track.types import Column, Row, RowError, Statement, Verdict
+from track.types import Column, Refusal, Row, Statement, Verdict
 
 _SQLITE_TYPES = {
     "varchar": "TEXT",
@@ -78,16 +78,16 @@ class SQLiteDialect:
         self._prepare(conn)
         return conn
 
-    def row_error(self, exc: BaseException) -> RowError | None:
+    def refusal(self, exc: BaseException) -> Refusal | None:
         if not isinstance(exc, (sqlite3.IntegrityError, sqlite3.DataError)):
             return None
         message = str(exc)
         m = re.search(r"failed: \w+\.(\w+)", message)
-        return RowError(m.group(1) if m else "", "was refused by the database", message)
+        return Refusal(m.group(1) if m else "", "was refused by the database", message)
 
     def classify(self, exc: BaseException) -> Verdict:
         if isinstance(exc, (sqlite3.IntegrityError, sqlite3.DataError)):
-            return Verdict.ROW
+            return Verdict.REFUSED
         if isinstance(exc, sqlite3.OperationalError) and any(
             text in str(exc) for text in _SQLITE_OUTAGE
         ):

@@ -20,15 +20,15 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
-from track.fields.kinds import EventType
+from track.fields.kinds import Kind
 from track.logs import Logger
 from track.storage.dialect import Dialect
 from track.storage.hosts import Address, Hosts, HostWatch
 from track.storage.transactions import Transactions
 from track.types import (
+    BatchRefusal,
     InternalError,
     Outcome,
-    Refusal,
     Row,
     Statement,
     Unavailable,
@@ -113,26 +113,26 @@ class Store:
         self._clock = clock
         self.transactions = Transactions(dialect, lambda: self.on_reconnect())
 
-    def statement(self, event: EventType) -> Statement:
-        """The INSERT for `event`'s table, built once per table."""
-        stmt = self._statements.get(event.table)
+    def statement(self, kind: Kind) -> Statement:
+        """The INSERT for `kind`'s table, built once per table."""
+        stmt = self._statements.get(kind.table)
         if stmt is None:
             q = self.dialect.quote
-            stmt = self._statements[event.table] = Statement(
-                f"INSERT INTO {q(event.table)} ({', '.join(q(c) for c in event.columns)}) VALUES ",
-                "(" + ", ".join([self.dialect.placeholder] * len(event.columns)) + ")",
+            stmt = self._statements[kind.table] = Statement(
+                f"INSERT INTO {q(kind.table)} ({', '.join(q(c) for c in kind.columns)}) VALUES ",
+                "(" + ", ".join([self.dialect.placeholder] * len(kind.columns)) + ")",
                 self.dialect.on_duplicate(),
             )
         return stmt
 
-    def insert(self, event: EventType, rows: Sequence[Row]) -> Deferred[Outcome | None]:
+    def insert(self, kind: Kind, rows: Sequence[Row]) -> Deferred[Outcome | None]:
         """Commit `rows`; fires None if all were stored, else a per-row outcome.
 
         Fails with Unavailable when the database could not take the batch,
         or InternalError for anything else.
         """
-        d = self._on_any_host(self.transactions.write, self.statement(event), rows)
-        d.addErrback(self._classified, event.table)
+        d = self._on_any_host(self.transactions.write, self.statement(kind), rows)
+        d.addErrback(self._classified, kind.table)
         return d
 
     def _on_any_host(self, work: Callable[..., _T], *args: Any, first: int | None = None,
@@ -222,7 +222,7 @@ class Store:
         log.failure("unexpected failure writing {table}; the requests get a 500", failure, table=table)
         raise InternalError(repr(exc))
 
-    def insert_atomic(self, groups: Sequence[tuple[EventType, Sequence[Row]]]) -> Deferred[list[Refusal] | None]:
+    def insert_atomic(self, groups: Sequence[tuple[Kind, Sequence[Row]]]) -> Deferred[list[BatchRefusal] | None]:
         """Commit every group in one transaction, or nothing.
 
         Fires None when all are stored, else (group, row, error) for every row

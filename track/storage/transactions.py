@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from track.logs import Logger
 from track.storage.dialect import Dialect
-from track.types import InternalError, Outcome, Refusal, Row, RowError, Statement, Unavailable, Verdict
+from track.types import BatchRefusal, InternalError, Outcome, Refusal, Row, Statement, Unavailable, Verdict
 
 log = Logger(namespace="track.store")
 
@@ -86,7 +86,7 @@ class Transactions:
                     self.reconnected()
                     continue
                 undo()
-                if self.dialect.classify(e) is Verdict.ROW:
+                if self.dialect.classify(e) is Verdict.REFUSED:
                     return refused()
                 if attempt == _ATTEMPTS or not self.dialect.retryable(e):
                     raise
@@ -107,7 +107,7 @@ class Transactions:
                     self.dialect.insert_rows(cursor, stmt, rows[start:end])
                 except Exception as e:
                     verdict = self.dialect.classify(e)
-                    if verdict is not Verdict.ROW:
+                    if verdict is not Verdict.REFUSED:
                         # Rows before `start` are committed; the rest are not.
                         outcome[start:] = [self._not_stored(e, verdict)] * (len(rows) - start)
                         return outcome
@@ -119,8 +119,8 @@ class Transactions:
             _close(cursor)
         return outcome
 
-    def _refusal(self, e: Exception) -> RowError:
-        return self.dialect.row_error(e) or RowError("", "was refused by the database", str(e))
+    def _refusal(self, e: Exception) -> Refusal:
+        return self.dialect.refusal(e) or Refusal("", "was refused by the database", str(e))
 
     def _not_stored(self, e: Exception, verdict: Verdict) -> Unavailable | InternalError:
         """Called while handling `e`: log.failure takes it, with its
@@ -142,7 +142,7 @@ class Transactions:
                     cursor.execute(stmt.one, self.dialect.adapt(row))
                     outcome.append(None)
                 except Exception as e:
-                    if self.dialect.classify(e) is not Verdict.ROW:
+                    if self.dialect.classify(e) is not Verdict.REFUSED:
                         conn.rollback()  # none of this batch stays: its requests hear why
                         raise
                     outcome.append(self._refusal(e))
@@ -150,7 +150,7 @@ class Transactions:
             _close(cursor)
         return outcome
 
-    def write_atomic(self, conn: Any, groups: list[tuple[Statement, Sequence[Row]]]) -> list[Refusal] | None:
+    def write_atomic(self, conn: Any, groups: list[tuple[Statement, Sequence[Row]]]) -> list[BatchRefusal] | None:
         def write() -> None:
             self.dialect.begin(conn)
             for stmt, rows in groups:
@@ -169,9 +169,9 @@ class Transactions:
 
         return self._with_retries(conn, write, undo, lambda: self._find_refused(conn, groups))
 
-    def _find_refused(self, conn: Any, groups: list[tuple[Statement, Sequence[Row]]]) -> list[Refusal]:
+    def _find_refused(self, conn: Any, groups: list[tuple[Statement, Sequence[Row]]]) -> list[BatchRefusal]:
         """Name every refused row, then roll everything back."""
-        refused: list[Refusal] = []
+        refused: list[BatchRefusal] = []
         self.dialect.begin(conn)
         cursor = conn.cursor()
         try:
@@ -180,7 +180,7 @@ class Transactions:
                     try:
                         cursor.execute(stmt.one, self.dialect.adapt(row))
                     except Exception as e:
-                        if self.dialect.classify(e) is not Verdict.ROW:
+                        if self.dialect.classify(e) is not Verdict.REFUSED:
                             raise
                         refused.append((g, r, self._refusal(e)))
         finally:

@@ -237,13 +237,13 @@ def client_pool(case: TestCase) -> Any:
 
 async def spooled_rows(spool: Any) -> list[tuple[Any, ...]]:
     """Every row a spool holds, oldest first, as replay would read them."""
-    from track.fields.kinds import EVENT_TYPES
+    from track.fields.kinds import KINDS
     from track.spool import decode
 
     rows = []
     for path in await spool.sealed():
         segment = await spool.read(path)
-        rows += [decode(p, EVENT_TYPES)[1] for p in segment.payloads]
+        rows += [decode(p, KINDS)[1] for p in segment.payloads]
     return rows
 
 

@@ -18,12 +18,12 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from track.fields.eventtime import EventTime
-from track.fields.kinds import EVENT_TYPES, EventType
+from track.fields.kinds import KINDS, Kind
 from track.fields.tables import KindTables
 from track.metrics import Metrics
 from track.pipeline.batcher import Batcher
 from track.seams import NO_TAP, EventTap, Health
-from track.types import InternalError, RowRejected, Unavailable
+from track.types import InternalError, Refused, Unavailable
 from track.web.bodies.batchbody import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_BODY
 from track.web.clients.anonymize import Addresses, Anonymizer
 from track.web.clients.clientip import Network
@@ -69,7 +69,7 @@ class Answers:
         self,
         batcher: Batcher,
         clock: IReactorTime,
-        event_types: Mapping[str, EventType] = EVENT_TYPES,
+        kinds: Mapping[str, Kind] = KINDS,
         trusted_proxies: Sequence[Network] = (),
         cors: CORS | None = None,
         max_body: int = DEFAULT_MAX_BODY,
@@ -87,7 +87,7 @@ class Answers:
         self.batcher = batcher
         self.clock = clock
         # Shared with the writer: refitted in place when the database appears.
-        self.event_types = event_types if isinstance(event_types, KindTables) else KindTables(event_types)
+        self.kinds = kinds if isinstance(kinds, KindTables) else KindTables(kinds)
         self.event_time = event_time or EventTime()
         self.trusted_proxies = tuple(trusted_proxies)
         # --anonymize-ip and Track-Anonymous: applied before anything keeps an address.
@@ -105,13 +105,13 @@ class Answers:
         self._script = StaticScript()
         self.rate_limiter = rate_limiter  # None: --rate-limit off, and no cost
         self._openapi = b""
-        self.event_types.subscribe(self._document)
-        self._document(self.event_types)
+        self.kinds.subscribe(self._document)
+        self._document(self.kinds)
 
-    def _document(self, event_types: Mapping[str, EventType]) -> None:
+    def _document(self, kinds: Mapping[str, Kind]) -> None:
         """(Re)build the OpenAPI document, as the field limits are now."""
         self._openapi = json.dumps(openapi_document(
-            event_types, API_PREFIX, self.max_body, self.max_batch, self.max_batch_body), indent=1).encode()
+            kinds, API_PREFIX, self.max_body, self.max_batch, self.max_batch_body), indent=1).encode()
 
     def _now(self) -> datetime:
         """Receive time, naive UTC, for the Created column."""
@@ -157,11 +157,11 @@ class Answers:
 
     def _batch_done(self, refused: Any, request: IRequest, groups: dict[str, tuple[list[Any], list[int]]],
                     suppressed: list[tuple[int, str, str]]) -> bytes:
-        kinds = list(groups)
+        names = list(groups)
         if refused:
             events: dict[int, dict[str, Any]] = {}
             for group, row, error in refused:
-                entry = events.setdefault(groups[kinds[group]][1][row], {})
+                entry = events.setdefault(groups[names[group]][1][row], {})
                 if error.column:
                     entry.setdefault("fields", {})[error.column] = error.reason
                 else:
@@ -171,14 +171,14 @@ class Answers:
                                                  "events": [{"index": i, **e} for i, e in sorted(events.items())]})
         ids: list[tuple[int, str]] = []
         self.metrics.batch_requests.labels("accepted").inc()
-        for kind, (rows, indexes) in groups.items():
-            event = self.event_types[kind]
-            self._count_accepted(kind, len(rows))
+        for name, (rows, indexes) in groups.items():
+            kind = self.kinds[name]
+            self._count_accepted(name, len(rows))
             for row in rows:
-                self.tap.accepted(kind, row)
-            ids += [(i, row[event.message_id_index]) for i, row in zip(indexes, rows, strict=True)]
-        for index, message_id, kind in suppressed:  # answered as stored, and kept nowhere
-            self._suppressed(request, kind)
+                self.tap.accepted(name, row)
+            ids += [(i, row[kind.message_id_index]) for i, row in zip(indexes, rows, strict=True)]
+        for index, message_id, name in suppressed:  # answered as stored, and kept nowhere
+            self._suppressed(request, name)
             ids.append((index, message_id))
         return json_response(request, 201, {"stored": len(ids), "message_ids": [m for _, m in sorted(ids)]})
 
@@ -189,22 +189,22 @@ class Answers:
                       request: IRequest) -> bytes | Failure:
         return self._failure_answer(failure, request, grouped(groups), batch=True)
 
-    def _batch_refused(self, kinds: Mapping[str, int], reason: str) -> None:
+    def _batch_refused(self, counts: Mapping[str, int], reason: str) -> None:
         """A refused batch: each of its events under its own kind (one
         whose type names none, as "batch"), and the request once."""
-        for kind, count in kinds.items():
+        for kind, count in counts.items():
             self.metrics.rejected.labels(kind, reason).inc(count)
         self.metrics.batch_requests.labels(reason).inc()
 
     def _kinds_of(self, items: Sequence[Any]) -> dict[str, int]:
-        kinds: dict[str, int] = {}
+        counts: dict[str, int] = {}
         for item in items:
             kind = item.get("type") if isinstance(item, dict) else None
-            name = kind if type(kind) is str and kind in self.event_types else "batch"
-            kinds[name] = kinds.get(name, 0) + 1
-        return kinds
+            name = kind if type(kind) is str and kind in self.kinds else "batch"
+            counts[name] = counts.get(name, 0) + 1
+        return counts
 
-    def _failure_answer(self, failure: Failure, request: IRequest, kinds: Mapping[str, int],
+    def _failure_answer(self, failure: Failure, request: IRequest, counts: Mapping[str, int],
                         batch: bool = False) -> bytes | Failure:
         """503 for an outage, 500 for a failure the store already logged;
         anything else goes on to internal_error."""
@@ -215,9 +215,9 @@ class Answers:
         else:
             return failure
         if batch:
-            self._batch_refused(kinds, reason)
+            self._batch_refused(counts, reason)
         else:
-            for kind, count in kinds.items():
+            for kind, count in counts.items():
                 self.metrics.rejected.labels(kind, reason).inc(count)
         if reason == "unavailable":
             return unavailable(request, "the database cannot take events right now")
@@ -232,13 +232,13 @@ class Answers:
         return b""
 
     def _not_stored(self, failure: Failure, request: IRequest, kind: str) -> bytes | Failure:
-        rejected = failure.value
-        if isinstance(rejected, RowRejected):
+        refused = failure.value
+        if isinstance(refused, Refused):
             self.metrics.rejected.labels(kind, "refused_by_database").inc()
-            error = rejected.error
-            if error.column:
-                body = {"error": "invalid event", "fields": {error.column: error.reason}}
+            refusal = refused.refusal
+            if refusal.column:
+                body = {"error": "invalid event", "fields": {refusal.column: refusal.reason}}
             else:  # a trigger's SIGNAL or a CHECK constraint: its message says why
-                body = {"error": "refused by the database", "detail": error.detail}
+                body = {"error": "refused by the database", "detail": refusal.detail}
             return json_response(request, 400, body)
         return self._failure_answer(failure, request, {kind: 1})

@@ -21,7 +21,7 @@ from twisted.web.iweb import IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from track.fields.eventtime import SENT_AT_HEADER, batch_sent_at, sent_at_of
-from track.fields.kinds import EVENT_TYPES, InvalidEvent
+from track.fields.kinds import KINDS, InvalidEvent
 from track.logs import Logger
 from track.types import Overloaded
 from track.web.answers import API_PREFIX as API_PREFIX
@@ -44,14 +44,14 @@ _BODY_REASONS = {400: "unreadable", 408: "timeout", 413: "too_large", 415: "unsu
 
 
 def per_kind(app: Klein, methods: list[str]) -> Callable[[Any], Any]:
-    """One static route per event kind, passing `kind` to the handler.
+    """One static route per event kind, passing its `name` to the handler.
     werkzeug matches static paths by dict lookup: about 2 us less per
     request than an <any(...)> converter's regex."""
 
     def route_each(f: Any) -> Any:
-        for kind in EVENT_TYPES:
+        for kind in KINDS:
             f = app.route(f"{API_PREFIX}/{kind}/", methods=methods, strict_slashes=False,
-                          endpoint=f"{f.__name__}_{kind}", defaults={"kind": kind})(f)
+                          endpoint=f"{f.__name__}_{kind}", defaults={"name": kind})(f)
         return f
 
     return route_each
@@ -85,14 +85,14 @@ class TrackApp(Answers):
         return self.method_not_allowed(request, Failure(MethodNotAllowed(valid_methods=valid)))
 
     @per_kind(app, ["POST"])
-    def track(self, request: IRequest, kind: str) -> Any:
-        event = self.event_types[kind]
-        if (forbidden := self._forbidden_origin(request, kind)) is not None:
+    def track(self, request: IRequest, name: str) -> Any:
+        kind = self.kinds[name]
+        if (forbidden := self._forbidden_origin(request, name)) is not None:
             return forbidden
         self.cors.annotate(request)
         if self.rate_limiter is not None and (over := self._over_rate(request, 1)) is not None:
-            self.metrics.rate_limited.labels(kind).inc()
-            self.metrics.rejected.labels(kind, "rate_limited").inc()
+            self.metrics.rate_limited.labels(name).inc()
+            self.metrics.rejected.labels(name, "rate_limited").inc()
             return over
         try:
             body = decode_content(
@@ -102,27 +102,27 @@ class TrackApp(Answers):
                 request.getHeader(b"content-type"), body, request.uri.partition(b"?")[2]
             )
             created = self._now()
-            row = self._scrub(event, self.event_time.parse(event, fields, self._remote_ip(request), created,
+            row = self._scrub(kind, self.event_time.parse(kind, fields, self._remote_ip(request), created,
                                                             sent_at_of(request.getHeader(SENT_AT_HEADER))), request)
             # On every answer from here on, 503s included: a client that sent
             # no MessageID can retry with this one and never store twice.
-            request.setHeader(MESSAGE_ID_HEADER, row[event.message_id_index].encode("ascii"))
-            if self.suppression.holds(event, row):
-                return self._suppressed(request, kind)
-            d = self.batcher.submit(event, row)
+            request.setHeader(MESSAGE_ID_HEADER, row[kind.message_id_index].encode("ascii"))
+            if self.suppression.holds(kind, row):
+                return self._suppressed(request, name)
+            d = self.batcher.submit(kind, row)
         except InvalidEvent as e:
-            self.metrics.rejected.labels(kind, "invalid").inc()
+            self.metrics.rejected.labels(name, "invalid").inc()
             return json_response(request, 400, {"error": "invalid event", "fields": e.fields})
         except BodyError as e:
-            self.metrics.rejected.labels(kind, _BODY_REASONS.get(e.code, "unreadable")).inc()
+            self.metrics.rejected.labels(name, _BODY_REASONS.get(e.code, "unreadable")).inc()
             return json_response(request, e.code, {"error": e.message, **e.extra})
         except Overloaded:
-            self.metrics.rejected.labels(kind, "overloaded").inc()
+            self.metrics.rejected.labels(name, "overloaded").inc()
             return unavailable(request, "too many events are waiting to be stored")
         # callbackKeywords={}: Twisted's default is a MappingProxyType, which
         # the call unpacks with ** about 150 ns slower than an empty dict.
-        d.addCallbacks(self._created, self._not_stored, callbackArgs=(request, kind, row), callbackKeywords={},
-                       errbackArgs=(request, kind))
+        d.addCallbacks(self._created, self._not_stored, callbackArgs=(request, name, row), callbackKeywords={},
+                       errbackArgs=(request, name))
         return d
 
     @app.route(f"{API_PREFIX}/batch/", methods=["POST"], strict_slashes=False)
@@ -147,10 +147,10 @@ class TrackApp(Answers):
             self._batch_refused({"batch": 1}, _BODY_REASONS.get(e.code, "unreadable"))
             return json_response(request, e.code, {"error": e.message, **e.extra})
         if self.rate_limiter is not None and (over := self._over_rate(request, len(items))) is not None:
-            kinds = self._kinds_of(items)
-            for name, count in kinds.items():
+            counts = self._kinds_of(items)
+            for name, count in counts.items():
                 self.metrics.rate_limited.labels(name).inc(count)
-            self._batch_refused(kinds, "rate_limited")
+            self._batch_refused(counts, "rate_limited")
             return over
         created = self._now()
         remote_ip = self._remote_ip(request)
@@ -159,35 +159,35 @@ class TrackApp(Answers):
         suppressed: list[tuple[int, str, str]] = []  # index, MessageID, kind
         problem_kinds: list[str] = []
         for index, item in enumerate(items):
-            kind = item.pop("type", None) if isinstance(item, dict) else None
-            event = self.event_types.get(kind) if type(kind) is str else None
-            if event is None:
-                problems.append({"index": index, "fields": {"type": f"must be one of {', '.join(self.event_types)}"}})
+            given = item.pop("type", None) if isinstance(item, dict) else None
+            kind = self.kinds.get(given) if type(given) is str else None
+            if kind is None:
+                problems.append({"index": index, "fields": {"type": f"must be one of {', '.join(self.kinds)}"}})
                 problem_kinds.append("batch")
                 continue
             try:
                 # item no longer holds "type" (popped above)
-                row = self._scrub(event, self.event_time.parse(event, item, remote_ip, created, sent_at), request)
+                row = self._scrub(kind, self.event_time.parse(kind, item, remote_ip, created, sent_at), request)
             except InvalidEvent as e:
                 problems.append({"index": index, "fields": e.fields})
-                problem_kinds.append(event.name)
+                problem_kinds.append(kind.name)
                 continue
-            if self.suppression.holds(event, row):
-                suppressed.append((index, row[event.message_id_index], event.name))
+            if self.suppression.holds(kind, row):
+                suppressed.append((index, row[kind.message_id_index], kind.name))
                 continue
-            rows, indexes = groups.setdefault(event.name, ([], []))
+            rows, indexes = groups.setdefault(kind.name, ([], []))
             rows.append(row)
             indexes.append(index)
         if problems:
-            kinds = grouped(groups)
-            for kind in problem_kinds:
-                kinds[kind] = kinds.get(kind, 0) + 1
-            self._batch_refused(kinds, "invalid")
+            counts = grouped(groups)
+            for name in problem_kinds:
+                counts[name] = counts.get(name, 0) + 1
+            self._batch_refused(counts, "invalid")
             return json_response(request, 400, {"error": "invalid batch: nothing was stored",
                                                  "events": problems})
         if not groups:  # every event suppressed
             return self._batch_done(None, request, groups, suppressed)
-        work = [(self.event_types[kind], rows) for kind, (rows, _) in groups.items()]
+        work = [(self.kinds[name], rows) for name, (rows, _) in groups.items()]
         try:
             d = self.batcher.submit_batch(work, len(items))
         except Overloaded:
@@ -198,7 +198,7 @@ class TrackApp(Answers):
         return d
 
     @per_kind(app, ["OPTIONS"])
-    def preflight(self, request: IRequest, kind: str = "batch") -> bytes:
+    def preflight(self, request: IRequest, name: str = "batch") -> bytes:
         """CORS preflight: 204, with CORS headers only for allowed origins."""
         request.setResponseCode(204)
         request.setHeader(b"Allow", b"POST, OPTIONS")
@@ -250,7 +250,7 @@ class TrackApp(Answers):
         return json_response(
             request,
             404,
-            {"error": "not found", "endpoints": [f"{API_PREFIX}/{k}/" for k in self.event_types]},
+            {"error": "not found", "endpoints": [f"{API_PREFIX}/{k}/" for k in self.kinds]},
         )
 
     @app.handle_errors(MethodNotAllowed)

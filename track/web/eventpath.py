@@ -4,10 +4,10 @@ be able to invent label values (`/api/1.0/track/<anything>`)."""
 
 from __future__ import annotations
 
-from track.fields.kinds import EVENT_TYPES
+from track.fields.kinds import KINDS
 
 API_PREFIX = b"/api/1.0/track/"
-KINDS = frozenset([*EVENT_TYPES, "batch"])
+PATH_KINDS = frozenset([*KINDS, "batch"])
 OTHER = "other"  # an API path naming no kind, or a request whose path was never read
 
 
@@ -17,4 +17,4 @@ def path_kind(path: bytes) -> str | None:
     if not path.startswith(API_PREFIX):
         return None
     name = path[len(API_PREFIX):].split(b"?", 1)[0].strip(b"/").decode("ascii", "replace")
-    return name if name in KINDS else OTHER
+    return name if name in PATH_KINDS else OTHER

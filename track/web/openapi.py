@@ -8,7 +8,7 @@ from typing import Any
 
 from track import __version__
 from track.fields.eventtime import EPOCH_MS_BODY, EPOCH_MS_DIGITS, RFC3339_BODY, SENT_AT, TIMESTAMP
-from track.fields.kinds import EventType, Field
+from track.fields.kinds import Field, Kind
 from track.fields.values import (
     INT32_MAX,
     INT32_MIN,
@@ -149,17 +149,17 @@ def _json_schema(f: Field) -> dict[str, Any]:
     return text
 
 
-def _properties(event: EventType, field_schema: Any, time_schema: dict[str, Any]) -> dict[str, Any]:
-    return {**{f.name: field_schema(f) for f in event.fields}, TIMESTAMP: time_schema}
+def _properties(kind: Kind, field_schema: Any, time_schema: dict[str, Any]) -> dict[str, Any]:
+    return {**{f.name: field_schema(f) for f in kind.fields}, TIMESTAMP: time_schema}
 
 
-def _object(event: EventType, field_schema: Any) -> dict[str, Any]:
+def _object(kind: Kind, field_schema: Any) -> dict[str, Any]:
     """An event's fields, and its Timestamp: when it happened, by the client's clock."""
     return {
         "type": "object",
         "additionalProperties": False,
-        "required": [f.name for f in event.fields if f.required],
-        "properties": _properties(event, field_schema, TIME_JSON if field_schema is _json_schema else TIME_TEXT),
+        "required": [f.name for f in kind.fields if f.required],
+        "properties": _properties(kind, field_schema, TIME_JSON if field_schema is _json_schema else TIME_TEXT),
     }
 
 
@@ -194,13 +194,13 @@ def _errors(body_limit: str, one: bool) -> dict[str, Any]:
     }
 
 
-def _single(kind: str, event: EventType, max_body: int) -> dict[str, Any]:
-    form = {"schema": _object(event, _form_schema)}
-    json_body = {"schema": _object(event, _json_schema)}
+def _single(name: str, kind: Kind, max_body: int) -> dict[str, Any]:
+    form = {"schema": _object(kind, _form_schema)}
+    json_body = {"schema": _object(kind, _json_schema)}
     return {
         "post": {
-            "operationId": f"track_{kind}",
-            "summary": f"Record one {kind} event ({event.table})",
+            "operationId": f"track_{name}",
+            "summary": f"Record one {name} event ({kind.table})",
             "parameters": [SENT_AT_PARAMETER],
             "requestBody": {
                 "required": True,
@@ -234,9 +234,9 @@ def _typed(kind: str, schema: dict[str, Any]) -> dict[str, Any]:
             "properties": {"type": {"type": "string", "enum": [kind]}, **schema["properties"]}}
 
 
-def _batch(event_types: Mapping[str, EventType], max_events: int, max_batch_body: int) -> dict[str, Any]:
-    kinds = list(event_types)
-    items = {"oneOf": [_typed(kind, _object(event, _json_schema)) for kind, event in event_types.items()]}
+def _batch(kinds: Mapping[str, Kind], max_events: int, max_batch_body: int) -> dict[str, Any]:
+    names = list(kinds)
+    items = {"oneOf": [_typed(name, _object(kind, _json_schema)) for name, kind in kinds.items()]}
     envelope = {"schema": {"type": "object", "additionalProperties": False, "required": ["events"],
                            "properties": {"events": {"type": "array", "minItems": 1, "maxItems": max_events,
                                                      "items": items},
@@ -251,7 +251,7 @@ def _batch(event_types: Mapping[str, EventType], max_events: int, max_batch_body
         "post": {
             "operationId": "track_batch",
             "parameters": [SENT_AT_PARAMETER],
-            "summary": f"Record up to {max_events} events of any kinds ({', '.join(kinds)}), all or none",
+            "summary": f"Record up to {max_events} events of any kinds ({', '.join(names)}), all or none",
             "requestBody": {
                 "required": True,
                 "description": f"At most {max_events} events and {max_batch_body} bytes (after decoding). "
@@ -283,12 +283,12 @@ def _batch(event_types: Mapping[str, EventType], max_events: int, max_batch_body
 
 
 def openapi_document(
-    event_types: Mapping[str, EventType], prefix: str, max_body: int,
+    kinds: Mapping[str, Kind], prefix: str, max_body: int,
     max_batch: int = 1000, max_batch_body: int = 1024 * 1024,
 ) -> dict[str, Any]:
-    paths: dict[str, Any] = {f"{prefix}/{kind}/": _single(kind, event, max_body)
-                             for kind, event in event_types.items()}
-    paths[f"{prefix}/batch/"] = _batch(event_types, max_batch, max_batch_body)
+    paths: dict[str, Any] = {f"{prefix}/{name}/": _single(name, kind, max_body)
+                             for name, kind in kinds.items()}
+    paths[f"{prefix}/batch/"] = _batch(kinds, max_batch, max_batch_body)
     return {
         "openapi": "3.0.3",
         "info": {

@@ -11,7 +11,7 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 
-from track.fields.kinds import EventType
+from track.fields.kinds import Kind
 from track.logs import Logger
 from track.storage.suppression import REFRESH_SECONDS, read_ids
 
@@ -24,11 +24,11 @@ class Suppression:
     def __init__(self, ids: frozenset[int] = frozenset()) -> None:
         self.ids = ids
 
-    def holds(self, event: EventType, row: Sequence[Any]) -> bool:
+    def holds(self, kind: Kind, row: Sequence[Any]) -> bool:
         """Whether this event's ProfileID is suppressed."""
-        if not self.ids or "ProfileID" not in event.columns:
+        if not self.ids or "ProfileID" not in kind.columns:
             return False
-        return row[event.columns.index("ProfileID")] in self.ids
+        return row[kind.columns.index("ProfileID")] in self.ids
 
 
 def answer_suppressed(request: Any, counter: Any) -> bytes:

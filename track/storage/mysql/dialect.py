@@ -18,14 +18,14 @@ from track.storage.dsn import DSN
 from track.storage.mysql.errors import (
     GONE,
     NAMES_COLUMN,
+    REFUSALS,
     RETRYABLE,
-    ROW_ERRORS,
     mysql_code,
     waited_at_start,
     while_running,
 )
 from track.storage.sqlliterals import values_sql
-from track.types import Column, Row, RowError, Statement, Verdict
+from track.types import Column, Refusal, Row, Statement, Verdict
 
 # Session settings for every MySQL connection: refuse bad data instead of
 # truncating it, and read/write TIMESTAMP columns in UTC.
@@ -141,9 +141,9 @@ class MySQLDialect:
         finally:
             conn.close()
 
-    def row_error(self, exc: BaseException) -> RowError | None:
+    def refusal(self, exc: BaseException) -> Refusal | None:
         code = mysql_code(exc)
-        if code not in ROW_ERRORS:
+        if code not in REFUSALS:
             return None
         message = str(exc.args[1]) if len(exc.args) > 1 else ""
         m = None
@@ -151,7 +151,7 @@ class MySQLDialect:
             m = _FOREIGN_KEY_COLUMN.search(message) or _COLUMN_IN_MESSAGE.search(message)
         elif code == 1062:
             m = re.search(r"key '(?:[^'.]*\.)?([^']+)'", message)
-        return RowError(m.group(1) if m else "", ROW_ERRORS[code], message)
+        return Refusal(m.group(1) if m else "", REFUSALS[code], message)
 
     def classify(self, exc: BaseException) -> Verdict:
         return while_running(exc)

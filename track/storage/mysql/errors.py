@@ -26,7 +26,7 @@ from track.types import Verdict
 class ErrorClass(enum.Enum):
     """What a database error says about the database."""
 
-    ROW = "this row cannot be stored"
+    REFUSED = "this row cannot be stored"
     OUTAGE = "the database cannot take writes now"
     SETUP = "the database, as configured, cannot be used"
     BUG = "a failure nobody expected"
@@ -34,7 +34,7 @@ class ErrorClass(enum.Enum):
 
 # The write path's verdict for each class.
 WHILE_RUNNING = {
-    ErrorClass.ROW: Verdict.ROW,
+    ErrorClass.REFUSED: Verdict.REFUSED,
     ErrorClass.OUTAGE: Verdict.OUTAGE,
     ErrorClass.SETUP: Verdict.OUTAGE,  # taken away while running
     ErrorClass.BUG: Verdict.BUG,
@@ -45,7 +45,7 @@ WAITED_AT_START = frozenset({ErrorClass.OUTAGE})
 
 # This row cannot be stored (the client's value, a trigger's SIGNAL, a
 # constraint): the text is what the client reads when the message names a column.
-ROW_ERRORS = {
+REFUSALS = {
     1048: "must not be null",
     1062: "duplicates an existing event",
     1216: "violates a database foreign key",
@@ -101,8 +101,8 @@ def mysql_code(exc: BaseException) -> int | None:
 def error_class(exc: BaseException) -> ErrorClass:
     """The class of any exception met talking to MySQL: the one decision."""
     code = mysql_code(exc)
-    if code in ROW_ERRORS:
-        return ErrorClass.ROW
+    if code in REFUSALS:
+        return ErrorClass.REFUSED
     if code in OUTAGE or any(sign in str(exc) for sign in GALERA_NOT_PRIMARY):
         return ErrorClass.OUTAGE
     if code in SETUP:

@@ -18,7 +18,7 @@ from track.admin.history import History
 from track.admin.recent import Recent
 from track.admin.service import AdminService
 from track.admin.views import Counts
-from track.fields.kinds import EVENT_TYPES
+from track.fields.kinds import KINDS
 from track.run.build import build_service
 from track.run.config import Standalone, Worker
 from track.run.options import Options
@@ -154,11 +154,11 @@ class FeedTests(TestCase):
     def test_recent_is_bounded_newest_first(self) -> None:
         recent = Recent(keep=3)
         recent.watch(0.0)
-        event = EVENT_TYPES["user"]
+        kind = KINDS["user"]
         for n in range(5):
-            row = tuple({"ProfileID": n, "Region": "eu", "MessageID": f"m-{n}"}.get(c) for c in event.columns)
+            row = tuple({"ProfileID": n, "Region": "eu", "MessageID": f"m-{n}"}.get(c) for c in kind.columns)
             recent.accepted("user", row)
-        ids = [e["message_id"] for e in recent.snapshot(EVENT_TYPES)["accepted"]]
+        ids = [e["message_id"] for e in recent.snapshot(KINDS)["accepted"]]
         self.assertEqual(ids, ["m-4", "m-3", "m-2"])
 
     def test_rates_per_kind_from_the_counters(self) -> None:

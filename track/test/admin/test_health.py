@@ -15,20 +15,20 @@ from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import TestCase
 
 from track.admin.health import ProcessHealth
-from track.fields.kinds import EVENT_TYPES
+from track.fields.kinds import KINDS
 from track.pipeline.writer import Writer
 from track.spool.deadletters import entry
 from track.test.pipeline.test_writer import Database
 from track.test.support import open_spool
 
-PURCHASE = EVENT_TYPES["purchase"]
+PURCHASE = KINDS["purchase"]
 
 
 class HealthTests(TestCase):
     @inlineCallbacks
     def test_dead_letters_are_counted_off_the_reactor_thread(self) -> Any:
         spool = open_spool(self, self.mktemp())
-        health = ProcessHealth(Writer(Database(), spool, Clock(), dict(EVENT_TYPES)))
+        health = ProcessHealth(Writer(Database(), spool, Clock(), dict(KINDS)))
         yield spool.dead_letter([entry(None, None, "refused", b"x"), entry(None, None, "refused", b"y")])
         self.assertEqual(health.health()["dead_letter"], {"events": 2, "corrupt_bytes": 0})
         # A resend (another process) takes them away: the next answer is

@@ -12,7 +12,7 @@ from typing import Any
 
 import track.client
 from track.client.rules import rules_from_openapi
-from track.fields.kinds import EVENT_TYPES
+from track.fields.kinds import KINDS
 from track.web.app import API_PREFIX
 from track.web.openapi import openapi_document
 
@@ -20,7 +20,7 @@ PATH = os.path.join(os.path.dirname(track.client.__file__), "rules.json")
 
 
 def server_rules() -> dict[str, Any]:
-    return rules_from_openapi(openapi_document(EVENT_TYPES, API_PREFIX, 1024 * 1024))
+    return rules_from_openapi(openapi_document(KINDS, API_PREFIX, 1024 * 1024))
 
 
 def text(rules: dict[str, Any]) -> str:

@@ -16,7 +16,7 @@ from twisted.trial.unittest import TestCase
 
 from track.client import BACKOFF_MAX, BACKOFF_MIN, Client, InvalidEventError, QueueFull, backoff, retry_after
 from track.client.importer import import_files
-from track.fields.kinds import EVENT_TYPES
+from track.fields.kinds import KINDS
 from track.test.client.fakecollector import Answer, DeadPort, FakeCollector, stored
 from track.test.process import child_env
 from track.web.app import API_PREFIX
@@ -102,10 +102,10 @@ class TrackTests(ClientTestCase):
 
     def test_required_fields_come_from_the_servers_field_tables(self) -> None:
         client = self.client(DeadPort().url)
-        for name, event in EVENT_TYPES.items():
+        for name, kind in KINDS.items():
             with self.assertRaises(InvalidEventError) as caught:
                 client.track(name, {})
-            self.assertEqual(set(caught.exception.fields), {f.name for f in event.fields if f.required}, name)
+            self.assertEqual(set(caught.exception.fields), {f.name for f in kind.fields if f.required}, name)
 
     def test_optional_fields_of_the_tables_are_known_without_a_list_here(self) -> None:
         fake = self.collector()
@@ -140,7 +140,7 @@ class TrackTests(ClientTestCase):
 class RulesTests(ClientTestCase):
     def test_the_collectors_rules_are_fetched_once_and_followed(self) -> None:
         fake = self.collector()
-        widened = {k: e.with_string_limits({"Referrer": (100, False)}) for k, e in EVENT_TYPES.items()}
+        widened = {k: e.with_string_limits({"Referrer": (100, False)}) for k, e in KINDS.items()}
         fake.document = openapi_document(widened, API_PREFIX, 1024 * 1024)
         client = self.client(fake.url + "/api/1.0/track/")
         ids = [client.track("user", {**USER, "Referrer": "r" * 100}) for _ in range(3)]  # the snapshot says 64

@@ -9,7 +9,7 @@ from twisted.trial.unittest import TestCase
 
 from track.client.events import JSONNumber, prepare
 from track.client.rules import Rules, builtin_rules, rules_from_openapi
-from track.fields.kinds import EVENT_TYPES, EventType, InvalidEvent, parse_event
+from track.fields.kinds import KINDS, InvalidEvent, Kind, parse_event
 from track.fields.values import JSONNumber as ServerNumber
 from track.test.client.snapshot import server_rules, text
 from track.web.app import API_PREFIX
@@ -32,16 +32,16 @@ VALUES: list[object] = [
 ]
 
 
-def server_takes(event: EventType, seen: dict[str, object]) -> bool:
+def server_takes(kind: Kind, seen: dict[str, object]) -> bool:
     data = {k: ServerNumber(v) if isinstance(v, JSONNumber) else v for k, v in seen.items()}
     try:
-        parse_event(event, data, "", None)  # type: ignore[arg-type]
+        parse_event(kind, data, "", None)  # type: ignore[arg-type]
     except InvalidEvent:
         return False
     return True
 
 
-def bmp_only(tables: dict[str, EventType]) -> dict[str, EventType]:
+def bmp_only(tables: dict[str, Kind]) -> dict[str, Kind]:
     """The tables of a database with 3-byte utf8 columns."""
     return {k: e.with_string_limits({f.name: (f.max_length, True) for f in e.fields if f.type == "string"})
             for k, e in tables.items()}
@@ -56,7 +56,7 @@ class SnapshotTests(TestCase):
 
 class AgreementTests(TestCase):
     def test_the_client_refuses_exactly_what_the_server_refuses(self) -> None:
-        for tables in (EVENT_TYPES, bmp_only(EVENT_TYPES)):
+        for tables in (KINDS, bmp_only(KINDS)):
             rules = Rules(rules_from_openapi(openapi_document(tables, API_PREFIX, 1024 * 1024)), "server")
             checked = 0
             for kind, event in tables.items():

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from track.fields.kinds import EVENT_TYPES, Field, InvalidEvent, parse_event
+from track.fields.kinds import KINDS, Field, InvalidEvent, parse_event
 from track.fields.messageid import new_message_id
 from track.fields.values import INT32_MAX, INT32_MIN, Invalid, JSONNumber
 
@@ -123,65 +123,65 @@ REQUIRED = {
 
 class ParseEventTests(SynchronousTestCase):
     def test_the_seed_api_fields_and_required_sets(self) -> None:
-        for kind, required in REQUIRED.items():
-            event = EVENT_TYPES[kind]
-            self.assertEqual({f.name for f in event.fields if f.required}, required)
-            self.assertEqual({f.name for f in event.fields}, set(FULL[kind][0]) | {"MessageID"})
+        for name, required in REQUIRED.items():
+            kind = KINDS[name]
+            self.assertEqual({f.name for f in kind.fields if f.required}, required)
+            self.assertEqual({f.name for f in kind.fields}, set(FULL[name][0]) | {"MessageID"})
 
     def test_language_is_optional_and_at_most_16_characters(self) -> None:
-        for kind, (data, _) in FULL.items():
-            event = EVENT_TYPES[kind]
-            columns = event.columns
+        for name, (data, _) in FULL.items():
+            kind = KINDS[name]
+            columns = kind.columns
             without = {k: v for k, v in data.items() if k != "Language"}
-            self.assertIsNone(parse_event(event, without, "", NOW)[columns.index("Language")], kind)
-            row = parse_event(event, dict(data, Language="x" * 16), "", NOW)
+            self.assertIsNone(parse_event(kind, without, "", NOW)[columns.index("Language")], name)
+            row = parse_event(kind, dict(data, Language="x" * 16), "", NOW)
             self.assertEqual(row[columns.index("Language")], "x" * 16)
-            error = self.assertRaises(InvalidEvent, parse_event, event, dict(data, Language="x" * 17), "", NOW)
+            error = self.assertRaises(InvalidEvent, parse_event, kind, dict(data, Language="x" * 17), "", NOW)
             self.assertEqual(error.fields, {"Language": "must be at most 16 characters"})
 
     def test_empty_optional_values(self) -> None:
         """An empty optional string is stored as given; an empty optional
         number means not given (the README's API section says both)."""
-        event = EVENT_TYPES["user"]
+        kind = KINDS["user"]
         data = dict(FULL["user"][0], Referrer="", Message="")
-        row = parse_event(event, data, "", NOW)
-        self.assertEqual((row[event.columns.index("Referrer")], row[event.columns.index("Message")]), ("", ""))
-        session = EVENT_TYPES["session"]
+        row = parse_event(kind, data, "", NOW)
+        self.assertEqual((row[kind.columns.index("Referrer")], row[kind.columns.index("Message")]), ("", ""))
+        session = KINDS["session"]
         row = parse_event(session, dict(FULL["session"][0], ProfileID=""), "", NOW)
         self.assertIsNone(row[session.columns.index("ProfileID")])
 
     def test_is_rented_is_an_optional_bool_of_items_only_and_false_by_default(self) -> None:
-        event = EVENT_TYPES["item"]
-        index = event.columns.index("IsRented")
+        kind = KINDS["item"]
+        index = kind.columns.index("IsRented")
         data = {k: v for k, v in FULL["item"][0].items() if k != "IsRented"}
-        self.assertIs(parse_event(event, data, "", NOW)[index], False)
-        self.assertIs(parse_event(event, dict(data, IsRented=""), "", NOW)[index], False)
-        self.assertIs(parse_event(event, dict(data, IsRented=True), "", NOW)[index], True)
-        self.assertIs(parse_event(event, dict(data, IsRented="0"), "", NOW)[index], False)
-        error = self.assertRaises(InvalidEvent, parse_event, event, dict(data, IsRented="yes"), "", NOW)
+        self.assertIs(parse_event(kind, data, "", NOW)[index], False)
+        self.assertIs(parse_event(kind, dict(data, IsRented=""), "", NOW)[index], False)
+        self.assertIs(parse_event(kind, dict(data, IsRented=True), "", NOW)[index], True)
+        self.assertIs(parse_event(kind, dict(data, IsRented="0"), "", NOW)[index], False)
+        error = self.assertRaises(InvalidEvent, parse_event, kind, dict(data, IsRented="yes"), "", NOW)
         self.assertEqual(list(error.fields), ["IsRented"])
-        for kind in ("session", "user", "purchase"):
-            error = self.assertRaises(InvalidEvent, parse_event, EVENT_TYPES[kind],
-                                      dict(FULL[kind][0], IsRented="1"), "", NOW)
+        for name in ("session", "user", "purchase"):
+            error = self.assertRaises(InvalidEvent, parse_event, KINDS[name],
+                                      dict(FULL[name][0], IsRented="1"), "", NOW)
             self.assertEqual(error.fields, {"IsRented": "unknown field"})
 
     def test_complete_events_give_their_rows(self) -> None:
-        for kind, (data, expected) in FULL.items():
-            event = EVENT_TYPES[kind]
-            row = parse_event(event, dict(data, MessageID="client-id:1"), "192.0.2.1", NOW)
-            server = ("192.0.2.1", NOW) if event.remote_ip_column else (NOW,)
+        for name, (data, expected) in FULL.items():
+            kind = KINDS[name]
+            row = parse_event(kind, dict(data, MessageID="client-id:1"), "192.0.2.1", NOW)
+            server = ("192.0.2.1", NOW) if kind.remote_ip_column else (NOW,)
             self.assertEqual(row, (*expected, "client-id:1", *server))
-            self.assertEqual(len(row), len(event.columns))
-            self.assertEqual(row[event.message_id_index], "client-id:1")
+            self.assertEqual(len(row), len(kind.columns))
+            self.assertEqual(row[kind.message_id_index], "client-id:1")
 
     def test_the_server_assigns_a_uuid_message_id_when_none_is_sent(self) -> None:
-        event = EVENT_TYPES["user"]
-        ids = {parse_event(event, FULL["user"][0], "", NOW)[event.message_id_index] for _ in range(3)}
+        kind = KINDS["user"]
+        ids = {parse_event(kind, FULL["user"][0], "", NOW)[kind.message_id_index] for _ in range(3)}
         self.assertEqual(len(ids), 3)
         for message_id in ids:
             self.assertEqual(str(uuid.UUID(message_id)), message_id)
-        blank = parse_event(event, dict(FULL["user"][0], MessageID=""), "", NOW)
-        self.assertEqual(len(blank[event.message_id_index]), 36)
+        blank = parse_event(kind, dict(FULL["user"][0], MessageID=""), "", NOW)
+        self.assertEqual(len(blank[kind.message_id_index]), 36)
 
     def test_a_forked_child_assigns_message_ids_of_its_own(self) -> None:
         parent = new_message_id()
@@ -199,39 +199,39 @@ class ParseEventTests(SynchronousTestCase):
         self.assertEqual(new_message_id()[:24], parent[:24])
 
     def test_message_ids_are_checked(self) -> None:
-        event = EVENT_TYPES["user"]
+        kind = KINDS["user"]
         for good in ("a", "0b1f.2_3:4-5", "x" * 64, "550e8400-e29b-41d4-a716-446655440000"):
-            self.assertEqual(parse_event(event, dict(FULL["user"][0], MessageID=good), "", NOW)
-                             [event.message_id_index], good)
+            self.assertEqual(parse_event(kind, dict(FULL["user"][0], MessageID=good), "", NOW)
+                             [kind.message_id_index], good)
         for bad in ("x" * 65, "a b", "a/b", "é", 5, None, "id\n"):
             with self.subTest(bad=bad):
-                error = self.assertRaises(InvalidEvent, parse_event, event,
+                error = self.assertRaises(InvalidEvent, parse_event, kind,
                                           dict(FULL["user"][0], MessageID=bad), "", NOW)
                 self.assertEqual(list(error.fields), ["MessageID"])
 
     def test_remote_ip_column_filled_for_user_and_item_only(self) -> None:
         self.assertEqual(
-            {k for k, e in EVENT_TYPES.items() if "RemoteIP" in e.columns[len(e.fields):]},
+            {k for k, e in KINDS.items() if "RemoteIP" in e.columns[len(e.fields):]},
             {"user", "item"},
         )
 
     def test_every_missing_required_field_is_named(self) -> None:
         for kind, required in REQUIRED.items():
-            error = self.assertRaises(InvalidEvent, parse_event, EVENT_TYPES[kind], {}, "", NOW)
+            error = self.assertRaises(InvalidEvent, parse_event, KINDS[kind], {}, "", NOW)
             self.assertEqual(error.fields, {name: "is required" for name in required})
 
     def test_blank_required_is_missing_and_blank_optional_is_null(self) -> None:
         data = dict(FULL["item"][0], PriceGold="", ItemName="")
-        error = self.assertRaises(InvalidEvent, parse_event, EVENT_TYPES["item"], data, "", NOW)
+        error = self.assertRaises(InvalidEvent, parse_event, KINDS["item"], data, "", NOW)
         self.assertEqual(error.fields, {"ItemName": "is required"})
         data["ItemName"] = "axe"
-        row = parse_event(EVENT_TYPES["item"], data, "", NOW)
+        row = parse_event(KINDS["item"], data, "", NOW)
         self.assertIsNone(row[5])
 
     def test_unknown_and_bad_fields_are_all_reported(self) -> None:
         data = dict(FULL["session"][0], ProfileID="x", Bogus="1", region="eu")
         del data["Message"]
-        error = self.assertRaises(InvalidEvent, parse_event, EVENT_TYPES["session"], data, "", NOW)
+        error = self.assertRaises(InvalidEvent, parse_event, KINDS["session"], data, "", NOW)
         self.assertEqual(
             error.fields,
             {"ProfileID": "must be an integer", "Bogus": "unknown field", "region": "unknown field"},
@@ -239,5 +239,5 @@ class ParseEventTests(SynchronousTestCase):
 
     def test_null_is_refused(self) -> None:
         data = dict(FULL["user"][0], Message=None)
-        error = self.assertRaises(InvalidEvent, parse_event, EVENT_TYPES["user"], data, "", NOW)
+        error = self.assertRaises(InvalidEvent, parse_event, KINDS["user"], data, "", NOW)
         self.assertEqual(error.fields, {"Message": "must not be null"})

@@ -10,11 +10,11 @@ from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from track.fields.kinds import EVENT_TYPES
+from track.fields.kinds import KINDS
 from track.pipeline.batcher import GATHER_SECONDS, Batcher
-from track.types import InternalError, Overloaded, RowError, RowRejected, Unavailable
+from track.types import InternalError, Overloaded, Refusal, Refused, Unavailable
 
-SESSION, USER = EVENT_TYPES["session"], EVENT_TYPES["user"]
+SESSION, USER = KINDS["session"], KINDS["user"]
 
 
 class RecordingInsert:
@@ -125,8 +125,8 @@ class BatcherTests(SynchronousTestCase):
         answer = batcher.submit_batch(groups, 3)
         self.assertEqual(seen, [groups])
         self.assertRaises(Overloaded, batcher.submit_batch, groups, 3)
-        written.callback([(1, 0, RowError("Region", "too long"))])
-        self.assertEqual(self.successResultOf(answer), [(1, 0, RowError("Region", "too long"))])
+        written.callback([(1, 0, Refusal("Region", "too long"))])
+        self.assertEqual(self.successResultOf(answer), [(1, 0, Refusal("Region", "too long"))])
         self.assertEqual(batcher.pending, 0)
 
     def test_without_insert_together_a_batch_is_an_internal_error(self) -> None:
@@ -154,17 +154,17 @@ class BatcherTests(SynchronousTestCase):
 
     def test_a_rejected_row_fails_alone(self) -> None:
         ds = [self.batcher.submit(SESSION, (n,)) for n in "abc"]
-        self.insert.calls[0][2].callback([None, RowError("Message", "is too long"), None])
+        self.insert.calls[0][2].callback([None, Refusal("Message", "is too long"), None])
         self.successResultOf(ds[0])
         self.successResultOf(ds[2])
-        failure = self.failureResultOf(ds[1], RowRejected)
-        self.assertEqual(failure.value.error, RowError("Message", "is too long"))
+        failure = self.failureResultOf(ds[1], Refused)
+        self.assertEqual(failure.value.refusal, Refusal("Message", "is too long"))
 
     def test_rows_not_stored_in_a_partial_outage_are_unavailable(self) -> None:
         ds = [self.batcher.submit(SESSION, (n,)) for n in "abc"]
-        self.insert.calls[0][2].callback([None, RowError("Region", "must not be null"), Unavailable("gone")])
+        self.insert.calls[0][2].callback([None, Refusal("Region", "must not be null"), Unavailable("gone")])
         self.successResultOf(ds[0])
-        self.failureResultOf(ds[1], RowRejected)
+        self.failureResultOf(ds[1], Refused)
         self.failureResultOf(ds[2], Unavailable)
 
     def test_an_outage_fails_the_whole_batch_as_unavailable(self) -> None:

@@ -19,7 +19,7 @@ from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublish
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
-from track.fields.kinds import EVENT_TYPES, parse_event
+from track.fields.kinds import KINDS, parse_event
 from track.pipeline import replay as replay_module
 from track.pipeline.replay import Replay
 from track.spool import encode
@@ -32,7 +32,7 @@ from track.test.process import wait_until
 from track.test.support import MYSQL_SKIP, create_schema, execute, open_spool, reset_mysql, sqlite_dsn
 from track.types import Unavailable
 
-SESSION, USER = EVENT_TYPES["session"], EVENT_TYPES["user"]
+SESSION, USER = KINDS["session"], KINDS["user"]
 CREATED = datetime(2026, 12, 7, 9, 0, 0)
 SQLITE_NO_EVIL = ("CREATE TRIGGER no_evil BEFORE INSERT ON SessionEvent WHEN NEW.SessionType = 'evil' "
                   "BEGIN SELECT RAISE(ABORT, 'no evil sessions'); END")
@@ -135,7 +135,7 @@ class ReplayMixin(_MixinBase):
     def replay(self, store: Any) -> tuple[Replay, Any]:
         """A replay of the spool directory as a (re)started service makes it."""
         spool = open_spool(self, self.spool_dir)
-        return Replay(store, spool, reactor, dict(EVENT_TYPES), DatabaseState()), spool
+        return Replay(store, spool, reactor, dict(KINDS), DatabaseState()), spool
 
     def stored(self, table: str) -> list[str]:
         return [m for (m,) in execute(self.dsn, f"SELECT MessageID FROM {table} ORDER BY MessageID")]
@@ -247,7 +247,7 @@ class DamagedSegmentTests(TestCase):
         store = Store(dialect_for(dsn))
         self.addCleanup(store.close)
         spool = open_spool(self, spool_dir)
-        await Replay(store, spool, reactor, dict(EVENT_TYPES), DatabaseState()).run()
+        await Replay(store, spool, reactor, dict(KINDS), DatabaseState()).run()
 
         self.assertEqual([m for (m,) in execute(dsn, "SELECT MessageID FROM SessionEvent ORDER BY MessageID")],
                          ["d-0", "d-2"])
@@ -285,7 +285,7 @@ class DamagedSegmentTests(TestCase):
         store = Store(dialect_for(dsn))
         self.addCleanup(store.close)
         spool = open_spool(self, spool_dir)
-        await Replay(store, spool, reactor, dict(EVENT_TYPES), DatabaseState()).run()
+        await Replay(store, spool, reactor, dict(KINDS), DatabaseState()).run()
 
         self.assertEqual([m for (m,) in execute(dsn, "SELECT MessageID FROM SessionEvent ORDER BY MessageID")],
                          ["u-0", "u-2"])
@@ -334,7 +334,7 @@ class ReplayStateTests(TestCase):
         self.logged = replay_log(self)
 
     def replay(self, failures: list[Any]) -> Replay:
-        return Replay(Flaky(self.store, failures), self.spool, self.clock, dict(EVENT_TYPES), self.state)
+        return Replay(Flaky(self.store, failures), self.spool, self.clock, dict(KINDS), self.state)
 
     def stored(self) -> list[str]:
         return [m for (m,) in execute(self.dsn, "SELECT MessageID FROM SessionEvent ORDER BY MessageID")]

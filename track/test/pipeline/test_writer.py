@@ -14,13 +14,13 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from track.admin.health import ProcessHealth
-from track.fields.kinds import EVENT_TYPES, parse_event
+from track.fields.kinds import KINDS, parse_event
 from track.pipeline.writer import Writer
 from track.spool import Spool, encode
 from track.test.support import open_spool, spooled_rows
-from track.types import InternalError, RowError, Unavailable
+from track.types import InternalError, Refusal, Unavailable
 
-SESSION = EVENT_TYPES["session"]
+SESSION = KINDS["session"]
 NOW = datetime(2026, 11, 29, 12, 0, 0)
 
 
@@ -63,7 +63,7 @@ class WriterTests(TestCase):
         self.db = Database()
         self.clock = Clock()
         self.spool = self.make_spool(10**6)
-        self.writer = Writer(self.db, self.spool, self.clock, dict(EVENT_TYPES))
+        self.writer = Writer(self.db, self.spool, self.clock, dict(KINDS))
         self.addCleanup(self.writer.stop)
 
     def make_spool(self, max_bytes: int) -> Spool:
@@ -96,7 +96,7 @@ class WriterTests(TestCase):
     def test_a_write_the_database_never_answers_goes_to_the_spool_after_the_outage_wait(self) -> Any:
         """A database that accepts and never answers (stopped, a hung proxy)
         holds a request for --outage-wait, not for the read timeout."""
-        writer = Writer(self.db, self.spool, self.clock, dict(EVENT_TYPES), outage_wait=2.0)
+        writer = Writer(self.db, self.spool, self.clock, dict(KINDS), outage_wait=2.0)
         hung: Deferred[Any] = Deferred()
         self.db.answers = [hung]
         d = writer.insert(SESSION, [row(1), row(2)])
@@ -115,7 +115,7 @@ class WriterTests(TestCase):
 
     @inlineCallbacks
     def test_a_batch_request_the_database_never_answers_is_one_spool_append_after_the_wait(self) -> Any:
-        writer = Writer(self.db, self.spool, self.clock, dict(EVENT_TYPES), outage_wait=0.5)
+        writer = Writer(self.db, self.spool, self.clock, dict(KINDS), outage_wait=0.5)
         hung: Deferred[Any] = Deferred()
         self.db.answers = [hung]
         d = writer.insert_atomic([(SESSION, [row(1)]), (SESSION, [row(2)])])
@@ -134,7 +134,7 @@ class WriterTests(TestCase):
 
     @inlineCallbacks
     def test_rows_cut_off_by_an_outage_are_spooled_the_rest_keep_their_answer(self) -> Any:
-        refused = RowError("Region", "is too long")
+        refused = Refusal("Region", "is too long")
         self.db.answers = [[None, refused, Unavailable("gone")]]
         outcome = yield self.writer.insert(SESSION, [row(1), row(2), row(3)])
         self.assertEqual(outcome, [None, refused, None])
@@ -163,7 +163,7 @@ class WriterTests(TestCase):
     def test_without_room_in_the_spool_an_outage_is_unavailable_and_not_ready(self) -> Any:
         record = len(encode(SESSION, row(1)))
         self.spool = self.make_spool(10 * record)  # headroom: a tenth of it, one record
-        self.writer = Writer(self.db, self.spool, self.clock, dict(EVENT_TYPES))
+        self.writer = Writer(self.db, self.spool, self.clock, dict(KINDS))
         self.addCleanup(self.writer.stop)
         self.db.answers = [Unavailable("gone")]
         yield self.writer.insert(SESSION, [row(n) for n in range(8)])
@@ -176,7 +176,7 @@ class WriterTests(TestCase):
 
     @inlineCallbacks
     def test_without_a_spool_an_outage_is_unavailable(self) -> Any:
-        writer = Writer(self.db, None, self.clock, dict(EVENT_TYPES))
+        writer = Writer(self.db, None, self.clock, dict(KINDS))
         self.addCleanup(writer.stop)
         self.db.answers = [Unavailable("gone")]
         failure = yield self.assertFailure(writer.insert(SESSION, [row(1)]), Unavailable)

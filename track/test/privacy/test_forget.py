@@ -16,7 +16,7 @@ from twisted.internet import reactor
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from track.fields.kinds import EVENT_TYPES, parse_event
+from track.fields.kinds import KINDS, parse_event
 from track.privacy.forget import delete_profile, main
 from track.privacy.spoolforget import forget_in_spool, matches
 from track.spool.deadletters import DeadLetters, entry
@@ -40,18 +40,18 @@ def row(kind: str, profile_id: int, message_id: str) -> tuple[Any, ...]:
     if kind == "purchase":
         fields.update(Currency="EUR", GrossAmount="1.00", NetAmount="0.80", PaymentProvider="card",
                       Product="gems")
-    return parse_event(EVENT_TYPES[kind], fields, "198.51.100.1", CREATED)
+    return parse_event(KINDS[kind], fields, "198.51.100.1", CREATED)
 
 
-def insert(dsn: Any, kind: str, rows: list[tuple[Any, ...]]) -> None:
+def insert(dsn: Any, name: str, rows: list[tuple[Any, ...]]) -> None:
     dialect = dialect_for(dsn)
-    event = EVENT_TYPES[kind]
-    columns = ", ".join(event.columns)
-    marks = ", ".join([dialect.placeholder] * len(event.columns))
+    kind = KINDS[name]
+    columns = ", ".join(kind.columns)
+    marks = ", ".join([dialect.placeholder] * len(kind.columns))
     conn = dialect.connect()
     try:
         cursor = conn.cursor()
-        cursor.executemany(f"INSERT INTO {event.table} ({columns}) VALUES ({marks})", [dialect.adapt(r) for r in rows])
+        cursor.executemany(f"INSERT INTO {kind.table} ({columns}) VALUES ({marks})", [dialect.adapt(r) for r in rows])
         conn.commit()
     finally:
         conn.close()
@@ -67,7 +67,7 @@ def run(*argv: str) -> tuple[int, dict[str, Any] | None, str]:
 class DatabaseTests(TestCase):
     def fill(self, dsn: Any) -> None:
         create_schema(dsn)
-        for kind in EVENT_TYPES:
+        for kind in KINDS:
             insert(dsn, kind, [row(kind, pid, f"{kind}-{pid}-{n}") for pid in (7, 8) for n in range(5)])
 
     def check(self, dsn: Any, text: str) -> None:
@@ -75,12 +75,12 @@ class DatabaseTests(TestCase):
         code, receipt, _ = run("--dsn", text, "--profile-id", "7")
         self.assertEqual(code, 0)
         assert receipt is not None
-        self.assertEqual(receipt["tables"], {e.table: 5 for e in EVENT_TYPES.values()})
+        self.assertEqual(receipt["tables"], {e.table: 5 for e in KINDS.values()})
         self.assertEqual(receipt["profile_id"], 7)
         self.assertIn("time", receipt)
-        for event in EVENT_TYPES.values():
-            self.assertEqual(execute(dsn, f"SELECT ProfileID, COUNT(*) FROM {event.table} GROUP BY ProfileID"),
-                             [(8, 5)], event.table)
+        for kind in KINDS.values():
+            self.assertEqual(execute(dsn, f"SELECT ProfileID, COUNT(*) FROM {kind.table} GROUP BY ProfileID"),
+                             [(8, 5)], kind.table)
 
     def test_mariadb_every_table(self) -> None:
         if MYSQL_SKIP:
@@ -137,7 +137,7 @@ class SpoolTests(TestCase):
         spool = Spool(root, 10**7, reactor)
         spool.open()
         spool.close()
-        user = EVENT_TYPES["user"]
+        user = KINDS["user"]
         first = [encode(user, row("user", 7 if n % 2 else 8, f"s1-{n}")) for n in range(10)]
         second = [encode(user, row("user", 7 if n % 2 else 8, f"s2-{n}")) for n in range(6)]
         for name, records in (("000000000001.spool", first), ("000000000002.spool", second)):

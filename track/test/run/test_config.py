@@ -2,7 +2,7 @@
 turned into a worker's argv (track/run/config.py) and parsed back, is the
 same Config, field by field, but for the fields that differ by design.
 
-Adding an option means: a value for it in NON_DEFAULT below (the test says
+Adding an option means: a value for it in non_default() below (the test says
 so when one is missing), a field of Config that names it, and, if the
 workers must not get it unchanged, an entry in BY_DESIGN saying why."""
 

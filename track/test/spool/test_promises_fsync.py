@@ -13,7 +13,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
-from track.fields.kinds import EVENT_TYPES
+from track.fields.kinds import KINDS
 from track.pipeline.replay import Replay
 from track.spool import encode
 from track.spool.records import SEGMENT_MAGIC
@@ -135,7 +135,7 @@ class DeadLetterDurabilityTests(TestCase):
         spool_dir = os.path.realpath(self.mktemp())
         os.makedirs(spool_dir)
         segment = os.path.join(spool_dir, "000000000001.spool")
-        records = [encode(EVENT_TYPES["session"], session(m, "evil" if m == "e-1" else "login"))
+        records = [encode(KINDS["session"], session(m, "evil" if m == "e-1" else "login"))
                    for m in ("e-0", "e-1", "e-2")]
         damaged = bytearray(records[2])
         damaged[30] ^= 0x01  # a flipped bit inside the third record: kept aside as corrupt bytes
@@ -146,7 +146,7 @@ class DeadLetterDurabilityTests(TestCase):
         spool = open_spool(self, spool_dir)
         self.patch(os, "fsync", fsync)
         self.patch(os, "unlink", unlink)
-        await Replay(store, spool, reactor, dict(EVENT_TYPES), DatabaseState()).run()
+        await Replay(store, spool, reactor, dict(KINDS), DatabaseState()).run()
         self.flushLoggedErrors()
 
         letters = os.path.join(spool_dir, "dead-letter")

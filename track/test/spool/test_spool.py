@@ -14,7 +14,7 @@ from twisted.internet.task import Clock, deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from track.admin.health import ProcessHealth
-from track.fields.kinds import EVENT_TYPES, parse_event
+from track.fields.kinds import KINDS, parse_event
 from track.pipeline.replay import PROBE_MAX
 from track.pipeline.writer import Writer
 from track.spool import Spool, SpoolBroken, SpoolFull, decode, encode, parse_segment
@@ -24,7 +24,7 @@ from track.test.support import open_spool, spooled_rows
 from track.types import Unavailable
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, 123456)
-PURCHASE = EVENT_TYPES["purchase"]
+PURCHASE = KINDS["purchase"]
 
 
 def purchase(n: int) -> tuple[Any, ...]:
@@ -41,12 +41,12 @@ def segments(spool: Spool) -> list[str]:
 
 class RecordTests(SynchronousTestCase):
     def test_a_record_decodes_to_exactly_the_row(self) -> None:
-        for event, row in ((PURCHASE, purchase(1)),
-                           (EVENT_TYPES["item"], parse_event(EVENT_TYPES["item"], {
+        for kind, row in ((PURCHASE, purchase(1)),
+                           (KINDS["item"], parse_event(KINDS["item"], {
                                "ProfileID": "1", "Region": "eu", "ItemName": "a", "ItemType": "b",
                                "IsUGC": "true"}, "10.0.0.1", NOW))):
-            (payload,) = parse_segment(SEGMENT_MAGIC + encode(event, row)).payloads
-            self.assertEqual(decode(payload, EVENT_TYPES), (event, row))
+            (payload,) = parse_segment(SEGMENT_MAGIC + encode(kind, row)).payloads
+            self.assertEqual(decode(payload, KINDS), (kind, row))
 
 
 class SpoolTests(TestCase):
@@ -161,7 +161,7 @@ class FormatOneTests(SynchronousTestCase):
 
     def test_every_record_reads_as_a_row_of_todays_tables(self) -> None:
         segment = parse_segment(self.data)
-        rows = [decode(p, EVENT_TYPES) for p in segment.payloads]
+        rows = [decode(p, KINDS) for p in segment.payloads]
         self.assertEqual([(e.name, row[e.message_id_index]) for e, row in rows], [
             ("session", "v1-session-1"), ("session", "v1-session-2"), ("user", "v1-user-1"),
             ("item", "v1-item-1"), ("item", "v1-item-2"), ("purchase", "v1-purchase-1")])
@@ -216,7 +216,7 @@ class FullDiskTests(TestCase):
         with open(path, "rb") as f:
             segment = parse_segment(f.read())
         self.assertEqual((segment.torn_at, segment.corrupt), (None, []))
-        self.assertEqual([decode(p, EVENT_TYPES)[1] for p in segment.payloads], acknowledged)
+        self.assertEqual([decode(p, KINDS)[1] for p in segment.payloads], acknowledged)
         self.assertEqual(self.spool.events, len(acknowledged))
         # Space comes back: the spool notices by itself and appends to a new segment.
         (path,) = yield self.spool.sealed()
@@ -267,7 +267,7 @@ class ReadOnlyStore(DownStore):
 class ProbeTests(SynchronousTestCase):
     def test_without_a_spool_an_outage_is_503_and_probing_backs_off(self) -> None:
         clock, store = Clock(), DownStore()
-        writer = Writer(store, None, clock, dict(EVENT_TYPES))
+        writer = Writer(store, None, clock, dict(KINDS))
         self.failureResultOf(writer.insert(PURCHASE, [purchase(1)]), Unavailable)
         self.assertEqual((writer.up, writer.ready()), (False, False))
         gaps = []
@@ -285,7 +285,7 @@ class ProbeTests(SynchronousTestCase):
         # succeed, but writes fail.  Each failed attempt must not reset the
         # backoff, or the state flaps (and logs) every 0.5 s.
         clock, store = Clock(), ReadOnlyStore()
-        writer = Writer(store, None, clock, dict(EVENT_TYPES))
+        writer = Writer(store, None, clock, dict(KINDS))
         self.failureResultOf(writer.insert(PURCHASE, [purchase(1)]), Unavailable)
         gaps = []
         for _ in range(6):
@@ -310,7 +310,7 @@ class ProbeTests(SynchronousTestCase):
         writer.stop()
 
     def test_health_reports_the_database_and_the_spool(self) -> None:
-        writer = Writer(DownStore(), None, Clock(), dict(EVENT_TYPES))
+        writer = Writer(DownStore(), None, Clock(), dict(KINDS))
         self.assertEqual(ProcessHealth(writer).health(), {
             "status": "ok", "database": "up",
             "spool": {"events": 0, "bytes": 0, "writable": False, "error": "turned off"},

@@ -17,7 +17,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from track.fields.kinds import EVENT_TYPES, parse_event
+from track.fields.kinds import KINDS, parse_event
 from track.storage.dialect import dialect_for
 from track.storage.dsn import parse_dsn
 from track.storage.hosts import HEALTHY_ROUNDS, IDLE_INTERVAL, Address, Hosts, HostWatch
@@ -25,7 +25,7 @@ from track.storage.store import Store
 from track.test.mariadb import MYSQL_SKIP, free_port
 from track.test.support import admin_port, client_pool, create_schema, execute, mysql_dsn, reset_mysql, serve
 
-USER = EVENT_TYPES["user"]
+USER = KINDS["user"]
 FORM: dict[str | bytes, str | bytes] = {"Content-Type": "application/x-www-form-urlencoded"}
 
 

@@ -63,7 +63,7 @@ class MySQLVerdictTests(SynchronousTestCase):
 
     def test_each_refused_row_code_is_that_rows_alone(self) -> None:
         for code, message in ROW_CODES.items():
-            self.assertEqual((code, MYSQL.classify(mysql_error(code, message))), (code, Verdict.ROW))
+            self.assertEqual((code, MYSQL.classify(mysql_error(code, message))), (code, Verdict.REFUSED))
 
     def test_a_closed_connection_or_socket_error_is_an_outage(self) -> None:
         for exc in (pymysql.err.InterfaceError(0, ""), ConnectionResetError(104, "reset"),
@@ -82,7 +82,7 @@ class MySQLVerdictTests(SynchronousTestCase):
             self.assertEqual(MYSQL.classify(exc), Verdict.BUG, exc)
 
     def test_a_refused_row_names_its_column_where_the_message_does(self) -> None:
-        named = {code: MYSQL.row_error(mysql_error(code, message)) for code, message in ROW_CODES.items()}
+        named = {code: MYSQL.refusal(mysql_error(code, message)) for code, message in ROW_CODES.items()}
         self.assertEqual({code: e.column for code, e in named.items() if e is not None}, {
             1048: "Region", 1264: "ProfileID", 1265: "Currency", 1292: "Created", 1366: "Message",
             1406: "SessionType", 1452: "Region", 1644: "", 3819: "", 4025: ""})
@@ -99,7 +99,7 @@ class SQLiteVerdictTests(SynchronousTestCase):
 
     def test_constraints_are_refused_rows_and_the_rest_bugs(self) -> None:
         self.assertEqual(SQLITE.classify(sqlite3.IntegrityError("CHECK constraint failed: positive")),
-                         Verdict.ROW)
+                         Verdict.REFUSED)
         self.assertEqual(SQLITE.classify(sqlite3.OperationalError("no such column: Nope")), Verdict.BUG)
         self.assertEqual(SQLITE.classify(sqlite3.ProgrammingError("closed")), Verdict.BUG)
 
@@ -126,9 +126,9 @@ class BothPathsTests(SynchronousTestCase):
     def test_every_code_in_the_table_is_decided_alike(self) -> None:
         errors = [mysql_error(code, message) for code, message in {**OUTAGE_CODES, **ROW_CODES}.items()]
         errors += [mysql_error(code, "x") for code in sorted(mysqlerrors.OUTAGE | mysqlerrors.SETUP
-                                                            | set(mysqlerrors.ROW_ERRORS))]
+                                                            | set(mysqlerrors.REFUSALS))]
         decided = {ErrorClass.OUTAGE: ("waits", Verdict.OUTAGE), ErrorClass.SETUP: ("stops", Verdict.OUTAGE),
-                   ErrorClass.ROW: ("stops", Verdict.ROW)}
+                   ErrorClass.REFUSED: ("stops", Verdict.REFUSED)}
         for error in errors:
             expected = decided[mysqlerrors.error_class(error)]
             self.assertEqual((error.args, self.start_with(error), MYSQL.classify(error)), (error.args, *expected))

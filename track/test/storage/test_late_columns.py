@@ -9,7 +9,7 @@ from typing import Any
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
-from track.fields.kinds import EVENT_TYPES, parse_event
+from track.fields.kinds import KINDS, parse_event
 from track.storage.dialect import dialect_for
 from track.storage.dsn import DSN
 from track.storage.prepare import prepare_database
@@ -29,13 +29,13 @@ class LateColumnsMixin:
 
     @inlineCallbacks
     def store_items(self: Any, *items: dict[str, str]) -> Any:
-        event_types = prepare_database(self.dsn)
-        assert event_types is not None
+        kinds = prepare_database(self.dsn)
+        assert kinds is not None
         store = Store(dialect_for(self.dsn))
         self.addCleanup(store.close)
-        event = event_types["item"]
-        rows = [parse_event(event, item, "203.0.113.9", NOW) for item in items]
-        self.assertEqual((yield store.insert(event, rows)), None)
+        kind = kinds["item"]
+        rows = [parse_event(kind, item, "203.0.113.9", NOW) for item in items]
+        self.assertEqual((yield store.insert(kind, rows)), None)
 
     @inlineCallbacks
     def test_language_and_is_rented_are_stored(self: Any) -> Any:
@@ -91,9 +91,9 @@ class SpooledBeforeTheseFieldsTests(TestCase):
 
         payload = (b'{"type":"item","columns":{"ProfileID":7,"Region":"eu","ItemName":"s","ItemType":"w",'
                    b'"IsUGC":true,"MessageID":"m1","RemoteIP":"1.2.3.4","Created":"2026-11-28T12:00:00"}}')
-        event, row = decode(payload, EVENT_TYPES)
+        event, row = decode(payload, KINDS)
         values = dict(zip(event.columns, row, strict=True))
         self.assertEqual((values["IsRented"], values["Language"], values["MessageID"]), (False, None, "m1"))
         v1 = b'["user",[7,"eu",null,null,"m2","1.2.3.4","2026-11-28T12:00:00"]]'
-        event, row = decode(v1, EVENT_TYPES)
+        event, row = decode(v1, KINDS)
         self.assertEqual(dict(zip(event.columns, row, strict=True))["Language"], None)

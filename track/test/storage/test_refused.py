@@ -18,7 +18,7 @@ from twisted.internet.defer import DeferredList, inlineCallbacks
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from track.fields.kinds import EVENT_TYPES, parse_event
+from track.fields.kinds import KINDS, parse_event
 from track.spool import encode
 from track.spool.records import SEGMENT_MAGIC
 from track.test.faultcase import wait_until
@@ -31,7 +31,7 @@ from track.test.support import (
     serve,
 )
 
-SESSION = EVENT_TYPES["session"]
+SESSION = KINDS["session"]
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures")
 NO_EVIL = (
     "CREATE TRIGGER no_evil BEFORE INSERT ON SessionEvent FOR EACH ROW BEGIN "

@@ -16,14 +16,14 @@ from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
-from track.fields.kinds import EVENT_TYPES, parse_event
+from track.fields.kinds import KINDS, parse_event
 from track.pipeline.writer import Writer
 from track.storage.sqlite import SQLiteDialect
 from track.storage.store import Store
 from track.test.support import create_schema, execute, open_spool, spooled_rows, sqlite_dsn
 from track.types import Statement, Unavailable
 
-SESSION = EVENT_TYPES["session"]
+SESSION = KINDS["session"]
 
 
 def row(message_id: str) -> Any:
@@ -63,7 +63,7 @@ class SplitOutageTests(TestCase):
         store = Store(dialect)
         self.addCleanup(store.close)
         spool = open_spool(self, self.mktemp())
-        writer = Writer(store, spool, Clock(), dict(EVENT_TYPES))
+        writer = Writer(store, spool, Clock(), dict(KINDS))
         self.addCleanup(writer.stop)
         ids = ["s-0", "s-1", "s-2", "s-3"]
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from track.fields.kinds import EVENT_TYPES, parse_event
+from track.fields.kinds import KINDS, parse_event
 from track.storage.dialect import dialect_for
 from track.storage.dsn import parse_dsn
 from track.storage.mysql.dialect import MySQLDialect
@@ -89,7 +89,7 @@ class ValuesText(SynchronousTestCase):
         for args in (([["x"]], "gbk", True), ([["\ud800"]], "utf8mb4", True)):
             error = self.assertRaises(UnsafeLiteral, values_sql, *args)
             self.assertIs(dialect.classify(error), Verdict.BUG)
-            self.assertIsNone(dialect.row_error(error))
+            self.assertIsNone(dialect.refusal(error))
 
 
 class MySQLRoundTrip(TestCase):
@@ -110,11 +110,11 @@ class MySQLRoundTrip(TestCase):
         self.addCleanup(conn.close)
         if sql_mode is not None:
             conn.cursor().execute(f"SET SESSION sql_mode = '{sql_mode}'")
-        event = EVENT_TYPES["session"]
-        row = parse_event(event, {"Region": "eu", "SessionID": "s1", "RemoteIP": "\\'; --",
+        kind = KINDS["session"]
+        row = parse_event(kind, {"Region": "eu", "SessionID": "s1", "RemoteIP": "\\'; --",
                                   "SessionType": "x", "Message": EVERY_SPECIAL},
                           "", datetime(2026, 11, 28, 1, 2, 3))
-        self.assertIsNone(store.transactions.write(conn, store.statement(event), [row]))
+        self.assertIsNone(store.transactions.write(conn, store.statement(kind), [row]))
         return execute(self.dsn, "SELECT Message, RemoteIP, Created FROM SessionEvent")
 
     def test_every_special_character_is_stored_exactly(self) -> None:
@@ -135,10 +135,10 @@ class MySQLRoundTrip(TestCase):
         self.addCleanup(conn.close)
         conn.set_character_set("gbk")
         conn.autocommit(True)
-        event = EVENT_TYPES["session"]
-        row = parse_event(event, {"Region": "eu", "SessionID": "s1", "RemoteIP": "\u00bf\\'",
+        kind = KINDS["session"]
+        row = parse_event(kind, {"Region": "eu", "SessionID": "s1", "RemoteIP": "\u00bf\\'",
                                   "SessionType": "x"}, "", datetime(2026, 11, 28, 1, 2, 3))
-        error = self.assertRaises(UnsafeLiteral, store.transactions.write, conn, store.statement(event), [row])
+        error = self.assertRaises(UnsafeLiteral, store.transactions.write, conn, store.statement(kind), [row])
         self.assertIn("'gbk'", str(error))
         self.assertEqual(execute(self.dsn, "SELECT COUNT(*) FROM SessionEvent"), [(0,)])
 
@@ -148,12 +148,12 @@ class MySQLRoundTrip(TestCase):
         batch fails as a bug (500, logged once), never as a stored row."""
         store = Store(dialect_for(self.dsn))
         self.addCleanup(store.close)
-        event = EVENT_TYPES["session"]
+        kind = KINDS["session"]
         fields = {"Region": "eu", "SessionID": "s1", "RemoteIP": "10.0.0.1", "SessionType": "x", "Message": "ok"}
-        good = parse_event(event, fields, "", datetime(2026, 11, 28, 1, 2, 3))
-        message = event.columns.index("Message")
+        good = parse_event(kind, fields, "", datetime(2026, 11, 28, 1, 2, 3))
+        message = kind.columns.index("Message")
         bad = (*good[:message], "caf\u00e9 \udc00", *good[message + 1:])
-        error = yield self.assertFailure(store.insert(event, [good, bad]), InternalError)
+        error = yield self.assertFailure(store.insert(kind, [good, bad]), InternalError)
         self.assertIn("UnsafeLiteral", str(error))
         self.assertEqual(len(self.flushLoggedErrors(UnsafeLiteral)), 1)
         self.assertEqual(execute(self.dsn, "SELECT COUNT(*) FROM SessionEvent"), [(0,)])
@@ -162,11 +162,11 @@ class MySQLRoundTrip(TestCase):
         dialect = dialect_for(self.dsn)
         store = Store(dialect)
         self.addCleanup(store.close)
-        event = EVENT_TYPES["purchase"]
-        row = parse_event(event, {"ProfileID": "1", "Region": "eu", "Currency": "EUR",
+        kind = KINDS["purchase"]
+        row = parse_event(kind, {"ProfileID": "1", "Region": "eu", "Currency": "EUR",
                                   "GrossAmount": "0.0001", "NetAmount": "-123456789012345.5",
                                   "PaymentProvider": "p", "Product": "x"}, "", datetime(2026, 1, 1))
-        d = store.insert(event, [row])
+        d = store.insert(kind, [row])
         return d.addCallback(lambda _: self.assertEqual(
             [tuple(Decimal(v) for v in r)
              for r in execute(self.dsn, "SELECT GrossAmount, NetAmount FROM PurchaseEvent")],

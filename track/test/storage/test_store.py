@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
-from track.fields.kinds import EVENT_TYPES, parse_event
+from track.fields.kinds import KINDS, parse_event
 from track.storage.dialect import dialect_for
 from track.storage.dsn import DSN, parse_dsn
 from track.storage.prepare import prepare_database
-from track.storage.schema import VERSION_TABLE, SchemaError, fit_event_types, migrate
+from track.storage.schema import VERSION_TABLE, SchemaError, fit_kinds, migrate
 from track.storage.store import Store
 from track.test.support import (
     MYSQL_SKIP,
@@ -24,7 +24,7 @@ from track.test.support import (
     reset_mysql,
     sqlite_dsn,
 )
-from track.types import RowError, Unavailable
+from track.types import Refusal, Unavailable
 
 NOW = datetime(2026, 11, 28, 12, 30, 45)
 TRICKY = "O'Brien \"q\" \\ ; DROP TABLE x;-- \u00e9\u00e8 \u4e2d"
@@ -34,7 +34,7 @@ def session_row(session_id: str, message: str | None = None, region: Any = "eu")
     data = {"Region": "eu", "SessionID": session_id, "RemoteIP": "10.0.0.1", "SessionType": "login"}
     if message is not None:
         data["Message"] = message
-    row = list(parse_event(EVENT_TYPES["session"], data, "", NOW))
+    row = list(parse_event(KINDS["session"], data, "", NOW))
     row[0] = region
     return tuple(row)
 
@@ -67,7 +67,7 @@ class StoreTestsMixin(_MixinBase):
     @inlineCallbacks
     def test_a_batch_is_stored_exactly(self) -> Any:
         rows = [session_row("s1", TRICKY), session_row("s2"), session_row("s3", "\U0001f600 emoji")]
-        outcome = yield self.store.insert(EVENT_TYPES["session"], rows)
+        outcome = yield self.store.insert(KINDS["session"], rows)
         self.assertIsNone(outcome)
         stored = self.select("SELECT SessionID, Message, Region, RemoteIP, SessionType, ProfileID "
                              "FROM SessionEvent ORDER BY EventID")
@@ -87,9 +87,9 @@ class StoreTestsMixin(_MixinBase):
                          "GrossAmount": "123456789012345.6789", "NetAmount": "-0.0001",
                          "PaymentProvider": "p", "Product": "x"},
         }
-        for kind, data in samples.items():
-            event = EVENT_TYPES[kind]
-            outcome = yield self.store.insert(event, [parse_event(event, data, "192.0.2.7", NOW)])
+        for name, data in samples.items():
+            kind = KINDS[name]
+            outcome = yield self.store.insert(kind, [parse_event(kind, data, "192.0.2.7", NOW)])
             self.assertIsNone(outcome)
         self.assertEqual(self.select("SELECT ProfileID, Region, Referrer, RemoteIP FROM UserEvent"),
                          [(-7, "us", "r", "192.0.2.7")])
@@ -103,15 +103,15 @@ class StoreTestsMixin(_MixinBase):
 
     @inlineCallbacks
     def test_a_repeated_message_id_stores_nothing_new(self) -> Any:
-        event = EVENT_TYPES["user"]
+        kind = KINDS["user"]
 
         def row(message_id: str, profile: str) -> tuple[Any, ...]:
-            return parse_event(event, {"ProfileID": profile, "Region": "eu", "MessageID": message_id},
+            return parse_event(kind, {"ProfileID": profile, "Region": "eu", "MessageID": message_id},
                                "10.0.0.1", NOW)
 
-        self.assertIsNone((yield self.store.insert(event, [row("m-1", "1"), row("m-2", "2")])))
-        # A retry, a retry inside one batch, and a new event beside them.
-        self.assertIsNone((yield self.store.insert(event, [row("m-1", "1"), row("m-3", "3"), row("m-3", "3")])))
+        self.assertIsNone((yield self.store.insert(kind, [row("m-1", "1"), row("m-2", "2")])))
+        # A retry, a retry inside one batch, and a new kind beside them.
+        self.assertIsNone((yield self.store.insert(kind, [row("m-1", "1"), row("m-3", "3"), row("m-3", "3")])))
         self.assertEqual(
             self.select("SELECT MessageID, ProfileID FROM UserEvent ORDER BY MessageID"),
             [("m-1", 1), ("m-2", 2), ("m-3", 3)],
@@ -119,18 +119,18 @@ class StoreTestsMixin(_MixinBase):
 
     @inlineCallbacks
     def test_a_duplicate_does_not_hide_a_data_error(self) -> Any:
-        event = EVENT_TYPES["user"]
-        good = parse_event(event, {"ProfileID": "1", "Region": "eu", "MessageID": "dup"}, "ip", NOW)
-        yield self.store.insert(event, [good])
+        kind = KINDS["user"]
+        good = parse_event(kind, {"ProfileID": "1", "Region": "eu", "MessageID": "dup"}, "ip", NOW)
+        yield self.store.insert(kind, [good])
         bad = (None, *good[1:4], "bad-1", *good[5:])  # ProfileID NULL in a NOT NULL column
-        outcome = yield self.store.insert(event, [good, bad])
+        outcome = yield self.store.insert(kind, [good, bad])
         self.assertEqual(outcome[0], None)
-        self.assertIsInstance(outcome[1], RowError)
+        self.assertIsInstance(outcome[1], Refusal)
         self.assertEqual(self.select("SELECT MessageID FROM UserEvent"), [("dup",)])
 
     @inlineCallbacks
     def test_created_is_the_receive_time_in_utc(self) -> Any:
-        yield self.store.insert(EVENT_TYPES["session"], [session_row("s1")])
+        yield self.store.insert(KINDS["session"], [session_row("s1")])
         (created,), = self.select("SELECT Created FROM SessionEvent")
         if isinstance(created, str):
             created = datetime.fromisoformat(created)
@@ -139,10 +139,10 @@ class StoreTestsMixin(_MixinBase):
     @inlineCallbacks
     def test_a_refused_row_does_not_sink_its_batch(self) -> Any:
         rows = [session_row("good1"), session_row("bad", region=None), session_row("good2")]
-        outcome = yield self.store.insert(EVENT_TYPES["session"], rows)
+        outcome = yield self.store.insert(KINDS["session"], rows)
         self.assertEqual(outcome[0], None)
         self.assertEqual(outcome[2], None)
-        self.assertIsInstance(outcome[1], RowError)
+        self.assertIsInstance(outcome[1], Refusal)
         self.assertEqual(self.select("SELECT SessionID FROM SessionEvent ORDER BY EventID"),
                          [("good1",), ("good2",)])
 
@@ -165,7 +165,7 @@ class SQLiteStoreTests(StoreTestsMixin, TestCase):
     def test_an_unusable_database_is_unavailable(self) -> Any:
         store = Store(dialect_for(parse_dsn("sqlite:///nonexistent-dir/x/track.db")))
         self.addCleanup(store.close)
-        yield self.assertFailure(store.insert(EVENT_TYPES["session"], [session_row("s")]), Unavailable)
+        yield self.assertFailure(store.insert(KINDS["session"], [session_row("s")]), Unavailable)
 
     @inlineCallbacks
     def test_the_connections_that_write_commit_with_synchronous_full(self) -> Any:
@@ -189,15 +189,15 @@ class MySQLStoreTests(StoreTestsMixin, TestCase):
     def test_an_unreachable_server_is_unavailable(self) -> Any:
         store = Store(dialect_for(parse_dsn("mysql://root@127.0.0.1:1/none")))
         self.addCleanup(store.close)
-        yield self.assertFailure(store.insert(EVENT_TYPES["session"], [session_row("s")]), Unavailable)
+        yield self.assertFailure(store.insert(KINDS["session"], [session_row("s")]), Unavailable)
 
     @inlineCallbacks
     def test_connections_the_server_dropped_are_replaced_without_failing_writes(self) -> Any:
-        yield self.store.insert(EVENT_TYPES["session"], [session_row("before")])
+        yield self.store.insert(KINDS["session"], [session_row("before")])
         execute(self.dsn, *[f"KILL {pid}" for (pid,) in self.select(
             "SELECT ID FROM information_schema.PROCESSLIST "
             "WHERE DB = DATABASE() AND ID <> CONNECTION_ID()")])
-        outcome = yield self.store.insert(EVENT_TYPES["session"], [session_row("after")])
+        outcome = yield self.store.insert(KINDS["session"], [session_row("after")])
         self.assertIsNone(outcome)
         self.assertEqual(self.select("SELECT SessionID FROM SessionEvent ORDER BY EventID"),
                          [("before",), ("after",)])
@@ -206,8 +206,8 @@ class MySQLStoreTests(StoreTestsMixin, TestCase):
     def test_a_value_too_long_for_the_column_is_named(self) -> Any:
         long_row = (*session_row("long", "x")[:4], "x" * 46, *session_row("long")[5:])
         rows = [session_row("ok"), long_row]
-        outcome = yield self.store.insert(EVENT_TYPES["session"], rows)
-        self.assertEqual(outcome, [None, RowError("Message", "is too long for the database column")])
+        outcome = yield self.store.insert(KINDS["session"], rows)
+        self.assertEqual(outcome, [None, Refusal("Message", "is too long for the database column")])
 
     def test_new_tables_are_utf8mb4(self) -> None:
         charsets = self.select(
@@ -240,8 +240,8 @@ class OriginalSchemaTests(TestCase):
                    "AND TABLE_NAME LIKE '%Event' AND COLUMN_NAME <> 'MessageID' "
                    "ORDER BY TABLE_NAME, ORDINAL_POSITION")
         before = execute(self.dsn, columns)
-        event_types = prepare_database(self.dsn)
-        assert event_types is not None  # the database is reachable
+        kinds = prepare_database(self.dsn)
+        assert kinds is not None  # the database is reachable
         self.assertEqual(execute(self.dsn, columns), before)
         self.assertEqual(
             execute(self.dsn, "SELECT SessionID, Created FROM SessionEvent"),
@@ -251,7 +251,7 @@ class OriginalSchemaTests(TestCase):
         self.assertEqual(execute(self.dsn, f"SELECT Version FROM {VERSION_TABLE} ORDER BY Version"),
                          [(1,), (2,), (3,)])
         self.assertEqual(execute(self.dsn, "SELECT COUNT(*) FROM SessionEvent WHERE MessageID IS NULL"), [(1,)])
-        message = {f.name: f for f in event_types["session"].fields}["Message"]
+        message = {f.name: f for f in kinds["session"].fields}["Message"]
         self.assertEqual((message.max_length, message.bmp_only), (45, True))
 
     @inlineCallbacks
@@ -259,10 +259,10 @@ class OriginalSchemaTests(TestCase):
         prepare_database(self.dsn)
         store = Store(dialect_for(self.dsn))
         self.addCleanup(store.close)
-        event = EVENT_TYPES["item"]
-        row = parse_event(event, {"ProfileID": "1", "Region": "eu", "ItemName": "n", "ItemType": "t",
+        kind = KINDS["item"]
+        row = parse_event(kind, {"ProfileID": "1", "Region": "eu", "ItemName": "n", "ItemType": "t",
                                   "IsUGC": "0"}, "203.0.113.9", NOW)
-        self.assertIsNone((yield store.insert(event, [row])))
+        self.assertIsNone((yield store.insert(kind, [row])))
         self.assertEqual(execute(self.dsn, "SELECT RemoteIP, IsUGC, IsRented FROM ItemEvent"),
                          [("203.0.113.9", 0, 0)])
 
@@ -273,8 +273,8 @@ class OriginalSchemaTests(TestCase):
         prepare_database(self.dsn)
         store = Store(dialect_for(self.dsn))
         self.addCleanup(store.close)
-        outcome = yield store.insert(EVENT_TYPES["session"], [session_row("a"), session_row("b", "\U0001f600")])
-        self.assertEqual(outcome, [None, RowError("Message", "contains characters the database column cannot store")])
+        outcome = yield store.insert(KINDS["session"], [session_row("a"), session_row("b", "\U0001f600")])
+        self.assertEqual(outcome, [None, Refusal("Message", "contains characters the database column cannot store")])
 
     def test_a_missing_column_stops_start_up(self) -> None:
         execute(self.dsn, "ALTER TABLE UserEvent DROP COLUMN Referrer")
@@ -282,5 +282,5 @@ class OriginalSchemaTests(TestCase):
         conn = dialect.connect()
         self.addCleanup(conn.close)
         migrate(conn, dialect)
-        error = self.assertRaises(SchemaError, fit_event_types, conn, dialect, EVENT_TYPES)
+        error = self.assertRaises(SchemaError, fit_kinds, conn, dialect, KINDS)
         self.assertIn("UserEvent lacks column(s) Referrer", str(error))

@@ -11,7 +11,7 @@ from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from track.fields.kinds import EVENT_TYPES
+from track.fields.kinds import KINDS
 from track.pipeline.batcher import Batcher
 from track.test.web.test_app import URL, Database, HeaderDict, stub_treq
 from track.web.app import TrackApp
@@ -49,10 +49,10 @@ class AnonymousEnvelopeTests(SynchronousTestCase):
     def remote_ips(self) -> dict[str, str]:
         """MessageID -> RemoteIP of every row stored."""
         found = {}
-        for kind in ("user", "item", "session"):
-            event = EVENT_TYPES[kind]
-            ip, message_id = event.columns.index("RemoteIP"), event.message_id_index
-            found.update({row[message_id]: row[ip] for row in self.db.rows.get(event.table, [])})
+        for name in ("user", "item", "session"):
+            kind = KINDS[name]
+            ip, message_id = kind.columns.index("RemoteIP"), kind.message_id_index
+            found.update({row[message_id]: row[ip] for row in self.db.rows.get(kind.table, [])})
         return found
 
     def test_anonymous_true_keeps_no_address_for_any_event_of_the_batch(self) -> None:

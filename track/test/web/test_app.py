@@ -30,9 +30,9 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IAgentEndpointFactory, IBodyProducer, IResponse
 from zope.interface import implementer
 
-from track.fields.kinds import EVENT_TYPES
+from track.fields.kinds import KINDS
 from track.pipeline.batcher import Batcher
-from track.types import RowError, Unavailable
+from track.types import Refusal, Unavailable
 from track.web.app import TrackApp
 from track.web.clients.clientip import parse_networks
 from track.web.http.site import TrackSite
@@ -216,7 +216,7 @@ class AppTests(SynchronousTestCase):
         response, _ = self.post("user/", "ProfileID=2&Region=eu")
         (assigned,) = response.headers.getRawHeaders("track-message-id")
         self.assertEqual(str(uuid.UUID(assigned)), assigned)
-        index = EVENT_TYPES["user"].message_id_index
+        index = KINDS["user"].message_id_index
         self.assertEqual([r[index] for r in self.db.rows["UserEvent"]], ["client-1", assigned])
         self.db.outcome = Unavailable("gone")
         response, _ = self.post("user/", "ProfileID=3&Region=eu&MessageID=retry-me")
@@ -379,7 +379,7 @@ class AppTests(SynchronousTestCase):
               for i in range(3)]
         self.treq.flush()
         self.clock.advance(0.002)
-        self.db.held[0].callback([None, RowError("Message", "is too long for the database column"), None])
+        self.db.held[0].callback([None, Refusal("Message", "is too long for the database column"), None])
         self.treq.flush()
         responses = [self.successResultOf(d) for d in ds]
         self.assertEqual([r.code for r in responses], [201, 400, 201])

@@ -12,7 +12,7 @@ import treq
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
-from track.fields.kinds import EVENT_TYPES, parse_event
+from track.fields.kinds import KINDS, parse_event
 from track.storage.dialect import dialect_for
 from track.storage.store import Store
 from track.test.mariadb import MYSQL_SKIP
@@ -172,7 +172,7 @@ class AtomicStoreTests(TestCase):
         create_schema(dsn)
         store = Store(dialect_for(dsn))
         self.addCleanup(store.close)
-        user, item = EVENT_TYPES["user"], EVENT_TYPES["item"]
+        user, item = KINDS["user"], KINDS["item"]
         good = parse_event(user, {"ProfileID": "1", "Region": "eu"}, "ip", __import__("datetime").datetime(2026, 1, 1))
         bad = (None, *good[1:])
         item_row = parse_event(item, {"ProfileID": "1", "Region": "eu", "ItemName": "a", "ItemType": "b",

@@ -10,7 +10,7 @@ from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from track.fields.kinds import EVENT_TYPES
+from track.fields.kinds import KINDS
 from track.pipeline.batcher import Batcher
 from track.test.web.test_app import Database, HeaderDict, stub_treq
 from track.web.app import TrackApp
@@ -170,15 +170,15 @@ class OpenAPITests(SynchronousTestCase):
 
     def test_every_endpoint_and_field_is_described_from_the_field_tables(self) -> None:
         self.assertTrue(self.doc["openapi"].startswith("3."))
-        for kind, event in EVENT_TYPES.items():
-            op = self.doc["paths"][f"/api/1.0/track/{kind}/"]["post"]
+        for name, kind in KINDS.items():
+            op = self.doc["paths"][f"/api/1.0/track/{name}/"]["post"]
             for media in ("application/x-www-form-urlencoded", "application/json", "text/plain",
                           "multipart/form-data"):
                 schema = op["requestBody"]["content"][media]["schema"]
-                self.assertEqual(list(schema["properties"]), [*(f.name for f in event.fields), "Timestamp"])
-                self.assertEqual(schema["required"], [f.name for f in event.fields if f.required])
+                self.assertEqual(list(schema["properties"]), [*(f.name for f in kind.fields), "Timestamp"])
+                self.assertEqual(schema["required"], [f.name for f in kind.fields if f.required])
                 self.assertIs(schema["additionalProperties"], False)
-                for f in event.fields:
+                for f in kind.fields:
                     if f.type == "string":
                         self.assertEqual(schema["properties"][f.name]["maxLength"], f.max_length)
             self.assertEqual(set(op["responses"]), {"201", "400", "403", "408", "413", "415", "429", "500", "503"})
@@ -192,10 +192,10 @@ class OpenAPITests(SynchronousTestCase):
         envelope = op["requestBody"]["content"]["application/json"]["schema"]
         self.assertEqual(envelope["required"], ["events"])
         items = envelope["properties"]["events"]["items"]["oneOf"]
-        self.assertEqual([i["properties"]["type"]["enum"] for i in items], [[k] for k in EVENT_TYPES])
-        for item, event in zip(items, EVENT_TYPES.values(), strict=True):
-            self.assertEqual(list(item["properties"])[1:], [*(f.name for f in event.fields), "Timestamp"])
-            self.assertEqual(item["required"], ["type", *(f.name for f in event.fields if f.required)])
+        self.assertEqual([i["properties"]["type"]["enum"] for i in items], [[k] for k in KINDS])
+        for item, kind in zip(items, KINDS.values(), strict=True):
+            self.assertEqual(list(item["properties"])[1:], [*(f.name for f in kind.fields), "Timestamp"])
+            self.assertEqual(item["required"], ["type", *(f.name for f in kind.fields if f.required)])
         self.assertEqual(set(op["responses"]), {"201", "400", "403", "408", "413", "415", "429", "500", "503"})
         self.assertEqual(op["responses"]["201"]["content"]["application/json"]["schema"]["required"],
                          ["stored", "message_ids"])

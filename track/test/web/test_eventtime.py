@@ -13,7 +13,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from track.fields.eventtime import EventTime, parse_time
-from track.fields.kinds import EVENT_TYPES
+from track.fields.kinds import KINDS
 from track.fields.values import Invalid
 from track.pipeline.batcher import Batcher
 from track.spool import decode, encode, parse_segment
@@ -150,5 +150,5 @@ class EventTimeTests(SynchronousTestCase):
         self.assertEqual(self.post("user/", f"{USER}&Timestamp=2023-11-14T21:13:10.123456Z", headers)[0], 201)
         (row,) = self.db.rows["UserEvent"]
         self.assertEqual(row[-1], NOW - timedelta(seconds=10, microseconds=376544))
-        segment = parse_segment(SEGMENT_MAGIC + encode(EVENT_TYPES["user"], row))
-        self.assertEqual(decode(segment.payloads[0], EVENT_TYPES), (EVENT_TYPES["user"], row))
+        segment = parse_segment(SEGMENT_MAGIC + encode(KINDS["user"], row))
+        self.assertEqual(decode(segment.payloads[0], KINDS), (KINDS["user"], row))

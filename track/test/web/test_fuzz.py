@@ -20,7 +20,7 @@ from twisted.internet.defer import DeferredSemaphore, gatherResults, inlineCallb
 from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
-from track.fields.kinds import EVENT_TYPES
+from track.fields.kinds import KINDS
 from track.test.mariadb import MYSQL_SKIP
 from track.test.support import execute, reset_mysql, serve
 
@@ -49,7 +49,7 @@ HeaderDict = dict[str | bytes, str | bytes]
 def mutate(rng: random.Random, kind: str) -> tuple[bytes, HeaderDict]:
     """One request body and headers, valid or broken in some random way."""
     fields: dict[str, Any] = dict(VALID[kind])
-    names = [f.name for f in EVENT_TYPES[kind].fields]
+    names = [f.name for f in KINDS[kind].fields]
     for _ in range(rng.randint(0, 3)):
         action = rng.random()
         if action < 0.45:
@@ -127,8 +127,8 @@ class FuzzTests(TestCase):
 
         yield gatherResults([limit.run(one, i) for i in range(REQUESTS)])
         # MessageIDs are unique per table: a fuzzed one may be stored once in each.
-        stored_ids = [(kind, m) for kind, event in EVENT_TYPES.items()
-                      for (m,) in execute(dsn, f"SELECT MessageID FROM {event.table}")]
+        stored_ids = [(name, m) for name, kind in KINDS.items()
+                      for (m,) in execute(dsn, f"SELECT MessageID FROM {kind.table}")]
         stored = len(stored_ids)
         print(f"\nfuzz: {REQUESTS} requests, answers {dict(sorted(statuses.items()))}, "
               f"rows stored {stored}")

@@ -23,7 +23,7 @@ from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from track.fields.kinds import EVENT_TYPES
+from track.fields.kinds import KINDS
 from track.fields.tables import KindTables
 from track.pipeline.batcher import Batcher
 from track.test.web.test_app import Database, HeaderDict, stub_treq
@@ -171,7 +171,7 @@ class DocumentHoldsTests(SynchronousTestCase):
     @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(st.data())
     def test_every_value_the_document_allows_is_stored(self, data: st.DataObject) -> None:
-        kind = data.draw(st.sampled_from(sorted(EVENT_TYPES)))
+        kind = data.draw(st.sampled_from(sorted(KINDS)))
         media = data.draw(st.sampled_from(["form", "json", "batch"]))
         properties = self.schema(kind, media)["properties"]
         name = data.draw(st.sampled_from(sorted(properties)))
@@ -181,7 +181,7 @@ class DocumentHoldsTests(SynchronousTestCase):
     @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(st.data())
     def test_every_value_the_document_forbids_is_refused_naming_the_field(self, data: st.DataObject) -> None:
-        kind = data.draw(st.sampled_from(sorted(EVENT_TYPES)))
+        kind = data.draw(st.sampled_from(sorted(KINDS)))
         media = data.draw(st.sampled_from(["form", "json", "batch"]))
         properties = self.schema(kind, media)["properties"]
         name = data.draw(st.sampled_from(sorted(properties)))
@@ -258,8 +258,8 @@ class DocumentHoldsTests(SynchronousTestCase):
 
     def test_a_3_byte_utf8_column_is_marked(self) -> None:
         """On the original's utf8 columns, emoji are refused, and the document says so."""
-        tables = KindTables(EVENT_TYPES)
-        tables.refit({"user": EVENT_TYPES["user"].with_string_limits({"Message": (45, True)})})
+        tables = KindTables(KINDS)
+        tables.refit({"user": KINDS["user"].with_string_limits({"Message": (45, True)})})
         self.treq = stub_treq(TrackApp(Batcher(self.db.insert, self.clock, flush_interval=0), self.clock,
                                        tables).resource())
         self.doc = self.get_document()
@@ -271,7 +271,7 @@ class DocumentHoldsTests(SynchronousTestCase):
             self.check("user", "form", "Message", value, allowed)
 
     def test_message_id_is_not_given_the_region_pattern(self) -> None:
-        for kind in EVENT_TYPES:
+        for kind in KINDS:
             for media in ("form", "json"):
                 rule = self.schema(kind, media)["properties"]["MessageID"]
                 self.assertNotEqual(rule.get("pattern"), self.schema(kind, media)["properties"]["Region"]["pattern"])
@@ -279,10 +279,10 @@ class DocumentHoldsTests(SynchronousTestCase):
 
     def test_a_refit_rebuilds_the_document(self) -> None:
         """Wider columns found after start: the document says so at once."""
-        tables = KindTables(EVENT_TYPES)
+        tables = KindTables(KINDS)
         self.treq = stub_treq(TrackApp(Batcher(self.db.insert, self.clock), self.clock, tables).resource())
         self.assertEqual(self.get_document()["paths"]["/api/1.0/track/user/"]["post"]["requestBody"]["content"][
             JSON]["schema"]["properties"]["Referrer"]["maxLength"], 64)
-        tables.refit({"user": EVENT_TYPES["user"].with_string_limits({"Referrer": (255, False)})})
+        tables.refit({"user": KINDS["user"].with_string_limits({"Referrer": (255, False)})})
         self.assertEqual(self.get_document()["paths"]["/api/1.0/track/user/"]["post"]["requestBody"]["content"][
             JSON]["schema"]["properties"]["Referrer"]["maxLength"], 255)

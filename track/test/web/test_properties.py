@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from track.fields.kinds import EVENT_TYPES, InvalidEvent, parse_event
+from track.fields.kinds import KINDS, InvalidEvent, parse_event
 from track.fields.values import (
     INT32_MAX,
     INT32_MIN,
@@ -62,10 +62,10 @@ def field_values(f: Any) -> st.SearchStrategy[Any]:
 
 @st.composite
 def valid_events(draw: Any) -> tuple[Any, dict[str, Any]]:
-    event = EVENT_TYPES[draw(st.sampled_from(sorted(EVENT_TYPES)))]
-    data = {f.name: draw(field_values(f)) for f in event.fields
+    kind = KINDS[draw(st.sampled_from(sorted(KINDS)))]
+    data = {f.name: draw(field_values(f)) for f in kind.fields
             if f.required or draw(st.booleans())}
-    return event, data
+    return kind, data
 
 
 class FieldProperties(SynchronousTestCase):
@@ -123,10 +123,10 @@ class EventProperties(SynchronousTestCase):
         row = parse_event(event, data, "203.0.113.1", NOW)
         self.assertEqual(len(row), len(event.columns))
 
-    @given(st.sampled_from(sorted(EVENT_TYPES)), st.dictionaries(st.text(max_size=12), json_values, max_size=8))
+    @given(st.sampled_from(sorted(KINDS)), st.dictionaries(st.text(max_size=12), json_values, max_size=8))
     def test_anything_else_is_invalid_event_and_nothing_worse(self, kind: str, data: dict[str, Any]) -> None:
         try:
-            parse_event(EVENT_TYPES[kind], data, "", NOW)
+            parse_event(KINDS[kind], data, "", NOW)
         except InvalidEvent as e:
             self.assertTrue(e.fields)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from twisted.web.iweb import IRequest
 
-from track.fields.kinds import EventType
+from track.fields.kinds import Kind
 from track.web.clients.clientip import Network, client_ip
 
 ANONYMOUS_HEADER = b"track-anonymous"
@@ -90,15 +90,15 @@ class Addresses:
         address = self.client(request)
         return self.anonymize(address) if self.anonymize.active else address
 
-    def scrub(self, event: EventType, row: tuple[Any, ...], request: IRequest) -> tuple[Any, ...]:
+    def scrub(self, kind: Kind, row: tuple[Any, ...], request: IRequest) -> tuple[Any, ...]:
         """A RemoteIP the client sent itself (session events) is treated as
         the connection's address is."""
-        if event.remote_ip_column or "RemoteIP" not in event.columns:
+        if kind.remote_ip_column or "RemoteIP" not in kind.columns:
             return row
         anonymous = wants_anonymity(request.getHeader(ANONYMOUS_HEADER))  # type: ignore[no-untyped-call]
         if not (anonymous or self.anonymize.active):
             return row
-        i = event.columns.index("RemoteIP")
+        i = kind.columns.index("RemoteIP")
         return (*row[:i], "" if anonymous else self.anonymize(row[i]), *row[i + 1:])
 
     def logged(self, request: IRequest) -> str:
