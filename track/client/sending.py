@@ -29,6 +29,11 @@ MAX_BATCH = 1000  # the server's default --max-batch
 FULL_LOG_INTERVAL = 60.0
 RULES_RETRY = 60.0  # seconds between tries to fetch the collector's document
 CONNECTIONS = 3  # batches in flight at once: the collector works on one while the next is sent
+# close() waits for the sending threads this long at a time, never unbounded:
+# a signal (Ctrl-C, SIGTERM) that lands on another thread, or just before the
+# main thread blocks in a lock, only sets a flag the main thread reads when it
+# wakes; an unbounded join never wakes, and the process hung at exit.
+JOIN_SLICE = 0.1
 
 
 
@@ -327,7 +332,11 @@ class Client(Delivery):
                 self._closing = True
                 self._cond.notify_all()
             for thread in self._threads:
-                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+                while thread.is_alive():  # in slices: see JOIN_SLICE
+                    left = JOIN_SLICE if deadline is None else min(JOIN_SLICE, deadline - time.monotonic())
+                    if left <= 0:
+                        break
+                    thread.join(left)
         except BaseException:  # KeyboardInterrupt (or SIGTERM): what is unsent is reported, then it goes on
             self._abandon("SIGTERM" if _terminated else "interrupted")
             raise

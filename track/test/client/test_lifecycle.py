@@ -196,6 +196,37 @@ class ReportTests(TestCase):
         _, err = child.communicate(timeout=WAIT)
         self.assertIn("500 events lost: not acknowledged by the collector before close (interrupted)", err)
 
+    def test_an_interrupt_that_lands_on_another_thread_still_ends_the_wait_at_exit(self) -> None:
+        """A signal's handler runs on the main thread, but the kernel may run
+        its C half on any thread, or just before the main thread blocks: then
+        only a flag is set.  The exit's wait must wake to read it (it waited
+        in an unbounded join, and the process hung at exit)."""
+        dead = DeadPort()
+        self.addCleanup(dead.release)
+        code = """
+            import signal, sys, threading
+            from track.client import Client
+            c = Client(sys.argv[1], timeout=1)
+            for n in range(500):
+                c.track("user", {"ProfileID": n, "Region": "eu"})
+            main = threading.main_thread().ident
+            def main_frame():
+                frame = sys._current_frames().get(main)
+                return frame.f_code.co_name if frame else ""
+            def interrupt_once_the_exit_waits():
+                while main_frame() != "_wait_for_tstate_lock":  # in its join
+                    threading.Event().wait(0.01)
+                signal.pthread_kill(threading.get_ident(), signal.SIGINT)  # the C half runs here
+            threading.Thread(target=interrupt_once_the_exit_waits, daemon=True).start()
+            sys.exit(0)  # at exit the client waits to send
+        """
+        child = python(code, dead.url)
+        self.addCleanup(child.wait)
+        self.addCleanup(child.kill)
+        _, err = child.communicate(timeout=WAIT)
+        self.assertIn("sending 500 events before exit; interrupt to abandon them", err)
+        self.assertIn("500 events lost: not acknowledged by the collector before close (interrupted)", err)
+
     def test_close_reports_the_events_lost(self) -> None:
         dead = DeadPort()
         self.addCleanup(dead.release)
