@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import atexit
 import bisect
+import contextlib
 import functools
 import logging
 import math
@@ -15,7 +16,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from track.client.delivery import Delivery, ErrorHandler
 from track.client.events import InvalidEventError, line, now_ms, prepare, renew_message_ids
@@ -61,6 +62,27 @@ def _on_sigterm(signum: int, frame: object) -> None:
     _terminated = True
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
     raise SystemExit(128 + signal.SIGTERM)
+
+
+# Signals the kernel may hand to any thread of the process.  A Python handler
+# runs only on the main thread, and only when it wakes: delivered to a sending
+# thread, Ctrl-C did not wake the main thread from time.sleep() or a join.
+# The sending threads block them, so the kernel gives them to another thread.
+_FAULTS = {getattr(signal, name) for name in ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGABRT", "SIGTRAP",
+                                              "SIGSYS") if hasattr(signal, name)}
+
+
+@contextlib.contextmanager
+def _signals_blocked() -> Iterator[None]:
+    """Threads started in this block take no asynchronous signal (POSIX only)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals() - _FAULTS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _close_at_exit(ref: weakref.ref[Client]) -> None:
@@ -261,13 +283,14 @@ class Client(Delivery):
             # multiprocessing's children leave by os._exit, past atexit, and
             # forget finalizers made before their target runs: one made now.
             util.Finalize(self, _close_at_exit, args=(weakref.ref(self),), exitpriority=100)
-        for number in range(self.connections):
-            connection = Connection(self._endpoint, self.timeout)
-            thread = threading.Thread(target=self._run, args=(connection,), name=f"track-client-{number}",
-                                      daemon=True)
-            self._connections.append(connection)
-            self._threads.append(thread)
-            thread.start()
+        with _signals_blocked():  # the new threads inherit the mask
+            for number in range(self.connections):
+                connection = Connection(self._endpoint, self.timeout)
+                thread = threading.Thread(target=self._run, args=(connection,), name=f"track-client-{number}",
+                                          daemon=True)
+                self._connections.append(connection)
+                self._threads.append(thread)
+                thread.start()
 
     def _alive(self) -> bool:
         return any(t.is_alive() for t in self._threads)

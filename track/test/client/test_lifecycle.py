@@ -12,7 +12,7 @@ import time
 from typing import IO, Any
 
 from twisted.internet.threads import deferToThread
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 
 from track.client import RETRY_AFTER_MIN, Client, QueueInUse, retry_delay
 from track.client.transport import RETRY_AFTER_JITTER
@@ -226,6 +226,24 @@ class ReportTests(TestCase):
         _, err = child.communicate(timeout=WAIT)
         self.assertIn("sending 500 events before exit; interrupt to abandon them", err)
         self.assertIn("500 events lost: not acknowledged by the collector before close (interrupted)", err)
+
+    def test_the_sending_threads_leave_ctrl_c_and_sigterm_to_the_main_thread(self) -> None:
+        """The kernel hands a process's signal to any thread that does not
+        block it; taken by a sending thread, Ctrl-C did not wake the main
+        thread's time.sleep() (nor the exit's wait)."""
+        if not sys.platform.startswith("linux"):
+            raise SkipTest("reads /proc/self/task/*/status")
+        dead = DeadPort()
+        self.addCleanup(dead.release)
+        client = Client(dead.url)
+        self.addCleanup(client.close, 0.1)
+        client.track("user", USER)
+        for thread in client._threads:
+            with open(f"/proc/self/task/{thread.native_id}/status") as status:
+                blocked = int(next(line for line in status if line.startswith("SigBlk:")).split()[1], 16)
+            self.assertEqual([bool(blocked & 1 << (number - 1)) for number in (signal.SIGINT, signal.SIGTERM,
+                                                                              signal.SIGSEGV)],
+                             [True, True, False], thread.name)
 
     def test_close_reports_the_events_lost(self) -> None:
         dead = DeadPort()
