@@ -151,6 +151,10 @@ class ReportTests(TestCase):
     """What was not stored is reported in one WARNING naming how many."""
 
     def start(self, queue_path: str = "") -> tuple[subprocess.Popen[str], DeadPort]:
+        """A child that tracked 500 events nobody stores, then waits.  In
+        short sleeps: a signal that lands after "tracked" is printed but
+        before the sleep's system call only sets CPython's flag, read when the
+        sleep ends (time.sleep(600) then ignored the test's SIGINT)."""
         dead = DeadPort()  # nothing is ever stored
         self.addCleanup(dead.release)
         code = """
@@ -160,7 +164,8 @@ class ReportTests(TestCase):
             for n in range(500):
                 c.track("user", {"ProfileID": n, "Region": "eu"})
             print("tracked", flush=True)
-            time.sleep(600)
+            while True:  # not one time.sleep(600): see start()'s docstring
+                time.sleep(0.1)
         """
         child = python(code, dead.url, queue_path)
         self.addCleanup(child.wait)
