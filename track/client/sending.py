@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import atexit
 import bisect
+import contextlib
 import functools
 import logging
 import math
@@ -15,7 +16,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from track.client.delivery import Delivery, ErrorHandler
 from track.client.events import InvalidEventError, line, now_ms, prepare, renew_message_ids
@@ -29,6 +30,11 @@ MAX_BATCH = 1000  # the server's default --max-batch
 FULL_LOG_INTERVAL = 60.0
 RULES_RETRY = 60.0  # seconds between tries to fetch the collector's document
 CONNECTIONS = 3  # batches in flight at once: the collector works on one while the next is sent
+# close() waits for the sending threads this long at a time, never unbounded:
+# a signal (Ctrl-C, SIGTERM) that lands on another thread, or just before the
+# main thread blocks in a lock, only sets a flag the main thread reads when it
+# wakes; an unbounded join never wakes, and the process hung at exit.
+JOIN_SLICE = 0.1
 
 
 
@@ -56,6 +62,27 @@ def _on_sigterm(signum: int, frame: object) -> None:
     _terminated = True
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
     raise SystemExit(128 + signal.SIGTERM)
+
+
+# Signals the kernel may hand to any thread of the process.  A Python handler
+# runs only on the main thread, and only when it wakes: delivered to a sending
+# thread, Ctrl-C did not wake the main thread from time.sleep() or a join.
+# The sending threads block them, so the kernel gives them to another thread.
+_FAULTS = {getattr(signal, name) for name in ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGABRT", "SIGTRAP",
+                                              "SIGSYS") if hasattr(signal, name)}
+
+
+@contextlib.contextmanager
+def _signals_blocked() -> Iterator[None]:
+    """Threads started in this block take no asynchronous signal (POSIX only)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals() - _FAULTS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _close_at_exit(ref: weakref.ref[Client]) -> None:
@@ -261,13 +288,14 @@ class Client(Delivery):
             # multiprocessing's children leave by os._exit, past atexit, and
             # forget finalizers made before their target runs: one made now.
             util.Finalize(self, _close_at_exit, args=(weakref.ref(self),), exitpriority=100)
-        for number in range(self.connections):
-            connection = Connection(self._endpoint, self.timeout)
-            thread = threading.Thread(target=self._run, args=(connection,), name=f"track-client-{number}",
-                                      daemon=True)
-            self._connections.append(connection)
-            self._threads.append(thread)
-            thread.start()
+        with _signals_blocked():  # the new threads inherit the mask
+            for number in range(self.connections):
+                connection = Connection(self._endpoint, self.timeout)
+                thread = threading.Thread(target=self._run, args=(connection,), name=f"track-client-{number}",
+                                          daemon=True)
+                self._connections.append(connection)
+                self._threads.append(thread)
+                thread.start()
 
     def _alive(self) -> bool:
         return any(t.is_alive() for t in self._threads)
@@ -332,7 +360,11 @@ class Client(Delivery):
                 self._closing = True
                 self._cond.notify_all()
             for thread in self._threads:
-                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+                while thread.is_alive():  # in slices: see JOIN_SLICE
+                    left = JOIN_SLICE if deadline is None else min(JOIN_SLICE, deadline - time.monotonic())
+                    if left <= 0:
+                        break
+                    thread.join(left)
         except BaseException:  # KeyboardInterrupt (or SIGTERM): what is unsent is reported, then it goes on
             self._abandon("SIGTERM" if _terminated else "interrupted")
             raise

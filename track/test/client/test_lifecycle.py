@@ -12,7 +12,7 @@ import time
 from typing import IO, Any
 
 from twisted.internet.threads import deferToThread
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 
 from track.client import RETRY_AFTER_MIN, Client, QueueInUse, retry_delay
 from track.client.transport import RETRY_AFTER_JITTER
@@ -151,6 +151,10 @@ class ReportTests(TestCase):
     """What was not stored is reported in one WARNING naming how many."""
 
     def start(self, queue_path: str = "") -> tuple[subprocess.Popen[str], DeadPort]:
+        """A child that tracked 500 events nobody stores, then waits.  In
+        short sleeps: a signal that lands after "tracked" is printed but
+        before the sleep's system call only sets CPython's flag, read when the
+        sleep ends (time.sleep(600) then ignored the test's SIGINT)."""
         dead = DeadPort()  # nothing is ever stored
         self.addCleanup(dead.release)
         code = """
@@ -160,7 +164,8 @@ class ReportTests(TestCase):
             for n in range(500):
                 c.track("user", {"ProfileID": n, "Region": "eu"})
             print("tracked", flush=True)
-            time.sleep(600)
+            while True:  # not one time.sleep(600): see start()'s docstring
+                time.sleep(0.1)
         """
         child = python(code, dead.url, queue_path)
         self.addCleanup(child.wait)
@@ -195,6 +200,55 @@ class ReportTests(TestCase):
         child.send_signal(signal.SIGINT)  # abandon them
         _, err = child.communicate(timeout=WAIT)
         self.assertIn("500 events lost: not acknowledged by the collector before close (interrupted)", err)
+
+    def test_an_interrupt_that_lands_on_another_thread_still_ends_the_wait_at_exit(self) -> None:
+        """A signal's handler runs on the main thread, but the kernel may run
+        its C half on any thread, or just before the main thread blocks: then
+        only a flag is set.  The exit's wait must wake to read it (it waited
+        in an unbounded join, and the process hung at exit)."""
+        dead = DeadPort()
+        self.addCleanup(dead.release)
+        code = """
+            import signal, sys, threading
+            from track.client import Client
+            c = Client(sys.argv[1], timeout=1)
+            for n in range(500):
+                c.track("user", {"ProfileID": n, "Region": "eu"})
+            main = threading.main_thread().ident
+            def main_frame():
+                frame = sys._current_frames().get(main)
+                return frame.f_code.co_name if frame else ""
+            def interrupt_once_the_exit_waits():
+                while main_frame() != "_wait_for_tstate_lock":  # in its join
+                    threading.Event().wait(0.01)
+                signal.pthread_kill(threading.get_ident(), signal.SIGINT)  # the C half runs here
+            threading.Thread(target=interrupt_once_the_exit_waits, daemon=True).start()
+            sys.exit(0)  # at exit the client waits to send
+        """
+        child = python(code, dead.url)
+        self.addCleanup(child.wait)
+        self.addCleanup(child.kill)
+        _, err = child.communicate(timeout=WAIT)
+        self.assertIn("sending 500 events before exit; interrupt to abandon them", err)
+        self.assertIn("500 events lost: not acknowledged by the collector before close (interrupted)", err)
+
+    def test_the_sending_threads_leave_ctrl_c_and_sigterm_to_the_main_thread(self) -> None:
+        """The kernel hands a process's signal to any thread that does not
+        block it; taken by a sending thread, Ctrl-C did not wake the main
+        thread's time.sleep() (nor the exit's wait)."""
+        if not sys.platform.startswith("linux"):
+            raise SkipTest("reads /proc/self/task/*/status")
+        dead = DeadPort()
+        self.addCleanup(dead.release)
+        client = Client(dead.url)
+        self.addCleanup(client.close, 0.1)
+        client.track("user", USER)
+        for thread in client._threads:
+            with open(f"/proc/self/task/{thread.native_id}/status") as status:
+                blocked = int(next(line for line in status if line.startswith("SigBlk:")).split()[1], 16)
+            self.assertEqual([bool(blocked & 1 << (number - 1)) for number in (signal.SIGINT, signal.SIGTERM,
+                                                                              signal.SIGSEGV)],
+                             [True, True, False], thread.name)
 
     def test_close_reports_the_events_lost(self) -> None:
         dead = DeadPort()
