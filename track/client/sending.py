@@ -110,10 +110,8 @@ class Client(Delivery):
     the collector refused for good: `event` is what was sent (with "type" and
     "MessageID"), `error` the collector's reason with its `status`.
     `anonymous=True` asks the collector to store no client address (RemoteIP
-    empty) for every event this Client sends.  `sent_at=False` sends no
-    SentAt: each event's Timestamp is then stored exactly as given, not
-    corrected for this machine's clock (the import's lines hold times from
-    elsewhere, and must keep them).
+    empty) for every event this Client sends.  `sent_at=False` sends no SentAt:
+    each Timestamp is stored as given, not corrected for this clock (the import).
     """
 
     def __init__(self, url: str, *, batch_size: int = 100, flush_interval: float = 0.5, max_queue: int = 10000,
