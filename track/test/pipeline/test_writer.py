@@ -189,3 +189,27 @@ class WriterTests(TestCase):
         self.spool.error = "[Errno 28] No space left on device"
         self.assertFalse(self.writer.ready())
         self.assertEqual(ProcessHealth(self.writer).health()["spool"]["error"], "[Errno 28] No space left on device")
+
+    def test_a_database_down_at_start_is_up_only_once_its_schema_is_fitted(self) -> None:
+        """Down at start-up, the writer fits the schema (on_up) when the
+        database answers again, and declares it up only once that is done:
+        a replay into tables not made yet would fail every spooled event."""
+        self.db.ping = lambda: succeed(None)  # type: ignore[method-assign]
+        fits: list[Deferred[None]] = []
+
+        def fit() -> Deferred[None]:
+            fits.append(Deferred())
+            return fits[-1]
+
+        writer = Writer(self.db, self.spool, self.clock, dict(EVENT_TYPES), database_up=False, on_up=fit)
+        self.addCleanup(writer.stop)
+        writer.start()
+        self.clock.advance(0.5)  # the first probe: the database answers, the schema is being fitted
+        self.assertEqual((len(fits), writer.up), (1, False))
+        fits[0].errback(Unavailable("(1205, lock wait timeout)"))
+        health = ProcessHealth(writer).health()
+        self.assertEqual((health["database"], health["database_error"]), ("down", "(1205, lock wait timeout)"))
+        self.clock.advance(1.0)  # the next probe (backing off): fitted this time
+        self.assertEqual(len(fits), 2)
+        fits[1].callback(None)
+        self.assertEqual((writer.up, ProcessHealth(writer).health()["database"]), (True, "up"))
