@@ -213,3 +213,14 @@ class WriterTests(TestCase):
         self.assertEqual(len(fits), 2)
         fits[1].callback(None)
         self.assertEqual((writer.up, ProcessHealth(writer).health()["database"]), (True, "up"))
+
+    def test_a_probe_that_answers_after_stop_schedules_no_other(self) -> None:
+        """Shutdown stops the probing: a probe in flight when it begins
+        leaves nothing on the clock (twistd would wait on it, or log it)."""
+        ping: Deferred[None] = Deferred()
+        self.db.ping = lambda: ping  # type: ignore[method-assign]
+        self.writer.mark_down("gone")
+        self.clock.advance(0.5)  # the probe is out
+        self.writer.stop()
+        ping.errback(Unavailable("still down"))
+        self.assertEqual((self.writer.up, self.clock.getDelayedCalls()), (False, []))
