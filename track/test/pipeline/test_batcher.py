@@ -97,6 +97,20 @@ class BatcherTests(SynchronousTestCase):
         self.insert.calls[1][2].callback(None)
         self.successResultOf(lone)
 
+    def test_with_two_full_batches_busy_the_next_row_waits_for_both(self) -> None:
+        """A full buffer goes out even while a write is busy; the rows after
+        it still wait until every write of the table is done (max_in_flight)."""
+        batcher = Batcher(self.insert, self.clock, batch_size=2, flush_interval=0, max_in_flight=1,
+                          min_batch=1)
+        for n in "abcd":
+            batcher.submit(SESSION, (n,))
+        self.insert.calls[0][2].callback(None)
+        batcher.submit(SESSION, ("e",))
+        self.clock.advance(1)
+        self.assertEqual(len(self.insert.calls), 2, "a third write started while one was busy")
+        self.insert.calls[1][2].callback(None)
+        self.assertEqual([r for _, r, _ in self.insert.calls], [[("a",), ("b",)], [("c",), ("d",)], [("e",)]])
+
     def test_after_a_commit_enough_gathered_rows_go_at_once(self) -> None:
         batcher = Batcher(self.insert, self.clock, batch_size=100, flush_interval=0, max_in_flight=1,
                           min_batch=2)
