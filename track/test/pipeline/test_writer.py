@@ -139,7 +139,8 @@ class WriterTests(TestCase):
         outcome = yield self.writer.insert(SESSION, [row(1), row(2), row(3)])
         self.assertEqual(outcome, [None, refused, None])
         self.assertEqual((yield Deferred.fromCoroutine(spooled_rows(self.spool))), [row(3)])
-        self.assertFalse(self.writer.up)
+        health = ProcessHealth(self.writer).health()
+        self.assertEqual((health["database"], health["database_error"]), ("down", "gone"))
 
     @inlineCallbacks
     def test_a_failure_nobody_expected_is_not_an_outage(self) -> Any:
