@@ -83,6 +83,34 @@ class BatcherTests(SynchronousTestCase):
         self.clock.advance(GATHER_SECONDS)
         self.assertEqual([r for _, r, _ in self.insert.calls], [[("a",)], [("b",), ("c",)]])
 
+    def test_a_lone_row_gathered_during_a_write_goes_out_after_the_moment(self) -> None:
+        """No other row need come: the one that arrived while the write was
+        busy is written GATHER_SECONDS after it commits, and answered."""
+        batcher = Batcher(self.insert, self.clock, batch_size=100, flush_interval=0, max_in_flight=1,
+                          min_batch=3)
+        batcher.submit(SESSION, ("a",))
+        self.clock.advance(0)
+        lone = batcher.submit(SESSION, ("b",))
+        self.insert.calls[0][2].callback(None)
+        self.clock.advance(GATHER_SECONDS)
+        self.assertEqual([r for _, r, _ in self.insert.calls], [[("a",)], [("b",)]])
+        self.insert.calls[1][2].callback(None)
+        self.successResultOf(lone)
+
+    def test_with_two_full_batches_busy_the_next_row_waits_for_both(self) -> None:
+        """A full buffer goes out even while a write is busy; the rows after
+        it still wait until every write of the table is done (max_in_flight)."""
+        batcher = Batcher(self.insert, self.clock, batch_size=2, flush_interval=0, max_in_flight=1,
+                          min_batch=1)
+        for n in "abcd":
+            batcher.submit(SESSION, (n,))
+        self.insert.calls[0][2].callback(None)
+        batcher.submit(SESSION, ("e",))
+        self.clock.advance(1)
+        self.assertEqual(len(self.insert.calls), 2, "a third write started while one was busy")
+        self.insert.calls[1][2].callback(None)
+        self.assertEqual([r for _, r, _ in self.insert.calls], [[("a",), ("b",)], [("c",), ("d",)], [("e",)]])
+
     def test_after_a_commit_enough_gathered_rows_go_at_once(self) -> None:
         batcher = Batcher(self.insert, self.clock, batch_size=100, flush_interval=0, max_in_flight=1,
                           min_batch=2)
@@ -103,6 +131,13 @@ class BatcherTests(SynchronousTestCase):
         self.assertFalse(write.called, "the write itself was cancelled")
         write.callback(None)
         self.assertEqual(self.batcher.pending, 0)
+
+    def test_a_batch_request_counts_on_top_of_the_buffered_rows(self) -> None:
+        self.batcher.submit(SESSION, ("a",))
+        self.batcher.submit(SESSION, ("b",))
+        self.batcher.submit_together(lambda: Deferred(), 2)
+        self.assertEqual(self.batcher.pending, 4)
+        self.assertRaises(Overloaded, self.batcher.submit_together, lambda: succeed(None), 2)
 
     def test_a_batch_request_gets_its_write_result(self) -> None:
         self.assertEqual(self.successResultOf(self.batcher.submit_together(lambda: succeed([1]), 2)), [1])

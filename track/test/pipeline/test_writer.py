@@ -139,7 +139,8 @@ class WriterTests(TestCase):
         outcome = yield self.writer.insert(SESSION, [row(1), row(2), row(3)])
         self.assertEqual(outcome, [None, refused, None])
         self.assertEqual((yield Deferred.fromCoroutine(spooled_rows(self.spool))), [row(3)])
-        self.assertFalse(self.writer.up)
+        health = ProcessHealth(self.writer).health()
+        self.assertEqual((health["database"], health["database_error"]), ("down", "gone"))
 
     @inlineCallbacks
     def test_a_failure_nobody_expected_is_not_an_outage(self) -> Any:
@@ -189,3 +190,38 @@ class WriterTests(TestCase):
         self.spool.error = "[Errno 28] No space left on device"
         self.assertFalse(self.writer.ready())
         self.assertEqual(ProcessHealth(self.writer).health()["spool"]["error"], "[Errno 28] No space left on device")
+
+    def test_a_database_down_at_start_is_up_only_once_its_schema_is_fitted(self) -> None:
+        """Down at start-up, the writer fits the schema (on_up) when the
+        database answers again, and declares it up only once that is done:
+        a replay into tables not made yet would fail every spooled event."""
+        self.db.ping = lambda: succeed(None)  # type: ignore[method-assign]
+        fits: list[Deferred[None]] = []
+
+        def fit() -> Deferred[None]:
+            fits.append(Deferred())
+            return fits[-1]
+
+        writer = Writer(self.db, self.spool, self.clock, dict(EVENT_TYPES), database_up=False, on_up=fit)
+        self.addCleanup(writer.stop)
+        writer.start()
+        self.clock.advance(0.5)  # the first probe: the database answers, the schema is being fitted
+        self.assertEqual((len(fits), writer.up), (1, False))
+        fits[0].errback(Unavailable("(1205, lock wait timeout)"))
+        health = ProcessHealth(writer).health()
+        self.assertEqual((health["database"], health["database_error"]), ("down", "(1205, lock wait timeout)"))
+        self.clock.advance(1.0)  # the next probe (backing off): fitted this time
+        self.assertEqual(len(fits), 2)
+        fits[1].callback(None)
+        self.assertEqual((writer.up, ProcessHealth(writer).health()["database"]), (True, "up"))
+
+    def test_a_probe_that_answers_after_stop_schedules_no_other(self) -> None:
+        """Shutdown stops the probing: a probe in flight when it begins
+        leaves nothing on the clock (twistd would wait on it, or log it)."""
+        ping: Deferred[None] = Deferred()
+        self.db.ping = lambda: ping  # type: ignore[method-assign]
+        self.writer.mark_down("gone")
+        self.clock.advance(0.5)  # the probe is out
+        self.writer.stop()
+        ping.errback(Unavailable("still down"))
+        self.assertEqual((self.writer.up, self.clock.getDelayedCalls()), (False, []))
