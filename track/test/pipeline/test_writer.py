@@ -202,7 +202,7 @@ class WriterTests(TestCase):
             fits.append(Deferred())
             return fits[-1]
 
-        writer = Writer(self.db, self.spool, self.clock, dict(EVENT_TYPES), database_up=False, on_up=fit)
+        writer = Writer(self.db, self.spool, self.clock, dict(KINDS), database_up=False, on_up=fit)
         self.addCleanup(writer.stop)
         writer.start()
         self.clock.advance(0.5)  # the first probe: the database answers, the schema is being fitted
