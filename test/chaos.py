@@ -48,15 +48,13 @@ from chaos_parts import (
     Clients,
     Nemesis,
     Supervisor,
-    alive,
-    children,
     pause,
     percentile,
     within,
 )
 
 from track.test.mariadb import ThrowawayMariaDB, free_port
-from track.test.process import TWISTD, child_env
+from track.test.process import TWISTD, alive, child_env, children
 
 TMPFS_SIZE = "4m"
 DRAIN_SECONDS = 60.0  # how long clients may keep retrying their last event at the end

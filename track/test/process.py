@@ -101,6 +101,15 @@ async def refused_at_start(cwd: str, dsn: str) -> tuple[int, bytes]:
     return code, out + err
 
 
+def alive(pid: int) -> bool:
+    """Running (a zombie nobody has reaped yet is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def children(pid: int) -> list[int]:
     """A process's child pids (none once it is gone)."""
     try:

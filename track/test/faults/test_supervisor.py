@@ -17,19 +17,11 @@ from twisted.internet.defer import Deferred
 
 from track.test import faultcase
 from track.test.faultcase import spool_segments, wait_until
-from track.test.process import TwistdTrack, children
+from track.test.process import TwistdTrack, alive, children
 
 ORPHAN_SECONDS = 5.0  # the longest a worker may outlive its parent
 CONNECT_TIMEOUT = 2  # the DSN's connect_timeout in the frozen-database test
 
-
-def alive(pid: int) -> bool:
-    """Running (a zombie nobody has reaped yet is not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def exited(proc: TwistdTrack) -> Deferred[Exception]:

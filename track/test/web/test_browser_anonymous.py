@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
 from track.test.browser import Chromium
 from track.test.process import wait_until
 from track.test.support import MYSQL_SKIP, execute, reset_mysql, serve
-from track.test.web.test_browser_tracker import page_site
+from track.test.web.test_browser_tracker import serve_pages
 
 ITEM = {"ProfileID": 1, "Region": "eu", "ItemName": "sword", "ItemType": "weapon", "IsUGC": False}
 # With a tracker for the collector at arguments[0] (options merged from
@@ -35,10 +34,7 @@ class AnonymousTrackerTests(TestCase):
 
     def setUp(self) -> None:
         self.dsn = reset_mysql(self)
-        listener: Any = reactor
-        self.page_port = listener.listenTCP(0, page_site(), interface="127.0.0.1")
-        self.addCleanup(self.page_port.stopListening)
-        self.origin = f"http://127.0.0.1:{self.page_port.getHost().port}"
+        self.origin = serve_pages(self)
         port, _ = serve(self, self.dsn, cors_origin=[self.origin])
         self.url = f"http://127.0.0.1:{port}"
 

@@ -19,7 +19,7 @@ from twisted.web.server import Site
 from track.test.browser import Chromium
 from track.test.process import wait_until
 from track.test.support import MYSQL_SKIP, TABLES, execute, reset_mysql, serve
-from track.test.web.test_browser_tracker import QUEUES, TRACK_AND_FLUSH, page_site
+from track.test.web.test_browser_tracker import QUEUES, TRACK_AND_FLUSH, serve_pages
 
 WINDOWS = 4
 PER_WINDOW = 1000
@@ -70,10 +70,7 @@ class BrowserTabsTests(TestCase):
 
     def setUp(self) -> None:
         self.dsn = reset_mysql(self)
-        listener: Any = reactor
-        self.page_port = listener.listenTCP(0, page_site(), interface="127.0.0.1")
-        self.addCleanup(self.page_port.stopListening)
-        self.origin = f"http://127.0.0.1:{self.page_port.getHost().port}"
+        self.origin = serve_pages(self)
 
     def collector(self, *args: str, **options: Any) -> tuple[str, Any]:
         options.setdefault("cors_origin", [self.origin])

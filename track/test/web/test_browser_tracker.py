@@ -64,6 +64,15 @@ def page_site() -> Site:
     return Site(root)
 
 
+def serve_pages(case: TestCase, site: Site | None = None) -> str:
+    """Serve the shop's pages (page_site) on a free local port for the
+    test's length; their origin, as the browser sends it."""
+    listener: Any = reactor
+    port = listener.listenTCP(0, site or page_site(), interface="127.0.0.1")
+    case.addCleanup(port.stopListening)
+    return f"http://127.0.0.1:{port.getHost().port}"
+
+
 class ScriptedCollector(Resource):
     """A stand-in for the batch endpoint that answers from a script, so a
     test sees each request the tracker makes and can answer 503, 413 or 400
@@ -93,12 +102,9 @@ class BrowserTrackerTests(TestCase):
 
     def setUp(self) -> None:
         self.dsn = reset_mysql(self)
-        listener: Any = reactor
         site = page_site()
         self.page_root = site.resource
-        self.page_port = listener.listenTCP(0, site, interface="127.0.0.1")
-        self.addCleanup(self.page_port.stopListening)
-        self.origin = f"http://127.0.0.1:{self.page_port.getHost().port}"
+        self.origin = serve_pages(self, site)
 
     def collector(self, *origins: str, **options: Any) -> str:
         port, _ = serve(self, self.dsn, cors_origin=list(origins or [self.origin]), **options)
