@@ -21,8 +21,10 @@ setup(
     # The spool written by an earlier release, read by the tests; the browser
     # tracker that GET /track.js serves; the admin listener's live page.
     # The client's py.typed and its snapshot of the collector's field rules.
+    # The original four event kinds, declared as an events file.
     package_data={"track.test": ["fixtures/*/*"], "track.web": ["static/*"], "track.admin": ["static/*"],
-                  "track.client": ["py.typed", "rules.json"]},
+                  "track.client": ["py.typed", "rules.json"],
+                  "track.events": ["original.json"]},
     install_requires=[
         "Twisted>=25.5.0,<27",  # track/web/http/twistedhttp.py leans on private twisted.web.http names
         "klein>=23.5.0",
@@ -30,6 +32,7 @@ setup(
         "prometheus_client>=0.17.0",
         "multipart>=1.2.0",  # multipart/form-data bodies (track/web/bodies/formdata.py)
         "rich>=13.0",  # the progress bar of python -m track.client import (imported only there)
+        "PyYAML>=6.0",  # --events FILE written as YAML (track/events/files.py)
     ],
     extras_require={
         "test": [
@@ -44,6 +47,7 @@ setup(
             "mypy-zope>=1.0.5",
             "ruff>=0.6",
             "types-PyMySQL>=1.1",
+            "types-PyYAML>=6.0",
             "mutmut>=3.2",
             "pytest>=8.0",
         ],

@@ -134,6 +134,9 @@ class Config:
     max_clock_skew: float = field(metadata=option("max-clock-skew"))
     max_event_age: float = field(metadata=option("max-event-age"))
 
+    # The event kinds served: a file declaring them (None: the original four).
+    events: str | None = field(metadata=option("events"))
+
     @property
     def shutdown_timeout(self) -> float:
         """How long a stop waits for connections to finish their answers."""

@@ -18,6 +18,8 @@ from twisted.python import usage
 
 from track import __version__
 from track.admin.recent import KEEP
+from track.events.files import served_kinds
+from track.events.subset import EventsFileError
 from track.fields.eventtime import DEFAULT_MAX_CLOCK_SKEW, DEFAULT_MAX_EVENT_AGE
 from track.logs import parse_level
 from track.pipeline.batcher import (
@@ -154,6 +156,9 @@ class Options(usage.Options):
          "the server's clock; further ahead is 400."],
         ["max-event-age", None, f"{DEFAULT_MAX_EVENT_AGE:g}",
          "Seconds an event's time may lie in the past (default 30 days); older is 400."],
+        ["events", None, None,
+         "A JSON (or YAML) file declaring event kinds to serve beside (or instead of) the original four; "
+         "checked at start and re-read on SIGHUP. `python -m track.events original` prints the original's."],
         # Hidden (HIDDEN): from the parent of --workers.
         ["worker-index", None, None, "This worker's number, 0 to N-1."],
         ["worker-state", None, None, "The parent's directory where its workers report."],
@@ -239,6 +244,7 @@ class Options(usage.Options):
         max_clock_skew = _non_negative_float("max-clock-skew", self["max-clock-skew"])
         max_event_age = _non_negative_float("max-event-age", self["max-event-age"])
         outage_wait = _non_negative_float("outage-wait", self["outage-wait"])
+        events = self._events()
         self.config = Config(
             endpoint=endpoint,
             admin_endpoint=admin_endpoint,
@@ -272,8 +278,21 @@ class Options(usage.Options):
             anonymize_ipv6=anonymize_ipv6,
             max_clock_skew=max_clock_skew,
             max_event_age=max_event_age,
+            events=events,
         )
         self.role = self._role(workers)
+
+    def _events(self) -> str | None:
+        """--events as an absolute path (a SIGHUP re-reads it wherever the
+        process runs), after reading and checking the file once."""
+        path: str | None = self["events"]
+        if path is None:
+            return None
+        try:
+            served_kinds(path)
+        except EventsFileError as e:
+            raise usage.UsageError(f"--events: {e}") from None
+        return os.path.abspath(path)
 
     def _role(self, workers: int) -> Role:
         """A worker when its parent said so (--worker-*), the parent when

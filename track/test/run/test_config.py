@@ -9,6 +9,7 @@ workers must not get it unchanged, an entry in BY_DESIGN saying why."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Callable
 from typing import Any
@@ -56,6 +57,12 @@ def secret_file(case: SynchronousTestCase, text: str) -> str:
     return path
 
 
+def events_file(case: SynchronousTestCase) -> str:
+    """An events file declaring one kind of its own."""
+    return secret_file(case, json.dumps({"kinds": {"level_up": {"schema": {
+        "type": "object", "required": ["Level"], "properties": {"Level": {"type": "integer"}}}}}}))
+
+
 def non_default(case: SynchronousTestCase) -> list[dict[str, list[str]]]:
     """Two command lines that give every option a value other than its
     default (two, as --dsn and --dsn-file, --admin-token and
@@ -86,6 +93,7 @@ def non_default(case: SynchronousTestCase) -> list[dict[str, list[str]]]:
         "rate-limit": ["--rate-limit", "2.5"],
         "max-clock-skew": ["--max-clock-skew", "30"],
         "max-event-age": ["--max-event-age", "86400.5"],
+        "events": ["--events", events_file(case)],
         "trusted-proxy": ["--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "::1"],
         "cors-origin": ["--cors-origin", "https://a.example", "--cors-origin", "https://b.example"],
     }

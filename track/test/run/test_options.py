@@ -17,6 +17,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from track import __version__
+from track.events.files import original_text
 from track.run.config import Worker
 from track.run.listen import endpoint_description
 from track.run.options import HIDDEN, Options
@@ -195,7 +196,8 @@ class OtherOptionTests(SynchronousTestCase):
                   "flush-interval": "5", "request-timeout": "5", "max-connections": "3",
                   "admin-http": "tcp:0:interface=127.0.0.1", "admin-token": "tok", "admin-host": "admin.example",
                   "anonymize-ip": "2", "anonymize-ipv6": "3"}
-        for name, secret in (("dsn-file", "sqlite:///tmp/x.sqlite3"), ("admin-token-file", "token")):
+        for name, secret in (("dsn-file", "sqlite:///tmp/x.sqlite3"), ("admin-token-file", "token"),
+                             ("events", original_text())):
             values[name] = os.path.abspath(self.mktemp())
             with open(values[name], "w") as f:
                 f.write(secret)
