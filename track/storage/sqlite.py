@@ -17,7 +17,9 @@ _SQLITE_TYPES = {
     "varchar": "TEXT",
     "decimal": "TEXT",  # keeps the exact digits; a REAL would round
     "timestamp": "TEXT",
+    "datetime": "TEXT",  # a declared date-time, as its ISO text like Created
     "int": "INTEGER",
+    "bigint": "INTEGER",
     "tinyint": "INTEGER",
 }
 
