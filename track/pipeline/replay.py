@@ -19,8 +19,9 @@ from twisted.python.failure import Failure
 
 from track.fields.kinds import Kind
 from track.logs import Logger
-from track.spool import RecordError, Segment, Spool, decode
+from track.spool import KindGone, RecordError, Segment, Spool, decode
 from track.spool.deadletters import entry as dead_letter
+from track.spool.deadletters import gone_entry
 from track.types import Backoff, InternalError, Outcome, Refusal, Row, Unavailable
 
 log = Logger(namespace="track.writer")
@@ -145,6 +146,9 @@ class Replay:
             if payload is not None:
                 try:
                     kind, row = decode(payload, self.kinds)
+                except KindGone as e:  # the events file changed while it waited: kept, with that reason
+                    letters.append(gone_entry(e.kind, e.columns, str(e), payload))
+                    continue
                 except (RecordError, ValueError, TypeError) as e:
                     letters.append(dead_letter(None, None, f"unreadable spool record: {e}", payload))
                     continue

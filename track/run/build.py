@@ -14,6 +14,7 @@ from typing import Any, overload
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 
 from track import __version__
 from track.admin.health import ProcessHealth
@@ -21,6 +22,8 @@ from track.admin.recent import Recent
 from track.admin.service import AdminService
 from track.admin.shared import SharedHealth, WorkerReport
 from track.admin.views import About, LocalView, SharedView
+from track.events.files import served_kinds
+from track.fields.compile import compile_kinds
 from track.fields.eventtime import EventTime
 from track.fields.tables import KindTables
 from track.logs import Logger
@@ -30,6 +33,7 @@ from track.pipeline.writer import Writer
 from track.run.accepting import default_max_connections
 from track.run.config import Config, Parent, Standalone, Worker
 from track.run.orphan import ParentWatch
+from track.run.reload import Reload
 from track.run.service import TrackService
 from track.run.workers import WorkerPool
 from track.seams import NO_TAP, Health
@@ -37,7 +41,8 @@ from track.spool import Spool
 from track.spool.lock import DirectoryLock
 from track.storage.dialect import dialect_for
 from track.storage.dsn import DSN
-from track.storage.prepare import load_limits, log_migrations, migrate_on_own_connection, save_limits
+from track.storage.evolve.apply import BreakingChanges
+from track.storage.prepare import Prepared, load_limits, log_migrations, migrate_on_own_connection, save_limits
 from track.storage.store import Store
 from track.web.app import TrackApp, is_batch_path
 from track.web.clients.anonymize import Anonymizer
@@ -47,6 +52,15 @@ from track.web.http.site import TrackSite
 from track.web.suppress import Suppression, SuppressionRefresh, initial_suppression
 
 log = Logger(namespace="track")
+
+
+def _serving(kinds: KindTables) -> Any:
+    """Serve exactly the kinds given (TEMPORARY until KindTables.serve is merged)."""
+    def serve(fresh: Any) -> None:
+        for gone in set(kinds) - set(fresh):
+            del kinds[gone]
+        kinds.refit(fresh)
+    return serve
 
 
 def outage_wait(seconds: float, dsn: DSN) -> float:
@@ -109,13 +123,14 @@ def _track_service(config: Config, role: Standalone | Worker, reactor: Any, fitt
         if fitted is not None:
             save_limits(spool.directory, fitted)
     # One dict, shared by the validator and the spool's replay, refitted in
-    # place if the database first appears after start-up (its subscribers,
-    # such as the OpenAPI document, are told).
+    # place if the database first appears after start-up, replaced on SIGHUP
+    # (its subscribers, such as the OpenAPI document, are told).
+    declared = served_kinds(config.events)
     if fitted:
         tables = fitted
     else:
         assert spool is not None, "makeService refuses an unreachable database without a spool"
-        tables = load_limits(spool.directory)
+        tables = load_limits(spool.directory, compile_kinds(declared))
     kinds = KindTables(tables)
     if spool is not None:  # the limits to validate with if the next start finds no database
         directory = spool.directory
@@ -125,15 +140,24 @@ def _track_service(config: Config, role: Standalone | Worker, reactor: Any, fitt
     suppression = Suppression(initial_suppression(dialect) if fitted is not None else frozenset())
 
     def database_appeared() -> Any:
-        d = deferToThreadPool(reactor, reactor.getThreadPool(), migrate_on_own_connection, dialect)
+        d = deferToThreadPool(reactor, reactor.getThreadPool(), migrate_on_own_connection, dialect, declared)
 
-        def fitted_now(result: Any) -> None:
-            done, fresh = result
-            log_migrations(dsn, done)
-            kinds.refit(fresh)  # its subscribers: the OpenAPI document, the saved limits
+        def fitted_now(prepared: Prepared) -> None:
+            log_migrations(dsn, prepared)
+            kinds.refit(prepared.kinds)  # its subscribers: the OpenAPI document, the saved limits
 
-        return d.addCallback(fitted_now)
+        return d.addCallback(fitted_now).addErrback(breaking_once)
 
+    def breaking_once(failure: Failure) -> Failure:
+        """Said once, as an error: the writer keeps probing (and the spool
+        keeps acknowledging) until a SIGHUP or a restart serves kinds that fit."""
+        if isinstance(failure.value, BreakingChanges) and not said:
+            said.append(True)
+            log.error("the database {dsn} is back, but the event kinds cannot be served on it: {e}; events stay "
+                      "in the spool", dsn=dsn.redacted(), e=failure.value)
+        return failure
+
+    said: list[bool] = []
     writer = Writer(
         store,
         spool,
@@ -161,7 +185,8 @@ def _track_service(config: Config, role: Standalone | Worker, reactor: Any, fitt
     admin = config.admin_endpoint
     recent = Recent(config.admin_keep) if admin is not None or (worker is not None and worker.feed) else None
     health: Health = ProcessHealth(writer)
-    extra: list[Service] = [SuppressionRefresh(suppression, store, reactor)]
+    extra: list[Service] = [SuppressionRefresh(suppression, store, reactor),
+                            Reload(config.events, dsn, dialect, reactor, lambda: writer.up, _serving(kinds))]
     if worker is not None:  # shut down when the parent is gone; report to its directory
         extra.append(ParentWatch(worker.parent, reactor))
         shared = SharedHealth(health, worker.state, worker.index, time.time())

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from twisted.application.service import IService
 
+from track.events.files import served_kinds
+from track.events.subset import EventsFileError
 from track.logs import Logger, set_level
 from track.run.accepting import descriptors_at_start
 from track.run.build import build_service
@@ -47,7 +49,11 @@ def makeService(options: Options) -> IService:
             spool_lock = DirectoryLock(config.spool_dir).acquire()
         except SpoolLocked as e:
             raise SystemExit(f"track: {e}") from None
-    fitted = prepare_database(config.dsn)
+    try:
+        declared = served_kinds(config.events)  # read again: checked by the options, it may have changed since
+    except EventsFileError as e:
+        raise SystemExit(f"track: --events: {e}") from None
+    fitted = prepare_database(config.dsn, declared)
     if fitted is None and not config.spool_dir:
         raise SystemExit(f"track: cannot use database {config.dsn.redacted()}: unreachable, and no spool")
     return build_service(config, options.role, reactor, fitted, spool_lock)

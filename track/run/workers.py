@@ -8,7 +8,8 @@ child has its own pool, buffers and spool directory.  Its command line is
 generated from the parent's Config (track/run/config.py: each option is
 handed on, changed for the child, or kept by the parent), its DSN comes
 through a pipe (track/run/secrets.py).  The parent restarts a
-child that dies (with backoff) and, on SIGTERM, passes it on and waits until
+child that dies (with backoff); it passes SIGHUP on to every child (each
+reads the events file again); on SIGTERM, it passes it on and waits until
 every child has drained and exited.
 
 Children log as JSON lines into a pipe; the parent publishes each event to
@@ -20,10 +21,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
 import time
+from types import FrameType
 from typing import Any
 
 from prometheus_client.multiprocess import mark_process_dead
@@ -31,6 +34,7 @@ from twisted.application.service import Service
 from twisted.internet.abstract import isIPv6Address
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.interfaces import IProcessTransport
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import LogLevel, eventFromJSON, globalLogPublisher
@@ -174,6 +178,7 @@ class WorkerPool(Service):
         # last (Unix time), for the admin page.
         self.restarts: dict[int, tuple[int, float]] = {}
         self._spawned: set[int] = set()
+        self._previous_hup: Any = None
 
     def privilegedStartService(self) -> None:
         try:
@@ -191,6 +196,19 @@ class WorkerPool(Service):
         super().startService()  # type: ignore[no-untyped-call]
         for index in range(self.count):
             self._spawn(index)
+        self._previous_hup = signal.signal(signal.SIGHUP, self._hup)
+
+    def _hup(self, signum: int, frame: FrameType | None) -> None:
+        """SIGHUP: each worker reads the events file again (track.run.reload)."""
+        self.reactor.callFromThread(self.pass_on_hup)
+
+    def pass_on_hup(self) -> None:
+        log.info("SIGHUP: passed on to {n} workers", n=len(self.children))
+        for child in list(self.children.values()):
+            try:
+                child.process.signalProcess("HUP")
+            except ProcessExitedAlready:
+                pass  # restarted soon, reading the file afresh
 
     def _spawn(self, index: int) -> None:
         assert self.sock is not None
@@ -243,6 +261,7 @@ class WorkerPool(Service):
 
     def stopService(self) -> Deferred[None]:
         super().stopService()  # type: ignore[no-untyped-call]
+        signal.signal(signal.SIGHUP, self._previous_hup if self._previous_hup is not None else signal.SIG_DFL)
         return Deferred.fromCoroutine(self._stop_children())
 
     async def _stop_children(self) -> None:

@@ -1,7 +1,8 @@
 """Dead letters: acknowledged events the database refused at replay.
 
 A 201 promised the event would be kept, so an event that cannot be stored
-(a trigger, a constraint, a column narrowed since) is never dropped: it is
+(a trigger, a constraint, a column narrowed since, a kind no longer
+served) is never dropped: it is
 appended to `<spool-dir>/dead-letter/events.jsonl`, one JSON object a line
 (type, MessageID, the client's fields, what the server filled in, the
 database's error, when), fsync'd.  Bytes of a record that failed its
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,6 +44,26 @@ def entry(kind: Kind | None, row: Sequence[Any] | None, error: str,
         "received": {k: v for k, v in columns.items() if k not in client},
         "error": error,
         "time": now,
+    }
+
+
+# Columns of a record the server filled in, not the client: a letter keeps
+# them apart, and resend passes RemoteIP on as X-Forwarded-For.
+SERVER_FILLED = ("Created", "RemoteIP")
+
+
+def gone_entry(kind: str, columns: Mapping[str, Any], error: str, record: bytes) -> dict[str, Any]:
+    """The dead letter of a spooled event whose kind (or one of whose
+    properties) is no longer served: the event as a client would send it
+    again once a file declares it, and the record's bytes as they were."""
+    return {
+        "type": kind,
+        "MessageID": columns.get("MessageID"),
+        "fields": {k: v for k, v in columns.items() if k not in SERVER_FILLED},
+        "received": {k: v for k, v in columns.items() if k in SERVER_FILLED},
+        "error": error,
+        "time": datetime.now(UTC).isoformat(),
+        "record": record.decode("ascii", "replace"),
     }
 
 

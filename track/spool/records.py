@@ -47,6 +47,17 @@ class RecordError(ValueError):
     """A whole, checksummed record this release cannot turn into a row."""
 
 
+class KindGone(RecordError):
+    """A whole record of a kind no longer served, or naming a property its
+    kind no longer declares (the events file changed while it waited): the
+    message is the dead letter's reason, and the record's columns its event."""
+
+    def __init__(self, reason: str, kind: str, columns: Mapping[str, Any]) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.columns = dict(columns)
+
+
 def _plain(value: Any) -> Any:
     """A column value as JSON holds it."""
     if isinstance(value, Decimal):
@@ -87,11 +98,14 @@ def decode(payload: bytes, kinds: Mapping[str, Kind]) -> tuple[Kind, tuple[Any, 
         name, columns = data.get("type"), dict(data.get("columns", {}))
     kind = kinds.get(name) if isinstance(name, str) else None
     if kind is None:
+        if isinstance(name, str) and name:
+            raise KindGone(f"kind {name!r} is no longer served", name, columns)
         raise RecordError(f"unknown event kind {name!r}")
     return kind, _row(kind, columns)
 
 
-def _row(kind: Kind, columns: dict[str, Any]) -> tuple[Any, ...]:
+def _row(kind: Kind, record: dict[str, Any]) -> tuple[Any, ...]:
+    columns = dict(record)
     row: list[Any] = []
     for f in kind.fields:
         value = columns.pop(f.name, None)
@@ -101,6 +115,8 @@ def _row(kind: Kind, columns: dict[str, Any]) -> tuple[Any, ...]:
             value = f.default() if f.default else None
         elif f.type == "money":
             value = Decimal(value)
+        elif f.type == "datetime":
+            value = datetime.fromisoformat(value)
         row.append(value)
     if kind.remote_ip_column:
         row.append(columns.pop("RemoteIP", ""))
@@ -109,7 +125,7 @@ def _row(kind: Kind, columns: dict[str, Any]) -> tuple[Any, ...]:
         raise RecordError(f"{kind.name} record lacks Created")
     row.append(datetime.fromisoformat(created))
     if columns:
-        raise RecordError(f"{kind.name} record has unknown column(s) {', '.join(sorted(columns))}")
+        raise KindGone(f"kind {kind.name!r} no longer declares {', '.join(sorted(columns))}", kind.name, record)
     return tuple(row)
 
 
