@@ -270,13 +270,13 @@ class DamagedSegmentTests(TestCase):
                                       "dead letters"), logged)
 
     async def test_an_unreadable_record_is_a_dead_letter_and_the_rest_replayed(self) -> None:
-        """A record whose checksum holds but whose content names no known
-        kind (written by a newer release, say) is kept, bytes and all."""
+        """A record whose checksum holds but whose content is no event of
+        its kind (it lacks a required column) is kept, bytes and all."""
         dsn = sqlite_dsn(self)
         create_schema(dsn)
         spool_dir = os.path.abspath(self.mktemp())
         os.makedirs(spool_dir)
-        payload = b'{"type":"gadget","columns":{"MessageID":"g-1"}}'
+        payload = b'{"type":"session","columns":{"MessageID":"g-1"}}'
         unreadable = struct.pack(">4sII", RECORD_MARK, len(payload), zlib.crc32(payload)) + payload
         with open(os.path.join(spool_dir, "000000000001.spool"), "wb") as f:
             f.write(SEGMENT_MAGIC + encode(SESSION, session("u-0")) + unreadable
