@@ -101,7 +101,7 @@ class Store:
         kwargs.setdefault("cp_min", 1)
         kwargs.setdefault("cp_max", MYSQL_POOL_THREADS)
         self.pool = _new_pool(*args, cp_reconnect=True, cp_noisy=False, **kwargs)
-        self._statements: dict[str, Statement] = {}
+        self._statements: dict[tuple[str, tuple[str, ...]], Statement] = {}
         # Called on the pool thread after a dropped connection was opened
         # again (counted and summarized, never logged once per reconnect).
         self.on_reconnect: Callable[[], None] = lambda: None
@@ -114,11 +114,14 @@ class Store:
         self.transactions = Transactions(dialect, lambda: self.on_reconnect())
 
     def statement(self, kind: Kind) -> Statement:
-        """The INSERT for `kind`'s table, built once per table."""
-        stmt = self._statements.get(kind.table)
+        """The INSERT for `kind`'s table and columns, built once for each
+        (a SIGHUP may serve a kind with more columns, while rows of its
+        previous table are still on their way)."""
+        key = (kind.table, kind.columns)
+        stmt = self._statements.get(key)
         if stmt is None:
             q = self.dialect.quote
-            stmt = self._statements[kind.table] = Statement(
+            stmt = self._statements[key] = Statement(
                 f"INSERT INTO {q(kind.table)} ({', '.join(q(c) for c in kind.columns)}) VALUES ",
                 "(" + ", ".join([self.dialect.placeholder] * len(kind.columns)) + ")",
                 self.dialect.on_duplicate(),
