@@ -27,7 +27,7 @@ SESSION: dict[str, Any] = original_kinds()["session"].schema  # the shipped decl
 
 def session(edit: Any = None) -> dict[str, Any]:
     """The original session kind, edited."""
-    body = json.loads(json.dumps(SESSION, default=str))
+    body: dict[str, Any] = json.loads(json.dumps(SESSION, default=str))
     if edit is not None:
         edit(body["schema"])
     return body
