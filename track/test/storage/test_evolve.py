@@ -11,6 +11,7 @@ import copy
 import io
 import json
 import os
+import re
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ from track.storage.evolve.frozen import pending
 from track.storage.prepare import migrate_on_own_connection, prepare_database
 from track.storage.schema import V1_TABLES, migrate
 from track.storage.store import Store
+from track.test.process import PROJECT_ROOT
 from track.test.storage.test_evolve_classify import LEVEL_UP
 from track.test.support import MYSQL_SKIP, ORIGINAL_MYSQL_DDL, dsn_text, execute, reset_mysql, sqlite_dsn
 
@@ -325,3 +327,55 @@ class MySQLEvolveTests(EvolveMixin, TestCase):
         self.assertEqual([s for s in seen if s.startswith(("CREATE TABLE `", "ALTER"))],
                          [s for _, statements in steps for s in statements])
         self.assertEqual(len([s for _, statements in steps for s in statements]), 4)  # the MessageIDs
+
+
+class DocsTests(TestCase):
+    """docs/events.md shows check's real output."""
+
+    skip = MYSQL_SKIP
+    SHOWN_DSN = "mysql://track@db.example/track"
+
+    def test_the_check_examples_are_what_check_prints(self) -> None:
+        with open(os.path.join(PROJECT_ROOT, "docs", "events.md"), encoding="utf-8") as f:
+            text = f.read()
+        example = json.loads(re.search(r"```json\n(.*?)```", text, re.S).group(1))  # type: ignore[union-attr]
+        shown = re.findall(r"```console\n(\$ python -m track\.events check .*?)```", text, re.S)
+        self.assertEqual(len(shown), 2)
+        dsn = reset_mysql(self)
+        cwd = os.path.abspath(self.mktemp())
+        os.makedirs(cwd)
+        path = os.path.join(cwd, "events.json")
+        with open(path, "w") as f:
+            json.dump(example, f)
+        prepare_database(dsn, served_kinds(path))
+
+        def edited(edit: Any) -> None:
+            body = copy.deepcopy(example)
+            edit(body["kinds"]["level_up"]["schema"]["properties"])
+            with open(path, "w") as f:
+                json.dump(body, f)
+
+        def additive(props: dict[str, Any]) -> None:
+            props["Class"]["enum"].append("necromancer")
+            props["Zone"]["maxLength"] = 128
+            props["Guild"] = {"type": "string", "maxLength": 32}
+
+        def breaking(props: dict[str, Any]) -> None:
+            props["Level"]["maximum"] = 50
+            props["Zone"] = {"type": "integer"}
+
+        real = dsn.redacted()
+        for edit, block in zip((additive, breaking), shown, strict=True):
+            edited(edit)
+            command, *expected = block.rstrip("\n").split("\n")
+            args = command.split(" check ", 1)[1].replace(self.SHOWN_DSN, dsn_text(dsn)).split()
+            old = os.getcwd()
+            os.chdir(cwd)  # the file named as the docs name it
+            try:
+                code, out, err = run_check(*args)
+            finally:
+                os.chdir(old)
+            printed = (out + err).replace(real, "mysql://track@db.example:3306/track").splitlines()
+            if code:
+                printed += ["$ echo $?", str(code)]
+            self.assertEqual(printed, expected)
