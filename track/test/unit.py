@@ -25,6 +25,7 @@ MODULES = (
     "track.test.pipeline.test_replay_gone",
     "track.test.pipeline.test_writer",
     "track.test.run.test_options",
+    "track.test.run.test_reload_refusals",
     "track.test.run.test_run_logs",
     "track.test.run.test_run_service",
     "track.test.run.test_run_workers",

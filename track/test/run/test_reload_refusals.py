@@ -1,0 +1,56 @@
+"""SIGHUP's refusals that need no database: a file that does not parse, or
+a database that is away, leave the running kinds as they are."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
+from twisted.trial.unittest import TestCase
+from zope.interface import implementer
+
+from track.run.reload import Reload
+from track.storage.dialect import dialect_for
+from track.test.support import sqlite_dsn
+
+
+class RefusalTests(TestCase):
+    def setUp(self) -> None:
+        self.served: list[Any] = []
+        self.lines: list[str] = []
+
+        @implementer(ILogObserver)
+        def observe(event: dict[str, Any]) -> None:
+            if event.get("log_namespace") == "track":
+                self.lines.append(formatEvent(event))
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+
+    def reload(self, events: str | None, up: bool) -> Reload:
+        dsn = sqlite_dsn(self)
+        return Reload(events, dsn, dialect_for(dsn), reactor, lambda: up, self.served.append)
+
+    def test_a_file_that_does_not_parse_is_refused(self) -> None:
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w") as f:
+            f.write('{"kinds": {"level_up": {"schema": {"properties": {"A": {"type": "integer", "minLength": 1}}}}}}')
+        self.assertIs(self.successResultOf(self.reload(path, up=True).reload()), False)
+        self.assertEqual(self.served, [])
+        self.assertIn(f"SIGHUP: refused, the running kinds stay: {path}: kind 'level_up', property 'A': keyword "
+                      "'minLength' is not supported (supported: $comment, default, description, examples, maximum, "
+                      "minimum, title, type, x-track-message)", self.lines)
+
+    def test_a_database_that_is_away_is_refused(self) -> None:
+        self.assertIs(self.successResultOf(self.reload(None, up=False).reload()), False)
+        self.assertEqual(self.served, [])
+        self.assertIn("SIGHUP: refused, the running kinds stay: the database is unavailable, so the original kinds "
+                      "cannot be compared with it; send SIGHUP again once it is back", self.lines)
+
+    async def test_a_file_that_fits_is_served(self) -> None:
+        served = await self.reload(None, up=True).reload()
+        self.assertIs(served, True)
+        (kinds,) = self.served
+        self.assertEqual(list(kinds), ["session", "user", "item", "purchase"])
