@@ -101,6 +101,8 @@ def _row(kind: Kind, columns: dict[str, Any]) -> tuple[Any, ...]:
             value = f.default() if f.default else None
         elif f.type == "money":
             value = Decimal(value)
+        elif f.type == "datetime":
+            value = datetime.fromisoformat(value)
         row.append(value)
     if kind.remote_ip_column:
         row.append(columns.pop("RemoteIP", ""))
