@@ -144,7 +144,8 @@ class DeclaredKindTests(SynchronousTestCase):
             with self.subTest(value=value):
                 self.assertEqual(self.parse({"PlayerID": 1, "Level": 1, "At": value})[6], stored)
         bad: tuple[object, ...] = ("2026-02-29T00:00:00Z", "2026-12-07T15:04:05", "2026-12-07 15:04:05Z",
-                                   "1765119845000", 1765119845000, "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00")
+                                   "1765119845000", 1765119845000, "0001-01-01T00:00:00+01:00",
+                                   "9999-12-31T23:59:59-01:00")
         for wrong in bad:
             with self.subTest(value=wrong):
                 self.assertEqual(self.refused({"PlayerID": 1, "Level": 1, "At": wrong}), {"At": BAD_WORDS["At"]})
