@@ -10,6 +10,7 @@ the workers' shared files when --admin-http is on.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any, overload
 
 from twisted.application.service import MultiService, Service
@@ -25,6 +26,7 @@ from track.admin.views import About, LocalView, SharedView
 from track.events.files import served_kinds
 from track.fields.compile import compile_kinds
 from track.fields.eventtime import EventTime
+from track.fields.kinds import Kind
 from track.fields.tables import KindTables
 from track.logs import Logger
 from track.metrics import Metrics
@@ -54,15 +56,6 @@ from track.web.suppress import Suppression, SuppressionRefresh, initial_suppress
 log = Logger(namespace="track")
 
 
-def _serving(kinds: KindTables) -> Any:
-    """Serve exactly the kinds given (TEMPORARY until KindTables.serve is merged)."""
-    def serve(fresh: Any) -> None:
-        for gone in set(kinds) - set(fresh):
-            del kinds[gone]
-        kinds.refit(fresh)
-    return serve
-
-
 def outage_wait(seconds: float, dsn: DSN) -> float:
     """--outage-wait, but never shorter than a multi-host DSN's failover
     timeout: a write going round the hosts (or a cluster reconfiguring after
@@ -70,6 +63,20 @@ def outage_wait(seconds: float, dsn: DSN) -> float:
     if seconds and len(dsn.hosts) > 1:
         return max(seconds, dsn.timeouts.failover)
     return seconds
+
+
+def fit_served(served: Mapping[str, Kind], fitted: Mapping[str, Kind]) -> dict[str, Kind]:
+    """The served kinds, each with the string limits the database's columns
+    have, where `fitted` (the storage layer's reading of them) knows that
+    kind in that table; else as declared."""
+    tables = {}
+    for name, kind in served.items():
+        seen = fitted.get(name)
+        if seen is not None and seen.table == kind.table:
+            kind = kind.with_string_limits({f.name: (f.max_length, f.bmp_only) for f in seen.fields
+                                            if f.type == "string"})
+        tables[name] = kind
+    return tables
 
 
 @overload
@@ -120,17 +127,20 @@ def _track_service(config: Config, role: Standalone | Worker, reactor: Any, fitt
     if config.spool_dir:
         spool = Spool(config.spool_dir, config.spool_max_bytes, reactor, lock=spool_lock)
         spool.open()
-        if fitted is not None:
-            save_limits(spool.directory, fitted)
+    # The kinds --events declares (the original four by default), compiled
+    # once here: every process (each worker too) reads the same file.
+    declared = served_kinds(config.events)
+    served = compile_kinds(declared)
     # One dict, shared by the validator and the spool's replay, refitted in
     # place if the database first appears after start-up, replaced on SIGHUP
     # (its subscribers, such as the OpenAPI document, are told).
-    declared = served_kinds(config.events)
     if fitted:
-        tables = fitted
+        tables = fit_served(served, fitted)
+        if spool is not None:
+            save_limits(spool.directory, tables)
     else:
         assert spool is not None, "makeService refuses an unreachable database without a spool"
-        tables = load_limits(spool.directory, compile_kinds(declared))
+        tables = load_limits(spool.directory, served)
     kinds = KindTables(tables)
     if spool is not None:  # the limits to validate with if the next start finds no database
         directory = spool.directory
@@ -144,7 +154,7 @@ def _track_service(config: Config, role: Standalone | Worker, reactor: Any, fitt
 
         def fitted_now(prepared: Prepared) -> None:
             log_migrations(dsn, prepared)
-            kinds.refit(prepared.kinds)  # its subscribers: the OpenAPI document, the saved limits
+            kinds.refit(fit_served(served, prepared.kinds))  # its subscribers: the OpenAPI document, the saved limits
 
         return d.addCallback(fitted_now).addErrback(breaking_once)
 
@@ -186,7 +196,7 @@ def _track_service(config: Config, role: Standalone | Worker, reactor: Any, fitt
     recent = Recent(config.admin_keep) if admin is not None or (worker is not None and worker.feed) else None
     health: Health = ProcessHealth(writer)
     extra: list[Service] = [SuppressionRefresh(suppression, store, reactor),
-                            Reload(config.events, dsn, dialect, reactor, lambda: writer.up, _serving(kinds))]
+                            Reload(config.events, dsn, dialect, reactor, lambda: writer.up, kinds.serve)]
     if worker is not None:  # shut down when the parent is gone; report to its directory
         extra.append(ParentWatch(worker.parent, reactor))
         shared = SharedHealth(health, worker.state, worker.index, time.time())

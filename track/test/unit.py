@@ -19,6 +19,8 @@ from twisted.trial.unittest import TestSuite
 MODULES = (
     "track.test.admin.test_feed",
     "track.test.events.test_subset",
+    "track.test.fields.test_compiled",
+    "track.test.fields.test_declared",
     "track.test.fields.test_events",
     "track.test.pipeline.test_batcher",
     "track.test.pipeline.test_replay",
@@ -43,6 +45,7 @@ MODULES = (
     "track.test.web.test_batch",
     "track.test.web.test_body",
     "track.test.web.test_cors_openapi",
+    "track.test.web.test_declared_kinds",
     "track.test.web.test_hostile",
     "track.test.web.test_properties",
     "track.test.web.test_ratelimit",
