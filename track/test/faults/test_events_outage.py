@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from track.events.files import original_kinds
@@ -53,6 +55,31 @@ class EventsOutageTests(faultcase.FaultCase):
                          [("p-1", long_id, "ios")])
         assert self.proc is not None
         self.assertIn(b"kind 'session': new optional property 'Platform'", self.proc.output)
+        self.assertEqual(self.dead_letter_ids(), [])
+
+    async def test_a_kind_declared_while_the_database_is_away_gets_its_table_before_the_replay(self) -> None:
+        events = os.path.join(self.cwd, "events.json")
+        session_file(events)
+        await self.start_track("--events", events)
+        await self.stop_track()
+        await self.stop_db()
+        with open(events, "w") as f:
+            json.dump({"kinds": {"level_up": {"schema": {"type": "object", "required": ["PlayerID"], "properties": {
+                "PlayerID": {"type": "integer"}, "Reward": {"type": "number", "multipleOf": 0.01},
+                "At": {"type": "string", "format": "date-time"}}}}}}, f)
+        await self.start_track("--events", events)
+        code, _, content = await self.post("/api/1.0/track/level_up/", json.dumps(
+            {"PlayerID": 7, "Reward": "2.50", "At": "2026-12-07T10:00:00.25+01:00", "MessageID": "l-1"}).encode(),
+            "application/json")
+        self.assertEqual(code, 201, content)
+        code, _, content = await self.post("/api/1.0/track/level_up/", b'{"PlayerID": 7, "Reward": "2.505"}',
+                                           "application/json")
+        self.assertEqual(code, 400, content)  # validated while the database is away
+
+        await self.start_db()
+        await wait_until(self.drained, "the spool to be replayed")
+        self.assertEqual(self.db.execute("SELECT PlayerID, Reward, At, MessageID FROM LevelUpEvent", database="track"),
+                         [(7, Decimal("2.50"), datetime(2026, 12, 7, 9, 0, 0, 250000), "l-1")])
         self.assertEqual(self.dead_letter_ids(), [])
 
     async def test_a_breaking_change_found_when_the_database_appears_keeps_the_events_spooled(self) -> None:

@@ -33,6 +33,10 @@ def session(edit: Any = None) -> dict[str, Any]:
     return body
 
 
+LEVEL_UP = {"schema": {"type": "object", "required": ["PlayerID"], "properties": {
+    "PlayerID": {"type": "integer"}, "Level": {"type": "integer", "minimum": 1, "maximum": 100}}}}
+
+
 def with_platform(schema: dict[str, Any]) -> None:
     """Additive: a new optional property, and a longer SessionID."""
     schema["properties"]["Platform"] = {"type": "string", "maxLength": 16}
@@ -119,6 +123,28 @@ class ReloadTests(TestCase):
         self.assertEqual(execute(mysql_dsn(self), "SELECT CHARACTER_MAXIMUM_LENGTH FROM information_schema.COLUMNS "
                                                   "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'SessionEvent' "
                                                   "AND COLUMN_NAME = 'SessionID'"), [(32,)])
+
+    async def test_a_kind_added_by_sighup_gets_its_table_and_one_removed_is_gone(self) -> None:
+        port = await self.start()
+        url = f"http://127.0.0.1:{port}/api/1.0/track/level_up/"
+        response = await treq.post(url, json={"PlayerID": 7}, pool=self.pool)
+        self.assertEqual((response.code, await response.content() != b""), (404, True))
+
+        self.write(json.dumps({"kinds": {"session": session(), "level_up": LEVEL_UP}}))
+        await self.hup(b"SIGHUP: serving kinds session, user, item, purchase, level_up")
+        self.assertIn(b"kind 'level_up': new kind, table LevelUpEvent: CREATE TABLE `LevelUpEvent`", self.proc.output)
+        response = await treq.post(url, json={"PlayerID": 7, "Level": "12", "MessageID": "l-1"}, pool=self.pool)
+        self.assertEqual((response.code, await response.content()), (201, b""))
+        self.assertEqual(execute(mysql_dsn(self), "SELECT PlayerID, Level, MessageID FROM LevelUpEvent"),
+                         [(7, 12, "l-1")])
+
+        self.declare(session())
+        await self.hup(b"SIGHUP: serving kinds session, user, item, purchase\n")
+        self.assertIn(b"kind 'level_up' is no longer served; its table LevelUpEvent stays", self.proc.output)
+        response = await treq.post(url, json={"PlayerID": 8}, pool=self.pool)
+        await response.content()
+        self.assertEqual(response.code, 404)
+        self.assertEqual(execute(mysql_dsn(self), "SELECT COUNT(*) FROM LevelUpEvent"), [(1,)])
 
     async def test_with_workers_the_parent_passes_sighup_on_to_each(self) -> None:
         port = await self.start("--workers", "2")
