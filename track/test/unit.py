@@ -18,6 +18,7 @@ from twisted.trial.unittest import TestSuite
 
 MODULES = (
     "track.test.admin.test_feed",
+    "track.test.events.test_main",
     "track.test.events.test_subset",
     "track.test.fields.test_compiled",
     "track.test.fields.test_declared",
