@@ -28,7 +28,7 @@ def run(*argv: str) -> tuple[int, str, str]:
 
 class MainTests(SynchronousTestCase):
     def file(self, doc: object) -> str:
-        path = os.path.abspath(self.mktemp() + ".json")
+        path: str = os.path.abspath(self.mktemp() + ".json")
         with open(path, "w") as f:
             f.write(doc if isinstance(doc, str) else json.dumps(doc))
         return path
