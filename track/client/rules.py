@@ -82,6 +82,7 @@ def _type_ok(kind: str | None, value: object) -> bool:
     return False
 
 
+_NUMBER_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 _TYPE_WORDS = {"string": "a string", "integer": "an integer", "boolean": "a boolean", "number": "a decimal number"}
 
 
@@ -174,8 +175,16 @@ def _check(schema: Mapping[str, Any], value: object) -> str | None:
             return None
         reasons.append((alternative, reason))
     # The reason of a typed alternative the value is of (an int out of
-    # range), else what the field is (text is also accepted for those),
-    # else the reason of the alternative of the value's own type.
+    # range; a number's text, read as the collector reads it), else what
+    # the field is (text is also accepted for those), else the reason of
+    # the alternative of the value's own type.
+    if type(value) is str and len(value) <= 40 and _NUMBER_TEXT.fullmatch(value):
+        for alternative, _ in reasons:
+            if alternative.get("type") in ("integer", "number"):
+                number = int(value) if alternative["type"] == "integer" and "." not in value else JSONNumber(value)
+                typed = _check_one(alternative, number)
+                if typed is not None:
+                    return typed
     for alternative, reason in reasons:
         if alternative.get("type") not in (None, "string") and _type_ok(alternative["type"], value):
             return reason

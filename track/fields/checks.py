@@ -42,6 +42,8 @@ def int_parser(low: int = INT32_MIN, high: int = INT32_MAX) -> Parser:
         return parse_int
 
     def parse_in_range(value: object) -> int:
+        if type(value) is int and low <= value <= high:  # a JSON integer in range: no call
+            return value
         return parse_int(value, low, high)
 
     return parse_in_range

@@ -242,6 +242,7 @@ class ConventionTests(SynchronousTestCase):
         self.assertEqual(hidden, [])
 
     def test_json_blocks_parse(self) -> None:
+        """A json block is one document (a file), or one a line (answers, NDJSON)."""
         skip_without_docs()
         for block in all_blocks():
             if block.lang == "json":

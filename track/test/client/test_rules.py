@@ -69,3 +69,54 @@ class AgreementTests(TestCase):
                         self.assertEqual(not refused, server_takes(event, seen), (kind, field.name, value, refused))
                         checked += 1
             self.assertGreater(checked, 1000)
+
+
+class DeclaredKindTests(TestCase):
+    """A kind from an events file: the client learns every rule from the
+    document, never refuses what the server takes, and says its words."""
+
+    def setUp(self) -> None:
+        from track.test.events.example import level_up_kinds
+
+        self.tables = level_up_kinds(self.mktemp(), original_kinds=False)
+        self.rules = Rules(rules_from_openapi(openapi_document(self.tables, API_PREFIX, 1024 * 1024)), "server")
+
+    def test_never_stricter_and_refuses_what_the_server_refuses(self) -> None:
+        from track.test.events.example import GOOD
+
+        kind = self.tables["level_up"]
+        values = [*VALUES, *GOOD.values(), 7, 100, 101, 0, -1, 2**53 - 1, 2**53, "mage", "Mage", "ABC-1", "abc-1",
+                  "grand master", "Grand", "2026-12-07T15:04:05Z", "2026-12-07T15:04:05", JSONNumber("0.01"),
+                  JSONNumber("1.005"), "1000000", "1000000.01", JSONNumber("-0.5"), Decimal("12.5"), "0.5"]
+        checked = 0
+        for field in kind.fields:
+            for value in values:
+                _, seen, errors = prepare("level_up", {"PlayerID": 1, "Level": 1, field.name: value})
+                if errors:
+                    continue
+                refused = self.rules.check("level_up", seen)
+                takes = server_takes(kind, seen)
+                if refused:
+                    self.assertFalse(takes, (field.name, value, refused))  # never stricter
+                elif not takes:
+                    # Only a number's bounds on its text form are left to the server.
+                    self.assertEqual(field.name, "Reward", (value, seen))
+                    self.assertIs(type(seen[field.name]), str)
+                checked += 1
+        self.assertGreater(checked, 500)
+
+    def test_the_servers_words(self) -> None:
+        from track.test.events.example import BAD, BAD_WORDS
+
+        bad = {**BAD, "Reward": JSONNumber("1.005")}
+        for name, value in bad.items():
+            if name == "Hardcore":
+                continue  # a boolean's words are shorter on the client: "must be a boolean"
+            with self.subTest(name=name):
+                self.assertEqual(self.rules.check("level_up", {"PlayerID": 1, "Level": 1, name: value}),
+                                 {name: BAD_WORDS[name]})
+        self.assertEqual(self.rules.check("level_up", {"PlayerID": 1, "Level": 1, "Reward": "1.005"}),
+                         {"Reward": BAD_WORDS["Reward"]})
+        self.assertEqual(self.rules.check("level_up", {"PlayerID": 1, "Level": "500"}),
+                         {"Level": "must be an integer between 1 and 100"})
+        self.assertEqual(self.rules.check("session", {}), {"type": "must be one of level_up"})

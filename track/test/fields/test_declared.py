@@ -165,3 +165,14 @@ class DeclaredKindTests(SynchronousTestCase):
     def test_original_kinds_false(self) -> None:
         self.assertEqual(list(level_up_kinds(self.mktemp(), original_kinds=False)), ["level_up"])
         self.assertEqual(list(compile_kinds({})), [])
+
+    def test_a_spooled_row_reads_back_the_same(self) -> None:
+        """What the spool keeps during an outage is what replay inserts."""
+        from track.spool.records import decode, encode
+
+        for data in ({**GOOD, "MessageID": "lu-1"}, {"PlayerID": 0, "Level": 100, "MessageID": "lu-2"}):
+            row = self.parse(data)
+            record = encode(self.level_up, row)
+            kind, back = decode(record[12:], self.kinds)
+            self.assertEqual((kind, back), (self.level_up, row))
+            self.assertEqual([type(v) for v in back], [type(v) for v in row])
