@@ -31,7 +31,7 @@ IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")  # a table or column name
 RESERVED = frozenset({"MessageID", "Created", "EventID", "Timestamp", "type"})
 INTERNAL_TABLES = frozenset({"trackschemaversion", "trackeventkinds"})
 MAX_STRING = 16383  # the most characters a utf8mb4 VARCHAR holds
-MAX_SCALE = 30  # MySQL's DECIMAL
+MAX_SCALE = PRECISION - 1  # DECIMAL(19, scale) keeps at least one digit before the point
 
 ANNOTATIONS = frozenset({"description", "title", "$comment", "examples"})
 TOP_KEYS = frozenset({"kinds", "original_kinds", "$schema", "description", "$comment"})

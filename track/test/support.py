@@ -194,6 +194,7 @@ def serve(case: TestCase, dsn: DSN | None = None, *args: str, **kwargs: Any) -> 
     the test ends."""
     from twisted.internet import reactor
 
+    from track.events.files import served_kinds
     from track.run.build import build_service
     from track.run.config import Standalone
     from track.run.options import Options
@@ -207,7 +208,8 @@ def serve(case: TestCase, dsn: DSN | None = None, *args: str, **kwargs: Any) -> 
             argv += [f"--{name.replace('_', '-')}", str(one)]
     options = Options()
     options.parseOptions([*argv, *args])
-    service = build_service(options.config, Standalone(), reactor, prepare_database(dsn))
+    served = served_kinds(options.config.events)
+    service = build_service(options.config, Standalone(), reactor, prepare_database(dsn, served))
     service.privilegedStartService()
     service.startService()
     case.addCleanup(service.stopService)

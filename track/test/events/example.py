@@ -52,22 +52,6 @@ BAD_WORDS = {
     "Guild": "must match ^[A-Z]{3}-[0-9]+$",
     "Title": "must be lower-case letters and spaces",
 }
-# LevelUpEvent as a test creates it until the evolve branch makes tables
-# from declarations: one statement per dialect.
-LEVEL_UP_TABLE = {
-    "mysql": ("CREATE TABLE LevelUpEvent (EventID bigint NOT NULL AUTO_INCREMENT PRIMARY KEY, "
-              "PlayerID bigint NOT NULL, Level int NOT NULL, Class varchar(7) NULL, Zone varchar(64) NULL, "
-              "Reward decimal(19,2) NULL, Hardcore tinyint(1) NULL DEFAULT 0, At datetime(6) NULL, "
-              "Guild varchar(12) NULL, Title varchar(20) NULL, MessageID varchar(64) NOT NULL, "
-              "Created timestamp NOT NULL DEFAULT CURRENT_TIMESTAMP, UNIQUE KEY MessageID (MessageID)) "
-              "CHARACTER SET utf8mb4"),
-    "sqlite": ("CREATE TABLE LevelUpEvent (EventID INTEGER PRIMARY KEY AUTOINCREMENT, PlayerID INTEGER NOT NULL, "
-               "Level INTEGER NOT NULL, Class TEXT, Zone TEXT, Reward TEXT, Hardcore INTEGER DEFAULT 0, At TEXT, "
-               "Guild TEXT, Title TEXT, MessageID TEXT NOT NULL UNIQUE, "
-               "Created TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"),
-}
-
-
 def write_events_file(path: str, document: dict[str, Any] = LEVEL_UP, **top: Any) -> str:
     with open(path, "w", encoding="utf-8") as f:
         json.dump({**document, **top}, f)

@@ -212,3 +212,13 @@ class ErrorTests(SynchronousTestCase):
         with self.assertRaises(EventsFileError) as caught:
             served_kinds(path)
         self.assertIn("nothing to serve", str(caught.exception))
+
+
+class ScaleTests(SynchronousTestCase):
+    def test_scale_fits_the_column(self) -> None:
+        """DECIMAL(19, scale): 18 places at most, so a digit stays before the point."""
+        prop = read_kinds(one_kind({"P": {"type": "number", "multipleOf": "1e-18"}}), "f.json")[0]["k"].properties[0]
+        self.assertEqual(prop.scale, 18)
+        with self.assertRaises(EventsFileError) as caught:
+            read_kinds(one_kind({"P": {"type": "number", "multipleOf": "1e-19"}}), "f.json")
+        self.assertIn("1e-18", str(caught.exception))

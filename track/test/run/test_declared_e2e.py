@@ -20,7 +20,7 @@ from twisted.trial.unittest import TestCase
 
 from track.client import Client, InvalidEventError
 from track.storage.dsn import DSN
-from track.test.events.example import BAD, BAD_WORDS, BIG, GOOD, LEVEL_UP_TABLE, write_events_file
+from track.test.events.example import BAD, BAD_WORDS, BIG, GOOD, write_events_file
 from track.test.mariadb import MYSQL_SKIP
 from track.test.support import client_pool, create_schema, execute, mysql_dsn, serve, sqlite_dsn
 
@@ -42,7 +42,6 @@ class DeclaredEndToEndMixin(MixinBase):
     def setUp(self) -> None:
         self.dsn = self.make_dsn()
         create_schema(self.dsn)
-        execute(self.dsn, LEVEL_UP_TABLE[self.dsn.kind])
         events = write_events_file(self.mktemp() + ".json")
         port, _ = serve(self, self.dsn, "--events", events)
         self.base = f"http://127.0.0.1:{port}"
