@@ -148,11 +148,12 @@
   }
 
   /** A copy of `node` with its "$ref"s (to the same document) put in place
-   * and its words for people left out: what is kept of the rules. */
-  function inline(doc, node, depth) {
+   * and its words for people left out: what is kept of the rules.  `names`:
+   * the node maps names to schemas (`properties`), none of them left out. */
+  function inline(doc, node, depth, names) {
     if (Array.isArray(node)) return node.map(function (n) { return inline(doc, n, depth); });
     if (!node || typeof node !== "object") return node;
-    if (typeof node.$ref === "string") {
+    if (!names && typeof node.$ref === "string") {
       var target = depth < 16 && node.$ref.indexOf("#/") === 0 ? doc : null;
       node.$ref.slice(2).split("/").forEach(function (part) {
         part = part.replace(/~1/g, "/").replace(/~0/g, "~");
@@ -162,8 +163,8 @@
     }
     var copy = {};
     for (var key in node) {
-      if (own(node, key) && key !== "description" && key !== "title" && key !== "examples") {
-        copy[key] = inline(doc, node[key], depth);
+      if (own(node, key) && (names || (key !== "description" && key !== "title" && key !== "examples"))) {
+        copy[key] = inline(doc, node[key], depth, !names && key === "properties");
       }
     }
     return copy;
