@@ -9,10 +9,13 @@ the collector publishes for the default schema, which a test keeps equal to
 what the server generates.
 
 Only the part of JSON Schema the document uses is understood: `type`,
-`enum`, `pattern`, `minLength`/`maxLength`, `minimum`/`maximum` (and their
-exclusive forms), `multipleOf` and `oneOf`, and the document's own
-`x-bmp-only` (a 3-byte utf8 column: no emoji).  Anything else is not checked
-here (the collector still checks it; a refusal then reaches `on_error`).
+`enum`, `pattern` (ECMA-262, unanchored), `minLength`/`maxLength`,
+`minimum`/`maximum` (and their exclusive forms), `multipleOf` (as the
+collector reads it: no more digits after the point than it has), `oneOf`,
+and the document's own `x-bmp-only` (a 3-byte utf8 column: no emoji) and
+`x-track-message` (the words of every refusal of that field).  Anything
+else (`format`, `default`, `description`) is not checked here: `format:
+date-time` comes with the pattern that says it.
 """
 
 from __future__ import annotations
@@ -88,14 +91,15 @@ def _check_one(schema: Mapping[str, Any], value: object) -> str | None:
     if not _type_ok(kind, value):
         return f"must be {_TYPE_WORDS.get(str(kind), kind)}"
     if "enum" in schema and not any(type(value) is type(e) and value == e for e in schema["enum"]):
-        return "must be one of " + ", ".join(json.dumps(e) for e in schema["enum"])
+        # "" (not given) never reaches a check, so it is not offered.
+        return "must be one of " + ", ".join(json.dumps(e, ensure_ascii=False) for e in schema["enum"] if e != "")
     if type(value) is str:
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             return f"must be at most {schema['maxLength']} characters"
         if "minLength" in schema and len(value) < schema["minLength"]:
             return f"must be at least {schema['minLength']} characters"
-        if "pattern" in schema and not re.search(_anchored(schema["pattern"]), value):
-            return schema.get("description") or f"must match {schema['pattern']}"
+        if "pattern" in schema and not re.search(_ecma(schema["pattern"]), value, re.ASCII):
+            return f"must match {schema['pattern'].removeprefix(NOT_GIVEN)}"
         if schema.get("x-bmp-only") and not value.isascii() and any(ord(c) > 0xFFFF for c in value):
             return ("contains characters outside the Basic Multilingual Plane (such as emoji), "
                     "which this database column (3-byte utf8) cannot store")
@@ -107,16 +111,57 @@ def _check_one(schema: Mapping[str, Any], value: object) -> str | None:
         above = high is not None and (number >= Decimal(repr(high)) if schema.get("exclusiveMaximum")
                                       else number > Decimal(repr(high)))
         if below or above:
-            return f"must be {_TYPE_WORDS[kind]} between {low} and {high}"
+            return _out_of_range(schema, kind, low, high)
         step = schema.get("multipleOf")
-        if step is not None and number % Decimal(repr(step)).normalize() != 0:
-            return f"must be a multiple of {Decimal(repr(step)).normalize()}"
+        if step is not None:
+            step_d = Decimal(repr(step)).normalize()
+            places = -step_d.as_tuple().exponent  # type: ignore[operator]
+            if step_d == Decimal(1).scaleb(-places) and places >= 0:  # a power of ten: digits as written
+                if -number.as_tuple().exponent > places:  # type: ignore[operator]
+                    return (f"must have at most {places} digits after the decimal point" if places
+                            else "must be a whole number: no digits after the decimal point")
+            elif number % step_d != 0:
+                return f"must be a multiple of {step_d}"
     return None
 
 
-def _anchored(pattern: str) -> str:
-    """ECMA's `$` is the end of the text; Python's also matches before a final newline."""
-    return pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith(r"\$") else pattern
+def _out_of_range(schema: Mapping[str, Any], kind: str, low: Any, high: Any) -> str:
+    """The collector's words: a declared (inclusive) bound is named alone
+    when the other end is only the column's limit (exclusive)."""
+    inclusive_low = low is not None and not schema.get("exclusiveMinimum")
+    inclusive_high = high is not None and not schema.get("exclusiveMaximum")
+    if inclusive_low and not inclusive_high:
+        return f"must be {_TYPE_WORDS[kind]} of at least {_plain(low)}"
+    if inclusive_high and not inclusive_low:
+        return f"must be {_TYPE_WORDS[kind]} of at most {_plain(high)}"
+    return f"must be {_TYPE_WORDS[kind]} between {_plain(low)} and {_plain(high)}"
+
+
+def _plain(number: Any) -> str:
+    return f"{Decimal(repr(number)).normalize():f}" if type(number) is float else str(number)
+
+
+NOT_GIVEN = "^$|"  # what the document puts before an optional field's pattern: "" is not given
+
+
+def _ecma(pattern: str) -> str:
+    """An ECMA-262 pattern as Python's re reads it: `$` outside a class is
+    the end of the text (Python's would also match before a final newline)."""
+    out, in_class, escaped = [], False, False
+    for ch in pattern:
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == "[":
+            in_class = True
+        elif ch == "]":
+            in_class = False
+        elif ch == "$" and not in_class:
+            out.append(r"\Z")
+            continue
+        out.append(ch)
+    return "".join(out)
 
 
 def _check(schema: Mapping[str, Any], value: object) -> str | None:
@@ -144,13 +189,30 @@ def _check(schema: Mapping[str, Any], value: object) -> str | None:
     return reasons[0][1]
 
 
+# Keywords that say nothing a check needs (format: date-time comes with its pattern).
+_NOTES = frozenset({"description", "default", "format", "x-track-message"})
+
+
 def _compile(schema: Mapping[str, Any]) -> Check:
+    """A field's check; with `x-track-message`, refusals say those words."""
+    check = _compile_rules(schema)
+    message = schema.get("x-track-message")
+    if not message:
+        return check
+
+    def saying(value: object) -> str | None:
+        return None if check(value) is None else str(message)
+    return saying
+
+
+def _compile_rules(schema: Mapping[str, Any]) -> Check:
     """A fast check for the common cases (a string, an integer), the full
     one for anything else and to say why."""
     kind = schema.get("type")
-    if kind == "string" and set(schema) <= {"type", "maxLength", "minLength", "pattern", "description", "x-bmp-only"}:
+    keys = set(schema) - _NOTES
+    if kind == "string" and keys <= {"type", "maxLength", "minLength", "pattern", "x-bmp-only"}:
         most, least = schema.get("maxLength", math.inf), schema.get("minLength", 0)
-        pattern = re.compile(_anchored(schema["pattern"])) if "pattern" in schema else None
+        pattern = re.compile(_ecma(schema["pattern"]), re.ASCII) if "pattern" in schema else None
         any_plane = not schema.get("x-bmp-only")
 
         def string(value: object) -> str | None:
@@ -160,7 +222,7 @@ def _compile(schema: Mapping[str, Any]) -> Check:
             return _check_one(schema, value)
         return string
     if "oneOf" in schema:
-        fast = [(a["type"], _compile(a)) for a in schema["oneOf"] if a.get("type") in ("string", "integer")]
+        fast = [(a["type"], _compile_rules(a)) for a in schema["oneOf"] if a.get("type") in ("string", "integer")]
 
         def one_of(value: object) -> str | None:
             for type_name, check in fast:
@@ -168,7 +230,7 @@ def _compile(schema: Mapping[str, Any]) -> Check:
                     return None
             return _check(schema, value)
         return one_of
-    if kind == "integer" and set(schema) <= {"type", "minimum", "maximum", "description"}:
+    if kind == "integer" and keys <= {"type", "minimum", "maximum"}:
         low, high = schema.get("minimum", -math.inf), schema.get("maximum", math.inf)
 
         def integer(value: object) -> str | None:

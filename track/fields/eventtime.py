@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from track.fields.kinds import InvalidEvent, Kind, parse_event
+from track.fields.rfc3339 import RFC3339_BODY as RFC3339_BODY
+from track.fields.rfc3339 import rfc3339_micros
 from track.fields.values import Invalid
 
 TIMESTAMP = "Timestamp"
@@ -25,24 +27,9 @@ DEFAULT_MAX_CLOCK_SKEW = 600.0  # seconds
 DEFAULT_MAX_EVENT_AGE = 30 * 24 * 3600.0  # seconds
 
 EPOCH_MS_DIGITS = 16  # ~317,000 years: far past any window, and cheap to parse
-# RFC 3339 date-time with a zone, exactly as parse_time takes it: years 0001
-# to 9999 (Python's datetime), each month's days, February 29 in leap years.
-_YEAR = "([1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])"
-_LEAP = "([0-9]{2}(0[48]|[2468][048]|[13579][26])|([2468][048]|[13579][26]|0[48])00)"
-_DATE = (f"({_YEAR}-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
-         f"|02-(0[1-9]|1[0-9]|2[0-8]))|{_LEAP}-02-29)")
-RFC3339_BODY = (
-    _DATE + r"[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
-)
 EPOCH_MS_BODY = f"[0-9]{{1,{EPOCH_MS_DIGITS}}}"
-_RFC3339_RE = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
-    r"(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))"
-)
 _EPOCH_MS_RE = re.compile(EPOCH_MS_BODY)
-_FULL_RE = re.compile(RFC3339_BODY)
 _EPOCH = datetime(1970, 1, 1)
-_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 _FORMS = "RFC 3339 with a zone (2026-12-07T15:04:05Z) or epoch milliseconds"
 
 
@@ -56,21 +43,9 @@ def parse_time(value: object) -> int:
         raise Invalid(f"must be {_FORMS}")
     if _EPOCH_MS_RE.fullmatch(value):
         return int(value) * 1000
-    m = _RFC3339_RE.fullmatch(value)
-    if m is None or not _FULL_RE.fullmatch(value):
+    micros = rfc3339_micros(value)
+    if micros is None:
         raise Invalid(f"must be {_FORMS}")
-    year, month, day, hour, minute, second, fraction, sign, zone_h, zone_m = m.groups()
-    try:
-        when = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second),
-                        tzinfo=UTC)
-    except ValueError as e:  # 2026-02-30
-        raise Invalid(f"must be {_FORMS}: {e}") from None
-    micros = (when - _EPOCH_UTC) // timedelta(microseconds=1)
-    if fraction:
-        micros += int((fraction + "00000")[:6])  # finer than a microsecond: cut, as the column would
-    if sign:
-        offset = (int(zone_h) * 60 + int(zone_m)) * 60_000_000
-        micros += -offset if sign == "+" else offset
     return micros
 
 

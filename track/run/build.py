@@ -10,6 +10,7 @@ the workers' shared files when --admin-http is on.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any, overload
 
 from twisted.application.service import MultiService, Service
@@ -21,7 +22,10 @@ from track.admin.recent import Recent
 from track.admin.service import AdminService
 from track.admin.shared import SharedHealth, WorkerReport
 from track.admin.views import About, LocalView, SharedView
+from track.events.files import served_kinds
+from track.fields.compile import compile_kinds
 from track.fields.eventtime import EventTime
+from track.fields.kinds import Kind
 from track.fields.tables import KindTables
 from track.logs import Logger
 from track.metrics import Metrics
@@ -56,6 +60,20 @@ def outage_wait(seconds: float, dsn: DSN) -> float:
     if seconds and len(dsn.hosts) > 1:
         return max(seconds, dsn.timeouts.failover)
     return seconds
+
+
+def fit_served(served: Mapping[str, Kind], fitted: Mapping[str, Kind]) -> dict[str, Kind]:
+    """The served kinds, each with the string limits the database's columns
+    have, where `fitted` (the storage layer's reading of them) knows that
+    kind in that table; else as declared."""
+    tables = {}
+    for name, kind in served.items():
+        seen = fitted.get(name)
+        if seen is not None and seen.table == kind.table:
+            kind = kind.with_string_limits({f.name: (f.max_length, f.bmp_only) for f in seen.fields
+                                            if f.type == "string"})
+        tables[name] = kind
+    return tables
 
 
 @overload
@@ -106,16 +124,19 @@ def _track_service(config: Config, role: Standalone | Worker, reactor: Any, fitt
     if config.spool_dir:
         spool = Spool(config.spool_dir, config.spool_max_bytes, reactor, lock=spool_lock)
         spool.open()
-        if fitted is not None:
-            save_limits(spool.directory, fitted)
+    # The kinds --events declares (the original four by default), compiled
+    # once here: every process (each worker too) reads the same file.
+    served = compile_kinds(served_kinds(config.events))
     # One dict, shared by the validator and the spool's replay, refitted in
     # place if the database first appears after start-up (its subscribers,
     # such as the OpenAPI document, are told).
     if fitted:
-        tables = fitted
+        tables = fit_served(served, fitted)
+        if spool is not None:
+            save_limits(spool.directory, tables)
     else:
         assert spool is not None, "makeService refuses an unreachable database without a spool"
-        tables = load_limits(spool.directory)
+        tables = fit_served(served, load_limits(spool.directory))
     kinds = KindTables(tables)
     if spool is not None:  # the limits to validate with if the next start finds no database
         directory = spool.directory
@@ -130,7 +151,7 @@ def _track_service(config: Config, role: Standalone | Worker, reactor: Any, fitt
         def fitted_now(result: Any) -> None:
             done, fresh = result
             log_migrations(dsn, done)
-            kinds.refit(fresh)  # its subscribers: the OpenAPI document, the saved limits
+            kinds.refit(fit_served(served, fresh))  # its subscribers: the OpenAPI document, the saved limits
 
         return d.addCallback(fitted_now)
 

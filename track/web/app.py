@@ -29,6 +29,7 @@ from track.web.answers import Answers, grouped, unavailable
 from track.web.bodies.batchbody import ANONYMOUS, read_batch
 from track.web.bodies.body import BodyError, decode_content, read_fields
 from track.web.clients.anonymize import mark_anonymous
+from track.web.eventpath import path_name
 from track.web.health import public_health
 from track.web.responses import json_response
 from track.web.script import SCRIPT_PATH
@@ -41,18 +42,24 @@ MESSAGE_ID_HEADER = b"Track-Message-Id"
 _METHOD_ORDER = ["POST", "OPTIONS", "GET", "HEAD"]
 _ROUTED_METHODS = frozenset(m.encode() for m in _METHOD_ORDER)
 _BODY_REASONS = {400: "unreadable", 408: "timeout", 413: "too_large", 415: "unsupported_media_type"}
+ORIGINAL_NAMES = tuple(KINDS)  # session, user, item, purchase
 
 
 def per_kind(app: Klein, methods: list[str]) -> Callable[[Any], Any]:
-    """One static route per event kind, passing its `name` to the handler.
-    werkzeug matches static paths by dict lookup: about 2 us less per
-    request than an <any(...)> converter's regex."""
+    """The routes of event kinds, passing the kind's `name` to the handler,
+    which looks it up in the live tables at request time (a kind the events
+    file adds on SIGHUP is served at once; one it removes is a 404).
+
+    One route `<name>` takes any kind; the original four's names also get a
+    static route each: werkzeug matches static paths by dict lookup, about
+    1 us less per request than a converter's regex."""
 
     def route_each(f: Any) -> Any:
-        for kind in KINDS:
+        for kind in ORIGINAL_NAMES:
             f = app.route(f"{API_PREFIX}/{kind}/", methods=methods, strict_slashes=False,
                           endpoint=f"{f.__name__}_{kind}", defaults={"name": kind})(f)
-        return f
+        return app.route(f"{API_PREFIX}/<name>/", methods=methods, strict_slashes=False,
+                         endpoint=f"{f.__name__}_declared")(f)
 
     return route_each
 
@@ -86,7 +93,9 @@ class TrackApp(Answers):
 
     @per_kind(app, ["POST"])
     def track(self, request: IRequest, name: str) -> Any:
-        kind = self.kinds[name]
+        kind = self.kinds.get(name)
+        if kind is None:
+            return self._no_such_kind(request)
         if (forbidden := self._forbidden_origin(request, name)) is not None:
             return forbidden
         self.cors.annotate(request)
@@ -200,6 +209,8 @@ class TrackApp(Answers):
     @per_kind(app, ["OPTIONS"])
     def preflight(self, request: IRequest, name: str = "batch") -> bytes:
         """CORS preflight: 204, with CORS headers only for allowed origins."""
+        if name != "batch" and name not in self.kinds:
+            return self._no_such_kind(request)
         request.setResponseCode(204)
         request.setHeader(b"Allow", b"POST, OPTIONS")
         self.cors.preflight(request)
@@ -253,11 +264,19 @@ class TrackApp(Answers):
             {"error": "not found", "endpoints": [f"{API_PREFIX}/{k}/" for k in self.kinds]},
         )
 
+    def _no_such_kind(self, request: IRequest) -> bytes:
+        """A path the `<name>` route took, naming a kind not served: 404."""
+        answer: bytes = self.not_found(request, Failure(NotFound()))
+        return answer
+
     @app.handle_errors(MethodNotAllowed)
     def method_not_allowed(self, request: IRequest, failure: Failure) -> bytes:
         self.cors.annotate(request)
         error = failure.value
         assert isinstance(error, MethodNotAllowed)  # the only exception this handler is registered for
+        name = path_name(request.path)
+        if name is not None and name != "batch" and name not in self.kinds:  # `<name>` matched: no such kind
+            return self._no_such_kind(request)
         self._count_routed(request, "method_not_allowed")
         valid = set(error.valid_methods or ["POST"])
         allowed = ", ".join(sorted(valid, key=_METHOD_ORDER.index))

@@ -8,49 +8,15 @@ from typing import Any
 
 from track import __version__
 from track.fields.eventtime import EPOCH_MS_BODY, EPOCH_MS_DIGITS, RFC3339_BODY, SENT_AT, TIMESTAMP
-from track.fields.kinds import Field, Kind
-from track.fields.values import (
-    INT32_MAX,
-    INT32_MIN,
-    MESSAGE_ID_MAX,
-    MONEY_MAX_INTEGER_DIGITS,
-    MONEY_PLACES,
-)
+from track.fields.kinds import Kind
+from track.web.fieldschemas import MESSAGE_ID_BODY, form_schema, json_schema
+from track.web.textpatterns import anchored
 
-
-def _upto(n: int) -> str:
-    """A regex alternation of the decimal numbers 0..n, without leading zeros."""
-    digits = str(n)
-    alternatives = ["0"]
-    if len(digits) > 1:
-        alternatives.append(f"[1-9][0-9]{{0,{len(digits) - 2}}}")
-    for i, d in enumerate(digits):
-        low, rest = 1 if i == 0 else 0, len(digits) - i - 1
-        if int(d) > low:
-            below = f"[{low}-{int(d) - 1}]" if int(d) - 1 > low else str(low)
-            alternatives.append(digits[:i] + below + (f"[0-9]{{{rest}}}" if rest else ""))
-    alternatives.append(digits)
-    return "|".join(alternatives)
-
-
-# Each is exactly what the field's parser takes as text (track.fields.values):
-# leading zeros are allowed, as the parsers allow them.
-INT_BODY = f"-?0*(?:{_upto(INT32_MAX)})|-0*{-INT32_MIN}"
-MONEY_BODY = rf"-?0*[0-9]{{1,{MONEY_MAX_INTEGER_DIGITS}}}(?:\.[0-9]{{1,{MONEY_PLACES}}})?"
-REGION_BODY = "[A-Za-z]{2,16}"
-MESSAGE_ID_BODY = f"[A-Za-z0-9._:-]{{1,{MESSAGE_ID_MAX}}}"
 TIME_BODY = f"{EPOCH_MS_BODY}|{RFC3339_BODY}"
-BOOL_WORDS = ["1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False"]
 TIME_DESCRIPTION = ("RFC 3339 with a zone (2026-12-07T15:04:05Z, 2026-12-07T15:04:05.123+01:00) or epoch "
                     "milliseconds (digits). The server also refuses a time (corrected by SentAt) further than "
                     "--max-clock-skew in the future or --max-event-age in the past.")
 
-
-def _pattern(body: str, optional: bool) -> str:
-    """Anchored; an optional non-string field also takes "" (not given)."""
-    if optional:
-        return f"^(?:{body})?$"
-    return f"^(?:{body})$" if "|" in body else f"^{body}$"
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -88,9 +54,9 @@ REFUSED_EVENT_SCHEMA: dict[str, Any] = {
 MESSAGE_ID_HEADER: dict[str, Any] = {
     "description": "The event's MessageID (the client's, or one the server assigned). Sent with every "
                    "answer once the event was read, 503 included: retrying with it never stores twice.",
-    "schema": {"type": "string", "pattern": _pattern(MESSAGE_ID_BODY, False)},
+    "schema": {"type": "string", "pattern": anchored(MESSAGE_ID_BODY, False)},
 }
-TIME_TEXT: dict[str, Any] = {"type": "string", "pattern": _pattern(TIME_BODY, True), "description": TIME_DESCRIPTION}
+TIME_TEXT: dict[str, Any] = {"type": "string", "pattern": anchored(TIME_BODY, True), "description": TIME_DESCRIPTION}
 TIME_JSON: dict[str, Any] = {
     "oneOf": [{"type": "integer", "minimum": 0, "maximum": 10**EPOCH_MS_DIGITS - 1,
                "description": "epoch milliseconds"}, TIME_TEXT],
@@ -105,50 +71,6 @@ SENT_AT_PARAMETER: dict[str, Any] = {
 RETRY_AFTER_HEADER: dict[str, Any] = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
 
 
-def _form_schema(f: Field) -> dict[str, Any]:
-    """What a field looks like as a form value (always text)."""
-    optional = not f.required
-    if f.type == "string":
-        schema: dict[str, Any] = {"type": "string", "maxLength": f.max_length}
-        if f.required:
-            schema["minLength"] = 1  # an empty required value counts as missing
-        if f.bmp_only:  # a 3-byte utf8 column
-            schema["x-bmp-only"] = True
-            schema["description"] = "No characters outside the Basic Multilingual Plane (such as emoji)."
-        return schema
-    if f.type == "int":
-        return {"type": "string", "pattern": _pattern(INT_BODY, optional),
-                "description": f"integer {INT32_MIN}..{INT32_MAX}"}
-    if f.type == "bool":
-        return {"type": "string", "enum": BOOL_WORDS + [""] * optional}
-    if f.type == "money":
-        return {"type": "string", "pattern": _pattern(MONEY_BODY, optional)}
-    if f.type == "messageid":
-        return {"type": "string", "pattern": _pattern(MESSAGE_ID_BODY, optional), "maxLength": MESSAGE_ID_MAX,
-                "description": "Idempotency key: a retry with the same MessageID stores nothing new. "
-                               "Empty or not given: the server assigns a UUID."}
-    assert f.type == "region", f.type
-    return {"type": "string", "pattern": _pattern(REGION_BODY, optional)}
-
-
-def _json_schema(f: Field) -> dict[str, Any]:
-    """What a field looks like in a JSON body: native types, or the form text."""
-    text = _form_schema(f)
-    if f.type == "int":
-        return {"oneOf": [{"type": "integer", "minimum": INT32_MIN, "maximum": INT32_MAX}, text]}
-    if f.type == "bool":
-        return {"oneOf": [{"type": "boolean"}, {"type": "integer", "enum": [0, 1]}, text]}
-    if f.type == "money":
-        bound = 10**MONEY_MAX_INTEGER_DIGITS
-        number = {"type": "number", "multipleOf": 10.0**-MONEY_PLACES,
-                  "minimum": -bound, "exclusiveMinimum": True,
-                  "maximum": bound, "exclusiveMaximum": True,
-                  "description": f"written as the text form is: no exponent, at most {MONEY_PLACES} digits "
-                                 "after the point"}
-        return {"oneOf": [number, text]}
-    return text
-
-
 def _properties(kind: Kind, field_schema: Any, time_schema: dict[str, Any]) -> dict[str, Any]:
     return {**{f.name: field_schema(f) for f in kind.fields}, TIMESTAMP: time_schema}
 
@@ -159,7 +81,7 @@ def _object(kind: Kind, field_schema: Any) -> dict[str, Any]:
         "type": "object",
         "additionalProperties": False,
         "required": [f.name for f in kind.fields if f.required],
-        "properties": _properties(kind, field_schema, TIME_JSON if field_schema is _json_schema else TIME_TEXT),
+        "properties": _properties(kind, field_schema, TIME_JSON if field_schema is json_schema else TIME_TEXT),
     }
 
 
@@ -195,12 +117,14 @@ def _errors(body_limit: str, one: bool) -> dict[str, Any]:
 
 
 def _single(name: str, kind: Kind, max_body: int) -> dict[str, Any]:
-    form = {"schema": _object(kind, _form_schema)}
-    json_body = {"schema": _object(kind, _json_schema)}
+    form = {"schema": _object(kind, form_schema)}
+    json_body = {"schema": _object(kind, json_schema)}
+    described = {"description": kind.description} if kind.description else {}
     return {
         "post": {
             "operationId": f"track_{name}",
             "summary": f"Record one {name} event ({kind.table})",
+            **described,
             "parameters": [SENT_AT_PARAMETER],
             "requestBody": {
                 "required": True,
@@ -236,7 +160,7 @@ def _typed(kind: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 def _batch(kinds: Mapping[str, Kind], max_events: int, max_batch_body: int) -> dict[str, Any]:
     names = list(kinds)
-    items = {"oneOf": [_typed(name, _object(kind, _json_schema)) for name, kind in kinds.items()]}
+    items = {"oneOf": [_typed(name, _object(kind, json_schema)) for name, kind in kinds.items()]}
     envelope = {"schema": {"type": "object", "additionalProperties": False, "required": ["events"],
                            "properties": {"events": {"type": "array", "minItems": 1, "maxItems": max_events,
                                                      "items": items},
