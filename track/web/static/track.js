@@ -147,52 +147,26 @@
     return Object.prototype.hasOwnProperty.call(object, key);
   }
 
-  /** A copy of `node` with its "$ref"s (to the same document) put in place
-   * and its words for people left out: what is kept of the rules.  `names`:
-   * the node maps names to schemas (`properties`), none of them left out. */
-  function inline(doc, node, depth, names) {
-    if (Array.isArray(node)) return node.map(function (n) { return inline(doc, n, depth); });
-    if (!node || typeof node !== "object") return node;
-    if (!names && typeof node.$ref === "string") {
-      var target = depth < 16 && node.$ref.indexOf("#/") === 0 ? doc : null;
-      node.$ref.slice(2).split("/").forEach(function (part) {
-        part = part.replace(/~1/g, "/").replace(/~0/g, "~");
-        target = target && typeof target === "object" && own(target, part) ? target[part] : null;
-      });
-      return target ? inline(doc, target, depth + 1) : {};  // a reference not followed: anything goes
-    }
-    var copy = {};
-    for (var key in node) {
-      if (own(node, key) && (names || (key !== "description" && key !== "title" && key !== "examples"))) {
-        copy[key] = inline(doc, node[key], depth, !names && key === "properties");
-      }
-    }
-    return copy;
-  }
-
   /** {kinds: [names, in the collector's order], schemas: {kind: schema}}:
    * the batch endpoint's event schemas, each naming its kind in `type`;
-   * null for a document without them. */
+   * null for a document without them, or with one not read so. */
   function readRules(doc) {
-    var items;
+    var list;
     try {
-      items = doc.paths[BATCH_PATH].post.requestBody.content["application/json"].schema.properties.events.items;
+      list = doc.paths[BATCH_PATH].post.requestBody.content["application/json"].schema.properties.events.items.oneOf;
     } catch (e) {
       return null;
     }
-    items = inline(doc, items, 0);
-    var list = items && (items.oneOf || items.anyOf);
-    if (!Array.isArray(list)) return null;
     var rules = {kinds: [], schemas: {}};
-    list.forEach(function (schema) {
+    var read = Array.isArray(list) && list.every(function (schema) {
       var type = schema && schema.properties && schema.properties.type;
-      var name = type && (Array.isArray(type.enum) && type.enum.length === 1 ? type.enum[0] : type.const);
-      if (typeof name === "string" && !own(rules.schemas, name)) {
-        rules.kinds.push(name);
-        rules.schemas[name] = schema;
-      }
+      var name = type && Array.isArray(type.enum) && type.enum.length === 1 ? type.enum[0] : null;
+      if (typeof name !== "string" || own(rules.schemas, name)) return false;
+      rules.kinds.push(name);
+      rules.schemas[name] = schema;
+      return true;
     });
-    return rules.kinds.length ? rules : null;
+    return read && rules.kinds.length ? rules : null;
   }
 
   /** A JSON value's type, as JSON Schema names it. */
@@ -277,7 +251,6 @@
   function mismatchOne(schema, value) {
     var type = schema.type;
     if (typeof type === "string" && !typed(type, value)) return "must be " + (WORDS[type] || type);
-    if (Array.isArray(type) && !type.some(function (t) { return typed(t, value); })) return "must be " + type.join(" or ");
     if (Array.isArray(schema.enum) && !schema.enum.some(function (e) { return e === value; })) {
       return "must be one of " + schema.enum.map(function (e) { return JSON.stringify(e); }).join(", ");
     }
@@ -315,9 +288,6 @@
   function mismatch(schema, value) {
     if (!schema || typeof schema !== "object") return null;
     var i, why;
-    if (Array.isArray(schema.allOf)) {
-      for (i = 0; i < schema.allOf.length; i++) if ((why = mismatch(schema.allOf[i], value))) return why;
-    }
     var alternatives = schema.oneOf || schema.anyOf;
     if (Array.isArray(alternatives) && alternatives.length) {
       var whys = [];
