@@ -120,6 +120,7 @@ class AdminApp:
             "shown": SHOWN,
             "status": {"version": about.version, "uptime": uptime(about), "dsn": about.dsn,
                        "ready": self.view.ready(), "health": health},
+            "served": self.view.served(),  # the page lists these (even at 0), in this order
             "kinds": {k: {"accepted": counts.get(k, {}).get("accepted", 0),
                           "rejected": counts.get(k, {}).get("rejected", 0)} for k in kinds},
             "rates": rates,

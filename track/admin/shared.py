@@ -3,7 +3,8 @@
 worker's command line: track/run/config.py's Worker), where each worker
 replaces its own files twice a second.
 
-- `worker-<i>.json`: its health (track.admin.health), readiness, pid and start;
+- `worker-<i>.json`: its health (track.admin.health), readiness, pid and
+  start, and the kinds it serves;
 - `recent-<i>.json`: its latest events, written only while someone watches
   the live page (the parent touches `watching` on every poll of the feed)
   and only when something new arrived: the newest SHOWN of each list, or
@@ -172,8 +173,10 @@ class WorkerReport(Service):
                 replace_json(recent_file(directory, index),
                              {"worker": index, **recent.snapshot(self.kinds, limit), "held": recent.held()})
             # "recording": this worker writes its latest events out for the
-            # open page; "holding": "latest" (the newest SHOWN) or "all".
+            # open page; "holding": "latest" (the newest SHOWN) or "all";
+            # "kinds": what it serves, in order, for the page's tables.
             replace_json(worker_file(directory, index),
-                         {**self.shared.report(), "recording": mode is not None, "holding": mode})
+                         {**self.shared.report(), "recording": mode is not None, "holding": mode,
+                          "kinds": list(self.kinds)})
         except OSError:
             pass  # the parent's directory is gone: it is shutting down

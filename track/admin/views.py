@@ -80,6 +80,8 @@ class View(Protocol):
         """The latest events, newest first (`limit` of each list, or all),
         and under "held" how many of each are held."""
     def keep(self) -> int: ...
+    def served(self) -> list[str]:
+        """The kinds the service serves, in its order (custom ones included)."""
     def settled(self, limit: int | None) -> bool:
         """What recent(limit) answers is all there is to answer (with
         workers: each has written out what it holds since it was asked)."""
@@ -116,6 +118,9 @@ class LocalView:
     def keep(self) -> int:
         return self._recent.keep
 
+    def served(self) -> list[str]:
+        return list(self._kinds)  # the live tables: a reload that adds a kind shows here
+
     def settled(self, limit: int | None) -> bool:
         return True
 
@@ -143,6 +148,14 @@ class SharedView:
 
     def _reports(self) -> list[dict[str, Any]]:
         return sorted(read_all(self.directory, "worker-"), key=lambda r: int(r["worker"]))
+
+    def served(self) -> list[str]:
+        """The kinds the workers serve, in their order (one that serves
+        more, while a reload reaches them one by one, adds its own)."""
+        names: dict[str, None] = {}
+        for report in self._reports():
+            names.update(dict.fromkeys(report.get("kinds", ())))
+        return list(names)
 
     def health(self) -> dict[str, Any]:
         merged = merge_health(self._reports())

@@ -4,7 +4,7 @@
 // contents come from clients.
 "use strict";
 (function () {
-  const KINDS = ["session", "user", "item", "purchase", "batch", "other"];
+  const LAST = ["batch", "other"]; // not kinds: a batch naming no kind, a path naming none
   const SVG = "http://www.w3.org/2000/svg";
   const $ = (id) => document.getElementById(id);
 
@@ -86,11 +86,24 @@
 
   // ---- counts and graphs ----
 
+  // The kinds the service serves, in its order (custom ones included), then
+  // any other counted (one no longer served), then batch and other.
+  function ordered(feed, names) {
+    const served = (feed.served || []).filter((k) => !LAST.includes(k));
+    const rank = (k) => (served.includes(k) ? served.indexOf(k) : LAST.includes(k) ? served.length + 1 + LAST.indexOf(k)
+      : served.length);
+    return Array.from(new Set(names)).sort((a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0));
+  }
+
+  let kindOptions = "";
+
   function renderCounts(feed) {
-    const names = Object.keys(feed.kinds).sort((a, b) => KINDS.indexOf(a) - KINDS.indexOf(b));
+    const served = (feed.served || []).filter((k) => !LAST.includes(k));
+    const names = ordered(feed, served.concat(Object.keys(feed.kinds)));
+    const none = { accepted: 0, rejected: 0 };
     const rows = names.map((k) => el("tr", { "data-kind": k }, el("td", {}, k),
-      el("td", { class: "num accepted" }, number(feed.kinds[k].accepted)),
-      el("td", { class: "num rejected" }, number(feed.kinds[k].rejected))));
+      el("td", { class: "num accepted" }, number((feed.kinds[k] || none).accepted)),
+      el("td", { class: "num rejected" }, number((feed.kinds[k] || none).rejected))));
     const b = feed.batch_requests || { accepted: 0, rejected: 0 };
     rows.push(el("tr", { class: "requests", "data-kind": "batch requests" }, el("td", {}, "batch requests"),
       el("td", { class: "num accepted" }, number(b.accepted)), el("td", { class: "num rejected" }, number(b.rejected))));
@@ -99,10 +112,15 @@
     $("reasons").tBodies[0].replaceChildren(...(reasons.length ? reasons.map(([r, n]) => el("tr", { "data-reason": r },
       el("td", {}, r.replaceAll("_", " ")), el("td", { class: "num rejected" }, number(n))))
       : [el("tr", {}, el("td", { class: "empty" }, "none"), el("td", {}))]));
+    // The kind filter: every kind served, batch, and whatever else was counted.
     const select = $("kind");
-    const have = new Set(Array.from(select.options).map((o) => o.value));
-    for (const k of KINDS.filter((k) => k !== "other").concat(names)) {
-      if (!have.has(k)) { select.append(el("option", { value: k }, k)); have.add(k); }
+    const choices = ordered(feed, names.concat(["batch"]));
+    if (select.value && !choices.includes(select.value)) choices.push(select.value); // still asked for
+    if (choices.join(",") !== kindOptions) {
+      kindOptions = choices.join(",");
+      const chosen = select.value;
+      select.replaceChildren(el("option", { value: "" }, "all"), ...choices.map((k) => el("option", { value: k }, k)));
+      select.value = chosen;
     }
   }
 
@@ -154,7 +172,7 @@
 
   function renderGraphs(feed) {
     const rates = feed.rates || { t: [], kinds: {}, reasons: {}, window: 300 };
-    const names = Object.keys(rates.kinds).sort((a, b) => KINDS.indexOf(a) - KINDS.indexOf(b));
+    const names = ordered(feed, Object.keys(rates.kinds));
     $("rate-graphs").replaceChildren(...names.map((k) => graph(k, rates.t,
       [{ name: "accepted", cls: "accepted", values: rates.kinds[k].accepted },
        { name: "rejected", cls: "rejected", values: rates.kinds[k].rejected }], feed.now, rates.window, 560)));

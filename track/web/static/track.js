@@ -30,6 +30,15 @@
  * their requests carry `Track-Anonymous: 1` (a cross-origin page then needs
  * a CORS preflight), and their beacons `"Anonymous": true` in the body, as a
  * beacon cannot set headers; `t.anonymous(false)` ends it for later events.
+ * The tracker learns the collector's kinds and their fields' rules from the
+ * collector's OpenAPI document (GET /api/1.0/openapi.json, fetched at the
+ * first track(), in the background, and shared by the page's trackers and
+ * tabs for `rulesMaxAge`): an event the collector would refuse (a kind it
+ * does not serve, a field missing, unknown or out of its rules) is then
+ * reported by track() at once, with console.warn, and never queued.  It is
+ * never stricter than the collector: rules it cannot read the same way are
+ * left to the collector, and while they are unknown (or older than
+ * `rulesMaxAge`) every event is queued and the collector decides.
  * This file has no tie to the collector that serves it: bundle your own copy.
  */
 (function (root, factory) {
@@ -55,12 +64,18 @@
     heartbeat: 1000,        // ms between a tab's heartbeats (and its look for abandoned queues)
     staleAfter: 5000,       // ms without a heartbeat before a tab's queue is abandoned
     storageKey: null,       // prefix of the localStorage keys; default "track:" + url
-    anonymous: false        // store no client address for the events tracked (see anonymous())
+    anonymous: false,       // store no client address for the events tracked (see anonymous())
+    rulesMaxAge: 300000     // ms: the collector's rules are fetched again once older; 0: never checked here
   };
   var RETRYABLE = {408: true, 429: true};
   var ENVELOPE_BYTES = 59;  // {"SentAt":1234567890123,"Anonymous":true,"events":[]}
   var ANONYMOUS = "track:anonymous";  // marks a queued event tracked anonymously; never sent
   var live = {};            // prefix -> true for trackers of this page, which share its tab id
+  var RULES_PATH = "/api/1.0/openapi.json";
+  var books = {};           // collector url -> what this page knows of its kinds and rules
+  var patterns = {};        // a rule's pattern -> its RegExp, or null if JavaScript cannot read it as given
+  var PRINTABLE = /^[\x20-\x7e]*$/;  // text every pattern means the same for, here and in the collector
+  var WORDS = {string: "a string", integer: "an integer", number: "a decimal number", boolean: "a boolean"};
 
   function warn() {
     if (root.console && root.console.warn) {
@@ -124,6 +139,217 @@
     }
     if (answer && typeof answer.retry_after === "number") return answer.retry_after * 1000;
     return NaN;
+  }
+
+  // ---- the collector's rules, as its OpenAPI document publishes them
+
+  function own(object, key) {
+    return Object.prototype.hasOwnProperty.call(object, key);
+  }
+
+  /** {kinds: [names, in the collector's order], schemas: {kind: schema}}:
+   * the batch endpoint's event schemas, each naming its kind in `type`;
+   * null for a document without them, or with one not read so. */
+  function readRules(doc) {
+    var list;
+    try {
+      list = doc.paths[BATCH_PATH].post.requestBody.content["application/json"].schema.properties.events.items.oneOf;
+    } catch (e) {
+      return null;
+    }
+    var rules = {kinds: [], schemas: {}};
+    var read = Array.isArray(list) && list.every(function (schema) {
+      var type = schema && schema.properties && schema.properties.type;
+      var name = type && Array.isArray(type.enum) && type.enum.length === 1 ? type.enum[0] : null;
+      if (typeof name !== "string" || own(rules.schemas, name)) return false;
+      rules.kinds.push(name);
+      rules.schemas[name] = schema;
+      return true;
+    });
+    return read && rules.kinds.length ? rules : null;
+  }
+
+  /** A JSON value's type, as JSON Schema names it. */
+  function typeOf(value) {
+    if (value === null) return "null";
+    if (Array.isArray(value)) return "array";
+    if (typeof value === "number") return Math.floor(value) === value ? "integer" : "number";
+    return typeof value;
+  }
+
+  function typed(type, value) {
+    var found = typeOf(value);
+    return type === found || (type === "number" && found === "integer");
+  }
+
+  /** Characters as the collector counts them (code points, not UTF-16 units). */
+  function characters(text) {
+    var n = 0;
+    for (var i = 0; i < text.length; i++, n++) {
+      var c = text.charCodeAt(i);
+      if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+        var d = text.charCodeAt(i + 1);
+        if (d >= 0xdc00 && d <= 0xdfff) i++;
+      }
+    }
+    return n;
+  }
+
+  /** Whether `pattern` means the same to Python's re (the collector's) for
+   * any text: not with \d \w \s \b (Unicode there), `.` (which takes \r
+   * there), nor flags. */
+  function portable(pattern) {
+    var inClass = false;
+    for (var i = 0; i < pattern.length; i++) {
+      var c = pattern.charAt(i);
+      if (c === "\\") {
+        if ("dDwWsSbB".indexOf(pattern.charAt(++i)) >= 0) return false;
+      } else if (inClass) {
+        inClass = c !== "]";
+      } else if (c === "[") {
+        inClass = true;
+      } else if (c === "." || (c === "(" && /^\?[A-Za-z]/.test(pattern.slice(i + 1, i + 3)))) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  function regex(pattern) {
+    if (!own(patterns, pattern)) {
+      try {
+        patterns[pattern] = new RegExp(pattern, "u");  // JSON Schema's (ECMA-262) regex, by code points
+      } catch (e) {
+        patterns[pattern] = null;  // another dialect's (Python's \Z, (?i), ...): left to the collector
+      }
+    }
+    return patterns[pattern];
+  }
+
+  /** k when `step` is 10^-k (0.01: 2), else -1. */
+  function places(step) {
+    var text = String(step);
+    var m = /^(?:1|0\.(0*)1|1e-(\d+))$/.exec(text);
+    if (!m) return -1;
+    return m[2] !== undefined ? +m[2] : m[1] !== undefined ? m[1].length + 1 : 0;
+  }
+
+  function between(schema, value) {
+    var low = schema.minimum, high = schema.maximum, xlow = schema.exclusiveMinimum, xhigh = schema.exclusiveMaximum;
+    var below = (typeof low === "number" && (xlow === true ? value <= low : value < low)) ||
+      (typeof xlow === "number" && value <= xlow);
+    var above = (typeof high === "number" && (xhigh === true ? value >= high : value > high)) ||
+      (typeof xhigh === "number" && value >= xhigh);
+    if (!below && !above) return null;
+    var word = WORDS[schema.type] || "a number";
+    if (typeof low === "number" && typeof high === "number") return "must be " + word + " between " + low + " and " + high;
+    return "must be " + word + (below ? " of at least " + (typeof low === "number" ? low : xlow)
+                                      : " of at most " + (typeof high === "number" ? high : xhigh));
+  }
+
+  /** Why `value` does not match `schema` (no oneOf at this level), or null. */
+  function mismatchOne(schema, value) {
+    var type = schema.type;
+    if (typeof type === "string" && !typed(type, value)) return "must be " + (WORDS[type] || type);
+    if (Array.isArray(schema.enum) && !schema.enum.some(function (e) { return e === value; })) {
+      return "must be one of " + schema.enum.map(function (e) { return JSON.stringify(e); }).join(", ");
+    }
+    if (typeof value === "string") {
+      var most = schema.maxLength, least = schema.minLength;
+      if (typeof most === "number" && value.length > most && characters(value) > most) {
+        return "must be at most " + most + " characters";
+      }
+      if (typeof least === "number" && (value.length < least || characters(value) < least)) {
+        return "must be at least " + least + " characters";
+      }
+      var pattern = schema.pattern;
+      var re = typeof pattern === "string" && (PRINTABLE.test(value) || portable(pattern)) ? regex(pattern) : null;
+      if (re && !re.test(value)) return "must match " + schema.pattern;
+      if (schema["x-bmp-only"] === true && /[\ud800-\udbff][\udc00-\udfff]/.test(value)) {
+        return "contains characters outside the Basic Multilingual Plane (such as emoji), " +
+          "which this database column (3-byte utf8) cannot store";
+      }
+    }
+    if (typeof value === "number") {
+      var out = between(schema, value);
+      if (out) return out;
+      var k = typeof schema.multipleOf === "number" ? places(schema.multipleOf) : -1;
+      var text = String(value);  // what JSON.stringify sends
+      if (k >= 0 && text.indexOf("e") < 0 && text.indexOf(".") >= 0 && text.length - text.indexOf(".") - 1 > k) {
+        return "must have at most " + k + " digits after the decimal point";
+      }
+    }
+    return null;
+  }
+
+  /** Why `value` does not match `schema`, or null.  oneOf is read as
+   * anyOf: never stricter, and the same for the collector's alternatives,
+   * which never overlap. */
+  function mismatch(schema, value) {
+    if (!schema || typeof schema !== "object") return null;
+    var i, why;
+    var alternatives = schema.oneOf || schema.anyOf;
+    if (Array.isArray(alternatives) && alternatives.length) {
+      var whys = [];
+      for (i = 0; i < alternatives.length; i++) {
+        why = mismatch(alternatives[i], value);
+        if (!why) break;
+        whys.push(why);
+      }
+      if (why) return chosen(alternatives, whys, value);
+    }
+    return mismatchOne(schema, value);
+  }
+
+  /** Which alternative's reason to give: that of a typed one the value is
+   * of (an integer out of range), else what the field is (it also takes
+   * text), else that of the value's own type. */
+  function chosen(alternatives, whys, value) {
+    var types = alternatives.map(function (a) { return a && a.type; });
+    var i;
+    for (i = 0; i < types.length; i++) {
+      if (typeof types[i] === "string" && types[i] !== "string" && typed(types[i], value)) return whys[i];
+    }
+    for (i = 0; i < types.length; i++) {
+      if (own(WORDS, types[i]) && types[i] !== "string") return "must be " + WORDS[types[i]];
+    }
+    for (i = 0; i < types.length; i++) if (typed(types[i], value)) return whys[i];
+    return whys[0];
+  }
+
+  /** What the collector would refuse in `event` (a JSON copy, with its
+   * `type`), by `rules`: {field: why}, or null when it would take it. */
+  function refusal(rules, event) {
+    if (!own(rules.schemas, event.type)) return {type: "must be one of " + rules.kinds.join(", ")};
+    var schema = rules.schemas[event.type];
+    var properties = schema.properties || {};
+    var required = Array.isArray(schema.required) ? schema.required : [];
+    var problems = {};
+    var found = false;
+    for (var name in event) {
+      if (!own(event, name) || name === "type") continue;
+      var value = event[name];
+      var why = null;
+      if (!own(properties, name)) {
+        why = schema.additionalProperties === false ? "unknown field" : null;
+      } else if (value === null) {
+        why = mismatch(properties[name], null) && "must not be null";
+      } else if (value !== "" || required.indexOf(name) >= 0) {  // "" in a field not required: not given
+        why = mismatch(properties[name], value);
+        if (why && typeof properties[name]["x-track-message"] === "string") why = properties[name]["x-track-message"];
+      }
+      if (why) {
+        problems[name] = value === "" ? "is required" : why;
+        found = true;
+      }
+    }
+    required.forEach(function (name) {
+      if (!own(event, name)) {
+        problems[name] = "is required";
+        found = true;
+      }
+    });
+    return found ? problems : null;
   }
 
   function Tracker(options) {
@@ -371,9 +597,92 @@
     if (this.events.length) this.schedule(0);
   };
 
+  // ---- the collector's kinds and rules
+
+  /** What this page knows of the collector's rules, shared by its trackers:
+   * {rules, t: when fetched, failed: when a fetch last failed, pending}.
+   * Starts from what another page of the site saved, if any. */
+  Tracker.prototype.book = function () {
+    if (!own(books, this.url)) {
+      var book = books[this.url] = {rules: null, t: 0, failed: -Infinity, pending: null};
+      this.kept(book);
+    }
+    return books[this.url];
+  };
+
+  Tracker.prototype.fresh = function (t) {
+    var age = now() - t;
+    return age >= 0 && age < this.options.rulesMaxAge;
+  };
+
+  /** Take the rules another page of the site saved, if they are fresher. */
+  Tracker.prototype.kept = function (book) {
+    var kept = this.local ? readJSON(this.local, this.prefix + ":rules") : null;
+    if (kept && kept.rules && Array.isArray(kept.rules.kinds) && typeof kept.t === "number" && kept.t > book.t &&
+        this.fresh(kept.t)) {
+      book.rules = kept.rules;
+      book.t = kept.t;
+      return true;
+    }
+    return false;
+  };
+
+  /** Fetch the collector's OpenAPI document, in the background: one
+   * request at a time per page, and after a failure (the collector down, or
+   * not readable from this page) none for maxBackoff.  Resolves with the book. */
+  Tracker.prototype.learn = function () {
+    var book = this.book();
+    var self = this;
+    if (book.pending) return book.pending;
+    if (now() - book.failed < this.options.maxBackoff || this.kept(book) || typeof fetch !== "function") {
+      return Promise.resolve(book);
+    }
+    book.pending = fetch(this.url + RULES_PATH, {credentials: "omit", mode: "cors", cache: "no-cache"})
+      .then(function (response) {
+        if (response.status !== 200) throw new Error("HTTP " + response.status);
+        return response.json();
+      })
+      .then(function (doc) {
+        var rules = readRules(doc);
+        if (!rules) throw new Error("no event kinds in the document");
+        book.rules = rules;
+        book.t = now();
+        if (self.local) {
+          try {
+            self.local.setItem(self.prefix + ":rules", JSON.stringify({t: book.t, rules: rules}));
+          } catch (e) { /* kept in this page only */ }
+        }
+      })
+      .catch(function () { book.failed = now(); })
+      .then(function () { book.pending = null; return book; });
+    return book.pending;
+  };
+
+  /** Why the collector would refuse `event` ({field: why}), or null: also
+   * while its rules are unknown or older than rulesMaxAge (then fetched
+   * again, in the background), as the collector decides anyway. */
+  Tracker.prototype.check = function (event) {
+    if (!(this.options.rulesMaxAge > 0)) return null;
+    var book = this.book();
+    if (book.rules && this.fresh(book.t)) return refusal(book.rules, event);
+    this.learn();
+    return null;
+  };
+
+  /** A Promise of the names of the kinds the collector serves, in its
+   * order (fetching its document if this page has no fresh copy); the last
+   * known list if it cannot be read now, null if it never could. */
+  Tracker.prototype.kinds = function () {
+    var book = this.book();
+    var known = book.rules && this.fresh(book.t) ? Promise.resolve(book) : this.learn();
+    return known.then(function (b) { return b.rules ? b.rules.kinds.slice() : null; });
+  };
+
   // ---- tracking and sending
 
-  /** Queue one event; returns its MessageID (the one in `fields`, or a new UUID). */
+  /** Queue one event; returns its MessageID (the one in `fields`, or a new
+   * UUID), or null when the collector's rules refuse it (said with
+   * console.warn; nothing is queued). */
   Tracker.prototype.track = function (kind, fields) {
     if (typeof kind !== "string" || !kind) throw new TypeError("track(kind, fields): kind must be a string");
     if (fields !== undefined && (fields === null || typeof fields !== "object")) {
@@ -396,6 +705,12 @@
       event = JSON.parse(JSON.stringify(event));
     } catch (e) {
       throw new TypeError("track(kind, fields): fields must be JSON values (" + e.message + ")");
+    }
+    var refused = this.check(event);
+    if (refused) {
+      warn("track: the collector would refuse an event (" + JSON.stringify({fields: refused}) +
+        "); not queued", event);
+      return null;
     }
     if (this.events.length >= this.options.maxQueue) {
       warn("track: the queue holds " + this.events.length + " events; dropped the oldest", this.events[0]);
@@ -658,6 +973,6 @@
     /** A tracker sending to the collector at `options.url`. */
     init: function (options) { return new Tracker(options); },
     Tracker: Tracker,
-    version: "2"
+    version: "3"
   };
 });
