@@ -36,13 +36,6 @@ EVENTS_FILE = {"kinds": {"level_up": {"schema": {
     },
 }}}}
 LEVEL_UP_COLUMNS = "PlayerID, Level, Class, Zone, Reward, Hardcore, MessageID"
-# The table the collector makes for it at start (branch evolve); made here
-# if it did not, as the plan of issue 22 says a declared kind's table is.
-LEVEL_UP_TABLE = """CREATE TABLE IF NOT EXISTS LevelUpEvent (
-  EventID bigint NOT NULL AUTO_INCREMENT PRIMARY KEY, PlayerID int NOT NULL, Level int NOT NULL,
-  Class varchar(7) NULL, Zone varchar(64) NULL, Reward decimal(19, 4) NULL, Hardcore tinyint(1) NULL,
-  MessageID varchar(64) NOT NULL, Created timestamp NOT NULL DEFAULT CURRENT_TIMESTAMP, UNIQUE KEY (MessageID))"""
-
 # Learns the kinds, then tracks each [kind, fields] of arguments[1] and
 # flushes: calls back with the kinds, what each track() returned (its
 # MessageID, or null when refused at once), flush()'s result and the warnings.
@@ -101,8 +94,6 @@ class BrowserKindsTests(TestCase):
     def collector(self, *args: str, **options: Any) -> str:
         options.setdefault("cors_origin", [self.origin])
         port, _ = serve(self, self.dsn, *args, **options)
-        if "events" in options:
-            execute(self.dsn, LEVEL_UP_TABLE)
         return f"http://127.0.0.1:{port}"
 
     async def open_shop(self, browser: Chromium) -> None:
