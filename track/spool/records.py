@@ -82,8 +82,19 @@ def encode(kind: Kind, row: Sequence[Any]) -> bytes:
 def decode(payload: bytes, kinds: Mapping[str, Kind]) -> tuple[Kind, tuple[Any, ...]]:
     """A record's payload (either format) as a row of today's field tables.
 
-    Raises RecordError when it names an unknown kind or column, or lacks a
-    required one: such a record goes to the dead letters, never away."""
+    Raises RecordError when it names an unknown kind or column, lacks a
+    required one, or is malformed in any other way (a checksummed record a
+    bug wrote, or one edited by hand): such a record goes to the dead
+    letters, never away, and never stops the replay of the others."""
+    try:
+        return _decode(payload, kinds)
+    except RecordError:
+        raise
+    except (ValueError, TypeError, AttributeError, KeyError, ArithmeticError) as e:
+        raise RecordError(f"malformed record: {type(e).__name__}: {e}") from None
+
+
+def _decode(payload: bytes, kinds: Mapping[str, Kind]) -> tuple[Kind, tuple[Any, ...]]:
     try:
         data = json.loads(payload)
     except ValueError as e:

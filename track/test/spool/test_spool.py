@@ -19,7 +19,7 @@ from track.pipeline.replay import PROBE_MAX
 from track.pipeline.writer import Writer
 from track.spool import Spool, SpoolBroken, SpoolFull, decode, encode, parse_segment
 from track.spool.lock import LOCK_FILE
-from track.spool.records import SEGMENT_MAGIC
+from track.spool.records import SEGMENT_MAGIC, RecordError
 from track.test.support import open_spool, spooled_rows
 from track.types import Unavailable
 
@@ -47,6 +47,24 @@ class RecordTests(SynchronousTestCase):
                                "IsUGC": "true"}, "10.0.0.1", NOW))):
             (payload,) = parse_segment(SEGMENT_MAGIC + encode(kind, row)).payloads
             self.assertEqual(decode(payload, KINDS), (kind, row))
+
+
+    def test_a_malformed_record_is_a_record_error(self) -> None:
+        """Whatever a checksummed payload holds, decode says RecordError (a
+        dead letter), never another exception that would stop the replay."""
+        good = {"Region": "eu", "SessionID": "s", "RemoteIP": "1.2.3.4", "SessionType": "t",
+                "MessageID": "m", "Created": "2026-12-07T10:00:00"}
+        malformed = [b"42", b'"text"', b"null", b"[1]", b'["session", 5]', b'{"type": "session", "columns": [1]}',
+                     b'{"type": "session", "columns": 5}',
+                     b'{"type": "purchase", "columns": {"GrossAmount": "abc"}}',
+                     b'{"type": "session", "columns": {"Created": "yesterday"}}'.replace(b"{\"Created",
+                                                                                         b"{\"Created"),
+                     ('{"type": "session", "columns": %s}' % str(good).replace("'", '"')).encode()
+                     .replace(b"2026-12-07T10:00:00", b"noon")]
+        for payload in malformed:
+            with self.subTest(payload=payload):
+                with self.assertRaises(RecordError):
+                    decode(payload, KINDS)
 
 
 class SpoolTests(TestCase):
