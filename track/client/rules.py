@@ -26,6 +26,7 @@ from importlib import resources
 from typing import Any
 
 from track.client.events import JSONNumber
+from track.client.quick import Plans, anchored
 
 # A field's check: None when the value passes, else why not (as the server says it).
 Check = Callable[[object], "str | None"]
@@ -94,7 +95,7 @@ def _check_one(schema: Mapping[str, Any], value: object) -> str | None:
             return f"must be at most {schema['maxLength']} characters"
         if "minLength" in schema and len(value) < schema["minLength"]:
             return f"must be at least {schema['minLength']} characters"
-        if "pattern" in schema and not re.search(_anchored(schema["pattern"]), value):
+        if "pattern" in schema and not re.search(anchored(schema["pattern"]), value):
             return schema.get("description") or f"must match {schema['pattern']}"
         if schema.get("x-bmp-only") and not value.isascii() and any(ord(c) > 0xFFFF for c in value):
             return ("contains characters outside the Basic Multilingual Plane (such as emoji), "
@@ -112,11 +113,6 @@ def _check_one(schema: Mapping[str, Any], value: object) -> str | None:
         if step is not None and number % Decimal(repr(step)).normalize() != 0:
             return f"must be a multiple of {Decimal(repr(step)).normalize()}"
     return None
-
-
-def _anchored(pattern: str) -> str:
-    """ECMA's `$` is the end of the text; Python's also matches before a final newline."""
-    return pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith(r"\$") else pattern
 
 
 def _check(schema: Mapping[str, Any], value: object) -> str | None:
@@ -150,7 +146,7 @@ def _compile(schema: Mapping[str, Any]) -> Check:
     kind = schema.get("type")
     if kind == "string" and set(schema) <= {"type", "maxLength", "minLength", "pattern", "description", "x-bmp-only"}:
         most, least = schema.get("maxLength", math.inf), schema.get("minLength", 0)
-        pattern = re.compile(_anchored(schema["pattern"])) if "pattern" in schema else None
+        pattern = re.compile(anchored(schema["pattern"])) if "pattern" in schema else None
         any_plane = not schema.get("x-bmp-only")
 
         def string(value: object) -> str | None:
@@ -188,6 +184,7 @@ class Rules:
             kind: (frozenset(r["required"]), {name: _compile(s) for name, s in r["properties"].items()})
             for kind, r in rules.items()
         }
+        self.plans = {kind: Plans(kind, frozenset(r["required"]), r["properties"]) for kind, r in rules.items()}
 
     def knows(self, kind: str, name: str) -> bool:
         entry = self.kinds.get(kind)
@@ -217,3 +214,17 @@ class Rules:
             elif (reason := check(value)) is not None:
                 errors[name] = reason
         return errors
+
+    def check_event(self, kind: str, seen: Mapping[str, object]) -> dict[str, str]:
+        """check() of an event as prepare() read it."""
+        if "Timestamp" in seen and not self.knows(kind, "Timestamp"):
+            # Every event may carry one (the wire contract); these rules do
+            # not describe it: the collector checks it.
+            seen = {k: v for k, v in seen.items() if k != "Timestamp"}
+        return self.check(kind, seen)
+
+    def quick(self, kind: str, fields: Mapping[str, object]) -> tuple[str, str] | None:
+        """Client.encode's answer for the common event (track.client.quick),
+        or None: then prepare() and check() decide."""
+        plans = self.plans.get(kind) if isinstance(kind, str) else None
+        return None if plans is None else plans.line(fields)
