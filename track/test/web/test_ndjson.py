@@ -1,4 +1,4 @@
-"""An NDJSON batch body read in one pass (batchbody._well_formed_lines)
+"""An NDJSON batch body read as one array (batchbody._well_formed_lines)
 against line by line (batchbody._lines, the reader that says what is
 wrong): the same events, or it leaves the body to the line-by-line reader."""
 
@@ -23,6 +23,9 @@ PIECES = [
     '1', '"x"', 'null', '{"a":NaN}', '{"a":1,"a":2}', '\ufeff{"a":1}', '\x0b', '\x0c{"a":1}', ' ', '', '\r',
     '{"a":"\u00e9\U0001f600"}', '{"a":"\\ud800"}', '{"a":1e400}', '{"a":-0}', '{', '}', '{"a":1}x',
     '{"a":"line\\nbreak"}', '[' * 3000 + ']' * 3000, '{"a":' * 300 + '1' + '}' * 300,
+    # What the newlines made commas could join: a string, an array, objects across lines.
+    '{"a":"x', 'y"}', '{"a":"', '"}', '{"a":[{"x":1}', ',{"y":2}]}', '{"a":1},', ',{"b":2}', '{"a":1}]',
+    '[{"b":1}', '{"a":[', ']}', '{"p":1} , {"q":2}', '{"p":1},[]', '1,{"q":2}',
 ]
 
 
@@ -43,17 +46,17 @@ def outcome(body: bytes, limit: int) -> Any:
     return typed(events), envelope
 
 
-class OnePassTests(SynchronousTestCase):
+class OneArrayTests(SynchronousTestCase):
     def assertAgrees(self, body: bytes, limit: int = 1000) -> bool:
-        """The one pass reads `body` as the line-by-line reader does; whether it did."""
+        """The one array reads `body` as the line-by-line reader does; whether it did."""
         fast = _well_formed_lines(body, limit)
         if fast is not None:
             self.assertEqual(typed(fast), typed(_lines(body, limit)), body)
             self.assertLessEqual(len(fast), limit)
         return fast is not None
 
-    @settings(max_examples=500)
-    @given(st.lists(st.sampled_from(PIECES), max_size=6), st.sampled_from(["\n", "\r\n", "\n\n", " \n"]),
+    @settings(max_examples=1000)
+    @given(st.lists(st.sampled_from(PIECES), max_size=8), st.sampled_from(["\n", "\r\n", "\n\n", " \n"]),
            st.integers(1, 4))
     def test_any_lines_are_read_as_line_by_line(self, pieces: list[str], end: str, limit: int) -> None:
         self.assertAgrees(end.join(pieces).encode("utf-8", "surrogatepass"), limit)
@@ -69,13 +72,24 @@ class OnePassTests(SynchronousTestCase):
                 for end in ("\n", "\r\n"):
                     self.assertAgrees(f"{first}{end}{second}".encode("utf-8", "surrogatepass"))
 
-    def test_the_usual_bodies_are_read_in_one_pass(self) -> None:
+    def test_two_lines_made_one_and_one_made_two_are_no_two_lines(self) -> None:
+        joined = [('{"a":[1', '2]}'), ('{"a":"x', 'y"}'), ('{"a":"', '"}'), ('{"a":[{"x":1}', ',{"y":2}]}'),
+                  ('{"a":[', '{"b":1}]}')]
+        for first, second in joined:
+            for split in ('{"p":1},{"q":2}', '{"p":1} ,\t{"q":2}'):
+                for lines in ([first, second, split], [split, first, second], [first, second, split, "{}"]):
+                    body = "\n".join(lines).encode()
+                    self.assertFalse(self.assertAgrees(body), body)
+                    self.assertEqual(outcome(body, 10)[0], 400)
+
+    def test_the_usual_bodies_are_read_as_one_array(self) -> None:
         events = [{"type": "session", "Region": "eu", "SessionID": f"s{n}", "MessageID": f"m-{n}",
                    "Timestamp": 1796668092675 + n, "Amount": 1.25} for n in range(100)]
         lines = [json.dumps(e, separators=(",", ":")) for e in events]
         for body in ("\n".join(lines), "\n".join(lines) + "\n", "\r\n".join(lines) + "\r\n\n",
-                     "\n" + "\n \n".join(json.dumps(e) for e in events)):
+                     "\n \n" + "\n".join(json.dumps(e) for e in events)):
             self.assertTrue(self.assertAgrees(body.encode()))
+        self.assertFalse(self.assertAgrees("\n\n".join(lines).encode()))  # blank lines between: line by line
         self.assertEqual(typed(read_batch(NDJSON, "\n".join(lines).encode(), 1000)[0]),
                          typed(_lines("\n".join(lines).encode(), 1000)))
 

@@ -62,45 +62,42 @@ def _lines(body: bytes, max_events: int) -> list[Any]:
     return events
 
 
-_SPACE = re.compile(r"[ \t\n\r]*")  # JSON's whitespace (blank lines too)
-_LINE_END = re.compile(r"[ \t\r]*(?:\n|\Z)").match
+# An object, a comma, the next object (whitespace between): what a body of
+# one object per line does not hold outside its strings.
+_SIDE_BY_SIDE = re.compile(r"\}[ \t\r\n]*,[ \t\r\n]*\{")
+_JSON_SPACE = " \t\r\n"
+_DICTS = {dict}
 # (value, where it ends) of the JSON value at an index: what json.loads
 # calls, without its checks around it (done below instead).
 _scan: Callable[[str, int], tuple[Any, int]] = JSON_DECODER.scan_once  # type: ignore[attr-defined]
 
 
 def _well_formed_lines(body: bytes, max_events: int) -> list[Any] | None:
-    """The event objects of an NDJSON body whose every line is blank or one
-    JSON object (at most `max_events` of them), read as parse_json reads each
-    line, but in one pass over the body; None for any other body, which
-    `_lines` then reads and says what is wrong with, exactly as before."""
+    """The event objects of an NDJSON body whose every line is one JSON
+    object (at most `max_events` of them; blank lines only before the first
+    or after the last), read as parse_json reads each line, but as one JSON
+    array, its newlines made commas.  None for any other body, which `_lines`
+    then reads and says what is wrong with, exactly as before.
+
+    Why the array is the lines: each comma between two of its objects is a
+    newline of the body or a comma of the body between an object and the
+    next, and a body without _SIDE_BY_SIDE has none of those; so when the
+    array has as many objects as the body has lines, it has one per line."""
     try:
-        text = body.decode("utf-8")  # a line holds no part of another's character: "\n" is one byte
+        text = body.decode("utf-8").strip(_JSON_SPACE)  # the lines as parse_json decodes each: "\n" is one byte
     except UnicodeDecodeError:
         return None
-    events: list[Any] = []
-    append = events.append
-    size = len(text)
-    position = 0
+    if not text:
+        return []
+    lines = text.count("\n") + 1
+    if lines > max_events or _SIDE_BY_SIDE.search(text):
+        return None
+    array = "[" + text.replace("\n", ",") + "]"
     try:
-        while position < size:
-            # The common case first: an object at the start of its line, and
-            # the next line right after it.
-            start = position if text.startswith("{", position) else _SPACE.match(text, position).end()  # type: ignore[union-attr]
-            if start == size:
-                break  # blank to the end
-            value, end = _scan(text, start)
-            if type(value) is not dict or text.find("\n", start, end) >= 0:
-                return None  # not an object, or one spread over lines
-            if text.startswith("\n", end):
-                position = end + 1
-            elif (line_end := _LINE_END(text, end)) is not None:
-                position = line_end.end()
-            else:
-                return None  # more on its line
-            append(value)
-            if len(events) > max_events:
-                return None  # 413, from _lines
+        value, end = _scan(array, 0)
     except Exception:  # malformed, a duplicate field, NaN, too deep...: _lines says which
+        return None
+    events: list[Any] = value
+    if end != len(array) or len(events) != lines or set(map(type, events)) != _DICTS:
         return None
     return events
