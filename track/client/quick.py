@@ -21,10 +21,12 @@ from typing import Any
 
 from track.client.events import new_message_id, now_ms
 
-# (minLength, maxLength, compiled pattern or None, values the pattern passed)
-StringRule = tuple[float, float, "re.Pattern[str] | None", dict[str, None]]
+StringRule = tuple[float, float, "re.Pattern[str] | None"]  # (minLength, maxLength, compiled pattern or None)
 IntegerRule = tuple[float, float]  # (minimum, maximum)
-PASSED_MAX = 256  # values remembered per field: "eu" is checked once, a unique ID never fills it
+# A field's JSON key (with its colon), its rules, and the string values it
+# took, each with its "key":"value" text.
+Plan = tuple[str, StringRule | None, IntegerRule | None, dict[str, str]]
+KNOWN_MAX = 256  # string values remembered per field: "eu" is checked once; unique IDs stop at this many
 _STRING_KEYS = {"type", "maxLength", "minLength", "pattern", "description", "x-bmp-only"}
 _INTEGER_KEYS = {"type", "minimum", "maximum", "description"}
 # The collector's MessageID pattern (track.fields.values): every MessageID
@@ -44,7 +46,7 @@ def _string(schema: Mapping[str, Any]) -> StringRule | None:
     if schema.get("type") != "string" or not set(schema) <= _STRING_KEYS:
         return None
     pattern = re.compile(anchored(schema["pattern"])) if "pattern" in schema else None
-    return schema.get("minLength", 0), schema.get("maxLength", math.inf), pattern, {}
+    return schema.get("minLength", 0), schema.get("maxLength", math.inf), pattern
 
 
 def _integer(schema: Mapping[str, Any]) -> IntegerRule | None:
@@ -65,11 +67,11 @@ class Plans:
     def __init__(self, kind: str, required: frozenset[str], properties: Mapping[str, Mapping[str, Any]]) -> None:
         self.head = f'{{"type":"{kind}"'  # as line() writes it
         self.required = required
-        self.fields: dict[str, tuple[str, StringRule | None, IntegerRule | None]] = {}
+        self.fields: dict[str, Plan] = {}
         for name, schema in properties.items():
             alternatives = list(schema["oneOf"]) if "oneOf" in schema else [schema]
             self.fields[name] = (encode_basestring(name) + ":", _first([_string(a) for a in alternatives]),
-                                 _first([_integer(a) for a in alternatives]))
+                                 _first([_integer(a) for a in alternatives]), {})
         rule = self.fields["MessageID"][1] if "MessageID" in self.fields else None
         low, high = OUR_MESSAGE_ID_LENGTHS
         # Whether each MessageID made here passes, known once: None if not surely.
@@ -89,16 +91,16 @@ class Plans:
                 return None
             kind_of = type(value)
             if kind_of is str:
-                rule = plan[1]
-                if rule is None or not value or not value.isascii() or not rule[0] <= len(value) <= rule[1]:
-                    return None
-                pattern = rule[2]
-                if pattern is not None and value not in rule[3]:
-                    if not pattern.search(value):
+                piece = plan[3].get(value)
+                if piece is None:
+                    rule = plan[1]
+                    if (rule is None or not value or not value.isascii() or not rule[0] <= len(value) <= rule[1]
+                            or (rule[2] is not None and not rule[2].search(value))):
                         return None
-                    if len(rule[3]) < PASSED_MAX:
-                        rule[3][value] = None
-                append(plan[0] + encode_basestring(value))
+                    piece = plan[0] + encode_basestring(value)
+                    if len(plan[3]) < KNOWN_MAX:
+                        plan[3][value] = piece
+                append(piece)
             elif kind_of is int:
                 limits = plan[2]
                 if limits is None or not limits[0] <= value <= limits[1]:

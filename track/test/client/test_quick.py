@@ -12,7 +12,7 @@ import track.client.events
 import track.client.quick
 import track.client.sending
 from track.client import Client, InvalidEventError
-from track.client.quick import PASSED_MAX
+from track.client.quick import KNOWN_MAX
 from track.client.rules import Rules, builtin_rules
 from track.test.client.test_rules import MINIMAL, VALUES
 
@@ -99,9 +99,10 @@ class QuickPathTests(TestCase):
         rules = Rules(builtin_rules(), "built in")
         self.assertIsNotNone(rules.quick("user", {"ProfileID": 1, "Region": "eu"}))
         self.assertIsNone(rules.quick("user", {"ProfileID": 1, "Region": track.client.events.JSONNumber("eu")}))
-        for n in range(PASSED_MAX * 2):
+        for n in range(KNOWN_MAX * 2):
             rules.quick("user", {"ProfileID": 1, "Region": "eu", "MessageID": f"m{n}"})
-        self.assertEqual(len(rules.plans["user"].fields["MessageID"][1][3]), PASSED_MAX)  # type: ignore[index]
+        self.assertEqual(len(rules.plans["user"].fields["MessageID"][3]), KNOWN_MAX)
+        self.assertEqual(rules.plans["user"].fields["Region"][3], {"eu": '"Region":"eu"'})
         self.assertIsNone(rules.quick("user", {"ProfileID": 1, "Region": "e"}))  # checked, not remembered
 
     def test_another_message_id_rule_checks_each_of_ours(self) -> None:
