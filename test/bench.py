@@ -257,6 +257,10 @@ SCENARIOS = {
     "batch": lambda a, t: serve_and_load(
         "track: batch of 100", track_argv(a), r"track listening on http://[0-9.]+:(\d+)", a, t,
         script="batch.lua", events_per_request=100),
+    # The client's batches (NDJSON, MessageIDs, Timestamps) without the client.
+    "ndjson": lambda a, t: serve_and_load(
+        "track: client's batches", track_argv(a), r"track listening on http://[0-9.]+:(\d+)", a, t,
+        script="ndjson.lua", events_per_request=100),
     # The batch scenario against the --baseline tree.
     "batch-base": lambda a, t: serve_and_load(
         "baseline: batch of 100", track_argv(a), r"track listening on http://[0-9.]+:(\d+)", a, t,
