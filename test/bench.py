@@ -257,6 +257,14 @@ SCENARIOS = {
     "batch": lambda a, t: serve_and_load(
         "track: batch of 100", track_argv(a), r"track listening on http://[0-9.]+:(\d+)", a, t,
         script="batch.lua", events_per_request=100),
+    # The client's batches (NDJSON, MessageIDs, Timestamps) without the client.
+    "ndjson": lambda a, t: serve_and_load(
+        "track: client's batches", track_argv(a), r"track listening on http://[0-9.]+:(\d+)", a, t,
+        script="ndjson.lua", events_per_request=100),
+    # The batch scenario against the --baseline tree.
+    "batch-base": lambda a, t: serve_and_load(
+        "baseline: batch of 100", track_argv(a), r"track listening on http://[0-9.]+:(\d+)", a, t,
+        script="batch.lua", events_per_request=100, tree=a.baseline),
     "overload": lambda a, t: serve_and_load(
         "track: 8x connections", track_argv(a), r"track listening on http://[0-9.]+:(\d+)", a, t,
         connections=a.connections * 8),
@@ -451,7 +459,8 @@ def client_load(args: argparse.Namespace, tmp: str) -> Result:
         proc = subprocess.Popen(track_argv(args), cwd=tmp, env=child_env(), stdout=out, stderr=subprocess.STDOUT)
     try:
         port = int(wait_for(r"track listening on http://[0-9.]+:(\d+)", log, proc).group(1))
-        client = Client(f"http://127.0.0.1:{port}", batch_size=args.client_batch_size)
+        more = {"connections": args.client_connections} if args.client_connections else {}
+        client = Client(f"http://127.0.0.1:{port}", batch_size=args.client_batch_size, **more)
         if args.warmup:
             client_events(client, args.warmup, 10**9)
         execute(parse_dsn(args.dsn), "TRUNCATE TABLE SessionEvent")
@@ -559,9 +568,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="events in the spool of the 'spool' scenario (default 1000000)")
     p.add_argument("--client-batch-size", type=int, default=100,
                    help="batch_size of the Client in the 'client' scenario (default 100, the Client's)")
+    p.add_argument("--client-connections", type=int, default=None,
+                   help="connections of the Client in the 'client' scenario (default: the Client's)")
     p.add_argument("--baseline", default=None,
-                   help="another checkout of track (e.g. `git archive main | tar -x -C DIR`) for the `base` "
-                        "and `track-2w-base` scenarios and --paired, to compare against in the same run")
+                   help="another checkout of track (e.g. `git archive main | tar -x -C DIR`) for the `base`, "
+                        "`track-2w-base` and `batch-base` scenarios and --paired, to compare against in the same run")
     p.add_argument("--paired", default=None,
                    help=f"A,B: instead of --scenarios, run two of {', '.join(PAIRABLE)} side by side "
                         "(each with its own wrk, at the same time) and print B's rate as a ratio of A's")
@@ -595,8 +606,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
         p.error(f"unknown scenario(s) {unknown}")
-    if any(n in ("base", "track-2w-base") for n in names) and not args.baseline:
-        p.error("the base and track-2w-base scenarios need --baseline DIR")
+    if any(n in ("base", "track-2w-base", "batch-base") for n in names) and not args.baseline:
+        p.error("the base, track-2w-base and batch-base scenarios need --baseline DIR")
     # The peer and the row counts need the tables before track first runs.
     if prepare_database(parse_dsn(args.dsn)) is None:
         p.error(f"cannot reach the database of --dsn {parse_dsn(args.dsn).redacted()}")
@@ -634,13 +645,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nagainst the baseline tree {args.baseline} (events/s ratio, CPU us/event ratio; "
               "per round, then the medians'):")
         for name, results in by_name.items():
-            if name in ("base", "floor", "peer"):
+            if name in ("base", "floor", "peer", "batch-base"):
                 continue
             rounds = ", ".join(f"{r.eps / b.eps:.3f}/{r.cpu_us_per_event / b.cpu_us_per_event:.3f}"
                                for r, b in zip(results, by_name["base"], strict=True))
             m = median_result(results)
             cpu = m.cpu_us_per_event / base.cpu_us_per_event
             print(f"  {name:<10} {rounds}  median {m.eps / base.eps:.3f}/{cpu:.3f}")
+    if "batch" in by_name and "batch-base" in by_name:
+        ratios = sorted(r.eps / b.eps for r, b in zip(by_name["batch"], by_name["batch-base"], strict=True))
+        print(f"batch / batch-base: median {ratios[len(ratios) // 2]:.3f} "
+              f"(each round: {', '.join(f'{x:.3f}' for x in ratios)})")
     if "track-2w-base" in by_name:
         for name in (n for n in ("track-2w", "track-2w-watched") if n in by_name):
             ratios = sorted(r.eps / b.eps for r, b in zip(by_name[name], by_name["track-2w-base"], strict=True))

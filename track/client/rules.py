@@ -29,6 +29,7 @@ from importlib import resources
 from typing import Any
 
 from track.client.events import JSONNumber
+from track.client.quick import Plans, anchored
 
 # A field's check: None when the value passes, else why not (as the server says it).
 Check = Callable[[object], "str | None"]
@@ -99,7 +100,7 @@ def _check_one(schema: Mapping[str, Any], value: object) -> str | None:
             return f"must be at most {schema['maxLength']} characters"
         if "minLength" in schema and len(value) < schema["minLength"]:
             return f"must be at least {schema['minLength']} characters"
-        if "pattern" in schema and not re.search(_ecma(schema["pattern"]), value, re.ASCII):
+        if "pattern" in schema and not re.search(anchored(schema["pattern"]), value, re.ASCII):
             return f"must match {schema['pattern'].removeprefix(NOT_GIVEN)}"
         if schema.get("x-bmp-only") and not value.isascii() and any(ord(c) > 0xFFFF for c in value):
             return ("contains characters outside the Basic Multilingual Plane (such as emoji), "
@@ -143,26 +144,6 @@ def _plain(number: Any) -> str:
 
 
 NOT_GIVEN = "^$|"  # what the document puts before an optional field's pattern: "" is not given
-
-
-def _ecma(pattern: str) -> str:
-    """An ECMA-262 pattern as Python's re reads it: `$` outside a class is
-    the end of the text (Python's would also match before a final newline)."""
-    out, in_class, escaped = [], False, False
-    for ch in pattern:
-        if escaped:
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == "[":
-            in_class = True
-        elif ch == "]":
-            in_class = False
-        elif ch == "$" and not in_class:
-            out.append(r"\Z")
-            continue
-        out.append(ch)
-    return "".join(out)
 
 
 def _check(schema: Mapping[str, Any], value: object) -> str | None:
@@ -221,7 +202,7 @@ def _compile_rules(schema: Mapping[str, Any]) -> Check:
     keys = set(schema) - _NOTES
     if kind == "string" and keys <= {"type", "maxLength", "minLength", "pattern", "x-bmp-only"}:
         most, least = schema.get("maxLength", math.inf), schema.get("minLength", 0)
-        pattern = re.compile(_ecma(schema["pattern"]), re.ASCII) if "pattern" in schema else None
+        pattern = re.compile(anchored(schema["pattern"]), re.ASCII) if "pattern" in schema else None
         any_plane = not schema.get("x-bmp-only")
 
         def string(value: object) -> str | None:
@@ -259,6 +240,7 @@ class Rules:
             kind: (frozenset(r["required"]), {name: _compile(s) for name, s in r["properties"].items()})
             for kind, r in rules.items()
         }
+        self.plans = {kind: Plans(kind, frozenset(r["required"]), r["properties"]) for kind, r in rules.items()}
 
     def knows(self, kind: str, name: str) -> bool:
         entry = self.kinds.get(kind)
@@ -288,3 +270,17 @@ class Rules:
             elif (reason := check(value)) is not None:
                 errors[name] = reason
         return errors
+
+    def check_event(self, kind: str, seen: Mapping[str, object]) -> dict[str, str]:
+        """check() of an event as prepare() read it."""
+        if "Timestamp" in seen and not self.knows(kind, "Timestamp"):
+            # Every event may carry one (the wire contract); these rules do
+            # not describe it: the collector checks it.
+            seen = {k: v for k, v in seen.items() if k != "Timestamp"}
+        return self.check(kind, seen)
+
+    def quick(self, kind: str, fields: Mapping[str, object]) -> tuple[str, str] | None:
+        """Client.encode's answer for the common event (track.client.quick),
+        or None: then prepare() and check() decide."""
+        plans = self.plans.get(kind) if isinstance(kind, str) else None
+        return None if plans is None else plans.line(fields)

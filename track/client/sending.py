@@ -37,7 +37,6 @@ CONNECTIONS = 3  # batches in flight at once: the collector works on one while t
 JOIN_SLICE = 0.1
 
 
-
 class QueueFull(RuntimeError):
     """`track()` refused an event: `max_queue` events are waiting already.
     Nothing was queued; the events already queued are all kept."""
@@ -153,7 +152,8 @@ class Client(Delivery):
 
     def _fresh_state(self) -> None:
         """Everything the sending threads share, as for a new Client."""
-        self._cond = threading.Condition(threading.Lock())  # guards the queue and every field below
+        self._lock = threading.Lock()  # `with` it: a Condition's own __enter__ is Python, a call more per event
+        self._cond = threading.Condition(self._lock)  # guards the queue and every field below
         self._rules_lock = threading.Lock()
         self._rules_fetched_at: float | None = None  # None: never tried
         self._rules_from_collector = False
@@ -208,13 +208,11 @@ class Client(Delivery):
         Raises InvalidEventError naming every field the collector would
         refuse; an event its rules take is never refused here (refused by
         the built-in rules, it is checked again with the collector's own)."""
+        return self._rules.quick(kind, fields) or self._encode(kind, fields)
+
+    def _encode(self, kind: str, fields: Mapping[str, object]) -> tuple[str, str]:
         wire, seen, errors = prepare(kind, fields)
-        rules = self._rules
-        if "Timestamp" in seen and not rules.knows(kind, "Timestamp"):
-            # Every event may carry one (the wire contract); these rules do
-            # not describe it: the collector checks it.
-            seen = {k: v for k, v in seen.items() if k != "Timestamp"}
-        problems = rules.check(kind, seen)
+        problems = self._rules.check_event(kind, seen)
         if problems and self._fetch_rules():
             return self.encode(kind, fields)
         errors.update(problems)
@@ -252,8 +250,8 @@ class Client(Delivery):
         """Check and queue one event; its MessageID.  Raises InvalidEventError
         (a ValueError) naming each bad field, or QueueFull; then nothing is
         queued."""
-        text, message_id = self.encode(kind, fields)
-        with self._cond:
+        text, message_id = self._rules.quick(kind, fields) or self._encode(kind, fields)  # encode(), a call less
+        with self._lock:
             if self._closing:
                 raise RuntimeError("this track Client is closed")
             count = len(self._queue)

@@ -11,8 +11,8 @@ the Timestamp itself; without Timestamp, the receive time, as ever.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from track.fields.kinds import InvalidEvent, Kind, parse_event
@@ -30,6 +30,8 @@ EPOCH_MS_DIGITS = 16  # ~317,000 years: far past any window, and cheap to parse
 EPOCH_MS_BODY = f"[0-9]{{1,{EPOCH_MS_DIGITS}}}"
 _EPOCH_MS_RE = re.compile(EPOCH_MS_BODY)
 _EPOCH = datetime(1970, 1, 1)
+_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 _FORMS = "RFC 3339 with a zone (2026-12-07T15:04:05Z) or epoch milliseconds"
 
 
@@ -59,13 +61,28 @@ class EventTime:
 
     max_clock_skew: float = DEFAULT_MAX_CLOCK_SKEW
     max_event_age: float = DEFAULT_MAX_EVENT_AGE
+    # The last Created made from an epoch-ms Timestamp: (stamp, sent_at, now,
+    # Created), one tuple replaced whole.  The events of a client's batch
+    # mostly share their millisecond with the one before.
+    _last: list[tuple[int, int | None, datetime, datetime] | None] = field(
+        default_factory=lambda: [None], init=False, repr=False, compare=False)
 
     def created(self, stamp: object, sent_at: int | None, now: datetime) -> datetime:
         """The Created of an event stamped `stamp` (a Timestamp value, not
         yet parsed), in a request sent at `sent_at` (parsed) and received
         `now` (naive UTC).  Invalid names what is wrong with the Timestamp."""
-        stamp_us = parse_time(stamp)
-        now_us = (now - _EPOCH) // timedelta(microseconds=1)
+        if type(stamp) is not int:
+            return self._created(parse_time(stamp), sent_at, now)
+        last = self._last[0]
+        # `now is`: one request's events share its receive time, the object itself.
+        if last is not None and last[0] == stamp and last[2] is now and last[1] == sent_at:
+            return last[3]
+        created = self._created(parse_time(stamp), sent_at, now)
+        self._last[0] = (stamp, sent_at, now, created)
+        return created
+
+    def _created(self, stamp_us: int, sent_at: int | None, now: datetime) -> datetime:
+        now_us = (now - _EPOCH) // _MICROSECOND
         # How long ago it happened, checked as an integer first: a far-off
         # value cannot overflow a datetime.
         age_us = now_us - stamp_us if sent_at is None else sent_at - stamp_us

@@ -45,6 +45,37 @@ class ParseTimeTests(SynchronousTestCase):
                 self.assertRaises(Invalid, parse_time, value)
 
 
+class RememberedCreatedTests(SynchronousTestCase):
+    """EventTime remembers the last Created it made from an epoch-ms
+    Timestamp; each answer is still the one a fresh EventTime gives."""
+
+    def answer(self, event_time: EventTime, stamp: object, sent_at: int | None, now: datetime) -> object:
+        try:
+            return event_time.created(stamp, sent_at, now)
+        except Invalid as e:
+            return str(e)
+
+    def test_each_answer_is_what_a_fresh_one_gives(self) -> None:
+        remembering = EventTime(max_clock_skew=1, max_event_age=3600)
+        ms = 1_700_000_000_000
+        now, later = NOW, NOW + timedelta(seconds=1)
+        cases: list[tuple[object, int | None, datetime]] = []
+        stamps: tuple[object, ...] = (ms, ms, ms + 1, True, ms, str(ms), ms, 1, True, 1, ms + 10**9, ms + 10**9)
+        for stamp in stamps:
+            for when in (now, later, now):
+                for sent_at in (None, None, ms * 1000, (ms + 2) * 1000, None):
+                    cases += [(stamp, sent_at, when), (stamp, sent_at, when)]
+        for stamp, sent_at, when in cases:
+            with self.subTest(stamp=stamp, sent_at=sent_at, now=when):
+                self.assertEqual(self.answer(remembering, stamp, sent_at, when),
+                                 self.answer(EventTime(max_clock_skew=1, max_event_age=3600), stamp, sent_at, when))
+
+    def test_a_bool_is_never_taken_for_the_int_before_it(self) -> None:
+        event_time = EventTime(max_event_age=10**12)
+        self.assertEqual(event_time.created(1, None, NOW), datetime(1970, 1, 1, 0, 0, 0, 1000))
+        self.assertRaises(Invalid, event_time.created, True, None, NOW)
+
+
 class EventTimeTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()

@@ -174,6 +174,12 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     raise AssertionError("unreachable")
 
 
+# The decoder json.loads(text, **the options below) would make, made once:
+# json.loads makes a new one (in Python) per call, which NDJSON pays per line.
+JSON_DECODER = json.JSONDecoder(parse_float=JSONNumber, parse_constant=_reject_constant,
+                                object_pairs_hook=_reject_duplicates)
+
+
 def parse_json(data: bytes) -> dict[str, Any]:
     """One JSON object, UTF-8, with numbers kept exact and NaN refused."""
     try:
