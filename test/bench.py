@@ -302,6 +302,9 @@ PAIRABLE: dict[str, tuple[tuple[str, ...], bool, bool]] = {
     "track": ((), False, False),
     # level_up (--events, level_up.lua) beside session: a declared kind's rate against session's.
     "custom": (("events",), False, False),
+    # Batches of 100 (batch.lua), this code's and the --baseline tree's.
+    "batch": (("batch",), False, False),
+    "batch-base": (("batch",), True, False),
     "track-admin": (("admin",), False, False),
     "track-watched": (("admin",), False, True),
     # The page of the --baseline tree, open: to compare one page's cost with another's.
@@ -317,7 +320,9 @@ def paired(names: list[str], args: argparse.Namespace, tmp: str) -> list[tuple[f
     import threading
 
     rounds = []
-    scripts = ["level_up.lua" if "events" in PAIRABLE[name][0] else "session.lua" for name in names]
+    scripts = ["level_up.lua" if "events" in PAIRABLE[name][0] else "batch.lua" if "batch" in PAIRABLE[name][0]
+               else "session.lua" for name in names]
+    per_request = [100 if script == "batch.lua" else 1 for script in scripts]  # events in one request
     for _ in range(args.rounds):
         procs, ports, watchers = [], [], []
         try:
@@ -363,8 +368,9 @@ def paired(names: list[str], args: argparse.Namespace, tmp: str) -> list[tuple[f
                 w.stop()
             for proc in procs:
                 stop(proc)
-        first, second = (results[i]["requests"] / (results[i]["duration_us"] / 1e6) for i in range(2))
-        us = [cpu[i] * 1e6 / max(results[i]["requests"], 1) for i in range(2)]
+        first, second = (results[i]["requests"] * per_request[i] / (results[i]["duration_us"] / 1e6)
+                         for i in range(2))
+        us = [cpu[i] * 1e6 / max(results[i]["requests"] * per_request[i], 1) for i in range(2)]
         rounds.append((first, second, us[0], us[1]))
     return rounds
 
