@@ -126,9 +126,10 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 def serve_and_load(name: str, argv: list[str], pattern: str, args: argparse.Namespace, tmp: str,
                    script: str = "session.lua", connections: int | None = None,
                    events_per_request: int = 1, count: bool = True, tree: str | None = None,
-                   watch: str | None = None) -> Result:
+                   watch: str | None = None, table: str = "SessionEvent") -> Result:
     """Start a server, truncate, run wrk against it, stop it, count rows.
     `tree`: run track from that checkout instead of this one.
+    `table`: where the events go (truncated before, counted after).
     `watch`: a URL fetched every second during the run, as the live page does."""
     log = os.path.join(tmp, f"{name.split(':')[0].replace(' ', '_')}.log")
     open(log, "w").close()
@@ -145,7 +146,7 @@ def serve_and_load(name: str, argv: list[str], pattern: str, args: argparse.Name
             # start up here, for every scenario alike.
             wrk(port, args.warmup, connections or args.connections, args.threads, script, check=False)
         if count:
-            execute(parse_dsn(args.dsn), "TRUNCATE TABLE SessionEvent")
+            execute(parse_dsn(args.dsn), f"TRUNCATE TABLE {table}")
         server = [proc.pid, *children(proc.pid)]
         cpu_before = cpu_seconds(server)
         if watcher is not None:
@@ -161,7 +162,7 @@ def serve_and_load(name: str, argv: list[str], pattern: str, args: argparse.Name
     result.events_per_request = events_per_request
     result.cpu_s, result.requests = cpu, stats["requests"]
     if count:
-        result.rows = execute(parse_dsn(args.dsn), "SELECT COUNT(*) FROM SessionEvent")[0][0]
+        result.rows = execute(parse_dsn(args.dsn), f"SELECT COUNT(*) FROM {table}")[0][0]
         result.acked = (stats["requests"] - stats["non_2xx"]) * events_per_request
     return result
 
@@ -220,6 +221,29 @@ def track_argv(args: argparse.Namespace, *extra: str) -> list[str]:
             "--dsn", args.dsn, *args.track_arg, *extra]
 
 
+# Issue 22's level_up: a kind declared with --events, six fields (as many as
+# session's form body), one of each rule the subset has that session lacks.
+LEVEL_UP = {"kinds": {"level_up": {"table": "LevelUpEvent", "schema": {
+    "type": "object",
+    "required": ["PlayerID", "Level"],
+    "properties": {
+        "PlayerID": {"type": "integer"},
+        "Level": {"type": "integer", "minimum": 1, "maximum": 100},
+        "Class": {"type": "string", "enum": ["warrior", "mage", "rogue"]},
+        "Zone": {"type": "string", "maxLength": 64},
+        "Reward": {"type": "number", "multipleOf": 0.0001},
+        "Hardcore": {"type": "boolean"},
+    }}}}}
+
+
+def events_args(tmp: str) -> list[str]:
+    """--events with the level_up file, written to the bench's temp dir."""
+    path = os.path.join(tmp, "level_up.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(LEVEL_UP, f)
+    return ["--events", path]
+
+
 SCENARIOS = {
     "floor": lambda a, t: serve_and_load(
         "floor: bare Klein 201", [sys.executable, os.path.join(HERE, "bare_klein.py"), "0"],
@@ -261,10 +285,14 @@ SCENARIOS = {
     "ndjson": lambda a, t: serve_and_load(
         "track: client's batches", track_argv(a), r"track listening on http://[0-9.]+:(\d+)", a, t,
         script="ndjson.lua", events_per_request=100),
-    # The batch scenario against the --baseline tree.
+    # `batch` against the --baseline tree, as `base` is `track`'s.
     "batch-base": lambda a, t: serve_and_load(
-        "baseline: batch of 100", track_argv(a), r"track listening on http://[0-9.]+:(\d+)", a, t,
+        "base: batch of 100", track_argv(a), r"track listening on http://[0-9.]+:(\d+)", a, t,
         script="batch.lua", events_per_request=100, tree=a.baseline),
+    # Single events of a declared kind (--events, six fields), to compare with `track`'s session.
+    "custom": lambda a, t: serve_and_load(
+        "custom: level_up, 6 fields", track_argv(a, *events_args(t)), r"track listening on http://[0-9.]+:(\d+)",
+        a, t, script="level_up.lua", table="LevelUpEvent"),
     "overload": lambda a, t: serve_and_load(
         "track: 8x connections", track_argv(a), r"track listening on http://[0-9.]+:(\d+)", a, t,
         connections=a.connections * 8),
@@ -276,6 +304,11 @@ SCENARIOS = {
 PAIRABLE: dict[str, tuple[tuple[str, ...], bool, bool]] = {
     "base": ((), True, False),
     "track": ((), False, False),
+    # level_up (--events, level_up.lua) beside session: a declared kind's rate against session's.
+    "custom": (("events",), False, False),
+    # Batches of 100 (batch.lua), this code's and the --baseline tree's.
+    "batch": (("batch",), False, False),
+    "batch-base": (("batch",), True, False),
     "track-admin": (("admin",), False, False),
     "track-watched": (("admin",), False, True),
     # The page of the --baseline tree, open: to compare one page's cost with another's.
@@ -291,15 +324,19 @@ def paired(names: list[str], args: argparse.Namespace, tmp: str) -> list[tuple[f
     import threading
 
     rounds = []
+    scripts = ["level_up.lua" if "events" in PAIRABLE[name][0] else "batch.lua" if "batch" in PAIRABLE[name][0]
+               else "session.lua" for name in names]
+    per_request = [100 if script == "batch.lua" else 1 for script in scripts]  # events in one request
     for _ in range(args.rounds):
         procs, ports, watchers = [], [], []
         try:
             for name in names:
                 extra, baseline, watch = PAIRABLE[name]
-                admin, feed = admin_args(args) if extra else ([], "")
+                admin, feed = admin_args(args) if "admin" in extra else ([], "")
+                events = events_args(tmp) if "events" in extra else []
                 http = f"127.0.0.1:{free_port()}"
                 argv = [*TWISTD, "-n", "--pidfile=", "track", "--http", http, "--dsn", args.dsn,
-                        "--spool-dir", os.path.join(tmp, f"spool-{name}"), *args.track_arg, *admin]
+                        "--spool-dir", os.path.join(tmp, f"spool-{name}"), *args.track_arg, *admin, *events]
                 env = child_env()
                 if baseline:
                     env["PYTHONPATH"] = os.pathsep.join([os.path.abspath(args.baseline), env["PYTHONPATH"]])
@@ -314,9 +351,9 @@ def paired(names: list[str], args: argparse.Namespace, tmp: str) -> list[tuple[f
             def load(i: int, seconds: int, keep: bool, ports: list[int] = ports,
                      results: dict[int, dict[str, int]] = results) -> None:
                 if keep:
-                    results[i] = run_wrk(ports[i], seconds, args.connections, args.threads)
+                    results[i] = run_wrk(ports[i], seconds, args.connections, args.threads, scripts[i])
                 else:
-                    wrk(ports[i], seconds, args.connections, args.threads, "session.lua", check=False)
+                    wrk(ports[i], seconds, args.connections, args.threads, scripts[i], check=False)
 
             cpu_before: list[float] = []
             for seconds, keep in ((args.warmup, False), (args.duration, True)):
@@ -335,8 +372,9 @@ def paired(names: list[str], args: argparse.Namespace, tmp: str) -> list[tuple[f
                 w.stop()
             for proc in procs:
                 stop(proc)
-        first, second = (results[i]["requests"] / (results[i]["duration_us"] / 1e6) for i in range(2))
-        us = [cpu[i] * 1e6 / max(results[i]["requests"], 1) for i in range(2)]
+        first, second = (results[i]["requests"] * per_request[i] / (results[i]["duration_us"] / 1e6)
+                         for i in range(2))
+        us = [cpu[i] * 1e6 / max(results[i]["requests"] * per_request[i], 1) for i in range(2)]
         rounds.append((first, second, us[0], us[1]))
     return rounds
 
@@ -645,17 +683,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nagainst the baseline tree {args.baseline} (events/s ratio, CPU us/event ratio; "
               "per round, then the medians'):")
         for name, results in by_name.items():
-            if name in ("base", "floor", "peer", "batch-base"):
+            if name in ("base", "floor", "peer", "batch", "batch-base"):
                 continue
             rounds = ", ".join(f"{r.eps / b.eps:.3f}/{r.cpu_us_per_event / b.cpu_us_per_event:.3f}"
                                for r, b in zip(results, by_name["base"], strict=True))
             m = median_result(results)
             cpu = m.cpu_us_per_event / base.cpu_us_per_event
             print(f"  {name:<10} {rounds}  median {m.eps / base.eps:.3f}/{cpu:.3f}")
-    if "batch" in by_name and "batch-base" in by_name:
-        ratios = sorted(r.eps / b.eps for r, b in zip(by_name["batch"], by_name["batch-base"], strict=True))
-        print(f"batch / batch-base: median {ratios[len(ratios) // 2]:.3f} "
-              f"(each round: {', '.join(f'{x:.3f}' for x in ratios)})")
+    for name, of in (("batch", "batch-base"), ("custom", "track")):
+        if name in by_name and of in by_name:
+            each = [(r.eps / o.eps, r.cpu_us_per_event / o.cpu_us_per_event)
+                    for r, o in zip(by_name[name], by_name[of], strict=True)]
+            rates, cpus = sorted(e for e, _ in each), sorted(c for _, c in each)
+            print(f"{name} / {of} (events/s, CPU us/event): median {rates[len(rates) // 2]:.3f}/"
+                  f"{cpus[len(cpus) // 2]:.3f} (each round: {', '.join(f'{e:.3f}/{c:.3f}' for e, c in each)})")
     if "track-2w-base" in by_name:
         for name in (n for n in ("track-2w", "track-2w-watched") if n in by_name):
             ratios = sorted(r.eps / b.eps for r, b in zip(by_name[name], by_name["track-2w-base"], strict=True))
