@@ -29,7 +29,9 @@ log = logging.getLogger("track.client")
 MAX_BATCH = 1000  # the server's default --max-batch
 FULL_LOG_INTERVAL = 60.0
 RULES_RETRY = 60.0  # seconds between tries to fetch the collector's document
-CONNECTIONS = 3  # batches in flight at once: the collector works on one while the next is sent
+# Batches in flight at once: the collector commits up to 4 at a time (its
+# MariaDB pool), and with 3 one of its writers always waited for this client.
+CONNECTIONS = 4
 # close() waits for the sending threads this long at a time, never unbounded:
 # a signal (Ctrl-C, SIGTERM) that lands on another thread, or just before the
 # main thread blocks in a lock, only sets a flag the main thread reads when it
