@@ -31,7 +31,7 @@ URL = f"{API}/track"
 FORM: HeaderDict = {"Content-Type": "application/x-www-form-urlencoded"}
 JSON: HeaderDict = {"Content-Type": "application/json"}
 RECEIVED = datetime(2023, 11, 14, 22, 13, 20)
-ORIGINAL_DOCUMENT = os.path.join(os.path.dirname(track.test.__file__), "fixtures", "openapi-51a75b9.json.gz")
+ORIGINAL_DOCUMENT = os.path.join(os.path.dirname(track.test.__file__), "fixtures", "openapi", "openapi-51a75b9.json.gz")
 
 
 class DeclaredKindsTests(SynchronousTestCase):
