@@ -36,6 +36,21 @@ EVENTS_FILE = {"kinds": {"level_up": {"schema": {
     },
 }}}}
 LEVEL_UP_COLUMNS = "PlayerID, Level, Class, Zone, Reward, Hardcore, MessageID"
+# The site's queues in localStorage, once there is one (or after 10 s: none).
+WAIT_FOR_QUEUES = """
+const [url, done] = arguments;
+const mark = "track:" + url + ":q:";
+const until = Date.now() + 10000;
+const look = () => {
+  const queues = {};
+  for (const key of Object.keys(localStorage)) {
+    if (key.startsWith(mark)) queues[key] = JSON.parse(localStorage.getItem(key));
+  }
+  if (Object.keys(queues).length || Date.now() > until) done(queues); else setTimeout(look, 100);
+};
+look();
+"""
+
 # Learns the kinds, then tracks each [kind, fields] of arguments[1] and
 # flushes: calls back with the kinds, what each track() returned (its
 # MessageID, or null when refused at once), flush()'s result and the warnings.
@@ -142,7 +157,8 @@ class BrowserKindsTests(TestCase):
         """, url)
         self.assertIsNone(result["kinds"])
         self.assertIsNotNone(result["id"])
-        (queued,) = (await browser.script(QUEUES, url)).values()
+        # The tab saves its queue once its own queue key is settled: wait for it (bounded).
+        (queued,) = (await browser.async_script(WAIT_FOR_QUEUES, url)).values()
         self.assertEqual([e["MessageID"] for e in queued], [result["id"]])
 
     async def test_a_kind_of_the_events_file_is_learnt_checked_and_stored(self) -> None:
@@ -199,8 +215,14 @@ class BrowserKindsTests(TestCase):
         self.assertEqual(counts, [["session", "0", "0"], ["user", "0", "0"], ["item", "0", "0"],
                                   ["purchase", "0", "0"], ["level_up", "3", "0"], ["batch", "0", "1"],
                                   ["batch requests", "1", "1"]])
-        graphs = await browser.script(
-            "return Array.from(document.querySelectorAll('#rate-graphs svg > title')).map((t) => t.textContent)")
+        # The graphs are drawn from the rates of a later poll than the counts: wait for them (bounded).
+        graphs = await browser.async_script("""
+            const done = arguments[0]; const until = Date.now() + 20000;
+            const look = () => {
+              const titles = Array.from(document.querySelectorAll('#rate-graphs svg > title')).map(t => t.textContent);
+              if (titles.includes("level_up") || Date.now() > until) done(titles); else setTimeout(look, 100);
+            };
+            look();""")
         self.assertIn("level_up", graphs)
         # The kind filter offers it (in the same order) and the server answers it.
         options = await browser.script("return Array.from(document.getElementById('kind').options).map((o) => o.value)")
