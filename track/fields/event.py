@@ -29,7 +29,6 @@ from track.fields.values import (
     Invalid,
     parse_bool,
     parse_message_id,
-    parse_money,
     parse_region,
     parse_string,
 )
@@ -105,8 +104,7 @@ def _parser(f: Field) -> Parser:
     elif f.type == "int":
         parse = int_parser(*f.int_range)
     elif f.type == "money":
-        bounded = f.low is not None or f.high is not None
-        parse = parse_money if f.scale == MONEY_PLACES and not bounded else decimal_parser(f.scale, f.low, f.high)
+        parse = decimal_parser(f.scale, f.low, f.high)
     elif f.type == "enum":
         assert f.enum, f"enum field {f.name} without values"
         parse = enum_parser(f.enum)

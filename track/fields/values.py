@@ -6,13 +6,11 @@ Nothing is coerced, truncated or guessed: "1.0" is no int, "yes" no bool.
 from __future__ import annotations
 
 import re
-from decimal import Decimal
 from typing import TypeGuard
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 MONEY_PLACES = 4
 MONEY_MAX_INTEGER_DIGITS = 15  # DECIMAL(19,4)
-_QUANTUM = Decimal(1).scaleb(-MONEY_PLACES)
 
 _INT_RE = re.compile(r"-?[0-9]+")
 _MONEY_RE = re.compile(r"-?([0-9]+)(?:\.([0-9]+))?")
@@ -85,24 +83,6 @@ def parse_bool(value: object) -> bool:
         if value in _FALSE:
             return False
     raise Invalid("must be a boolean: true or false (also 1, 0, t, f, TRUE, FALSE)")
-
-
-def parse_money(value: object) -> Decimal:
-    if _is_int(value):
-        text = str(value)
-    elif isinstance(value, str) and value.isascii():
-        text = value
-    else:
-        raise Invalid("must be a decimal number")
-    m = _MONEY_RE.fullmatch(text)
-    if not m:
-        raise Invalid("must be a decimal number like 12 or 12.3456")
-    whole, fraction = m.group(1), m.group(2) or ""
-    if len(fraction) > MONEY_PLACES:
-        raise Invalid(f"must have at most {MONEY_PLACES} digits after the decimal point")
-    if len(whole.lstrip("0")) > MONEY_MAX_INTEGER_DIGITS:
-        raise Invalid(f"must have at most {MONEY_MAX_INTEGER_DIGITS} digits before the decimal point")
-    return Decimal(text).quantize(_QUANTUM)
 
 
 def parse_region(value: object) -> str:

@@ -18,10 +18,9 @@ from typing import Any
 from track.fields.checks import DECIMAL_PRECISION, bounds_message, enum_message, plain
 from track.fields.event import Constant, Field
 from track.fields.rfc3339 import DATE_TIME_MESSAGE, RFC3339_BODY
-from track.fields.values import INT32_MAX, INT32_MIN, MESSAGE_ID_MAX, MONEY_MAX_INTEGER_DIGITS, MONEY_PLACES
+from track.fields.values import INT32_MAX, INT32_MIN, MESSAGE_ID_MAX
 from track.web.textpatterns import INT_BODY, anchored, decimal_body, int_body
 
-MONEY_BODY = decimal_body(MONEY_PLACES, MONEY_MAX_INTEGER_DIGITS)
 REGION_BODY = "[A-Za-z]{2,16}"
 MESSAGE_ID_BODY = f"[A-Za-z0-9._:-]{{1,{MESSAGE_ID_MAX}}}"
 BOOL_WORDS = ["1", "t", "T", "TRUE", "true", "True", "0", "f", "F", "FALSE", "false", "False"]
@@ -77,7 +76,7 @@ def _text(f: Field) -> dict[str, Any]:
     if f.type == "bool":
         return {"type": "string", "enum": BOOL_WORDS + [""] * optional}
     if f.type == "money":
-        body = decimal_body(f.scale, DECIMAL_PRECISION - f.scale) if f.scale != MONEY_PLACES else MONEY_BODY
+        body = decimal_body(f.scale, DECIMAL_PRECISION - f.scale)
         schema = {"type": "string", "pattern": anchored(body, optional)}
         if f.low is not None or f.high is not None:  # bounds a pattern cannot say
             schema["description"] = bounds_message(f.low, f.high).removeprefix("must be ")

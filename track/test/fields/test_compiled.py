@@ -9,6 +9,7 @@ dict (same messages, same order).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,7 +29,6 @@ from track.fields.values import (
     parse_bool,
     parse_int,
     parse_message_id,
-    parse_money,
     parse_region,
     parse_string,
 )
@@ -50,6 +50,28 @@ class OldField:
             return parse_string(value, self.max_length, self.bmp_only)
         return _OLD_PARSERS[self.type](value)
 
+
+
+_MONEY_RE = re.compile(r"-?([0-9]+)(?:\.([0-9]+))?")
+
+
+def parse_money(value: object) -> Decimal:
+    """The original's money parser as it was (track/fields/values.py at 51a75b9)."""
+    if type(value) is int:
+        text = str(value)
+    elif isinstance(value, str) and value.isascii():
+        text = value
+    else:
+        raise Invalid("must be a decimal number")
+    m = _MONEY_RE.fullmatch(text)
+    if not m:
+        raise Invalid("must be a decimal number like 12 or 12.3456")
+    whole, fraction = m.group(1), m.group(2) or ""
+    if len(fraction) > 4:
+        raise Invalid("must have at most 4 digits after the decimal point")
+    if len(whole.lstrip("0")) > 15:
+        raise Invalid("must have at most 15 digits before the decimal point")
+    return Decimal(text).quantize(Decimal("0.0001"))
 
 _OLD_PARSERS: dict[str, Callable[[object], Any]] = {
     "messageid": parse_message_id, "int": parse_int, "bool": parse_bool, "money": parse_money,

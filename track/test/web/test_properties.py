@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from track.fields.checks import parse_money
 from track.fields.kinds import KINDS, InvalidEvent, parse_event
 from track.fields.values import (
     INT32_MAX,
@@ -22,7 +23,6 @@ from track.fields.values import (
     Invalid,
     parse_bool,
     parse_int,
-    parse_money,
     parse_region,
     parse_string,
 )
