@@ -11,6 +11,26 @@ from track.fields.compile import compile_kinds
 from track.fields.event import Kind
 
 BIG = 9007199254740991  # past 32 bits: a bigint column
+# The issue's example file, exactly: one kind with six properties.
+ISSUE_EXAMPLE: dict[str, Any] = {
+    "kinds": {
+        "level_up": {
+            "table": "LevelUpEvent",
+            "schema": {
+                "type": "object",
+                "required": ["PlayerID", "Level"],
+                "properties": {
+                    "PlayerID": {"type": "integer"},
+                    "Level": {"type": "integer", "minimum": 1, "maximum": 100},
+                    "Class": {"type": "string", "enum": ["warrior", "mage", "rogue"]},
+                    "Zone": {"type": "string", "maxLength": 64},
+                    "Reward": {"type": "number", "multipleOf": 0.0001},
+                    "Hardcore": {"type": "boolean"},
+                },
+            },
+        }
+    }
+}
 LEVEL_UP: dict[str, Any] = {
     "kinds": {
         "level_up": {

@@ -13,26 +13,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from track.events.declared import DATE_TIME, INTEGER, NUMBER, STRING
 from track.events.files import original_kinds, original_text, served_kinds
 from track.events.subset import EventsFileError, camel_table, read_kinds
+from track.test.events.example import ISSUE_EXAMPLE
 
-LEVEL_UP: dict[str, Any] = {
-    "kinds": {
-        "level_up": {
-            "table": "LevelUpEvent",
-            "schema": {
-                "type": "object",
-                "required": ["PlayerID", "Level"],
-                "properties": {
-                    "PlayerID": {"type": "integer"},
-                    "Level": {"type": "integer", "minimum": 1, "maximum": 100},
-                    "Class": {"type": "string", "enum": ["warrior", "mage", "rogue"]},
-                    "Zone": {"type": "string", "maxLength": 64},
-                    "Reward": {"type": "number", "multipleOf": 0.0001},
-                    "Hardcore": {"type": "boolean"},
-                },
-            },
-        }
-    }
-}
+LEVEL_UP = ISSUE_EXAMPLE
 
 
 def one_kind(properties: dict[str, Any], required: tuple[str, ...] = (), **kind: object) -> dict[str, Any]:

@@ -20,21 +20,17 @@ from track.storage.evolve.columns import table_columns
 from track.storage.evolve.ddl import TableDDL, literal
 from track.storage.evolve.frozen import as_real, pending
 from track.storage.evolve.real import RealTable
+from track.test.events.example import ISSUE_EXAMPLE
 
 MYSQL: Dialect = dialect_for(parse_dsn("mysql://localhost/track"))
 SQLITE: Dialect = dialect_for(parse_dsn("sqlite:///track.sqlite3"))
 
+_ISSUE_KIND = ISSUE_EXAMPLE["kinds"]["level_up"]
+# The issue's kind, with a pattern property besides.
 LEVEL_UP: dict[str, Any] = {"table": "LevelUpEvent", "schema": {
-    "type": "object", "required": ["PlayerID", "Level"],
-    "properties": {
-        "PlayerID": {"type": "integer"},
-        "Level": {"type": "integer", "minimum": 1, "maximum": 100},
-        "Class": {"type": "string", "enum": ["warrior", "mage", "rogue"]},
-        "Zone": {"type": "string", "maxLength": 64},
-        "Reward": {"type": "number", "multipleOf": 0.0001},
-        "Hardcore": {"type": "boolean"},
-        "Nick": {"type": "string", "maxLength": 16, "pattern": "^[a-z]+$"},
-    }}}
+    **_ISSUE_KIND["schema"],
+    "properties": {**_ISSUE_KIND["schema"]["properties"],
+                   "Nick": {"type": "string", "maxLength": 16, "pattern": "^[a-z]+$"}}}}
 
 
 def declared(body: dict[str, Any], name: str = "level_up") -> dict[str, DeclaredKind]:

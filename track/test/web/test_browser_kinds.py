@@ -19,22 +19,12 @@ from twisted.trial.unittest import TestCase
 from track.fields.kinds import KINDS
 from track.test.admin.test_page_browser import WAIT_FOR_TEXT
 from track.test.browser import Chromium
+from track.test.events.example import ISSUE_EXAMPLE
 from track.test.support import MYSQL_SKIP, TABLES, admin_port, client_pool, execute, reset_mysql, serve
 from track.test.web.test_browser_tracker import QUEUES, serve_pages
 
 # The issue's example: a kind of the collector's --events file.
-EVENTS_FILE = {"kinds": {"level_up": {"schema": {
-    "type": "object",
-    "required": ["PlayerID", "Level"],
-    "properties": {
-        "PlayerID": {"type": "integer"},
-        "Level": {"type": "integer", "minimum": 1, "maximum": 100},
-        "Class": {"type": "string", "enum": ["warrior", "mage", "rogue"]},
-        "Zone": {"type": "string", "maxLength": 64},
-        "Reward": {"type": "number", "multipleOf": 0.0001},
-        "Hardcore": {"type": "boolean"},
-    },
-}}}}
+EVENTS_FILE = ISSUE_EXAMPLE
 LEVEL_UP_COLUMNS = "PlayerID, Level, Class, Zone, Reward, Hardcore, MessageID"
 # The site's queues in localStorage, once there is one (or after 10 s: none).
 WAIT_FOR_QUEUES = """
