@@ -74,20 +74,20 @@ def decimal_parser(places: int = 4, low: Decimal | int | None = None, high: Deci
     high_d = Decimal(high) if high is not None else None
 
     def parse_decimal(value: object) -> Decimal:
-        if _is_int(value):
-            text = str(value)
-        elif isinstance(value, str) and value.isascii():
+        if isinstance(value, str) and value.isascii():  # text, or a JSONNumber's
             text = value
+        elif _is_int(value):
+            text = str(value)
         else:
             raise Invalid("must be a decimal number")
         m = _MONEY_RE.fullmatch(text)
         if not m:
             raise Invalid(f"must be a decimal number like 12 or {example}" if places
                           else "must be a decimal number like 12")
-        whole, fraction = m.group(1), m.group(2) or ""
-        if len(fraction) > places:
+        whole, fraction = m.groups()
+        if fraction is not None and len(fraction) > places:
             raise Invalid(too_fine)
-        if len(whole.lstrip("0")) > whole_digits:
+        if len(whole) > whole_digits and len(whole.lstrip("0")) > whole_digits:
             raise Invalid(too_large)
         number = Decimal(text).quantize(quantum)
         if out_of_bounds and ((low_d is not None and number < low_d) or (high_d is not None and number > high_d)):

@@ -60,6 +60,8 @@ def parse_string(value: object, max_length: int, bmp_only: bool = False) -> str:
 def parse_int(value: object, low: int = INT32_MIN, high: int = INT32_MAX) -> int:
     if _is_int(value):
         number = value
+    elif type(value) is str and value.isascii() and value.isdigit() and len(value) <= 20:
+        number = int(value)  # plain ASCII digits, as a form sends them: no regex
     elif type(value) is str and value.isascii() and _INT_RE.fullmatch(value):
         digits = value.lstrip("-").lstrip("0") or "0"
         if len(digits) > 20:  # far out of range, and int() refuses 4300+ digits

@@ -105,11 +105,12 @@ class Answers:
         self._script = StaticScript()
         self.rate_limiter = rate_limiter  # None: --rate-limit off, and no cost
         self._openapi = b""
-        self.kinds.subscribe(self._document)
-        self._document(self.kinds)
+        self.kinds.subscribe(self._kinds_changed)
+        self._kinds_changed(self.kinds)
 
-    def _document(self, kinds: Mapping[str, Kind]) -> None:
-        """(Re)build the OpenAPI document, as the field limits are now."""
+    def _kinds_changed(self, kinds: Mapping[str, Kind]) -> None:
+        """(Re)build the OpenAPI document, as the kinds and their field
+        limits are now."""
         self._openapi = json.dumps(openapi_document(
             kinds, API_PREFIX, self.max_body, self.max_batch, self.max_batch_body), indent=1).encode()
 

@@ -27,7 +27,6 @@ from track.fields.values import (
     Invalid,
     JSONNumber,
     parse_bool,
-    parse_int,
     parse_message_id,
     parse_region,
     parse_string,
@@ -72,6 +71,25 @@ def parse_money(value: object) -> Decimal:
     if len(whole.lstrip("0")) > 15:
         raise Invalid("must have at most 15 digits before the decimal point")
     return Decimal(text).quantize(Decimal("0.0001"))
+
+_INT_RE = re.compile(r"-?[0-9]+")
+
+
+def parse_int(value: object, low: int = -(2**31), high: int = 2**31 - 1) -> int:
+    """The original's int parser as it was (track/fields/values.py at 51a75b9)."""
+    if type(value) is int:
+        number = value
+    elif type(value) is str and value.isascii() and _INT_RE.fullmatch(value):
+        digits = value.lstrip("-").lstrip("0") or "0"
+        if len(digits) > 20:
+            raise Invalid(f"must be an integer between {low} and {high}")
+        number = -int(digits) if value[0] == "-" else int(digits)
+    else:
+        raise Invalid("must be an integer")
+    if not low <= number <= high:
+        raise Invalid(f"must be an integer between {low} and {high}")
+    return number
+
 
 _OLD_PARSERS: dict[str, Callable[[object], Any]] = {
     "messageid": parse_message_id, "int": parse_int, "bool": parse_bool, "money": parse_money,
@@ -169,7 +187,9 @@ TEXT = st.one_of(
                      "\ud800", "a\x00b", "0", "1", "-1", "007", "2147483647", "2147483648", "-2147483648",
                      "-2147483649", "1.0", "1.5", "12.3456", "12.34567", "999999999999999.9999",
                      "1000000000000000", "1e3", "true", "True", "TRUE", "t", "T", "false", "F", "yes", "tRUE",
-                     " 1", "1 ", "+1", "NaN", "mine-1", "a:b.c_d-e", "has space", "x" * 65, "-0", "0" * 30 + "1"]),
+                     " 1", "1 ", "+1", "NaN", "mine-1", "a:b.c_d-e", "has space", "x" * 65, "-0", "0" * 30 + "1",
+                     "0" * 19 + "5", "9" * 20, "9" * 21, "\u0663", "\u00b2"]),
+    st.text(alphabet="0123456789-", min_size=1, max_size=24),
     st.text(max_size=70),
     st.text(alphabet="abcXYZ", min_size=1, max_size=20),
     st.from_regex(r"-?[0-9]{1,22}(\.[0-9]{1,6})?", fullmatch=True),

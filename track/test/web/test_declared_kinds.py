@@ -143,6 +143,25 @@ class DeclaredKindsTests(SynchronousTestCase):
         self.assertEqual(self.post("level_up/", GOOD)[0], 404)
         self.assertEqual(list(self.document()["paths"]), ["/api/1.0/track/user/", "/api/1.0/track/batch/"])
 
+    def test_every_kind_served_has_a_static_route(self) -> None:
+        """A path through the `<name>` converter costs about 2 us more a
+        request than a static one (a declared kind ran 6% slower than
+        session): every kind served, one a SIGHUP adds too, has its own."""
+        doc = {"kinds": {"quest_done": {"schema": {"properties": {"QuestID": {"type": "integer"}}}}}}
+        self.kinds.serve(level_up_kinds(self.mktemp(), doc))
+        urls = self.app.app.url_map.bind("")
+        for name in ("session", "purchase", "quest_done"):
+            for method in ("POST", "OPTIONS"):
+                with self.subTest(name=name, method=method):
+                    rule, args = urls.match(f"/api/1.0/track/{name}", method, return_rule=True)
+                    self.assertEqual((rule.rule, args), (f"/api/1.0/track/{name}/", {"name": name}))
+        rule, _ = urls.match("/api/1.0/track/never_declared/", "POST", return_rule=True)
+        self.assertEqual(rule.rule, "/api/1.0/track/<name>/")
+        self.assertEqual(self.post("quest_done", {"QuestID": 3, "MessageID": "q-3"}), (201, None))
+        self.assertEqual(self.db.rows["QuestDoneEvent"][0][:-1], (3, "q-3"))
+        self.kinds.serve(level_up_kinds(self.mktemp()))
+        self.assertEqual(self.post("quest_done/", {"QuestID": 4})[0], 404)  # routed still, served no more
+
     def document(self) -> Any:
         d = self.treq.get(f"{API}/openapi.json")
         self.treq.flush()
