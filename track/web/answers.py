@@ -25,6 +25,7 @@ from track.pipeline.batcher import Batcher
 from track.seams import NO_TAP, EventTap, Health
 from track.types import InternalError, Refused, Unavailable
 from track.web.bodies.batchbody import DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH_BODY
+from track.web.cachedbody import CachedBody
 from track.web.clients.anonymize import Addresses, Anonymizer
 from track.web.clients.clientip import Network
 from track.web.clients.cors import CORS
@@ -38,6 +39,9 @@ from track.web.suppress import Suppression, answer_suppressed
 
 API_PREFIX = "/api/1.0/track"
 RETRY_AFTER_SECONDS = 1
+# The document changes with the events file (SIGHUP) and the database's
+# columns: always revalidated, which its ETag makes a 304 while it is the same.
+OPENAPI_CACHE = b"no-cache"
 _EPOCH = datetime(1970, 1, 1)
 
 
@@ -104,15 +108,16 @@ class Answers:
         self.tap = tap  # with --admin-http, the live page's latest events (track.admin.recent.Recent)
         self._script = StaticScript()
         self.rate_limiter = rate_limiter  # None: --rate-limit off, and no cost
-        self._openapi = b""
+        self._openapi = CachedBody(b"", b"application/json", OPENAPI_CACHE)
         self.kinds.subscribe(self._kinds_changed)
         self._kinds_changed(self.kinds)
 
     def _kinds_changed(self, kinds: Mapping[str, Kind]) -> None:
         """(Re)build the OpenAPI document, as the kinds and their field
         limits are now."""
-        self._openapi = json.dumps(openapi_document(
-            kinds, API_PREFIX, self.max_body, self.max_batch, self.max_batch_body), indent=1).encode()
+        self._openapi = CachedBody(json.dumps(openapi_document(
+            kinds, API_PREFIX, self.max_body, self.max_batch, self.max_batch_body), indent=1).encode(),
+            b"application/json", OPENAPI_CACHE)
 
     def _now(self) -> datetime:
         """Receive time, naive UTC, for the Created column."""

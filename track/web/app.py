@@ -245,9 +245,7 @@ class TrackApp(Answers):
     @app.route(OPENAPI_PATH, methods=["GET"])
     def openapi(self, request: IRequest) -> bytes:
         self.cors.annotate(request)
-        request.setHeader(b"Content-Type", b"application/json")
-        request.setHeader(b"Content-Length", b"%d" % len(self._openapi))
-        return self._openapi
+        return self._openapi.render(request)
 
     @app.route(SCRIPT_PATH, methods=["GET"])
     def script(self, request: IRequest) -> bytes:

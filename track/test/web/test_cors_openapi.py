@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Sequence
 from typing import Any
 
+import treq
 from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.http_headers import Headers
 
 from track.fields.kinds import KINDS
+from track.fields.tables import KindTables
 from track.pipeline.batcher import Batcher
+from track.test.events.example import level_up_kinds
 from track.test.web.test_app import Database, HeaderDict, stub_treq
 from track.web.app import TrackApp
 from track.web.clients.cors import CORS
@@ -213,3 +218,52 @@ class OpenAPITests(SynchronousTestCase):
                          {"type": "integer", "minimum": -2**31, "maximum": 2**31 - 1})
         self.assertEqual(json_props["Region"]["pattern"], "^[A-Za-z]{2,16}$")
         self.assertEqual(json_props["Currency"]["maxLength"], 3)
+
+
+class OpenAPICachingTests(SynchronousTestCase):
+    """Every tab of track.js fetches the document (about 100 KB with a
+    declared kind or two): gzipped when asked, and a 304 while unchanged."""
+
+    def setUp(self) -> None:
+        clock = Clock()
+        self.kinds = KindTables(KINDS)
+        app = TrackApp(Batcher(Database().insert, clock), clock, self.kinds, cors=CORS(["https://game.example"]))
+        self.treq = stub_treq(app.resource())
+
+    def get(self, **headers: str) -> tuple[Any, bytes]:
+        """Through the agent, not treq's client, which asks for gzip itself
+        and hides that it did."""
+        d = self.treq.agent.request(b"GET", b"http://track.test/api/1.0/openapi.json",
+                                    Headers({k: [v] for k, v in headers.items()}))
+        self.treq.flush()
+        response = self.successResultOf(d)
+        return response, self.successResultOf(treq.content(response))
+
+    def test_gzip_etag_and_304(self) -> None:
+        response, plain = self.get(Origin="https://game.example")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(json.loads(plain)["paths"].keys(), {f"/api/1.0/track/{k}/" for k in [*KINDS, "batch"]})
+        self.assertEqual(response.headers.getRawHeaders("content-type"), ["application/json"])
+        self.assertEqual(response.headers.getRawHeaders("cache-control"), ["no-cache"])
+        self.assertEqual(response.headers.getRawHeaders("vary"), ["Origin, Accept-Encoding"])
+        self.assertEqual(response.headers.getRawHeaders("access-control-allow-origin"), ["https://game.example"])
+        (etag,) = response.headers.getRawHeaders("etag")
+        zipped, body = self.get(**{"Accept-Encoding": "gzip, deflate, br"})
+        self.assertEqual(zipped.headers.getRawHeaders("content-encoding"), ["gzip"])
+        self.assertEqual(gzip.decompress(body), plain)
+        self.assertLess(len(body), len(plain) / 5)
+        (zipped_etag,) = zipped.headers.getRawHeaders("etag")
+        self.assertEqual(zipped_etag, etag[:-1] + '-gzip"')
+        for tag in (etag, zipped_etag):
+            response, body = self.get(**{"If-None-Match": tag, "Accept-Encoding": "gzip"})
+            self.assertEqual((response.code, body), (304, b""))
+
+    def test_a_new_kind_is_a_new_document_and_tag(self) -> None:
+        """What a SIGHUP that declares a kind does: the old tag gets the new document."""
+        response, _ = self.get()
+        (etag,) = response.headers.getRawHeaders("etag")
+        self.kinds.serve(level_up_kinds(self.mktemp()))
+        response, body = self.get(**{"If-None-Match": etag})
+        self.assertEqual(response.code, 200)
+        self.assertIn("/api/1.0/track/level_up/", json.loads(body)["paths"])
+        self.assertNotEqual(response.headers.getRawHeaders("etag"), [etag])
