@@ -23,6 +23,7 @@ from track.admin.recent import Recent
 from track.admin.service import AdminService
 from track.admin.shared import SharedHealth, WorkerReport
 from track.admin.views import About, LocalView, SharedView
+from track.events.declared import DeclaredKind
 from track.events.files import served_kinds
 from track.fields.compile import compile_kinds
 from track.fields.eventtime import EventTime
@@ -149,22 +150,34 @@ def _track_service(config: Config, role: Standalone | Worker, reactor: Any, fitt
     # forget --suppress: read now (when the database is there) and every 10 s.
     suppression = Suppression(initial_suppression(dialect) if fitted is not None else frozenset())
 
+    # The declaration served now: the file as read at start, or by the last
+    # SIGHUP that was served.  The database, when it appears, is fitted to it.
+    current: list[Mapping[str, DeclaredKind]] = [declared]
+
+    def serve_reloaded(now: Mapping[str, DeclaredKind], tables: Mapping[str, Kind]) -> None:
+        current[0] = now
+        kinds.serve(tables)
+
     def database_appeared() -> Any:
-        d = deferToThreadPool(reactor, reactor.getThreadPool(), migrate_on_own_connection, dialect, declared)
+        now = current[0]
+        d = deferToThreadPool(reactor, reactor.getThreadPool(), migrate_on_own_connection, dialect, now)
 
         def fitted_now(prepared: Prepared) -> None:
             log_migrations(dsn, prepared)
-            kinds.refit(fit_served(served, prepared.kinds))  # its subscribers: the OpenAPI document, the saved limits
+            # Its subscribers: the OpenAPI document, the saved limits.
+            kinds.refit(fit_served(served if now is declared else compile_kinds(now), prepared.kinds))
 
         return d.addCallback(fitted_now).addErrback(breaking_once)
 
     def breaking_once(failure: Failure) -> Failure:
         """Said once, as an error: the writer keeps probing (and the spool
-        keeps acknowledging) until a SIGHUP or a restart serves kinds that fit."""
+        keeps acknowledging) until a SIGHUP or a restart serves kinds that fit
+        (the next probe then fits the database to them, and replays)."""
         if isinstance(failure.value, BreakingChanges) and not said:
             said.append(True)
             log.error("the database {dsn} is back, but the event kinds cannot be served on it: {e}; events stay "
-                      "in the spool", dsn=dsn.redacted(), e=failure.value)
+                      "in the spool until a file that fits is served: put it right and send SIGHUP", dsn=dsn.redacted(),
+                      e=failure.value)
         return failure
 
     said: list[bool] = []
@@ -196,7 +209,7 @@ def _track_service(config: Config, role: Standalone | Worker, reactor: Any, fitt
     recent = Recent(config.admin_keep) if admin is not None or (worker is not None and worker.feed) else None
     health: Health = ProcessHealth(writer)
     extra: list[Service] = [SuppressionRefresh(suppression, store, reactor),
-                            Reload(config.events, dsn, dialect, reactor, lambda: writer.up, kinds.serve)]
+                            Reload(config.events, dsn, dialect, reactor, lambda: writer.up, serve_reloaded)]
     if worker is not None:  # shut down when the parent is gone; report to its directory
         extra.append(ParentWatch(worker.parent, reactor))
         shared = SharedHealth(health, worker.state, worker.index, time.time())

@@ -6,6 +6,11 @@ pool's connections are not touched); then the new field tables replace the
 running ones, between two requests.  A file that does not parse, a breaking
 change, or a database that is away is refused with one log line, and the
 running kinds stay.
+
+While the writer counts the database as down, the comparison is tried all
+the same: the database may be back with kinds that do not fit it (a
+breaking change found when it appeared, the events waiting in the spool),
+and a SIGHUP with a file put right is what lets the writer go on.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 
+from track.events.declared import DeclaredKind
 from track.events.files import served_kinds
 from track.events.subset import EventsFileError
 from track.fields.event import Kind
@@ -37,7 +43,8 @@ class Reload(Service):
     a SIGHUP then checks the database and changes nothing else)."""
 
     def __init__(self, events: str | None, dsn: DSN, dialect: Dialect, reactor: Any,
-                 database_up: Callable[[], bool], serve: Callable[[Mapping[str, Kind]], None]) -> None:
+                 database_up: Callable[[], bool],
+                 serve: Callable[[Mapping[str, DeclaredKind], Mapping[str, Kind]], None]) -> None:
         self.events = events
         self.dsn = dsn
         self.dialect = dialect
@@ -74,25 +81,24 @@ class Reload(Service):
         except EventsFileError as e:
             log.error("SIGHUP: refused, the running kinds stay: {e}", e=e)
             return succeed(False)
-        if not self.database_up():
-            log.error("SIGHUP: refused, the running kinds stay: the database is unavailable, so {source} cannot "
-                      "be compared with it; send SIGHUP again once it is back", source=source)
-            return succeed(False)
         d: Deferred[Prepared] = deferToThreadPool(self.reactor, self.reactor.getThreadPool(),
                                                   migrate_on_own_connection, self.dialect, declared)
         self._reloading = d
-        served: Deferred[bool] = d.addCallback(self._applied)
-        return served.addErrback(self._refused).addBoth(self._done)
+        served: Deferred[bool] = d.addCallback(self._applied, declared)
+        return served.addErrback(self._refused, source).addBoth(self._done)
 
-    def _applied(self, prepared: Prepared) -> bool:
+    def _applied(self, prepared: Prepared, declared: Mapping[str, DeclaredKind]) -> bool:
         log_migrations(self.dsn, prepared)
-        self.serve(prepared.kinds)
+        self.serve(declared, prepared.kinds)
         log.info("SIGHUP: serving kinds {kinds}", kinds=", ".join(prepared.kinds))
         return True
 
-    def _refused(self, failure: Failure) -> bool:
+    def _refused(self, failure: Failure, source: str) -> bool:
         if isinstance(failure.value, BreakingChanges):
             log.error("SIGHUP: refused, the running kinds stay: {e}", e=failure.value)
+        elif not self.database_up():
+            log.error("SIGHUP: refused, the running kinds stay: the database is unavailable, so {source} cannot "
+                      "be compared with it; send SIGHUP again once it is back", source=source)
         else:
             message = failure.getErrorMessage()
             if self.dsn.password:

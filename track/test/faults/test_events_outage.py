@@ -3,7 +3,8 @@ track` and a private mariadbd: track starts from the spool with the file's
 kinds (validating against the saved column limits, never below what the
 file declares), applies the file's additive changes when the database
 appears, and replays the spooled events into the widened table.  A
-breaking change found then is said once, and the events stay spooled."""
+breaking change found then is said once, and the events stay spooled until
+a SIGHUP serves a file that fits."""
 
 from __future__ import annotations
 
@@ -103,9 +104,18 @@ class EventsOutageTests(faultcase.FaultCase):
         self.assertEqual((await self.health())["spool"]["events"], 1)
         self.assertEqual(self.db.execute(f"SELECT COUNT(*) FROM {TABLE}", database="track"), [(0,)])
 
-        session_file(events)  # put back: a SIGHUP cannot help while the database counts as down, a restart does
-        await self.stop_track()
-        await self.start_track("--events", events)
-        await wait_until(self.drained, "the spool to be replayed")
-        self.assertEqual(self.db.execute(f"SELECT MessageID FROM {TABLE}", database="track"), [("b-1",)])
+        code, _, content = await self.post("/api/1.0/track/session/",
+                                           f"{SESSION}&SessionID=short&MessageID=b-2".encode(), FORM)
+        self.assertEqual(code, 201, content)  # to the spool, as while the database was away
         self.assertEqual(proc.output.count(said), 1)  # said once, not at every probe
+        session_file(events)  # put right, and SIGHUP: no restart
+        self.assertTrue(proc.signal("HUP"))
+        await wait_until(self.drained, "the spool to be replayed")
+        self.assertEqual(self.db.execute(f"SELECT MessageID FROM {TABLE} ORDER BY MessageID", database="track"),
+                         [("b-1",), ("b-2",)])
+        self.assertIn(b"SIGHUP: serving kinds session", proc.output)
+        self.assertEqual(self.dead_letter_ids(), [])
+        code, _, content = await self.post("/api/1.0/track/session/",
+                                           f"{SESSION}&SessionID={'s' * 32}&MessageID=b-3".encode(), FORM)
+        self.assertEqual(code, 201, content)  # SessionID's 32 again, stored at once
+        self.assertEqual(self.db.execute(f"SELECT COUNT(*) FROM {TABLE}", database="track"), [(3,)])

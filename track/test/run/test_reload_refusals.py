@@ -1,5 +1,6 @@
-"""SIGHUP's refusals that need no database: a file that does not parse, or
-a database that is away, leave the running kinds as they are."""
+"""SIGHUP's refusals that need no database server: a file that does not
+parse, or a database that is away, leave the running kinds as they are;
+a database the writer counts as down but which is there is compared."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from zope.interface import implementer
 
 from track.run.reload import Reload
 from track.storage.dialect import dialect_for
+from track.storage.dsn import DSN, parse_dsn
+from track.test.mariadb import free_port
 from track.test.support import sqlite_dsn
 
 
@@ -29,9 +32,9 @@ class RefusalTests(TestCase):
         globalLogPublisher.addObserver(observe)
         self.addCleanup(globalLogPublisher.removeObserver, observe)
 
-    def reload(self, events: str | None, up: bool) -> Reload:
-        dsn = sqlite_dsn(self)
-        return Reload(events, dsn, dialect_for(dsn), reactor, lambda: up, self.served.append)
+    def reload(self, events: str | None, up: bool, dsn: DSN | None = None) -> Reload:
+        dsn = dsn or sqlite_dsn(self)
+        return Reload(events, dsn, dialect_for(dsn), reactor, lambda: up, lambda _, kinds: self.served.append(kinds))
 
     def test_a_file_that_does_not_parse_is_refused(self) -> None:
         path = os.path.abspath(self.mktemp())
@@ -43,11 +46,20 @@ class RefusalTests(TestCase):
                       "'minLength' is not supported (supported: $comment, default, description, examples, maximum, "
                       "minimum, title, type, x-track-message)", self.lines)
 
-    def test_a_database_that_is_away_is_refused(self) -> None:
-        self.assertIs(self.successResultOf(self.reload(None, up=False).reload()), False)
+    async def test_a_database_that_is_away_is_refused(self) -> None:
+        nothing_listens = parse_dsn(f"mysql://root@127.0.0.1:{free_port()}/track?connect_timeout=2")
+        self.assertIs(await self.reload(None, up=False, dsn=nothing_listens).reload(), False)
         self.assertEqual(self.served, [])
         self.assertIn("SIGHUP: refused, the running kinds stay: the database is unavailable, so the original kinds "
                       "cannot be compared with it; send SIGHUP again once it is back", self.lines)
+
+    async def test_a_file_that_fits_is_served_while_the_writer_counts_the_database_as_down(self) -> None:
+        """As after a breaking change found when the database appeared: it
+        is there, and a file put right is what lets the writer go on."""
+        served = await self.reload(None, up=False).reload()
+        self.assertIs(served, True)
+        (kinds,) = self.served
+        self.assertEqual(list(kinds), ["session", "user", "item", "purchase"])
 
     async def test_a_file_that_fits_is_served(self) -> None:
         served = await self.reload(None, up=True).reload()
