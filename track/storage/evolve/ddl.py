@@ -33,7 +33,7 @@ from track.storage.evolve.columns import (
     remote_ip_column,
     table_columns,
 )
-from track.storage.evolve.real import RealTable
+from track.storage.evolve.real import RealColumn, RealTable
 from track.types import Column
 
 
@@ -88,11 +88,11 @@ class TableDDL:
         for change in plan.changes:
             statements = rebuilds.pop(change.table.lower(), [])
             for action in change.actions:
-                statements += self.action(action)
+                statements += self.action(action, tables)
             out.append((change, statements))
         return out
 
-    def action(self, action: Action) -> list[str]:
+    def action(self, action: Action, tables: Mapping[str, RealTable]) -> list[str]:
         q = self.dialect.quote
         if isinstance(action, CreateTable):
             return self.create_table(action.kind)
@@ -110,8 +110,18 @@ class TableDDL:
             prop = action.prop
             default = self.literal(default_value(prop)) if prop.has_default else None
             column = Column(prop.name, action.type, nullable=action.null, default=default)
-            return [f"ALTER TABLE {q(action.table)} MODIFY COLUMN {self.dialect.column_ddl(column)}"]
+            real = tables[action.table.lower()].column(prop.name) if action.table.lower() in tables else None
+            return [f"ALTER TABLE {q(action.table)} MODIFY COLUMN {self.dialect.column_ddl(column)}{self.kept(real)}"]
         return []  # SQLite: a wider type needs nothing; NULL comes with the table's rebuild
+
+    def kept(self, real: RealColumn | None) -> str:
+        """MODIFY COLUMN restates a column whole: without these a hand-set
+        collation (say utf8mb4_bin, case-sensitive) would become the
+        table's, and a comment would be lost."""
+        if real is None:
+            return ""
+        sql = f" COLLATE {self.dialect.quote(real.collation)}" if real.collation else ""
+        return sql + (f" COMMENT {self.literal(real.comment)}" if real.comment else "")
 
     def create_table(self, kind: DeclaredKind) -> list[str]:
         q = self.dialect.quote

@@ -35,6 +35,10 @@ class RealColumn:
     fraction: int | None = None  # datetimes: digits of a second (None: any)
     default_sql: str | None = None  # SQLite: the DEFAULT as written, to rebuild a table with it
     primary_key: bool = False
+    # MySQL: what a MODIFY COLUMN must say again not to lose it: a collation
+    # other than the table's (None: the table's), a comment.
+    collation: str | None = None
+    comment: str = ""
 
 
 @dataclass(frozen=True)
@@ -53,8 +57,10 @@ class RealTable:
 
 
 def mysql_column(name: str, data_type: str, column_type: str, nullable: str, default: Any,
-                 char_length: Any, precision: Any, scale: Any, fraction: Any, extra: str) -> RealColumn:
-    """A row of information_schema.COLUMNS."""
+                 char_length: Any, precision: Any, scale: Any, fraction: Any, extra: str,
+                 collation: str | None = None, table_collation: str | None = None,
+                 comment: str | None = None) -> RealColumn:
+    """A row of information_schema.COLUMNS (and its table's collation)."""
     data_type = data_type.lower()
     holds: frozenset[str] = frozenset()
     values: dict[str, Any] = {}
@@ -77,7 +83,9 @@ def mysql_column(name: str, data_type: str, column_type: str, nullable: str, def
     # MariaDB writes a nullable column without a default as the text NULL;
     # MySQL as a NULL.  Either way, a NULL column may be left out.
     has_default = default is not None or "auto_increment" in (extra or "").lower()
-    return RealColumn(name, column_type, holds, is_nullable, has_default, **values)
+    own_collation = collation if collation and collation != table_collation else None
+    return RealColumn(name, column_type, holds, is_nullable, has_default, collation=own_collation,
+                      comment=comment or "", **values)
 
 
 def sqlite_affinity(declared: str) -> str:

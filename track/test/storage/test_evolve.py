@@ -329,6 +329,30 @@ class MySQLEvolveTests(EvolveMixin, TestCase):
         self.assertEqual(len([s for _, statements in steps for s in statements]), 4)  # the MessageIDs
 
 
+    def test_a_widened_column_keeps_its_own_collation_and_comment(self) -> None:
+        """MODIFY COLUMN restates a column whole: a DBA's case-sensitive
+        collation and comment on Zone survive its maxLength raised."""
+        self.start(self.events_file())
+        execute(self.dsn, "ALTER TABLE LevelUpEvent MODIFY COLUMN Zone varchar(64) COLLATE utf8mb4_bin NULL "
+                          "COMMENT 'the map''s zone, as the \\\\game\\\\ names it'")
+        later = copy.deepcopy(LEVEL_UP)
+        later["schema"]["properties"]["Zone"]["maxLength"] = 128
+        lines = logged(self)
+        self.start(self.events_file(later))
+        self.assertIn("ALTER TABLE `LevelUpEvent` MODIFY COLUMN `Zone` varchar(128) NULL COLLATE `utf8mb4_bin` "
+                      "COMMENT 'the map''s zone, as the \\\\game\\\\ names it'", "\n".join(lines))
+        self.assertEqual(self.rows("SELECT COLUMN_TYPE, COLLATION_NAME, COLUMN_COMMENT FROM information_schema.COLUMNS "
+                                   "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'LevelUpEvent' "
+                                   "AND COLUMN_NAME = 'Zone'"),
+                         [("varchar(128)", "utf8mb4_bin", "the map's zone, as the \\game\\ names it")])
+        # A column with the table's collation and no comment is restated as before.
+        later["schema"]["properties"]["Class"]["enum"].append("necromancer")
+        lines.clear()
+        self.start(self.events_file(later))
+        self.assertTrue(any(line.endswith("ALTER TABLE `LevelUpEvent` MODIFY COLUMN `Class` varchar(11) NULL")
+                            for line in lines), lines)
+
+
 class DocsTests(TestCase):
     """docs/events.md shows check's real output."""
 
