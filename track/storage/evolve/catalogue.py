@@ -66,4 +66,8 @@ def _sqlite_table(cursor: Any, table: str) -> RealTable | None:
     cursor.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL "
                    "ORDER BY name", (name,))
     indexes = tuple(row[0] for row in cursor.fetchall())
-    return RealTable(name, columns, autoincrement="AUTOINCREMENT" in (sql or "").upper(), indexes=indexes)
+    cursor.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ? AND sql IS NOT NULL "
+                   "ORDER BY name", (name,))
+    triggers = tuple(row[0] for row in cursor.fetchall())
+    return RealTable(name, columns, autoincrement="AUTOINCREMENT" in (sql or "").upper(), indexes=indexes,
+                     triggers=triggers)

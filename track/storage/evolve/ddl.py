@@ -153,7 +153,10 @@ class TableDDL:
 
 def sqlite_rebuild(table: RealTable, nullable: set[str]) -> list[str]:
     """A SQLite table made again with the columns `nullable` taking NULL,
-    its rows, key sequence and indexes kept."""
+    its rows, key sequence, indexes and triggers kept (DROP TABLE drops its
+    triggers).  The rename runs with legacy_alter_table: otherwise SQLite
+    checks every view as it renames, and a view naming the table, gone for
+    that moment, fails it ("error in view v: no such table")."""
     name, new = table.name, table.name + "__track_rebuild"
     columns = []
     for c in table.columns:
@@ -171,6 +174,9 @@ def sqlite_rebuild(table: RealTable, nullable: set[str]) -> list[str]:
         f'CREATE TABLE "{new}" ({", ".join(columns)})',
         f'INSERT INTO "{new}" ({names}) SELECT {names} FROM "{name}"',
         f'DROP TABLE "{name}"',
+        "PRAGMA legacy_alter_table = ON",
         f'ALTER TABLE "{new}" RENAME TO "{name}"',
+        "PRAGMA legacy_alter_table = OFF",
         *table.indexes,
+        *table.triggers,
     ]

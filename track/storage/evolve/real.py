@@ -49,6 +49,7 @@ class RealTable:
     columns: tuple[RealColumn, ...]
     autoincrement: bool = False  # SQLite: EventID INTEGER PRIMARY KEY AUTOINCREMENT
     indexes: tuple[str, ...] = field(default=())  # SQLite: CREATE INDEX statements to make again
+    triggers: tuple[str, ...] = field(default=())  # SQLite: CREATE TRIGGER statements on it, to make again
 
     def column(self, name: str) -> RealColumn | None:
         """The column of that name (as the database compares names: without case)."""

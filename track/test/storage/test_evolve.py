@@ -300,6 +300,24 @@ class SQLiteEvolveTests(EvolveMixin, TestCase):
         self.assertEqual(self.rows("SELECT EventID, PlayerID, Level, MessageID FROM LevelUpEvent ORDER BY EventID"),
                          [(1, 7, 42, "m-1"), (2, 8, None, "m-2")])  # m-1 again: stored once
 
+    async def test_a_rebuilt_table_keeps_its_triggers_and_the_views_on_it(self) -> None:
+        """A user's view over the table, and a trigger on it, both still
+        work after the rebuild (the view used to fail the start)."""
+        kinds = self.start(self.events_file())
+        await self.insert_level_up(kinds)
+        execute(self.dsn, "CREATE VIEW HighLevels AS SELECT PlayerID, Level FROM LevelUpEvent WHERE Level > 10",
+                "CREATE TABLE Audit (PlayerID INTEGER)",
+                "CREATE TRIGGER LevelUpAudit AFTER INSERT ON LevelUpEvent BEGIN "
+                "INSERT INTO Audit (PlayerID) VALUES (new.PlayerID); END")
+        later = copy.deepcopy(LEVEL_UP)
+        later["schema"]["required"].remove("Level")
+        kinds = self.start(self.events_file(later))
+        await self.store(kinds["level_up"], {"PlayerID": "8", "MessageID": "m-2"},
+                         {"PlayerID": "9", "Level": "50", "MessageID": "m-3"})
+        self.assertEqual(self.rows("SELECT PlayerID, Level FROM HighLevels ORDER BY PlayerID"), [(7, 42), (9, 50)])
+        self.assertEqual(self.rows("SELECT PlayerID FROM Audit ORDER BY PlayerID"), [(8,), (9,)])
+        self.assertEqual(self.rows("PRAGMA integrity_check"), [("ok",)])
+
 
 class MySQLEvolveTests(EvolveMixin, TestCase):
     skip = MYSQL_SKIP

@@ -200,7 +200,9 @@ class AdditiveTests(EvolveCase):
             '"Hardcore", "Nick", "MessageID", "Created") SELECT "EventID", "PlayerID", "Level", "Class", "Zone", '
             '"Reward", "Hardcore", "Nick", "MessageID", "Created" FROM "LevelUpEvent"',
             'DROP TABLE "LevelUpEvent"',
-            'ALTER TABLE "LevelUpEvent__track_rebuild" RENAME TO "LevelUpEvent"'])
+            "PRAGMA legacy_alter_table = ON",
+            'ALTER TABLE "LevelUpEvent__track_rebuild" RENAME TO "LevelUpEvent"',
+            "PRAGMA legacy_alter_table = OFF"])
 
     def test_rules_that_live_only_in_validation_need_no_ddl(self) -> None:
         self.assertEqual(self.additive(lambda s: s["properties"]["Nick"].pop("pattern")),
