@@ -44,6 +44,7 @@ from track.admin.shared import remove_worker
 from track.logs import Logger
 from track.metrics import MULTIPROC_ENV
 from track.run.config import Config, Worker, metrics_directory, worker_args
+from track.run.leftovers import QUIET_SECONDS, state_prefix, sweep
 from track.run.listen import server_endpoint
 from track.run.secrets import DSN_ENV, WORKER_DSN_FD, pipe_holding
 from track.run.service import ListenError
@@ -163,7 +164,7 @@ class WorkerPool(Service):
         self.feed = feed  # the admin page is on: workers keep their latest events
         # Named now (the admin listener reads it), made in startService: after
         # twistd has dropped privileges (--uid), so the workers can write in it.
-        self.state = tempfile.mkdtemp(prefix="track-workers-")
+        self.state = tempfile.mkdtemp(prefix=state_prefix())
         os.rmdir(self.state)
         self.metrics_dir = metrics_directory(self.state)
         self.description = config.endpoint
@@ -192,6 +193,8 @@ class WorkerPool(Service):
 
     def startService(self) -> None:
         os.mkdir(self.state, 0o700)  # fails if anything took the name meanwhile
+        # Those of parents killed before they could remove theirs.
+        sweep(os.path.dirname(self.state), max(QUIET_SECONDS, 2 * (self.shutdown_timeout + 10)))
         os.mkdir(self.metrics_dir)
         super().startService()  # type: ignore[no-untyped-call]
         for index in range(self.count):
