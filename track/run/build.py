@@ -10,12 +10,10 @@ the workers' shared files when --admin-http is on.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from typing import Any, overload
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.threads import deferToThreadPool
-from twisted.python.failure import Failure
 
 from track import __version__
 from track.admin.health import ProcessHealth
@@ -23,11 +21,9 @@ from track.admin.recent import Recent
 from track.admin.service import AdminService
 from track.admin.shared import SharedHealth, WorkerReport
 from track.admin.views import About, LocalView, SharedView
-from track.events.declared import DeclaredKind
 from track.events.files import served_kinds
 from track.fields.compile import compile_kinds
 from track.fields.eventtime import EventTime
-from track.fields.kinds import Kind
 from track.fields.tables import KindTables
 from track.logs import Logger
 from track.metrics import Metrics
@@ -35,6 +31,7 @@ from track.pipeline.batcher import Batcher
 from track.pipeline.writer import Writer
 from track.run.accepting import default_max_connections
 from track.run.config import Config, Parent, Standalone, Worker
+from track.run.declaration import Declaration, fit_served
 from track.run.orphan import ParentWatch
 from track.run.reload import Reload
 from track.run.service import TrackService
@@ -44,8 +41,7 @@ from track.spool import Spool
 from track.spool.lock import DirectoryLock
 from track.storage.dialect import dialect_for
 from track.storage.dsn import DSN
-from track.storage.evolve.apply import BreakingChanges
-from track.storage.prepare import Prepared, load_limits, log_migrations, migrate_on_own_connection, save_limits
+from track.storage.prepare import load_limits, migrate_on_own_connection, save_limits
 from track.storage.store import Store
 from track.web.app import TrackApp, is_batch_path
 from track.web.clients.anonymize import Anonymizer
@@ -64,20 +60,6 @@ def outage_wait(seconds: float, dsn: DSN) -> float:
     if seconds and len(dsn.hosts) > 1:
         return max(seconds, dsn.timeouts.failover)
     return seconds
-
-
-def fit_served(served: Mapping[str, Kind], fitted: Mapping[str, Kind]) -> dict[str, Kind]:
-    """The served kinds, each with the string limits the database's columns
-    have, where `fitted` (the storage layer's reading of them) knows that
-    kind in that table; else as declared."""
-    tables = {}
-    for name, kind in served.items():
-        seen = fitted.get(name)
-        if seen is not None and seen.table == kind.table:
-            kind = kind.with_string_limits({f.name: (f.max_length, f.bmp_only) for f in seen.fields
-                                            if f.type == "string"})
-        tables[name] = kind
-    return tables
 
 
 @overload
@@ -150,44 +132,15 @@ def _track_service(config: Config, role: Standalone | Worker, reactor: Any, fitt
     # forget --suppress: read now (when the database is there) and every 10 s.
     suppression = Suppression(initial_suppression(dialect) if fitted is not None else frozenset())
 
-    # The declaration served now: the file as read at start, or by the last
-    # SIGHUP that was served.  The database, when it appears, is fitted to it.
-    current: list[Mapping[str, DeclaredKind]] = [declared]
-
-    def serve_reloaded(now: Mapping[str, DeclaredKind], tables: Mapping[str, Kind]) -> None:
-        current[0] = now
-        kinds.serve(tables)
-
-    def database_appeared() -> Any:
-        now = current[0]
-        d = deferToThreadPool(reactor, reactor.getThreadPool(), migrate_on_own_connection, dialect, now)
-
-        def fitted_now(prepared: Prepared) -> None:
-            log_migrations(dsn, prepared)
-            # Its subscribers: the OpenAPI document, the saved limits.
-            kinds.refit(fit_served(served if now is declared else compile_kinds(now), prepared.kinds))
-
-        return d.addCallback(fitted_now).addErrback(breaking_once)
-
-    def breaking_once(failure: Failure) -> Failure:
-        """Said once, as an error: the writer keeps probing (and the spool
-        keeps acknowledging) until a SIGHUP or a restart serves kinds that fit
-        (the next probe then fits the database to them, and replays)."""
-        if isinstance(failure.value, BreakingChanges) and not said:
-            said.append(True)
-            log.error("the database {dsn} is back, but the event kinds cannot be served on it: {e}; events stay "
-                      "in the spool until a file that fits is served: put it right and send SIGHUP", dsn=dsn.redacted(),
-                      e=failure.value)
-        return failure
-
-    said: list[bool] = []
+    declaration = Declaration(declared, served, kinds, dsn, lambda now: deferToThreadPool(
+        reactor, reactor.getThreadPool(), migrate_on_own_connection, dialect, now))
     writer = Writer(
         store,
         spool,
         reactor,
         kinds,
         database_up=fitted is not None,
-        on_up=None if fitted is not None else database_appeared,
+        on_up=None if fitted is not None else declaration.database_appeared,
         outage_wait=outage_wait(config.outage_wait, dsn),
     )
     worker = role if isinstance(role, Worker) else None
@@ -209,7 +162,7 @@ def _track_service(config: Config, role: Standalone | Worker, reactor: Any, fitt
     recent = Recent(config.admin_keep) if admin is not None or (worker is not None and worker.feed) else None
     health: Health = ProcessHealth(writer)
     extra: list[Service] = [SuppressionRefresh(suppression, store, reactor),
-                            Reload(config.events, dsn, dialect, reactor, lambda: writer.up, serve_reloaded)]
+                            Reload(config.events, dsn, dialect, reactor, declaration.serve)]
     if worker is not None:  # shut down when the parent is gone; report to its directory
         extra.append(ParentWatch(worker.parent, reactor))
         shared = SharedHealth(health, worker.state, worker.index, time.time())

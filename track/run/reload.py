@@ -34,6 +34,7 @@ from track.storage.dialect import Dialect
 from track.storage.dsn import DSN
 from track.storage.evolve.apply import BreakingChanges
 from track.storage.prepare import Prepared, log_migrations, migrate_on_own_connection
+from track.types import Verdict
 
 log = Logger(namespace="track")
 
@@ -43,13 +44,11 @@ class Reload(Service):
     a SIGHUP then checks the database and changes nothing else)."""
 
     def __init__(self, events: str | None, dsn: DSN, dialect: Dialect, reactor: Any,
-                 database_up: Callable[[], bool],
                  serve: Callable[[Mapping[str, DeclaredKind], Mapping[str, Kind]], None]) -> None:
         self.events = events
         self.dsn = dsn
         self.dialect = dialect
         self.reactor = reactor
-        self.database_up = database_up
         self.serve = serve
         self._reloading: Deferred[Prepared] | None = None
         self._again = False
@@ -96,13 +95,17 @@ class Reload(Service):
     def _refused(self, failure: Failure, source: str) -> bool:
         if isinstance(failure.value, BreakingChanges):
             log.error("SIGHUP: refused, the running kinds stay: {e}", e=failure.value)
-        elif not self.database_up():
+            return False
+        message = failure.getErrorMessage()
+        if self.dsn.password:
+            message = message.replace(self.dsn.password, "***")
+        # Told by the failure itself: after a breaking change found on the
+        # database's return, the writer counts it as down while it is there.
+        if isinstance(failure.value, Exception) and self.dialect.classify(failure.value) is Verdict.OUTAGE:
             log.error("SIGHUP: refused, the running kinds stay: the database is unavailable, so {source} cannot "
-                      "be compared with it; send SIGHUP again once it is back", source=source)
+                      "be compared with it; send SIGHUP again once it is back ({dsn}: {e})",
+                      source=source, dsn=self.dsn.redacted(), e=message)
         else:
-            message = failure.getErrorMessage()
-            if self.dsn.password:
-                message = message.replace(self.dsn.password, "***")
             log.error("SIGHUP: refused, the running kinds stay: {dsn}: {e}", dsn=self.dsn.redacted(), e=message)
         return False
 

@@ -27,6 +27,7 @@ MODULES = (
     "track.test.pipeline.test_replay",
     "track.test.pipeline.test_replay_gone",
     "track.test.pipeline.test_writer",
+    "track.test.run.test_declaration",
     "track.test.run.test_leftovers",
     "track.test.run.test_options",
     "track.test.run.test_reload_refusals",
