@@ -13,6 +13,7 @@ every test; the instances are started per test.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -92,6 +93,7 @@ class GaleraTests(TestCase):
         another, so that the first one creates the tables."""
         bases = []
         self.admin: dict[str, str] = {}
+        self.procs: dict[str, TwistdTrack] = {}
         for i in range(len(self.cluster.nodes)):
             cwd = os.path.abspath(self.mktemp())
             os.makedirs(cwd)
@@ -100,6 +102,7 @@ class GaleraTests(TestCase):
             self.addCleanup(self._keep_log, proc, cwd)
             self.addCleanup(proc.stop)
             bases.append(await proc.ready)
+            self.procs[bases[-1]] = proc
             # /healthz with every detail (hosts) is the admin listener's.
             self.admin[bases[-1]] = await proc.admin()
         return bases
@@ -141,10 +144,25 @@ class GaleraTests(TestCase):
         for load in loads:
             acked = load.acked
             self.assertGreater(len(acked), WARM)
-            self.assertEqual([m for m in acked if stored.get(m) != 1], [], f"{load.base}: 201s not stored once")
+            missing = [m for m in acked if stored.get(m) != 1]
+            if missing:  # the evidence, for a failure seen once in CI and not reproduced since
+                self.fail(f"{load.base}: 201s not stored once: {[(m, stored.get(m, 0)) for m in missing]}\n"
+                          + await self.post_mortem(missing))
             failed = load.failed
             self.assertLessEqual(len(failed), MOST_NOT_201 * len(load.answers),
                                  f"{load.base}: {len(failed)} of {len(load.answers)} not 201: {failed[:10]}")
+
+    async def post_mortem(self, missing: Sequence[str]) -> str:
+        """Each instance's spool and dead letters, and its log lines that
+        are not INFO (or that name a missing MessageID)."""
+        out = []
+        for base, proc in self.procs.items():
+            health = await get_health(self.admin[base], self.pool)
+            out.append(f"== {base}: {json.dumps(health)[:800]}")
+            for line in proc.output.decode("utf-8", "replace").splitlines():
+                if "#info]" not in line or any(m in line for m in missing):
+                    out.append(line[:400])
+        return "\n".join(out[-200:])
 
     async def test_one_message_id_through_three_nodes_is_stored_once(self) -> None:
         """The same MessageID posted to the three instances at once (so to the
