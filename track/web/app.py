@@ -93,6 +93,10 @@ class TrackApp(Answers):
     # Each per-kind route has its own endpoint, so there is never another URL
     # to redirect to; skip werkzeug's per-request search for one.
     app.url_map.redirect_defaults = False
+    # Nor merge `//` into `/` by a redirect, which Klein would let through as
+    # a 500 with a traceback in the log (any client could fill the log): no
+    # such path, a 404.
+    app.url_map.merge_slashes = False
 
     def resource(self) -> Any:
         return CaseSensitiveMethods(self.app, self)

@@ -105,6 +105,10 @@ class DeclaredKindsTests(SynchronousTestCase):
                 code, content = self.request(method, path, b"{}")
                 self.assertEqual(code, 404)
                 self.assertEqual(json.loads(content), {"error": "not found", "endpoints": endpoints})
+        for path in ("/level_up/", "/session/"):  # a doubled slash: no such path, never a 500
+            with self.subTest(path=path):
+                code, content = self.request("POST", path, b"{}")
+                self.assertEqual((code, json.loads(content)), (404, {"error": "not found", "endpoints": endpoints}))
         self.assertEqual(self.request("GET", "level_up/")[0], 405)
         self.assertEqual(self.request("OPTIONS", "level_up/")[0], 204)
 
