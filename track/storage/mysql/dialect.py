@@ -13,6 +13,7 @@ from typing import Any
 
 import pymysql
 
+from track.logs import Logger
 from track.storage.ddl import column_names, null_default
 from track.storage.dsn import DSN
 from track.storage.mysql.errors import (
@@ -26,6 +27,9 @@ from track.storage.mysql.errors import (
 )
 from track.storage.sqlliterals import values_sql
 from track.types import Column, Refusal, Row, Statement, Verdict
+
+log = Logger(namespace="track")
+MIGRATION_LOCK = "track_schema_migration"
 
 # Session settings for every MySQL connection: refuse bad data instead of
 # truncating it, and read/write TIMESTAMP columns in UTC.
@@ -259,13 +263,26 @@ class MySQLDialect:
     def rollback(self, conn: Any) -> None:
         conn.rollback_transaction()
 
+    lock_wait_seconds = 60  # each GET_LOCK's wait: within the migration connection's read timeout
+
     def lock(self, cursor: Any) -> None:
-        # Two instances starting together must not migrate at the same time.
-        cursor.execute("SELECT GET_LOCK('track_schema_migration', 60)")
-        cursor.fetchall()
+        """Two instances starting together must not migrate at the same
+        time: wait for the other's migration (an ALTER TABLE of a big table
+        may take minutes) as long as it runs, never past it."""
+        waited = 0
+        while True:
+            cursor.execute(f"SELECT GET_LOCK('{MIGRATION_LOCK}', {self.lock_wait_seconds})")
+            (got,) = cursor.fetchone()
+            if got == 1:
+                return
+            if got is None:  # an error in GET_LOCK itself (killed)
+                raise pymysql.err.OperationalError(1927, f"GET_LOCK('{MIGRATION_LOCK}') failed")
+            waited += self.lock_wait_seconds
+            log.info("waiting for another instance's schema migration (it has held the lock "
+                     "'{lock}' for {s} s and more)", lock=MIGRATION_LOCK, s=waited)
 
     def unlock(self, cursor: Any) -> None:
-        cursor.execute("SELECT RELEASE_LOCK('track_schema_migration')")
+        cursor.execute(f"SELECT RELEASE_LOCK('{MIGRATION_LOCK}')")
         cursor.fetchall()
 
 
