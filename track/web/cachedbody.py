@@ -15,20 +15,26 @@ from twisted.web.iweb import IRequest
 
 
 def accepts_gzip(header: bytes | None) -> bool:
-    """Accept-Encoding names gzip (or *) without q=0."""
+    """Accept-Encoding takes gzip: named (gzip or x-gzip) with q above 0,
+    or not named and `*` with q above 0 (RFC 9110 section 12.5.3)."""
     if not header:
         return False
+    weights: dict[bytes, float] = {}
     for item in header.lower().split(b","):
         coding, _, params = item.partition(b";")
-        if coding.strip() in (b"gzip", b"x-gzip", b"*"):
-            q = params.strip()
-            if q.startswith(b"q="):
+        q = 1.0
+        for param in params.split(b";"):
+            name, _, value = param.strip().partition(b"=")
+            if name == b"q":
                 try:
-                    return float(q[2:]) > 0
+                    q = float(value)
                 except ValueError:
-                    return False
-            return True
-    return False
+                    q = 0.0
+        weights.setdefault(coding.strip(), q)
+    for name in (b"gzip", b"x-gzip"):
+        if name in weights:
+            return weights[name] > 0
+    return weights.get(b"*", 0.0) > 0
 
 
 class CachedBody:

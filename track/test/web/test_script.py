@@ -82,7 +82,7 @@ class GzipTests(SynchronousTestCase):
 
     def test_gzip_when_asked(self) -> None:
         plain = resources.files("track.web").joinpath("static", "track.js").read_bytes()
-        for accept in ("gzip", "br, gzip;q=0.5", "deflate, *"):
+        for accept in ("gzip", "br, gzip;q=0.5", "deflate, *", "*;q=0, gzip", "x-gzip", "GZIP;Q=1"):
             with self.subTest(accept=accept):
                 request, body = self.render(accept)
                 self.assertEqual(self.header(request, b"content-encoding"), b"gzip")
@@ -90,7 +90,7 @@ class GzipTests(SynchronousTestCase):
                 self.assertLess(len(body), len(plain) / 2)
                 self.assertEqual(self.header(request, b"content-length"), b"%d" % len(body))
                 self.assertEqual(self.header(request, b"vary"), b"Accept-Encoding")
-        for refused in (None, "identity", "gzip;q=0", "br"):
+        for refused in (None, "identity", "gzip;q=0", "br", "gzip;q=0, *", "*;q=0", "gzip;q=zero"):
             with self.subTest(accept=refused):
                 request, body = self.render(refused)
                 self.assertIsNone(self.header(request, b"content-encoding"))
