@@ -108,13 +108,20 @@ class TrackApp(Answers):
 
     def unrecognized_method(self, request: IRequest) -> Any:
         """What an unknown method gets: 405 with the path's Allow, or 404."""
+        valid = self._allowed(request, with_path=True)
+        if not valid:
+            return self._not_found(request)
+        return self.method_not_allowed(request, Failure(MethodNotAllowed(valid_methods=valid)))
+
+    def _allowed(self, request: IRequest, with_path: bool) -> list[str]:
+        """The methods the path takes; the trailing slash is optional on
+        every route, for this answer too (`with_path`: also as sent)."""
         path = request.path.decode("utf-8", "replace")
         urls = self.app.url_map.bind("")
-        # The trailing slash is optional on every route, for this answer too.
-        valid = list(urls.allowed_methods(path) or (urls.allowed_methods(path + "/") if path[-1:] != "/" else []))
-        if not valid:
-            return self.not_found(request, Failure(NotFound()))
-        return self.method_not_allowed(request, Failure(MethodNotAllowed(valid_methods=valid)))
+        valid = list(urls.allowed_methods(path)) if with_path else []
+        if not valid and path[-1:] != "/":
+            valid = list(urls.allowed_methods(path + "/"))
+        return valid
 
     @per_kind(app, ["POST"])
     def track(self, request: IRequest, name: str) -> Any:
@@ -279,6 +286,14 @@ class TrackApp(Answers):
 
     @app.handle_errors(NotFound)
     def not_found(self, request: IRequest, failure: Failure) -> bytes:
+        # werkzeug finds a slash-less path's route only for a method it
+        # takes: another method (HEAD, DELETE) is a 405 there, as with the slash.
+        if failure.check(NotFound) and (valid := self._allowed(request, with_path=False)):
+            answer: bytes = self.method_not_allowed(request, Failure(MethodNotAllowed(valid_methods=valid)))
+            return answer
+        return self._not_found(request)
+
+    def _not_found(self, request: IRequest) -> bytes:
         self.cors.annotate(request)
         self._count_routed(request, "not_found")
         return json_response(
@@ -289,8 +304,7 @@ class TrackApp(Answers):
 
     def _no_such_kind(self, request: IRequest) -> bytes:
         """A path the `<name>` route took, naming a kind not served: 404."""
-        answer: bytes = self.not_found(request, Failure(NotFound()))
-        return answer
+        return self._not_found(request)
 
     @app.handle_errors(MethodNotAllowed)
     def method_not_allowed(self, request: IRequest, failure: Failure) -> bytes:

@@ -352,11 +352,14 @@ class AppTests(SynchronousTestCase):
         self.assertEqual(self.error(response, content, 404)["error"], "not found")
 
     def test_wrong_method_is_405_with_allow(self) -> None:
-        for method in ("GET", "PUT", "DELETE"):
-            with self.subTest(method=method):
-                response, content = self.finish(self.treq.request(method, f"{URL}/session/"))
-                self.error(response, content, 405)
-                self.assertIn("POST", response.headers.getRawHeaders("allow")[0])
+        for method in ("GET", "PUT", "DELETE", "HEAD"):
+            for path in ("session/", "session"):  # the slash is optional on every route, for this answer too
+                with self.subTest(method=method, path=path):
+                    response, content = self.finish(self.treq.request(method, f"{URL}/{path}"))
+                    self.assertEqual(response.code, 405)
+                    if method != "HEAD":
+                        self.error(response, content, 405)
+                    self.assertEqual(response.headers.getRawHeaders("allow"), ["POST, OPTIONS"])
 
     def test_overload_is_503_with_retry_after(self) -> None:
         self.db.hold = True
