@@ -77,7 +77,11 @@ class ReloadTests(TestCase):
         """SIGHUP, then wait for `count` more log lines containing `expect`."""
         before = self.proc.output.count(expect)
         self.assertTrue(self.proc.signal("HUP"))
-        await wait_until(lambda: self.proc.output.count(expect) >= before + count, expect.decode())
+        try:
+            await wait_until(lambda: self.proc.output.count(expect) >= before + count, expect.decode())
+        except AssertionError as e:  # seen once in CI, not since: the log says what the workers did
+            tail = self.proc.output.decode("utf-8", "replace").splitlines()[-60:]
+            raise AssertionError(f"{e}; the log's last lines:\n" + "\n".join(tail)) from None
 
     def pool_connections(self) -> set[int]:
         """The server's connection ids on this test's database (the service's pool)."""
