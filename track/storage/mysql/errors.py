@@ -73,6 +73,7 @@ OUTAGE = frozenset({
     1152, 1153, 1158, 1159, 1160, 1161, 1184,  # network errors seen by the server
     1205, 1213,  # lock wait timeout, deadlock: after the retries
     1290, 1836,  # read-only (--read-only, a replica)
+    1317,  # query execution was interrupted (KILL QUERY): rolled back, safe to try again
     1927,  # connection killed
     2002, 2003, 2006, 2013, 2014, 2045, 2055,  # client: cannot connect, gone, lost
     4031,  # disconnected by the server for inactivity

@@ -133,6 +133,13 @@ class BothPathsTests(SynchronousTestCase):
             expected = decided[mysqlerrors.error_class(error)]
             self.assertEqual((error.args, self.start_with(error), MYSQL.classify(error)), (error.args, *expected))
 
+    def test_an_interrupted_statement_is_an_outage_not_a_bug(self) -> None:
+        """KILL QUERY (an operator's, a query killer's): the INSERT was rolled
+        back, so the requests are spooled or get a 503, and a replay keeps
+        its events to try again instead of making them dead letters."""
+        killed = pymysql.err.OperationalError(1317, "Query execution was interrupted")
+        self.assertEqual((self.start_with(killed), MYSQL.classify(killed)), ("waits", Verdict.OUTAGE))
+
     def test_a_galera_commit_error_1180_by_its_message_on_both_paths(self) -> None:
         galera = pymysql.err.OperationalError(
             1180, "Error while appending streaming replication fragment(provider status: Not connected to "
