@@ -5,7 +5,9 @@ an INSERT; MessageIDs make a replay repeated after a crash store nothing
 twice.  What the database refuses becomes a dead letter and damaged bytes
 are kept aside: nothing acknowledged is ever dropped.  An outage stops the
 replay until the writer's probe finds the database again; any other failure
-(no room for dead letters, an unreadable file) is retried with backoff.
+(no room for dead letters, an unreadable file) is retried with backoff.  An
+error nobody expected is tried again too (BUG_ATTEMPTS times) before the
+records it met become dead letters.
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ log = Logger(namespace="track.writer")
 PROBE_FIRST = 0.5  # seconds: first wait before trying again, doubling
 PROBE_MAX = 10.0
 REPLAY_BATCH = 1000
+# Times a run of records meets an error nobody expected before its records
+# become dead letters: a database restarting can give such errors (a Galera
+# node's provider in a bad state), and every one of these events was
+# acknowledged; a record that fails that way every time must not stop the
+# replay for good either.
+BUG_ATTEMPTS = 4
 
 
 class Inserts(Protocol):
@@ -46,6 +54,11 @@ class DatabaseState(Protocol):
     def proven(self) -> None: ...
 
 
+class TryAgain(Exception):
+    """A run met an unexpected error; the replay stops and is tried again
+    with backoff (BUG_ATTEMPTS times before its records become dead letters)."""
+
+
 class Replay:
     """One replay at a time, of one spool into one store."""
 
@@ -60,6 +73,7 @@ class Replay:
         self._call: IDelayedCall | None = None
         self._backoff = Backoff(PROBE_FIRST, PROBE_MAX)
         self._stopping = False
+        self._bug_attempts = 0  # consecutive runs that met an unexpected error
 
     def run(self) -> Deferred[None]:
         """Move spooled events into the database (one replay at a time).
@@ -159,6 +173,13 @@ class Replay:
                     outcome = await self.store.insert(run_kind, run)
                 except InternalError as e:
                     outcome = [e] * len(run)
+                if outcome is not None and any(isinstance(o, InternalError) for o in outcome):
+                    self._bug_attempts += 1
+                    if self._bug_attempts < BUG_ATTEMPTS:
+                        unexpected = next(o for o in outcome if isinstance(o, InternalError))
+                        raise TryAgain(f"unexpected error storing {run_kind.name} events (attempt "
+                                       f"{self._bug_attempts} of {BUG_ATTEMPTS}): {unexpected}")
+                self._bug_attempts = 0
                 stored += self._sort(run_kind, run, outcome, letters)
                 run = []
             run_kind = kind
