@@ -34,6 +34,7 @@ sys.path.insert(0, ROOT)
 
 from track.storage.dsn import parse_dsn
 from track.storage.prepare import prepare_database
+from track.test.events.example import ISSUE_EXAMPLE, write_events_file
 from track.test.mariadb import free_port
 from track.test.process import TWISTD, child_env, children, cpu_seconds, peak_rss_mb
 from track.test.support import execute
@@ -221,27 +222,11 @@ def track_argv(args: argparse.Namespace, *extra: str) -> list[str]:
             "--dsn", args.dsn, *args.track_arg, *extra]
 
 
-# Issue 22's level_up: a kind declared with --events, six fields (as many as
-# session's form body), one of each rule the subset has that session lacks.
-LEVEL_UP = {"kinds": {"level_up": {"table": "LevelUpEvent", "schema": {
-    "type": "object",
-    "required": ["PlayerID", "Level"],
-    "properties": {
-        "PlayerID": {"type": "integer"},
-        "Level": {"type": "integer", "minimum": 1, "maximum": 100},
-        "Class": {"type": "string", "enum": ["warrior", "mage", "rogue"]},
-        "Zone": {"type": "string", "maxLength": 64},
-        "Reward": {"type": "number", "multipleOf": 0.0001},
-        "Hardcore": {"type": "boolean"},
-    }}}}}
-
-
 def events_args(tmp: str) -> list[str]:
-    """--events with the level_up file, written to the bench's temp dir."""
-    path = os.path.join(tmp, "level_up.json")
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(LEVEL_UP, f)
-    return ["--events", path]
+    """--events with issue 22's level_up file (six fields, as many as
+    session's form body; one of each rule the subset has that session
+    lacks), written to the bench's temp dir."""
+    return ["--events", write_events_file(os.path.join(tmp, "level_up.json"), ISSUE_EXAMPLE)]
 
 
 SCENARIOS = {
