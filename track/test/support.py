@@ -7,7 +7,9 @@ import itertools
 import os
 from typing import Any
 
-from twisted.trial.unittest import TestCase
+from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface import implementer
 
 from track.storage.dialect import dialect_for
 from track.storage.dsn import DSN, parse_dsn
@@ -261,3 +263,17 @@ def open_spool(case: TestCase, directory: str, max_bytes: int = 10**6) -> Any:
     spool.start()
     case.addCleanup(spool.close)
     return spool
+
+
+def logged(case: SynchronousTestCase, namespace: str = "track") -> list[str]:
+    """The log lines of `namespace` from now until the test ends."""
+    lines: list[str] = []
+
+    @implementer(ILogObserver)
+    def observe(event: dict[str, Any]) -> None:
+        if event.get("log_namespace") == namespace:
+            lines.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observe)
+    case.addCleanup(globalLogPublisher.removeObserver, observe)
+    return lines

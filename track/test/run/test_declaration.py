@@ -5,12 +5,9 @@ migration lock wins; a breaking change is said once."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 
 from track.events.declared import DeclaredKind
 from track.events.files import served_kinds
@@ -22,6 +19,7 @@ from track.storage.evolve.apply import BreakingChanges
 from track.storage.evolve.classify import Breaking
 from track.storage.prepare import Prepared
 from track.test.events.example import write_events_file
+from track.test.support import logged
 
 DSN = parse_dsn("mysql://track:secret@db.example:3306/track")
 
@@ -33,15 +31,7 @@ class DeclarationTests(SynchronousTestCase):
         self.kinds = KindTables(compile_kinds(self.at_start))
         self.migrations: list[tuple[Mapping[str, DeclaredKind], Deferred[Prepared]]] = []
         self.declaration = Declaration(self.at_start, compile_kinds(self.at_start), self.kinds, DSN, self.migrate)
-        self.lines: list[str] = []
-
-        @implementer(ILogObserver)
-        def observe(event: dict[str, Any]) -> None:
-            if event.get("log_namespace") == "track":
-                self.lines.append(formatEvent(event))
-
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        self.lines: list[str] = logged(self)
 
     def migrate(self, declared: Mapping[str, DeclaredKind]) -> Deferred[Prepared]:
         """Waits (as for the migration lock) until the test says how it ended."""

@@ -9,29 +9,19 @@ import os
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
-from zope.interface import implementer
 
 from track.run.reload import Reload
 from track.storage.dialect import dialect_for
 from track.storage.dsn import DSN, parse_dsn
 from track.test.mariadb import free_port
-from track.test.support import sqlite_dsn
+from track.test.support import logged, sqlite_dsn
 
 
 class RefusalTests(TestCase):
     def setUp(self) -> None:
         self.served: list[Any] = []
-        self.lines: list[str] = []
-
-        @implementer(ILogObserver)
-        def observe(event: dict[str, Any]) -> None:
-            if event.get("log_namespace") == "track":
-                self.lines.append(formatEvent(event))
-
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        self.lines: list[str] = logged(self)
 
     def reload(self, events: str | None, dsn: DSN | None = None) -> Reload:
         dsn = dsn or sqlite_dsn(self)

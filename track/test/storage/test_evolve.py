@@ -16,9 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
-from zope.interface import implementer
 
 from track.events.__main__ import main as events_main
 from track.events.files import served_kinds
@@ -31,7 +29,7 @@ from track.storage.prepare import migrate_on_own_connection, prepare_database
 from track.storage.schema import V1_TABLES, migrate
 from track.storage.store import Store
 from track.test.storage.test_evolve_classify import LEVEL_UP
-from track.test.support import MYSQL_SKIP, ORIGINAL_MYSQL_DDL, dsn_text, execute, reset_mysql, sqlite_dsn
+from track.test.support import MYSQL_SKIP, ORIGINAL_MYSQL_DDL, dsn_text, execute, logged, reset_mysql, sqlite_dsn
 from track.test.test_docs import docs_root, skip_without_docs
 
 NOW = datetime(2026, 12, 7, 12, 0, 0)
@@ -40,20 +38,6 @@ if TYPE_CHECKING:
     _MixinBase = TestCase
 else:
     _MixinBase = object
-
-
-def logged(case: TestCase) -> list[str]:
-    """The "track" log lines from now until the test ends."""
-    lines: list[str] = []
-
-    @implementer(ILogObserver)
-    def observe(event: dict[str, Any]) -> None:
-        if event.get("log_namespace") == "track":
-            lines.append(formatEvent(event))
-
-    globalLogPublisher.addObserver(observe)
-    case.addCleanup(globalLogPublisher.removeObserver, observe)
-    return lines
 
 
 def run_check(*args: str) -> tuple[int, str, str]:

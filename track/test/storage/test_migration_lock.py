@@ -4,17 +4,13 @@ ALTER TABLE of a big table can take minutes; GET_LOCK's own wait is 60 s)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.internet.threads import deferToThread
-from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
-from zope.interface import implementer
 
 from track.storage.dialect import dialect_for
 from track.storage.mysql.dialect import MIGRATION_LOCK
 from track.test.process import wait_until
-from track.test.support import MYSQL_SKIP, mysql_dsn
+from track.test.support import MYSQL_SKIP, logged, mysql_dsn
 
 
 class MigrationLockTests(TestCase):
@@ -25,15 +21,7 @@ class MigrationLockTests(TestCase):
         first, second = dialect.connect(), dialect.connect()
         self.addCleanup(first.close)
         self.addCleanup(second.close)
-        lines: list[str] = []
-
-        @implementer(ILogObserver)
-        def observe(event: dict[str, Any]) -> None:
-            if event.get("log_namespace") == "track":
-                lines.append(formatEvent(event))
-
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        lines = logged(self)
         dialect.lock(first.cursor())
         dialect.lock_wait_seconds = 1  # type: ignore[attr-defined]
         got: list[bool] = []

@@ -12,15 +12,13 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
-from zope.interface import implementer
 
 from track.fields.kinds import KINDS, parse_event
 from track.pipeline.writer import Writer
 from track.storage.sqlite import SQLiteDialect
 from track.storage.store import Store
-from track.test.support import create_schema, execute, open_spool, spooled_rows, sqlite_dsn
+from track.test.support import create_schema, execute, logged, open_spool, spooled_rows, sqlite_dsn
 from track.types import Statement, Unavailable
 
 SESSION = KINDS["session"]
@@ -91,19 +89,11 @@ class SplitOutageTests(TestCase):
         ])
         store = Store(dialect)
         self.addCleanup(store.close)
-        logged: list[str] = []
-
-        @implementer(ILogObserver)
-        def observe(event: dict[str, Any]) -> None:
-            if event.get("log_namespace") == "track.store":
-                logged.append(formatEvent(event))
-
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        lines = logged(self, "track.store")
         ids = ["s-0", "s-1", "s-2", "s-3"]
         outcome = await store.insert(SESSION, [row(m) for m in ids])
         self.assertEqual(dialect.inserts, [ids, ["s-0", "s-1"], ["s-2", "s-3"]])
         self.assertEqual([type(o) for o in outcome or []], [type(None)] * 2 + [Unavailable] * 2)
         self.assertEqual(str(outcome[2]), "OperationalError('database is locked')")  # type: ignore[index]
         self.assertEqual(execute(dsn, "SELECT MessageID FROM SessionEvent ORDER BY MessageID"), [("s-0",), ("s-1",)])
-        self.assertEqual(logged, ["could not write: OperationalError('database is locked')"])
+        self.assertEqual(lines, ["could not write: OperationalError('database is locked')"])
