@@ -173,10 +173,10 @@ class Replay:
                     outcome = await self.store.insert(run_kind, run)
                 except InternalError as e:
                     outcome = [e] * len(run)
-                if outcome is not None and any(isinstance(o, InternalError) for o in outcome):
+                unexpected = next((o for o in outcome or () if isinstance(o, InternalError)), None)
+                if unexpected is not None:
                     self._bug_attempts += 1
                     if self._bug_attempts < BUG_ATTEMPTS:
-                        unexpected = next(o for o in outcome if isinstance(o, InternalError))
                         raise TryAgain(f"unexpected error storing {run_kind.name} events (attempt "
                                        f"{self._bug_attempts} of {BUG_ATTEMPTS}): {unexpected}")
                 self._bug_attempts = 0

@@ -108,7 +108,6 @@ class Answers:
         self.tap = tap  # with --admin-http, the live page's latest events (track.admin.recent.Recent)
         self._script = StaticScript()
         self.rate_limiter = rate_limiter  # None: --rate-limit off, and no cost
-        self._openapi = CachedBody(b"", b"application/json", OPENAPI_CACHE)
         self.kinds.subscribe(self._kinds_changed)
         self._kinds_changed(self.kinds)
 

@@ -11,8 +11,8 @@ batcher, and answered 201 only when the batcher reports its row committed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 from klein import Klein
 from klein.resource import KleinResource
@@ -50,7 +50,7 @@ def per_kind(app: Klein, methods: list[str]) -> Callable[[Any], Any]:
     handler, which looks it up in the live tables at request time (a kind
     the events file adds on SIGHUP is served at once; one it removes is a
     404).  Every served kind's name also gets a static route to the same
-    handler (route_kinds)."""
+    handler (TrackApp._kinds_changed)."""
 
     def route(f: Any) -> Any:
         return app.route(f"{API_PREFIX}/<name>/", methods=methods, strict_slashes=False,
@@ -61,23 +61,6 @@ def per_kind(app: Klein, methods: list[str]) -> Callable[[Any], Any]:
 
 KIND_ENDPOINT = "_kind"  # the suffix of the per-kind endpoints: track_kind, preflight_kind
 _PER_KIND = {"track": ["POST"], "preflight": ["OPTIONS"]}  # per_kind's handlers
-_ROUTED: set[str] = set()  # the kinds with static routes: only grows, and only from declarations
-
-
-def route_kinds(app: Klein, names: Iterable[str]) -> None:
-    """Give each kind in `names` a static route of its own to the per-kind
-    handlers.  werkzeug matches a static path segment by a dict lookup; the
-    `<name>` converter's regex costs about 2 us more a request (a declared
-    kind was 6% slower than session through it).  A route is never taken
-    away: the handler still asks the live tables, so a kind no longer
-    served is a 404 either way."""
-    for name in names:
-        if name in _ROUTED:
-            continue
-        for handler, methods in _PER_KIND.items():
-            app.url_map.add(Rule(f"{API_PREFIX}/{name}/", methods=methods, strict_slashes=False,
-                                 endpoint=f"{handler}{KIND_ENDPOINT}", defaults={"name": name}))
-        _ROUTED.add(name)
 
 
 def is_batch_path(path: bytes) -> bool:
@@ -97,14 +80,28 @@ class TrackApp(Answers):
     # a 500 with a traceback in the log (any client could fill the log): no
     # such path, a 404.
     app.url_map.merge_slashes = False
+    # The kinds with a static route in `app`'s map (shared by every
+    # instance): only grows, and only from declarations.
+    _routed: ClassVar[set[str]] = set()
 
     def resource(self) -> Any:
         return CaseSensitiveMethods(self.app, self)
 
     def _kinds_changed(self, kinds: Mapping[str, Kind]) -> None:
-        """The document, and a static route for every kind served now."""
+        """The document, and a static route of its own for every kind served
+        now, to the per-kind handlers.  werkzeug matches a static path
+        segment by a dict lookup; the `<name>` converter's regex costs about
+        2 us more a request (a declared kind was 6% slower than session
+        through it).  A route is never taken away: the handler still asks
+        the live tables, so a kind no longer served is a 404 either way."""
         super()._kinds_changed(kinds)
-        route_kinds(self.app, kinds)
+        for name in kinds:
+            if name in self._routed:
+                continue
+            for handler, methods in _PER_KIND.items():
+                self.app.url_map.add(Rule(f"{API_PREFIX}/{name}/", methods=methods, strict_slashes=False,
+                                          endpoint=f"{handler}{KIND_ENDPOINT}", defaults={"name": name}))
+            self._routed.add(name)
 
     def unrecognized_method(self, request: IRequest) -> Any:
         """What an unknown method gets: 405 with the path's Allow, or 404."""
@@ -288,7 +285,7 @@ class TrackApp(Answers):
     def not_found(self, request: IRequest, failure: Failure) -> bytes:
         # werkzeug finds a slash-less path's route only for a method it
         # takes: another method (HEAD, DELETE) is a 405 there, as with the slash.
-        if failure.check(NotFound) and (valid := self._allowed(request, with_path=False)):
+        if valid := self._allowed(request, with_path=False):
             answer: bytes = self.method_not_allowed(request, Failure(MethodNotAllowed(valid_methods=valid)))
             return answer
         return self._not_found(request)

@@ -63,11 +63,14 @@ def _sqlite_table(cursor: Any, table: str) -> RealTable | None:
     name, sql = found
     cursor.execute(f'PRAGMA table_info("{name}")')
     columns = tuple(sqlite_column(c[1], c[2], c[3], c[4], c[5]) for c in cursor.fetchall())
-    cursor.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL "
-                   "ORDER BY name", (name,))
-    indexes = tuple(row[0] for row in cursor.fetchall())
-    cursor.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ? AND sql IS NOT NULL "
-                   "ORDER BY name", (name,))
-    triggers = tuple(row[0] for row in cursor.fetchall())
-    return RealTable(name, columns, autoincrement="AUTOINCREMENT" in (sql or "").upper(), indexes=indexes,
-                     triggers=triggers)
+    return RealTable(name, columns, autoincrement="AUTOINCREMENT" in (sql or "").upper(),
+                     indexes=_sqlite_statements(cursor, "index", name),
+                     triggers=_sqlite_statements(cursor, "trigger", name))
+
+
+def _sqlite_statements(cursor: Any, kind: str, table: str) -> tuple[str, ...]:
+    """The CREATE statements of the table's indexes or triggers, to make
+    them again (an index made for a key has none: it comes with the table)."""
+    cursor.execute("SELECT sql FROM sqlite_master WHERE type = ? AND tbl_name = ? AND sql IS NOT NULL "
+                   "ORDER BY name", (kind, table))
+    return tuple(row[0] for row in cursor.fetchall())

@@ -110,7 +110,8 @@ class TableDDL:
             prop = action.prop
             default = self.literal(default_value(prop)) if prop.has_default else None
             column = Column(prop.name, action.type, nullable=action.null, default=default)
-            real = tables[action.table.lower()].column(prop.name) if action.table.lower() in tables else None
+            table = tables.get(action.table.lower())
+            real = table.column(prop.name) if table is not None else None
             return [f"ALTER TABLE {q(action.table)} MODIFY COLUMN {self.dialect.column_ddl(column)}{self.kept(real)}"]
         return []  # SQLite: a wider type needs nothing; NULL comes with the table's rebuild
 
